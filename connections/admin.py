@@ -1,0 +1,81 @@
+from django import forms
+from django.contrib import admin, messages
+
+from connections.models import Connection
+from connections.services import connection_test
+from connections.tenancy import scope_to_user, teams_of
+
+
+class TeamScopedAdmin(admin.ModelAdmin):
+    """Staff who are not superusers see and pick only their teams' objects."""
+
+    team_path = "team"
+
+    def get_queryset(self, request):
+        return scope_to_user(super().get_queryset(request), user=request.user, team_path=self.team_path)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "team":
+            kwargs["queryset"] = teams_of(request.user)
+        elif db_field.name == "connection":
+            kwargs["queryset"] = scope_to_user(Connection.objects.all(), user=request.user, team_path="team")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class ConnectionAdminForm(forms.ModelForm):
+    password = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Stored encrypted. Leave blank to keep the current password.",
+    )
+
+    class Meta:
+        model = Connection
+        fields = [
+            "name",
+            "team",
+            "host",
+            "port",
+            "database",
+            "username",
+            "password",
+            "sslmode",
+            "require_replica",
+            "statement_timeout_ms",
+            "max_queries_per_hour",
+            "max_concurrent_queries",
+            "is_active",
+        ]
+
+    def save(self, commit=True):
+        if self.cleaned_data.get("password"):
+            self.instance.set_password(self.cleaned_data["password"])
+        return super().save(commit=commit)
+
+
+@admin.register(Connection)
+class ConnectionAdmin(TeamScopedAdmin):
+    form = ConnectionAdminForm
+    list_display = ["status", "name", "team", "host", "port", "database", "is_active", "last_checked_at"]
+    list_filter = ["status", "is_active", "team", "require_replica"]
+    search_fields = ["name", "host", "database"]
+    ordering = ["name"]
+    readonly_fields = ["has_password", "status", "last_error", "last_checked_at", "created_at", "updated_at"]
+    actions = ["test_connection"]
+    inlines = []  # monitors.admin adds the monitored tables inline (imports flow monitors -> connections)
+
+    @admin.display(boolean=True, description="password stored")
+    def has_password(self, obj):
+        return obj.has_password
+
+    @admin.action(description="Test connection", permissions=["change"])
+    def test_connection(self, request, queryset):
+        for connection in queryset:
+            result = connection_test(connection=connection)
+            if result.ok:
+                self.message_user(
+                    request, f"{connection.name}: ok (replica, PostgreSQL {result.server_version})", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, f"{connection.name}: {result.error}", messages.ERROR)

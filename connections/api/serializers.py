@@ -1,0 +1,125 @@
+from django.contrib.auth.models import Group
+from rest_framework import serializers
+
+from connections import replica
+from connections.models import Connection
+from connections.tenancy import teams_of
+from pulse_project.api import StrictModelSerializer
+
+# Changing any of these means Pulse must reach the replica again before saving.
+PROBED_FIELDS = ("host", "port", "database", "username", "password", "sslmode", "require_replica")
+
+
+class UserTeamField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return teams_of(self.context["request"].user)
+
+
+class SoleTeamDefault:
+    """`team` may be omitted when the user belongs to exactly one team."""
+
+    requires_context = True
+
+    def __call__(self, serializer_field):
+        teams = list(teams_of(serializer_field.context["request"].user)[:2])
+        if len(teams) != 1:
+            raise serializers.ValidationError("This field is required unless you belong to exactly one team.")
+        return teams[0]
+
+
+class ConnectionSerializer(StrictModelSerializer):
+    team = UserTeamField(default=SoleTeamDefault())
+    password = serializers.CharField(
+        write_only=True,
+        required=False,
+        allow_blank=True,
+        max_length=1024,
+        trim_whitespace=False,
+        style={"input_type": "password"},
+    )
+    has_password = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Connection
+        fields = [
+            "id",
+            "name",
+            "team",
+            "host",
+            "port",
+            "database",
+            "username",
+            "password",
+            "has_password",
+            "sslmode",
+            "require_replica",
+            "statement_timeout_ms",
+            "max_queries_per_hour",
+            "max_concurrent_queries",
+            "is_active",
+            "status",
+            "last_error",
+            "last_checked_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["status", "last_error", "last_checked_at", "created_at", "updated_at"]
+
+    def validate_team(self, team: Group) -> Group:
+        if self.instance is not None and team.pk != self.instance.team_id:
+            raise serializers.ValidationError("A connection cannot move to another team.")
+        return team
+
+    def validate(self, attrs):
+        if self.instance is None or any(f in attrs for f in PROBED_FIELDS):
+            self._probe(attrs)
+        return attrs
+
+    def _probe(self, attrs) -> None:
+        def current(field, default=None):
+            if field in attrs:
+                return attrs[field]
+            return getattr(self.instance, field, default) if self.instance else default
+
+        password = attrs["password"] if "password" in attrs else (self.instance.get_password() if self.instance else "")
+        conninfo = {
+            "host": current("host"),
+            "port": current("port", 5432),
+            "dbname": current("database"),
+            "user": current("username"),
+            "password": password,
+            "sslmode": current("sslmode", Connection.SSLMode.PREFER),
+        }
+        result = replica.probe(
+            conninfo=conninfo,
+            statement_timeout_ms=current("statement_timeout_ms", 5000),
+            require_replica=current("require_replica", True),
+        )
+        if not result.ok:
+            raise serializers.ValidationError({"non_field_errors": [f"Connection check failed: {result.error}"]})
+        self.probe_result = result
+
+    def _save_with_password(self, instance: Connection, password: str | None) -> Connection:
+        if password is not None:
+            instance.set_password(password)
+        instance.status = Connection.Status.OK
+        instance.last_error = ""
+        instance.save()
+        return instance
+
+    def create(self, validated_data):
+        password = validated_data.pop("password", "")
+        return self._save_with_password(Connection(**validated_data), password)
+
+    def update(self, instance, validated_data):
+        password = validated_data.pop("password", None)
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        return self._save_with_password(instance, password)
+
+
+class ConnectionTestSerializer(serializers.Serializer):
+    ok = serializers.BooleanField()
+    in_recovery = serializers.BooleanField(allow_null=True)
+    server_version = serializers.CharField(allow_null=True)
+    error = serializers.CharField(allow_null=True)

@@ -1,0 +1,88 @@
+from django.contrib.auth.models import Group
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from connections.secrets import decrypt_secret, encrypt_secret
+
+
+class Connection(models.Model):
+    """A customer's read replica that Pulse checks; the `team` group is the tenancy boundary."""
+
+    class SSLMode(models.TextChoices):
+        DISABLE = "disable"
+        ALLOW = "allow"
+        PREFER = "prefer"
+        REQUIRE = "require"
+        VERIFY_CA = "verify-ca"
+        VERIFY_FULL = "verify-full"
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown"
+        OK = "ok"
+        ERROR = "error"
+        NOT_REPLICA = "not_replica"
+        PAUSED = "paused"
+
+    name = models.CharField(max_length=100)
+    team = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="connections")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=5432, validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    database = models.CharField(max_length=63)
+    username = models.CharField(max_length=63)
+    password_encrypted = models.TextField(blank=True, default="", editable=False)
+    sslmode = models.CharField(max_length=11, choices=SSLMode.choices, default=SSLMode.PREFER)
+    require_replica = models.BooleanField(default=True)
+    statement_timeout_ms = models.PositiveIntegerField(
+        default=5000, validators=[MinValueValidator(100), MaxValueValidator(60000)]
+    )
+    max_queries_per_hour = models.PositiveIntegerField(
+        default=10000,
+        validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        help_text="Query budget per hour across all runchecks processes.",
+    )
+    max_concurrent_queries = models.PositiveIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(32)],
+        help_text="Sessions Pulse may hold open on this replica at once.",
+    )
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNKNOWN, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="connection_unique_name_per_team"),
+            models.CheckConstraint(
+                condition=models.Q(statement_timeout_ms__gte=100, statement_timeout_ms__lte=60000),
+                name="connection_statement_timeout_range",
+            ),
+            models.CheckConstraint(condition=models.Q(port__gte=1, port__lte=65535), name="connection_port_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_password(self) -> bool:
+        return bool(self.password_encrypted)
+
+    def set_password(self, plaintext: str) -> None:
+        self.password_encrypted = encrypt_secret(plaintext)
+
+    def get_password(self) -> str:
+        return decrypt_secret(self.password_encrypted)
+
+    def conninfo(self) -> dict:
+        """libpq parameters for this connection (includes the decrypted password: never log it)."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "dbname": self.database,
+            "user": self.username,
+            "password": self.get_password(),
+            "sslmode": self.sslmode,
+        }

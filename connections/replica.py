@@ -1,0 +1,162 @@
+"""Read-only sessions on customers' replicas: the only way Pulse talks to a customer database."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+CONNECT_TIMEOUT_SECONDS = 5
+APPLICATION_NAME = "pulse"
+TIMESTAMP_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
+
+
+class ReplicaError(Exception):
+    """A replica could not be reached or refused a query; the message is safe to show and store."""
+
+
+def session_options(*, statement_timeout_ms: int) -> str:
+    """Server options of every Pulse session: read-only by default, every wait bounded."""
+    lock_timeout_ms = max(50, statement_timeout_ms // 2)
+    idle_timeout_ms = max(10_000, statement_timeout_ms * 2)
+    return " ".join(
+        [
+            "-c default_transaction_read_only=on",
+            f"-c statement_timeout={int(statement_timeout_ms)}",
+            f"-c lock_timeout={int(lock_timeout_ms)}",
+            f"-c idle_in_transaction_session_timeout={int(idle_timeout_ms)}",
+        ]
+    )
+
+
+def describe_error(exc: BaseException) -> str:
+    """A one-line message for a psycopg error; libpq never echoes the password, and neither do we."""
+    text = str(exc).strip() or exc.__class__.__name__
+    text = re.sub(r"\s+", " ", text)
+    text = re.sub(r'^connection failed: connection to server at "[^"]*"(, port \d+)? failed: ', "", text)
+    return text[:500]
+
+
+def connect(*, conninfo: dict, statement_timeout_ms: int) -> psycopg.Connection:
+    """Open a read-only session: every transaction it starts is `BEGIN READ ONLY`."""
+    try:
+        conn = psycopg.connect(
+            **conninfo,
+            application_name=APPLICATION_NAME,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            options=session_options(statement_timeout_ms=statement_timeout_ms),
+        )
+    except psycopg.Error as exc:
+        raise ReplicaError(f"cannot connect: {describe_error(exc)}") from None
+    conn.read_only = True
+    return conn
+
+
+@contextmanager
+def open_session(*, conninfo: dict, statement_timeout_ms: int) -> Iterator[psycopg.Connection]:
+    conn = connect(conninfo=conninfo, statement_timeout_ms=statement_timeout_ms)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def session_for(connection) -> contextmanager:
+    """A read-only session on a `connections.Connection`."""
+    return open_session(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
+
+
+def is_in_recovery(session: psycopg.Connection) -> bool:
+    with session.transaction(), session.cursor() as cur:
+        cur.execute(sql.SQL("SELECT pg_is_in_recovery()"))
+        return bool(cur.fetchone()[0])
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    in_recovery: bool | None = None
+    server_version: str | None = None
+    error: str | None = None
+
+
+def probe(*, conninfo: dict, statement_timeout_ms: int = 5000, require_replica: bool = True) -> ProbeResult:
+    """Connect once and report whether the target is reachable and a hot standby."""
+    try:
+        with (
+            open_session(conninfo=conninfo, statement_timeout_ms=statement_timeout_ms) as session,
+            session.transaction(),
+            session.cursor() as cur,
+        ):
+            cur.execute(sql.SQL("SELECT pg_is_in_recovery(), current_setting('server_version')"))
+            in_recovery, version = cur.fetchone()
+    except ReplicaError as exc:
+        return ProbeResult(ok=False, error=str(exc))
+    except psycopg.Error as exc:
+        return ProbeResult(ok=False, error=describe_error(exc))
+    if require_replica and not in_recovery:
+        return ProbeResult(
+            ok=False,
+            in_recovery=False,
+            server_version=version,
+            error="server is not a read replica (pg_is_in_recovery() is false); Pulse only connects to replicas",
+        )
+    return ProbeResult(ok=True, in_recovery=bool(in_recovery), server_version=version)
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    not_null: bool
+    position: int
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    exists: bool
+    readable: bool = False
+    columns: tuple[Column, ...] = ()
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+
+_TABLE_LOOKUP = sql.SQL(
+    "SELECT c.oid, has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT')"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+)
+_COLUMNS_LOOKUP = sql.SQL(
+    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, a.attnum"
+    " FROM pg_catalog.pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped"
+    " ORDER BY a.attnum"
+)
+
+
+def describe_table(session: psycopg.Connection, *, schema: str, table: str) -> TableInfo:
+    """Look a table up in the replica's catalog: existence, SELECT privilege and columns."""
+    with session.transaction(), session.cursor() as cur:
+        cur.execute(_TABLE_LOOKUP, (schema, table))
+        row = cur.fetchone()
+        if row is None:
+            return TableInfo(exists=False)
+        oid, readable = row
+        cur.execute(_COLUMNS_LOOKUP, (oid,))
+        columns = tuple(Column(name=r[0], type=r[1], not_null=r[2], position=r[3]) for r in cur.fetchall())
+    return TableInfo(exists=True, readable=bool(readable), columns=columns)
+
+
+def validate_identifier(value: str, *, what: str) -> str | None:
+    """Return an error message if `value` cannot be a PostgreSQL identifier, else None."""
+    if not value:
+        return f"{what} must not be empty"
+    if len(value.encode()) > 63:
+        return f"{what} must be at most 63 bytes (PostgreSQL's identifier limit)"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        return f"{what} must not contain control characters"
+    return None

@@ -1,0 +1,28 @@
+"""Encryption at rest for customer credentials (Fernet, with key rotation via MultiFernet)."""
+
+from functools import cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.conf import settings
+
+
+@cache
+def _fernet() -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in settings.PULSE_ENCRYPTION_KEYS])
+
+
+def encrypt_secret(plaintext: str) -> str:
+    """Return the Fernet token for `plaintext`; the empty string stays empty."""
+    if not plaintext:
+        return ""
+    return _fernet().encrypt(plaintext.encode()).decode()
+
+
+def decrypt_secret(token: str) -> str:
+    """Return the plaintext of a token made by `encrypt_secret`."""
+    if not token:
+        return ""
+    try:
+        return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("stored secret cannot be decrypted with the configured PULSE_ENCRYPTION_KEY") from exc

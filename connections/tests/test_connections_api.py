@@ -1,0 +1,172 @@
+import pytest
+from django.db import connection as pulse_db
+
+from connections.models import Connection
+
+pytestmark = pytest.mark.django_db
+
+
+def payload(replica_settings, **overrides):
+    return {"name": "shop-replica", **replica_settings, **overrides}
+
+
+def test_it_creates_a_connection_to_a_replica_with_the_team_inferred(owner_client, replica_settings, teams):
+    response = owner_client.post("/api/connections", payload(replica_settings), format="json")
+    assert response.status_code == 201, response.data
+    body = response.json()
+    assert body["team"] == teams[0].id
+    assert body["has_password"] is True
+    assert "password" not in body and "password_encrypted" not in body
+    assert body["status"] == "ok"
+    stored = Connection.objects.get(pk=body["id"])
+    assert stored.get_password() == replica_settings["password"]
+
+
+def test_it_encrypts_the_password_at_rest(owner_client, replica_settings):
+    response = owner_client.post("/api/connections/", payload(replica_settings), format="json")
+    assert response.status_code == 201
+    with pulse_db.cursor() as cursor:
+        cursor.execute("SELECT row_to_json(c)::text FROM connections_connection c WHERE id = %s", [response.data["id"]])
+        raw_row = cursor.fetchone()[0]
+    assert replica_settings["password"] not in raw_row
+    assert "gAAAAA" in raw_row  # a Fernet token
+
+
+def test_it_never_returns_the_password(owner_client, make_connection, replica_settings):
+    connection = make_connection()
+    for response in (
+        owner_client.get("/api/connections"),
+        owner_client.get(f"/api/connections/{connection.id}"),
+        owner_client.patch(f"/api/connections/{connection.id}", {"name": "renamed"}, format="json"),
+    ):
+        assert response.status_code == 200
+        assert replica_settings["password"] not in response.content.decode()
+        assert connection.password_encrypted not in response.content.decode()
+
+
+def test_it_refuses_the_primary(owner_client, primary_settings):
+    response = owner_client.post("/api/connections", payload(primary_settings), format="json")
+    assert response.status_code == 400
+    assert "not a read replica" in str(response.data)
+    assert not Connection.objects.exists()
+
+
+def test_it_accepts_a_primary_only_when_require_replica_is_off(owner_client, primary_settings):
+    response = owner_client.post("/api/connections", payload(primary_settings, require_replica=False), format="json")
+    assert response.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"password": "wrong"}, "password authentication failed"),
+        ({"database": "nosuchdb"}, 'database "nosuchdb" does not exist'),
+        ({"port": 1}, "cannot connect"),
+        ({"username": "nobody"}, "authentication failed"),
+    ],
+)
+def test_it_names_the_cause_when_the_replica_cannot_be_reached(owner_client, replica_settings, override, expected):
+    response = owner_client.post("/api/connections", payload(replica_settings, **override), format="json")
+    assert response.status_code == 400
+    assert expected in str(response.data)
+    assert not Connection.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"port": "abc"}, "port"),
+        ({"port": 70000}, "port"),
+        ({"statement_timeout_ms": 50}, "statement_timeout_ms"),
+        ({"statement_timeout_ms": 60001}, "statement_timeout_ms"),
+        ({"sslmode": "sometimes"}, "sslmode"),
+        ({"name": "x" * 101}, "name"),
+        ({"host": "h" * 256}, "host"),
+        ({"max_concurrent_queries": 0}, "max_concurrent_queries"),
+        ({"require_replica": "maybe"}, "require_replica"),
+        ({"team": 999999}, "team"),
+        ({"status": "ok"}, "status"),
+        ({"colour": "blue"}, "colour"),
+        ({"name": "nul\x00byte"}, "name"),
+    ],
+)
+def test_it_rejects_bad_input_naming_the_field(owner_client, replica_settings, override, field):
+    response = owner_client.post("/api/connections", payload(replica_settings, **override), format="json")
+    assert response.status_code == 400
+    assert field in response.data
+    assert not Connection.objects.exists()
+
+
+def test_it_rejects_a_foreign_team(owner_client, replica_settings, teams):
+    response = owner_client.post("/api/connections", payload(replica_settings, team=teams[1].id), format="json")
+    assert response.status_code == 400
+    assert "team" in response.data
+
+
+def test_it_requires_a_team_when_the_user_has_several(owner_client, owner, replica_settings, teams):
+    owner.groups.add(teams[1])
+    response = owner_client.post("/api/connections", payload(replica_settings), format="json")
+    assert response.status_code == 400
+    assert "team" in response.data
+
+
+def test_it_rejects_a_duplicate_name_in_the_team(owner_client, make_connection, replica_settings):
+    make_connection(name="shop-replica")
+    response = owner_client.post("/api/connections", payload(replica_settings), format="json")
+    assert response.status_code == 400
+    assert Connection.objects.count() == 1
+
+
+@pytest.mark.parametrize("body", ["not json", "[1, 2]", "null", '{"port": {"$gt": 1}}'])
+def test_it_answers_malformed_bodies_with_400(owner_client, body):
+    response = owner_client.post("/api/connections", body, content_type="application/json")
+    assert response.status_code == 400
+
+
+def test_it_updates_and_reprobes_when_credentials_change(owner_client, make_connection, replica_settings):
+    connection = make_connection()
+    bad = owner_client.patch(f"/api/connections/{connection.id}", {"password": "wrong"}, format="json")
+    assert bad.status_code == 400
+    connection.refresh_from_db()
+    assert connection.get_password() == replica_settings["password"]
+    good = owner_client.patch(
+        f"/api/connections/{connection.id}/", {"statement_timeout_ms": 2000, "name": "renamed"}, format="json"
+    )
+    assert good.status_code == 200
+    connection.refresh_from_db()
+    assert (connection.statement_timeout_ms, connection.name) == (2000, "renamed")
+
+
+def test_it_keeps_the_password_when_patching_other_fields(owner_client, make_connection, replica_settings):
+    connection = make_connection()
+    response = owner_client.patch(f"/api/connections/{connection.id}", {"port": connection.port}, format="json")
+    assert response.status_code == 200
+    connection.refresh_from_db()
+    assert connection.get_password() == replica_settings["password"]
+
+
+def test_it_deletes(owner_client, make_connection):
+    connection = make_connection()
+    assert owner_client.delete(f"/api/connections/{connection.id}").status_code == 204
+    assert not Connection.objects.exists()
+
+
+def test_it_tests_a_stored_connection(owner_client, make_connection):
+    connection = make_connection(status=Connection.Status.UNKNOWN)
+    response = owner_client.post(f"/api/connections/{connection.id}/test")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True and body["in_recovery"] is True and body["error"] is None
+    assert body["server_version"].startswith("15")
+    connection.refresh_from_db()
+    assert connection.status == "ok"
+
+
+def test_it_reports_a_failing_stored_connection(owner_client, make_connection, primary_settings):
+    connection = make_connection(port=primary_settings["port"])
+    response = owner_client.post(f"/api/connections/{connection.id}/test/")
+    assert response.status_code == 200
+    assert response.json()["ok"] is False
+    assert response.json()["in_recovery"] is False
+    connection.refresh_from_db()
+    assert connection.status == "not_replica"

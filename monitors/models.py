@@ -1,0 +1,116 @@
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from connections.models import Connection
+
+
+class CheckKind(models.TextChoices):
+    FRESHNESS = "freshness"
+    VOLUME = "volume"
+    SCHEMA_CHANGE = "schema_change"
+    NULL_RATE = "null_rate"
+    ROW_COUNT = "row_count"
+    CUSTOM_SQL = "custom_sql"
+    REPLICATION_LAG = "replication_lag"
+
+
+class MonitoredTable(models.Model):
+    """A table on a replica that Pulse checks on a schedule."""
+
+    class Status(models.TextChoices):
+        UNKNOWN = "unknown"
+        LEARNING = "learning"
+        HEALTHY = "healthy"
+        FAILING = "failing"
+        ERROR = "error"
+        PAUSED = "paused"
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="tables")
+    schema_name = models.CharField(max_length=63, default="public")
+    table_name = models.CharField(max_length=63)
+    timestamp_column = models.CharField(
+        max_length=63, blank=True, default="", help_text="Enables freshness and time-bucketed volume checks."
+    )
+    freshness_threshold_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(1), MaxValueValidator(525_600)]
+    )
+    check_interval_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(10), MaxValueValidator(604_800)]
+    )
+    failure_threshold = models.PositiveSmallIntegerField(
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(10)],
+        help_text="Consecutive failing runs before an alert opens.",
+    )
+    is_active = models.BooleanField(default=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
+    last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["connection_id", "schema_name", "table_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["connection", "schema_name", "table_name"], name="monitoredtable_unique_per_connection"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(check_interval_seconds__gte=10), name="monitoredtable_min_interval"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(failure_threshold__gte=1, failure_threshold__lte=10),
+                name="monitoredtable_failure_threshold_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.schema_name}.{self.table_name}"
+
+
+class CheckResult(models.Model):
+    """One outcome of one check kind on one table: the time series behind history and baselines."""
+
+    class Status(models.TextChoices):
+        PASS = "pass"
+        FAIL = "fail"
+        ERROR = "error"
+        SKIPPED = "skipped"
+
+    table = models.ForeignKey(MonitoredTable, on_delete=models.CASCADE, related_name="results")
+    kind = models.CharField(max_length=20, choices=CheckKind.choices)
+    status = models.CharField(max_length=8, choices=Status.choices)
+    observed_value = models.FloatField(null=True, blank=True)
+    expected_lower = models.FloatField(null=True, blank=True)
+    expected_upper = models.FloatField(null=True, blank=True)
+    message = models.TextField(blank=True, default="")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+    queries_used = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # "latest results of a table and kind": history API, baselines, lifecycle.
+            models.Index(fields=["table", "kind", "-started_at"], name="result_table_kind_latest"),
+            # retention pruning scans by age.
+            models.Index(fields=["started_at"], name="result_started_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.status} @ {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class SchedulerHeartbeat(models.Model):
+    """Last sign of life of one `runchecks` process, reported by /api/health."""
+
+    worker = models.CharField(max_length=200, unique=True)
+    beat_at = models.DateTimeField()
+    started_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.worker

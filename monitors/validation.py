@@ -1,0 +1,48 @@
+"""Checks a monitored table's names against the replica's catalog before it is saved."""
+
+from connections import replica
+from connections.models import Connection
+
+
+def table_problems(*, connection: Connection, schema_name: str, table_name: str, timestamp_column: str) -> dict:
+    """Return {field: message} for what is wrong with a table definition; empty when it is fine."""
+    problems = {}
+    for field, value, what in (
+        ("schema_name", schema_name, "schema name"),
+        ("table_name", table_name, "table name"),
+        ("timestamp_column", timestamp_column, "timestamp column"),
+    ):
+        if field == "timestamp_column" and not value:
+            continue
+        error = replica.validate_identifier(value, what=what)
+        if error:
+            problems[field] = error
+    if problems:
+        return problems
+    qualified = f"{schema_name}.{table_name}"
+    try:
+        with replica.session_for(connection) as session:
+            info = replica.describe_table(session, schema=schema_name, table=table_name)
+    except (replica.ReplicaError, ValueError) as exc:
+        return {"connection": f'cannot look up "{qualified}" on connection "{connection.name}": {exc}'}
+    except Exception as exc:  # any psycopg failure is reported, never a 500
+        return {
+            "connection": f'cannot look up "{qualified}" on connection "{connection.name}": '
+            f"{replica.describe_error(exc)}"
+        }
+    if not info.exists:
+        return {"table_name": f'table "{qualified}" not found on connection "{connection.name}"'}
+    if not info.readable:
+        return {
+            "table_name": f'table "{qualified}" is not readable by user "{connection.username}" '
+            f'on connection "{connection.name}"'
+        }
+    if timestamp_column:
+        column = info.column(timestamp_column)
+        if column is None:
+            problems["timestamp_column"] = f'column "{timestamp_column}" not found in table "{qualified}"'
+        elif column.type not in replica.TIMESTAMP_TYPES:
+            problems["timestamp_column"] = (
+                f'column "{timestamp_column}" of "{qualified}" is of type {column.type}, not a date or timestamp type'
+            )
+    return problems

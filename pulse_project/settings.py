@@ -1,0 +1,159 @@
+"""Pulse settings: everything comes from the environment (see .env.example)."""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("PULSE_DEBUG", default=True)
+
+_DEV_SECRET_KEY = "pulse-development-only-secret-key-do-not-use-in-production-0123456789"
+_DEV_ENCRYPTION_KEY = "cHVsc2UtZGV2ZWxvcG1lbnQtb25seS1mZXJuZXQta2U="
+
+
+def _required_in_production(name: str, dev_default: str) -> str:
+    """Read a secret; outside debug mode a missing value stops startup naming the variable."""
+    value = env.str(name, default="")
+    if value:
+        return value
+    if DEBUG:
+        return dev_default
+    raise ImproperlyConfigured(f"{name} must be set when PULSE_DEBUG is off.")
+
+
+SECRET_KEY = _required_in_production("PULSE_SECRET_KEY", _DEV_SECRET_KEY)
+# Fernet keys for credentials at rest; comma-separated, newest first, to rotate keys.
+PULSE_ENCRYPTION_KEYS = [
+    key.strip()
+    for key in _required_in_production("PULSE_ENCRYPTION_KEY", _DEV_ENCRYPTION_KEY).split(",")
+    if key.strip()
+]
+
+ALLOWED_HOSTS = env.list("PULSE_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("PULSE_CSRF_TRUSTED_ORIGINS", default=[])
+PULSE_BASE_URL = env.str("PULSE_BASE_URL", default="http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_filters",
+    "django_apscheduler",
+    "connections",
+    "monitors",
+    "alerts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "pulse_project.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "pulse_project.wsgi.application"
+
+DATABASES = {
+    "default": env.db("PULSE_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/pulse"),
+}
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("PULSE_DB_CONN_MAX_AGE", default=0))
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+DATABASES["default"]["TEST"] = {"NAME": env.str("PULSE_TEST_DATABASE_NAME", default="test_pulse")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("PULSE_TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = env.path("PULSE_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+
+EMAIL_CONFIG = env.email("PULSE_EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("PULSE_DEFAULT_FROM_EMAIL", default="pulse@localhost")
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "pulse_project.api.exception_handler",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Pulse API",
+    "DESCRIPTION": "Data-health monitoring for PostgreSQL read replicas.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+PULSE_VERSION = "0.1.0"
+# How long results are kept (days) and how stale the runchecks heartbeat may get (seconds).
+PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
+PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
+
+APSCHEDULER_DATETIME_FORMAT = "N j, Y, f:s a"
+APSCHEDULER_RUN_NOW_TIMEOUT = 25
+
+if not DEBUG:
+    SECURE_SSL_REDIRECT = env.bool("PULSE_SECURE_SSL_REDIRECT", default=True)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("PULSE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = env.bool("PULSE_HSTS_PRELOAD", default=False)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("PULSE_LOG_LEVEL", default="INFO")},
+    "loggers": {"apscheduler": {"level": "WARNING"}},
+}
