@@ -2,6 +2,8 @@
 
 import logging
 
+import django_filters
+from django import forms
 from django.db import IntegrityError
 from rest_framework import exceptions, permissions, routers, serializers, status
 from rest_framework.response import Response
@@ -18,6 +20,17 @@ class PulseRouter(routers.DefaultRouter):
     def __init__(self):
         super().__init__()
         self.trailing_slash = "/?"
+
+
+class IdFilter(django_filters.NumberFilter):
+    """Filter on an id: a whole number in bigint range, else 400."""
+
+    field_class = forms.IntegerField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(*args, **kwargs)
 
 
 class TeamModelPermissions(permissions.DjangoModelPermissions):

@@ -9,14 +9,14 @@ from alerts.api.serializers import AlertSerializer
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve
 from alerts.models import Alert
 from connections.tenancy import scope_to_user
-from pulse_project.api import TeamModelPermissions
+from pulse_project.api import IdFilter, TeamModelPermissions
 
 
 class AlertFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=Alert.Status.choices)
     kind = django_filters.ChoiceFilter(choices=Alert.Kind.choices)
-    table = django_filters.NumberFilter(field_name="table_id")
-    connection = django_filters.NumberFilter(field_name="connection_id")
+    table = IdFilter(field_name="table_id")
+    connection = IdFilter(field_name="connection_id")
 
     class Meta:
         model = Alert

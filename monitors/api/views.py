@@ -7,11 +7,11 @@ from rest_framework.decorators import action
 from connections.tenancy import scope_to_user
 from monitors.api.serializers import CheckResultSerializer, MonitoredTableSerializer, ResultFilterSerializer
 from monitors.models import CheckKind, MonitoredTable
-from pulse_project.api import TeamModelPermissions
+from pulse_project.api import IdFilter, TeamModelPermissions
 
 
 class MonitoredTableFilter(django_filters.FilterSet):
-    connection = django_filters.NumberFilter(field_name="connection_id")
+    connection = IdFilter(field_name="connection_id")
 
     class Meta:
         model = MonitoredTable

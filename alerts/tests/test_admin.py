@@ -1,0 +1,25 @@
+import pytest
+from django.utils import timezone
+
+from alerts.models import Alert
+
+pytestmark = pytest.mark.django_db
+
+
+def test_staff_acknowledge_and_resolve_alerts_of_their_team_only(client, owner, make_connection, teams):
+    owner.is_staff = True
+    owner.save()
+    now = timezone.now()
+    mine = Alert.objects.create(connection=make_connection(), kind="connection_error", opened_at=now, last_seen_at=now)
+    theirs = Alert.objects.create(
+        connection=make_connection(name="g", team=teams[1]), kind="connection_error", opened_at=now, last_seen_at=now
+    )
+    client.force_login(owner)
+    client.post("/admin/alerts/alert/", {"action": "acknowledge", "_selected_action": [mine.id, theirs.id]})
+    mine.refresh_from_db()
+    theirs.refresh_from_db()
+    assert mine.status == "acknowledged"
+    assert theirs.status == "open"
+    client.post("/admin/alerts/alert/", {"action": "resolve", "_selected_action": [mine.id]})
+    mine.refresh_from_db()
+    assert mine.status == "resolved"

@@ -1,0 +1,97 @@
+import pytest
+from django.contrib.auth.models import Permission
+
+from connections.models import Connection
+from monitors.models import MonitoredTable
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(owner):
+    owner.is_staff = True
+    owner.save()
+    return owner
+
+
+def test_the_change_form_never_renders_the_password(client, staff, make_connection, replica_settings):
+    connection = make_connection()
+    client.force_login(staff)
+    page = client.get(f"/admin/connections/connection/{connection.id}/change/").content.decode()
+    assert 'type="password"' in page
+    assert replica_settings["password"] not in page
+    assert connection.password_encrypted not in page
+
+
+def test_a_blank_password_keeps_the_stored_one_and_a_new_one_is_encrypted(client, staff, make_connection, teams):
+    connection = make_connection()
+    client.force_login(staff)
+    form = {
+        "name": "renamed",
+        "team": teams[0].id,
+        "host": connection.host,
+        "port": connection.port,
+        "database": connection.database,
+        "username": connection.username,
+        "password": "",
+        "sslmode": "disable",
+        "require_replica": "on",
+        "statement_timeout_ms": 5000,
+        "max_queries_per_hour": 1000,
+        "max_concurrent_queries": 2,
+        "is_active": "on",
+        "tables-TOTAL_FORMS": 0,
+        "tables-INITIAL_FORMS": 0,
+    }
+    url = f"/admin/connections/connection/{connection.id}/change/"
+    response = client.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection.refresh_from_db()
+    assert connection.name == "renamed"
+    assert connection.get_password() == "reader-s3cret-pw"
+    client.post(url, {**form, "password": "new-secret"})
+    connection.refresh_from_db()
+    assert connection.get_password() == "new-secret"
+    assert "new-secret" not in connection.password_encrypted
+
+
+def test_staff_see_only_their_teams_connections(client, staff, make_connection, teams):
+    mine = make_connection(name="mine")
+    theirs = make_connection(name="theirs", team=teams[1])
+    client.force_login(staff)
+    listing = client.get("/admin/connections/connection/").content.decode()
+    assert "mine" in listing and "theirs" not in listing
+    assert client.get(f"/admin/connections/connection/{theirs.id}/change/").status_code in (302, 404)
+    add_form = client.get("/admin/connections/connection/add/").content.decode()
+    assert "acme" in add_form and "globex" not in add_form
+    assert mine
+
+
+def test_the_test_connection_action_reports_the_outcome(client, staff, make_connection):
+    connection = make_connection(status=Connection.Status.UNKNOWN)
+    client.force_login(staff)
+    response = client.post(
+        "/admin/connections/connection/",
+        {"action": "test_connection", "_selected_action": [connection.id]},
+        follow=True,
+    )
+    assert "ok (replica, PostgreSQL 15" in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.status == "ok"
+
+
+def test_tables_are_inline_under_their_connection(client, staff, make_connection):
+    connection = make_connection()
+    MonitoredTable.objects.create(connection=connection, table_name="orders")
+    client.force_login(staff)
+    page = client.get(f"/admin/connections/connection/{connection.id}/change/").content.decode()
+    assert "orders" in page and "tables-TOTAL_FORMS" in page
+
+
+def test_every_model_is_registered(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", password="pw")
+    client.force_login(admin)
+    index = client.get("/admin/").content.decode()
+    for model in ["connection", "monitoredtable", "checkresult", "alert"]:
+        assert f"/{model}/" in index
+    assert Permission.objects.filter(codename="change_connection").exists()

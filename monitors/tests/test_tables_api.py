@@ -1,0 +1,163 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from monitors.models import CheckResult, MonitoredTable
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(make_connection):
+    return make_connection()
+
+
+def create(client, connection, **fields):
+    body = {"connection": connection.id, "table_name": "orders", **fields}
+    return client.post("/api/tables", body, format="json")
+
+
+def test_it_creates_a_table_after_looking_it_up_on_the_replica(owner_client, shop):
+    response = create(owner_client, shop, timestamp_column="created_at")
+    assert response.status_code == 201, response.data
+    body = response.json()
+    assert body["schema_name"] == "public"
+    assert body["freshness_threshold_minutes"] == 60
+    assert body["check_interval_seconds"] == 300
+    assert body["failure_threshold"] == 2
+    assert body["status"] == "unknown"
+    assert MonitoredTable.objects.get().timestamp_column == "created_at"
+
+
+def test_it_accepts_a_date_column(owner_client, shop):
+    assert create(owner_client, shop, table_name="customers", timestamp_column="signup_date").status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"table_name": "ordres"}, "table_name", 'table "public.ordres" not found on connection "shop-replica"'),
+        ({"schema_name": "nope"}, "table_name", 'table "nope.orders" not found'),
+        ({"schema_name": "private", "table_name": "salaries"}, "table_name", "is not readable by user"),
+        ({"timestamp_column": "created"}, "timestamp_column", 'column "created" not found'),
+        ({"timestamp_column": "amount"}, "timestamp_column", "not a date or timestamp type"),
+        ({"table_name": ""}, "table_name", ""),
+        ({"table_name": "x" * 64}, "table_name", ""),
+        ({"table_name": "bad\x01name"}, "table_name", "control characters"),
+        ({"check_interval_seconds": 9}, "check_interval_seconds", ""),
+        ({"failure_threshold": 11}, "failure_threshold", ""),
+        ({"failure_threshold": 0}, "failure_threshold", ""),
+        ({"freshness_threshold_minutes": 0}, "freshness_threshold_minutes", ""),
+        ({"freshness_threshold_minutes": None}, "freshness_threshold_minutes", ""),
+        ({"check_interval_seconds": "often"}, "check_interval_seconds", ""),
+        ({"status": "healthy"}, "status", "read-only"),
+        ({"connection_id": 1}, "connection_id", "Unknown field"),
+    ],
+)
+def test_it_rejects_bad_tables_naming_the_problem(owner_client, shop, fields, field, message):
+    response = create(owner_client, shop, **fields)
+    assert response.status_code == 400
+    assert field in response.data, response.data
+    assert message in str(response.data[field])
+    assert not MonitoredTable.objects.exists()
+
+
+def test_it_refuses_an_unknown_connection(owner_client, shop):
+    response = owner_client.post("/api/tables", {"connection": 999999, "table_name": "orders"}, format="json")
+    assert response.status_code == 400
+    assert "connection" in response.data
+
+
+def test_it_treats_injection_attempts_as_names_not_sql(owner_client, shop):
+    response = create(owner_client, shop, table_name='orders"; DROP TABLE orders; --')
+    assert response.status_code == 400
+    assert "not found" in str(response.data["table_name"])
+
+
+def test_it_reports_an_unreachable_replica_as_400(owner_client, make_connection):
+    connection = make_connection(port=1)
+    response = create(owner_client, connection)
+    assert response.status_code == 400
+    assert "cannot connect" in str(response.data["connection"])
+
+
+def test_it_refuses_a_duplicate_table(owner_client, shop):
+    assert create(owner_client, shop).status_code == 201
+    assert create(owner_client, shop).status_code == 400
+    assert MonitoredTable.objects.count() == 1
+
+
+def test_it_updates_and_revalidates_columns(owner_client, shop):
+    table_id = create(owner_client, shop).json()["id"]
+    bad = owner_client.patch(f"/api/tables/{table_id}", {"timestamp_column": "note"}, format="json")
+    assert bad.status_code == 400
+    ok = owner_client.patch(
+        f"/api/tables/{table_id}/", {"timestamp_column": "created_at", "check_interval_seconds": 60}, format="json"
+    )
+    assert ok.status_code == 200
+    table = MonitoredTable.objects.get()
+    assert (table.timestamp_column, table.check_interval_seconds) == ("created_at", 60)
+
+
+def test_it_deletes(owner_client, shop):
+    table_id = create(owner_client, shop).json()["id"]
+    assert owner_client.delete(f"/api/tables/{table_id}").status_code == 204
+    assert not MonitoredTable.objects.exists()
+
+
+def test_it_filters_by_connection(owner_client, shop, make_connection):
+    other = make_connection(name="other")
+    MonitoredTable.objects.create(connection=shop, table_name="orders")
+    MonitoredTable.objects.create(connection=other, table_name="orders")
+    assert owner_client.get(f"/api/tables?connection={shop.id}").json()["count"] == 1
+    assert owner_client.get("/api/tables").json()["count"] == 2
+    assert owner_client.get("/api/tables?connection=abc").status_code == 400
+
+
+def test_it_lists_results_newest_first_filtered_by_kind(owner_client, shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    now = timezone.now()
+    for minutes, kind in [(3, "volume"), (2, "freshness"), (1, "volume")]:
+        CheckResult.objects.create(
+            table=table, kind=kind, status="pass", observed_value=minutes, started_at=now - timedelta(minutes=minutes)
+        )
+    body = owner_client.get(f"/api/tables/{table.id}/results").json()
+    assert body["count"] == 3
+    assert [r["observed_value"] for r in body["results"]] == [1, 2, 3]
+    volume = owner_client.get(f"/api/tables/{table.id}/results/?kind=volume").json()
+    assert [r["observed_value"] for r in volume["results"]] == [1, 3]
+    assert owner_client.get(f"/api/tables/{table.id}/results?kind=bogus").status_code == 400
+
+
+def test_outsider_cannot_see_or_use_another_teams_tables(outsider_client, outsider, shop, teams):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    assert outsider_client.get("/api/tables").json()["count"] == 0
+    for method, url in [
+        ("get", f"/api/tables/{table.id}"),
+        ("patch", f"/api/tables/{table.id}"),
+        ("delete", f"/api/tables/{table.id}"),
+        ("get", f"/api/tables/{table.id}/results"),
+    ]:
+        assert getattr(outsider_client, method)(url, {}, format="json").status_code == 404
+    response = create(outsider_client, shop, table_name="customers")
+    assert response.status_code == 400
+    assert "connection" in response.data
+    assert MonitoredTable.objects.count() == 1
+
+
+def test_member_reads_but_cannot_write(member_client, shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    assert member_client.get("/api/tables").json()["count"] == 1
+    assert member_client.get(f"/api/tables/{table.id}/results").status_code == 200
+    assert create(member_client, shop, table_name="customers").status_code == 403
+    assert member_client.patch(f"/api/tables/{table.id}", {"is_active": False}, format="json").status_code == 403
+    assert member_client.delete(f"/api/tables/{table.id}").status_code == 403
+    assert MonitoredTable.objects.get().is_active is True
+
+
+@pytest.mark.parametrize("value", [99999999999999999999, -1, "1; DROP", 1.5, [1], {"id": 1}])
+def test_it_answers_odd_connection_ids_with_400(owner_client, shop, value):
+    response = owner_client.post("/api/tables", {"connection": value, "table_name": "orders"}, format="json")
+    assert response.status_code == 400
+    assert "connection" in response.data

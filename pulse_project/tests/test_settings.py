@@ -1,0 +1,41 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cryptography.fernet import Fernet
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def manage(*args, **env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
+    result = manage("check", PULSE_DEBUG="off", PULSE_ENCRYPTION_KEY=Fernet.generate_key().decode())
+    assert result.returncode != 0
+    assert "PULSE_SECRET_KEY must be set" in result.stderr
+
+
+def test_it_refuses_to_start_without_an_encryption_key_when_debug_is_off():
+    result = manage("check", PULSE_DEBUG="off", PULSE_SECRET_KEY="x" * 60)
+    assert result.returncode != 0
+    assert "PULSE_ENCRYPTION_KEY must be set" in result.stderr
+
+
+def test_deploy_checks_pass_with_production_settings():
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        PULSE_DEBUG="off",
+        PULSE_SECRET_KEY="k" * 20 + "Zq8#vY2!pL" * 5,
+        PULSE_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        PULSE_ALLOWED_HOSTS="pulse.example.com",
+    )
+    assert result.returncode == 0, result.stderr

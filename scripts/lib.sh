@@ -1,0 +1,27 @@
+# Shared by scripts/run and scripts/test.
+PYTHON=${PYTHON:-python3}
+
+ensure_venv() {
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+  fi
+  if [ ! -f .venv/.installed ] || [ requirements.txt -nt .venv/.installed ]; then
+    .venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+    touch .venv/.installed
+  fi
+}
+
+ensure_pulse_database() {
+  # Creates the database named in PULSE_DATABASE_URL (default: pulse on 127.0.0.1:5432) if missing.
+  .venv/bin/python - <<'PY'
+import environ, psycopg
+from psycopg import sql
+url = environ.Env.db_url_config(environ.Env().str("PULSE_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/pulse"))
+admin = dict(host=url["HOST"] or None, port=url["PORT"] or None, user=url["USER"] or None,
+             password=url["PASSWORD"] or None, dbname="postgres", autocommit=True)
+with psycopg.connect(**{k: v for k, v in admin.items() if v is not None}) as conn:
+    if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (url["NAME"],)).fetchone():
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url["NAME"])))
+        print(f"created database {url['NAME']}")
+PY
+}
