@@ -61,7 +61,16 @@ class ConnectionAdmin(TeamScopedAdmin):
     list_filter = ["status", "is_active", "team", "require_replica"]
     search_fields = ["name", "host", "database"]
     ordering = ["name"]
-    readonly_fields = ["has_password", "status", "last_error", "last_checked_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "has_password",
+        "status",
+        "last_error",
+        "last_checked_at",
+        "consecutive_failures",
+        "backoff_until",
+        "created_at",
+        "updated_at",
+    ]
     actions = ["test_connection"]
     inlines = []  # monitors.admin adds the monitored tables inline (imports flow monitors -> connections)
 

@@ -45,10 +45,27 @@ class Connection(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(32)],
         help_text="Sessions Pulse may hold open on this replica at once.",
     )
+    max_queries_per_second = models.FloatField(
+        default=20.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(100_000)],
+        help_text="Rate limit: queries to this replica are spaced at least 1/rate seconds apart, across processes.",
+    )
+    max_query_cost = models.FloatField(
+        default=1_000_000.0,
+        validators=[MinValueValidator(1), MaxValueValidator(1e12)],
+        help_text="Queries whose planner estimate (EXPLAIN total cost) exceeds this are not run.",
+    )
+    replication_lag_threshold_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(1), MaxValueValidator(86_400)]
+    )
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_error = models.TextField(blank=True, default="", editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Circuit breaker: consecutive failed contacts, and when Pulse may try again.
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
+    lag_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -76,6 +93,11 @@ class Connection(models.Model):
     def get_password(self) -> str:
         return decrypt_secret(self.password_encrypted)
 
+    @property
+    def min_query_interval(self) -> float:
+        """Seconds between two queries to this replica (the rate guardrail)."""
+        return 1.0 / self.max_queries_per_second
+
     def conninfo(self) -> dict:
         """libpq parameters for this connection (includes the decrypted password: never log it)."""
         return {
@@ -86,3 +108,15 @@ class Connection(models.Model):
             "password": self.get_password(),
             "sslmode": self.sslmode,
         }
+
+
+class QueryAllowance(models.Model):
+    """Guardrail state shared by every runchecks process: the hourly query budget and the rate spacing."""
+
+    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, primary_key=True, related_name="allowance")
+    window_start = models.DateTimeField()
+    queries_used = models.PositiveIntegerField(default=0)
+    next_query_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.connection_id}: {self.queries_used} since {self.window_start:%H:%M}"

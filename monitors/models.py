@@ -46,11 +46,23 @@ class MonitoredTable(models.Model):
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     next_check_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    # Lease of the runchecks process that claimed the table; the token makes recording exactly-once.
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Columns accepted as the reference for schema_change; replaced when its alert is resolved.
+    schema_reference = models.JSONField(null=True, blank=True, editable=False)
+    # Planner estimates of the built-in queries: {query_key: {"cost": float, "at": iso time}}.
+    plan_costs = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["connection_id", "schema_name", "table_name"]
+        indexes = [
+            # runchecks' claim: active tables whose next_check_at has come.
+            models.Index(fields=["next_check_at"], name="table_due", condition=models.Q(is_active=True)),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["connection", "schema_name", "table_name"], name="monitoredtable_unique_per_connection"
@@ -72,6 +84,34 @@ class MonitoredTable(models.Model):
         return f"{self.schema_name}.{self.table_name}"
 
 
+class Check(models.Model):
+    """A configurable check on a table: null_rate, row_count or custom_sql."""
+
+    class Kind(models.TextChoices):
+        NULL_RATE = "null_rate"
+        ROW_COUNT = "row_count"
+        CUSTOM_SQL = "custom_sql"
+
+    table = models.ForeignKey(MonitoredTable, on_delete=models.CASCADE, related_name="checks")
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    column = models.CharField(max_length=63, blank=True, default="", help_text="null_rate: the column to watch.")
+    sql = models.TextField(
+        blank=True, default="", max_length=10_000, help_text="custom_sql: one read-only SELECT returning one number."
+    )
+    min_value = models.FloatField(null=True, blank=True)
+    max_value = models.FloatField(null=True, blank=True, help_text="null_rate: the maximum fraction of NULLs (0 to 1).")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["table_id", "id"]
+
+    def __str__(self) -> str:
+        target = f"{self.table}.{self.column}" if self.column else str(self.table)
+        return f"{self.kind} on {target}"
+
+
 class CheckResult(models.Model):
     """One outcome of one check kind on one table: the time series behind history and baselines."""
 
@@ -81,7 +121,18 @@ class CheckResult(models.Model):
         ERROR = "error"
         SKIPPED = "skipped"
 
-    table = models.ForeignKey(MonitoredTable, on_delete=models.CASCADE, related_name="results")
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results")
+    table = models.ForeignKey(
+        MonitoredTable,
+        on_delete=models.CASCADE,
+        related_name="results",
+        null=True,
+        blank=True,
+        help_text="Empty for connection-level checks (replication_lag).",
+    )
+    check_definition = models.ForeignKey(
+        Check, on_delete=models.SET_NULL, related_name="results", null=True, blank=True
+    )
     kind = models.CharField(max_length=20, choices=CheckKind.choices)
     status = models.CharField(max_length=8, choices=Status.choices)
     observed_value = models.FloatField(null=True, blank=True)
@@ -91,12 +142,17 @@ class CheckResult(models.Model):
     started_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
     queries_used = models.PositiveSmallIntegerField(default=0)
+    # Start of the time bucket a bucketed volume value counts (rows per hour), for baselines.
+    bucket_start = models.DateTimeField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-started_at", "-id"]
         indexes = [
             # "latest results of a table and kind": history API, baselines, lifecycle.
             models.Index(fields=["table", "kind", "-started_at"], name="result_table_kind_latest"),
+            # connection-level history (replication lag).
+            models.Index(fields=["connection", "kind", "-started_at"], name="result_connection_kind_latest"),
             # retention pruning scans by age.
             models.Index(fields=["started_at"], name="result_started_at"),
         ]

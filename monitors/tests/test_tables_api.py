@@ -120,7 +120,12 @@ def test_it_lists_results_newest_first_filtered_by_kind(owner_client, shop):
     now = timezone.now()
     for minutes, kind in [(3, "volume"), (2, "freshness"), (1, "volume")]:
         CheckResult.objects.create(
-            table=table, kind=kind, status="pass", observed_value=minutes, started_at=now - timedelta(minutes=minutes)
+            connection=shop,
+            table=table,
+            kind=kind,
+            status="pass",
+            observed_value=minutes,
+            started_at=now - timedelta(minutes=minutes),
         )
     body = owner_client.get(f"/api/tables/{table.id}/results").json()
     assert body["count"] == 3
