@@ -21,9 +21,13 @@ INSERT INTO public.orders (customer_id, amount, created_at)
     SELECT g % 50, g * 1.5, now() - make_interval(mins => g) FROM generate_series(1, 500) g;
 CREATE TABLE public.customers (id int PRIMARY KEY, name text NOT NULL, signup_date date);
 INSERT INTO public.customers SELECT g, 'customer ' || g, current_date - g FROM generate_series(1, 50) g;
+CREATE TABLE public.stale_events (id int, happened_at timestamp without time zone, kind text);
+INSERT INTO public.stale_events SELECT g, (now() AT TIME ZONE 'UTC') - interval '3 days' - make_interval(mins => g), NULL
+    FROM generate_series(1, 100) g;
+CREATE TABLE public.empty_events (id int, at timestamptz);
 CREATE SCHEMA private;
 CREATE TABLE private.salaries (id int, amount int);
-GRANT SELECT ON public.orders, public.customers TO {READER};
+GRANT SELECT ON public.orders, public.customers, public.stale_events, public.empty_events TO {READER};
 """
 
 

@@ -19,16 +19,22 @@ class ReplicaError(Exception):
     """A replica could not be reached or refused a query; the message is safe to show and store."""
 
 
+def lock_timeout_ms(statement_timeout_ms: int) -> int:
+    """Lock waits give up at half the statement timeout."""
+    return max(50, statement_timeout_ms // 2)
+
+
 def session_options(*, statement_timeout_ms: int) -> str:
-    """Server options of every Pulse session: read-only by default, every wait bounded."""
-    lock_timeout_ms = max(50, statement_timeout_ms // 2)
+    """Server options of every Pulse session: read-only by default, every wait bounded, UTC."""
+    lock_timeout = lock_timeout_ms(statement_timeout_ms)
     idle_timeout_ms = max(10_000, statement_timeout_ms * 2)
     return " ".join(
         [
             "-c default_transaction_read_only=on",
             f"-c statement_timeout={int(statement_timeout_ms)}",
-            f"-c lock_timeout={int(lock_timeout_ms)}",
+            f"-c lock_timeout={int(lock_timeout)}",
             f"-c idle_in_transaction_session_timeout={int(idle_timeout_ms)}",
+            "-c TimeZone=UTC",
         ]
     )
 

@@ -1,0 +1,280 @@
+"""Guardrails that bound Pulse's load on a replica, kept in Pulse's database so they hold across processes.
+
+- Query budget: at most `max_queries_per_hour` queries per connection per clock hour. Work that would
+  exceed it is skipped with the reason; no query is sent.
+- Rate: queries to one replica are spaced at least `1 / max_queries_per_second` seconds apart. Each
+  batch reserves its queries on a shared schedule (`QueryAllowance.next_query_at`), so two processes
+  never send at once and a cycle never bursts.
+- Concurrency: at most `max_concurrent_queries` sessions per replica, as PostgreSQL advisory locks in
+  Pulse's database (released automatically if a process dies).
+- Timeouts: statement and lock timeouts end the check with an error "timed out after N ms"; not retried.
+- Recovery conflicts (SQLSTATE 40001 on a hot standby) are retried up to twice with jittered backoff;
+  each try counts against the budget.
+- Circuit breaker: after `BREAKER_THRESHOLD` consecutive failed contacts a connection is not tried again
+  for 30 s, doubling on each further failure up to 30 minutes.
+- Cost guard: a query whose planner estimate exceeds `max_query_cost` is not run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import psycopg
+from django.db import DatabaseError
+from django.db import connection as pulse_db
+from django.db.models import F
+from django.utils import timezone
+from psycopg import errors, sql
+
+from connections import replica
+from connections.models import Connection
+
+BREAKER_THRESHOLD = 3
+BREAKER_BASE_BACKOFF = timedelta(seconds=30)
+BREAKER_MAX_BACKOFF = timedelta(minutes=30)
+RECOVERY_CONFLICT_RETRIES = 2
+RECOVERY_CONFLICT_BACKOFF_SECONDS = 0.2
+SLOT_LOCK_NAMESPACE = 0x5055  # "PU": advisory lock keys are (namespace << 32) | (connection id * 64 + slot)
+
+
+class GuardrailStop(Exception):
+    """A guardrail stopped a query before it was sent; the check is `skipped` with this reason."""
+
+
+class CheckError(Exception):
+    """A query was sent and failed (timeout, error); the check is an `error` with this message."""
+
+
+class SessionLost(CheckError):
+    """The replica session broke; nothing more can run on it."""
+
+
+# --- query budget and rate ----------------------------------------------------------------------------
+
+_RESERVE = """
+WITH seed AS (
+    INSERT INTO connections_queryallowance (connection_id, window_start, queries_used, next_query_at)
+    VALUES (%(id)s, %(window)s, 0, clock_timestamp())
+    ON CONFLICT (connection_id) DO NOTHING
+)
+UPDATE connections_queryallowance SET
+    queries_used = (CASE WHEN window_start = %(window)s THEN queries_used ELSE 0 END) + %(n)s,
+    window_start = %(window)s,
+    next_query_at = GREATEST(next_query_at, clock_timestamp()) + %(n)s * make_interval(secs => %(spacing)s)
+WHERE connection_id = %(id)s
+  AND (CASE WHEN window_start = %(window)s THEN queries_used ELSE 0 END) + %(n)s <= %(limit)s
+RETURNING EXTRACT(EPOCH FROM (next_query_at - %(n)s * make_interval(secs => %(spacing)s) - clock_timestamp()))
+"""
+
+_REFUND = """
+UPDATE connections_queryallowance SET queries_used = GREATEST(queries_used - %(n)s, 0)
+WHERE connection_id = %(id)s AND window_start = %(window)s
+"""
+
+
+def _window(now: datetime) -> datetime:
+    return now.replace(minute=0, second=0, microsecond=0)
+
+
+def allowance_reserve(*, connection: Connection, queries: int, now: datetime) -> float | None:
+    """Reserve `queries` from this hour's budget and the rate schedule.
+
+    Returns the delay in seconds before the first of them may be sent, or None when the budget is spent.
+    """
+    params = {
+        "id": connection.pk,
+        "window": _window(now),
+        "n": queries,
+        "limit": connection.max_queries_per_hour,
+        "spacing": connection.min_query_interval,
+    }
+    with pulse_db.cursor() as cursor:
+        cursor.execute(_RESERVE, params)
+        row = cursor.fetchone()
+    if row is None:
+        # The seed row may not have been visible to the UPDATE in the same statement: try once more.
+        with pulse_db.cursor() as cursor:
+            cursor.execute(_RESERVE, params)
+            row = cursor.fetchone()
+    return None if row is None else max(0.0, float(row[0]))
+
+
+def allowance_refund(*, connection: Connection, queries: int, now: datetime) -> None:
+    if queries > 0:
+        with pulse_db.cursor() as cursor:
+            cursor.execute(_REFUND, {"id": connection.pk, "window": _window(now), "n": queries})
+
+
+@dataclass
+class Allowance:
+    """The queries a batch may send: reserved up front, spaced by the rate, topped up one at a time."""
+
+    connection: Connection
+    now: datetime
+    granted: int = 0
+    used: int = 0
+    _next_at: float = field(default_factory=time.monotonic)
+
+    def reserve(self, queries: int) -> bool:
+        delay = allowance_reserve(connection=self.connection, queries=queries, now=self.now)
+        if delay is None:
+            return False
+        if self.used >= self.granted:
+            self._next_at = max(self._next_at, time.monotonic() + delay)
+        self.granted += queries
+        return True
+
+    def take(self) -> None:
+        """Account for one query about to be sent; sleep as the rate requires."""
+        if self.used >= self.granted and not self.reserve(1):
+            raise GuardrailStop(
+                f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent"
+            )
+        wait = self._next_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        self._next_at = max(self._next_at, time.monotonic()) + self.connection.min_query_interval
+        self.used += 1
+
+    def settle(self) -> None:
+        """Give back what was reserved but not sent."""
+        allowance_refund(connection=self.connection, queries=self.granted - self.used, now=self.now)
+        self.granted = self.used
+
+
+# --- concurrency ----------------------------------------------------------------------------------------
+
+
+def _slot_key(connection_id: int, slot: int) -> int:
+    return (SLOT_LOCK_NAMESPACE << 32) | (connection_id * 64 + slot)
+
+
+@contextmanager
+def replica_slot(*, connection: Connection, wait_seconds: float) -> Iterator[int]:
+    """Hold one of the connection's `max_concurrent_queries` session slots, across all processes."""
+    deadline = time.monotonic() + wait_seconds
+    held = None
+    while held is None:
+        with pulse_db.cursor() as cursor:
+            for slot in range(connection.max_concurrent_queries):
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [_slot_key(connection.pk, slot)])
+                if cursor.fetchone()[0]:
+                    held = slot
+                    break
+        if held is None:
+            if time.monotonic() >= deadline:
+                raise GuardrailStop(
+                    f"all {connection.max_concurrent_queries} concurrent session slots of this connection are busy"
+                )
+            time.sleep(0.05 + random.random() * 0.05)
+    try:
+        yield held
+    finally:
+        try:
+            with pulse_db.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [_slot_key(connection.pk, held)])
+        except DatabaseError:
+            pass  # the session that held the lock is gone, and the lock with it
+
+
+# --- circuit breaker --------------------------------------------------------------------------------------
+
+
+def backoff_for(failures: int) -> timedelta | None:
+    """How long to leave a connection alone after `failures` consecutive failed contacts."""
+    if failures < BREAKER_THRESHOLD:
+        return None
+    return min(BREAKER_MAX_BACKOFF, BREAKER_BASE_BACKOFF * 2 ** (failures - BREAKER_THRESHOLD))
+
+
+def contact_failed(*, connection: Connection, status: str, error: str, now: datetime) -> None:
+    """Record a failed contact; after enough of them, open the breaker."""
+    Connection.objects.filter(pk=connection.pk).update(consecutive_failures=F("consecutive_failures") + 1)
+    failures = Connection.objects.values_list("consecutive_failures", flat=True).get(pk=connection.pk)
+    backoff = backoff_for(failures)
+    Connection.objects.filter(pk=connection.pk).update(
+        status=status, last_error=error, last_checked_at=now, backoff_until=now + backoff if backoff else None
+    )
+
+
+def contact_succeeded(*, connection: Connection, now: datetime) -> None:
+    Connection.objects.filter(pk=connection.pk).update(
+        status=Connection.Status.OK, last_error="", last_checked_at=now, consecutive_failures=0, backoff_until=None
+    )
+
+
+# --- running queries ------------------------------------------------------------------------------------
+
+
+class QueryRunner:
+    """Sends queries to one replica session under the guardrails; every statement in a READ ONLY transaction."""
+
+    def __init__(self, *, session: psycopg.Connection, connection: Connection, allowance: Allowance):
+        self.session = session
+        self.connection = connection
+        self.allowance = allowance
+        self.queries_sent = 0
+
+    def fetch(self, query: sql.Composable, params=None, *, rows: int = 1) -> list[tuple]:
+        """Run one read-only query and return at most `rows` rows."""
+        for attempt in range(RECOVERY_CONFLICT_RETRIES + 1):
+            self.allowance.take()
+            self.queries_sent += 1
+            try:
+                with self.session.transaction(), self.session.cursor() as cur:
+                    cur.execute(query, params)
+                    return cur.fetchmany(rows) if cur.description else []
+            except errors.SerializationFailure as exc:
+                if attempt == RECOVERY_CONFLICT_RETRIES:
+                    raise CheckError(
+                        f"canceled by conflicts with recovery {attempt + 1} times: {replica.describe_error(exc)}"
+                    ) from None
+                time.sleep(RECOVERY_CONFLICT_BACKOFF_SECONDS * (attempt + 1) * (0.5 + random.random()))
+            except errors.QueryCanceled:
+                raise CheckError(f"timed out after {self.connection.statement_timeout_ms} ms") from None
+            except errors.LockNotAvailable:
+                raise CheckError(
+                    f"timed out after {replica.lock_timeout_ms(self.connection.statement_timeout_ms)} ms "
+                    "waiting for a lock"
+                ) from None
+            except psycopg.OperationalError as exc:
+                if self.session.closed or self.session.broken:
+                    raise SessionLost(f"connection lost: {replica.describe_error(exc)}") from None
+                raise CheckError(replica.describe_error(exc)) from None
+            except psycopg.Error as exc:
+                raise CheckError(replica.describe_error(exc)) from None
+        raise AssertionError("unreachable")
+
+    def fetchone(self, query: sql.Composable, params=None) -> tuple | None:
+        found = self.fetch(query, params, rows=1)
+        return found[0] if found else None
+
+    def plan_cost(self, query: sql.Composable, params=None) -> float:
+        """EXPLAIN `query` (nothing runs) and return the planner's total cost."""
+        row = self.fetchone(sql.SQL("EXPLAIN (FORMAT JSON) ") + query, params)
+        return float(row[0][0]["Plan"]["Total Cost"])
+
+    def guard_cost(self, query: sql.Composable, params=None, *, cached: dict | None = None, key: str = "") -> float:
+        """Refuse (GuardrailStop) a query whose estimated cost exceeds the connection's limit.
+
+        `cached` maps keys to {"cost", "at"}; a fresh estimate (under a day old) is reused.
+        """
+        now = timezone.now()
+        entry = (cached or {}).get(key) if key else None
+        if entry and now - datetime.fromisoformat(entry["at"]) < timedelta(days=1):
+            cost = entry["cost"]
+        else:
+            cost = self.plan_cost(query, params)
+            if cached is not None and key:
+                cached[key] = {"cost": cost, "at": now.isoformat()}
+        if cost > self.connection.max_query_cost:
+            raise GuardrailStop(
+                f"not run: the planner estimates cost {cost:,.0f}, above this connection's limit of "
+                f"{self.connection.max_query_cost:,.0f}"
+            )
+        return cost

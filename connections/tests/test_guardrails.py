@@ -1,0 +1,115 @@
+"""Guardrails held in Pulse's database: budget, rate, concurrency slots, circuit breaker."""
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import connection as pulse_db
+from django.utils import timezone
+
+from connections import guardrails
+from connections.models import Connection, QueryAllowance
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_hourly_budget_runs_out_and_renews_next_hour(make_connection):
+    shop = make_connection(max_queries_per_hour=10, max_queries_per_second=100_000)
+    now = timezone.now().replace(minute=10)
+    assert guardrails.allowance_reserve(connection=shop, queries=6, now=now) is not None
+    assert guardrails.allowance_reserve(connection=shop, queries=5, now=now) is None
+    assert guardrails.allowance_reserve(connection=shop, queries=4, now=now) is not None
+    assert guardrails.allowance_reserve(connection=shop, queries=1, now=now) is None
+    assert QueryAllowance.objects.get(connection=shop).queries_used == 10
+    assert guardrails.allowance_reserve(connection=shop, queries=1, now=now + timedelta(hours=1)) is not None
+
+
+def test_unused_reservations_are_refunded(make_connection):
+    shop = make_connection(max_queries_per_hour=10, max_queries_per_second=100_000)
+    allowance = guardrails.Allowance(connection=shop, now=timezone.now())
+    assert allowance.reserve(8)
+    allowance.take()
+    allowance.settle()
+    assert QueryAllowance.objects.get(connection=shop).queries_used == 1
+
+
+def test_take_raises_once_the_budget_is_spent(make_connection):
+    shop = make_connection(max_queries_per_hour=2, max_queries_per_second=100_000)
+    allowance = guardrails.Allowance(connection=shop, now=timezone.now())
+    allowance.take()
+    allowance.take()
+    with pytest.raises(guardrails.GuardrailStop, match="query budget of 2/h"):
+        allowance.take()
+
+
+def test_the_rate_spaces_reservations_across_callers(make_connection):
+    shop = make_connection(max_queries_per_second=10)
+    now = timezone.now()
+    first = guardrails.allowance_reserve(connection=shop, queries=5, now=now)
+    second = guardrails.allowance_reserve(connection=shop, queries=1, now=now)
+    assert first == pytest.approx(0, abs=0.05)
+    assert second == pytest.approx(0.5, abs=0.1)  # after the first five, 0.1 s apart
+
+
+def test_queries_within_a_batch_are_spaced_by_the_rate(make_connection):
+    shop = make_connection(max_queries_per_second=20)
+    allowance = guardrails.Allowance(connection=shop, now=timezone.now())
+    allowance.reserve(5)
+    started = time.monotonic()
+    for _ in range(5):
+        allowance.take()
+    assert time.monotonic() - started >= 4 * 0.05 * 0.9
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrency_slots_hold_across_database_sessions(make_connection):
+    shop = make_connection(max_concurrent_queries=2)
+    holding, release = threading.Event(), threading.Event()
+    held_slots = []
+
+    def hold():
+        try:
+            with guardrails.replica_slot(connection=shop, wait_seconds=1) as slot:
+                held_slots.append(slot)
+                if len(held_slots) == 2:
+                    holding.set()
+                release.wait(5)
+        finally:
+            pulse_db.close()
+
+    threads = [threading.Thread(target=hold) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    assert holding.wait(5)
+    with (
+        pytest.raises(guardrails.GuardrailStop, match="2 concurrent session slots"),
+        guardrails.replica_slot(connection=shop, wait_seconds=0.2),
+    ):
+        pass
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert sorted(held_slots) == [0, 1]
+    with guardrails.replica_slot(connection=shop, wait_seconds=0.2) as slot:
+        assert slot in (0, 1)
+
+
+def test_the_breaker_opens_after_repeated_failures_and_backs_off_exponentially(make_connection):
+    shop = make_connection()
+    now = timezone.now()
+    for _ in range(guardrails.BREAKER_THRESHOLD - 1):
+        guardrails.contact_failed(connection=shop, status="error", error="cannot connect", now=now)
+    shop.refresh_from_db()
+    assert shop.backoff_until is None and shop.status == "error"
+    backoffs = []
+    for _ in range(10):
+        guardrails.contact_failed(connection=shop, status="error", error="cannot connect", now=now)
+        shop.refresh_from_db()
+        backoffs.append(shop.backoff_until - now)
+    assert backoffs[0] == timedelta(seconds=30)
+    assert backoffs[1] == timedelta(seconds=60)
+    assert backoffs[-1] == guardrails.BREAKER_MAX_BACKOFF
+    guardrails.contact_succeeded(connection=shop, now=now)
+    shop.refresh_from_db()
+    assert (shop.consecutive_failures, shop.backoff_until, shop.status) == (0, None, Connection.Status.OK)

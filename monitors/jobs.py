@@ -1,0 +1,33 @@
+"""APScheduler job functions (module-level, so the Django job store can reference them).
+
+Each process's runchecks sets `RUNTIME` before starting its scheduler; jobs only *tick*: claiming due
+work in the database is what makes several processes safe together.
+"""
+
+from django.utils import timezone
+from django_apscheduler.models import DjangoJobExecution
+from django_apscheduler.util import close_old_connections
+
+from monitors import daemon
+
+RUNTIME: dict = {}
+JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+@close_old_connections
+def tick() -> None:
+    runner: daemon.CheckRunner = RUNTIME["runner"]
+    runner.cycle()
+
+
+@close_old_connections
+def heartbeat() -> None:
+    daemon.heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
+
+
+@close_old_connections
+def housekeeping() -> None:
+    now = timezone.now()
+    daemon.results_prune(now=now)
+    daemon.heartbeats_prune(now=now)
+    DjangoJobExecution.objects.delete_old_job_executions(JOB_EXECUTION_MAX_AGE_SECONDS)

@@ -1,0 +1,123 @@
+"""`manage.py runchecks`: the daemon that checks replicas on schedule (or once, with --once)."""
+
+import signal
+from datetime import timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django_apscheduler.jobstores import DjangoJobStore
+
+from monitors import daemon, jobs
+from monitors.models import MonitoredTable
+
+
+class Command(BaseCommand):
+    help = "Run replica checks: a daemon on django-apscheduler, or a single pass with --once."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--once", action="store_true", help="Run everything due, then exit.")
+        parser.add_argument("--all", action="store_true", help="With --once: every active table now, due or not.")
+        parser.add_argument(
+            "--table",
+            type=int,
+            action="append",
+            dest="tables",
+            metavar="ID",
+            help="Only this table (repeatable); runs it now.",
+        )
+        parser.add_argument("--workers", type=int, default=4, help="Threads checking in parallel (default 4).")
+        parser.add_argument("--tick", type=float, default=5.0, help="Seconds between claims of due work (default 5).")
+        parser.add_argument(
+            "--lease",
+            type=int,
+            default=int(daemon.DEFAULT_LEASE.total_seconds()),
+            help="Seconds a claimed table stays leased to this process (default 300).",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=daemon.DEFAULT_BATCH_SIZE,
+            help="Tables checked in one replica session (default 50).",
+        )
+
+    def handle(self, *args, once, all, tables, workers, tick, lease, batch_size, verbosity, **options):
+        if all and not once:
+            raise CommandError("--all only goes with --once.")
+        if workers < 1 or workers > 64:
+            raise CommandError("--workers must be between 1 and 64.")
+        if tick <= 0 or lease < 10 or batch_size < 1:
+            raise CommandError("--tick must be positive, --lease at least 10 seconds, --batch-size at least 1.")
+        if tables:
+            missing = set(tables) - set(MonitoredTable.objects.filter(id__in=tables).values_list("id", flat=True))
+            if missing:
+                raise CommandError(f"No monitored table with id {', '.join(map(str, sorted(missing)))}.")
+        runner = daemon.CheckRunner(
+            workers=workers,
+            lease=timedelta(seconds=lease),
+            batch_size=batch_size,
+            report=lambda line: self.stdout.write(line),
+            verbosity=verbosity,
+        )
+        self._install_signal_handlers(runner)
+        if once or tables:
+            try:
+                runner.cycle(force=all, table_ids=tables)
+            finally:
+                runner.stop()
+            return
+        self._serve(runner, tick=tick)
+
+    def _install_signal_handlers(self, runner, scheduler=None):
+        def graceful(signum, frame):
+            self.stdout.write(f"received signal {signum}: finishing in-flight checks, then stopping")
+            runner.stopping.set()
+            if scheduler is not None and scheduler.running:
+                scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, graceful)
+        signal.signal(signal.SIGINT, graceful)
+
+    def _serve(self, runner, *, tick: float):
+        worker = daemon.worker_name()
+        jobs.RUNTIME.update(runner=runner, worker=worker, started_at=timezone.now())
+        scheduler = BlockingScheduler(
+            timezone=settings.TIME_ZONE,
+            executors={"default": SchedulerPool(4)},
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+        scheduler.add_jobstore(DjangoJobStore(), "default")
+        # Fixed ids and replace_existing: every process shares the same few jobs in the job store.
+        # coalesce: a late tick runs once, not once per missed interval; misfire grace of one tick.
+        scheduler.add_job(
+            jobs.tick,
+            IntervalTrigger(seconds=tick),
+            id="pulse.tick",
+            replace_existing=True,
+            misfire_grace_time=max(1, int(tick)),
+        )
+        scheduler.add_job(
+            jobs.heartbeat,
+            IntervalTrigger(seconds=10),
+            id="pulse.heartbeat",
+            replace_existing=True,
+            misfire_grace_time=10,
+            next_run_time=timezone.now(),
+        )
+        scheduler.add_job(
+            jobs.housekeeping,
+            IntervalTrigger(hours=6),
+            id="pulse.housekeeping",
+            replace_existing=True,
+            misfire_grace_time=3600,
+        )
+        self._install_signal_handlers(runner, scheduler)
+        self.stdout.write(f"runchecks {worker}: ticking every {tick:g}s with {runner.workers} workers")
+        try:
+            scheduler.start()
+        finally:
+            runner.stop()
+            self.stdout.write("runchecks stopped")

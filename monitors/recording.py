@@ -1,0 +1,136 @@
+"""Writing a batch's outcomes: results, table state, and the lease check that makes recording exactly-once."""
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import DatabaseError, close_old_connections, transaction
+from django.db import connection as pulse_db
+
+from connections.models import Connection
+from monitors.checks import Outcome
+from monitors.models import CheckResult, MonitoredTable
+from monitors.signals import results_recorded
+
+logger = logging.getLogger(__name__)
+RECORD_RETRIES = 6  # Pulse's own database may be restarting: wait up to about a minute
+
+
+@dataclass
+class TableRun:
+    table: MonitoredTable
+    outcomes: list[Outcome] = field(default_factory=list)
+    plan_costs: dict = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        statuses = {o.status for o in self.outcomes}
+        if "error" in statuses:
+            return MonitoredTable.Status.ERROR
+        if "fail" in statuses:
+            return MonitoredTable.Status.FAILING
+        if statuses <= {"skipped"}:
+            return self.table.status
+        return MonitoredTable.Status.HEALTHY
+
+    @property
+    def error(self) -> str:
+        return next((o.message for o in self.outcomes if o.status in ("error", "skipped")), "")
+
+    @property
+    def schema_reference(self):
+        if self.table.schema_reference is not None:
+            return None
+        return next(
+            (o.details["columns"] for o in self.outcomes if o.kind == "schema_change" and o.status == "pass"), None
+        )
+
+
+_UPDATE_TABLES = """
+UPDATE monitors_monitoredtable t SET
+    status = v.status, last_checked_at = %s, next_check_at = v.next_check_at, last_error = v.last_error,
+    lease_token = NULL, lease_expires_at = NULL, plan_costs = v.plan_costs::jsonb,
+    schema_reference = COALESCE(t.schema_reference, v.schema_reference::jsonb)
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[])
+    AS v(id, status, next_check_at, last_error, plan_costs, schema_reference)
+WHERE t.id = v.id AND t.lease_token = %s
+RETURNING t.id
+"""
+
+
+def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: datetime) -> set[int]:
+    ids, statuses, nexts, errors, costs, references = [], [], [], [], [], []
+    for run in runs:
+        ids.append(run.table.id)
+        statuses.append(run.status)
+        nexts.append(checked_at + timedelta(seconds=run.table.check_interval_seconds))
+        errors.append(run.error[:2000])
+        costs.append(json.dumps(run.plan_costs))
+        reference = run.schema_reference
+        references.append(None if reference is None else json.dumps(reference))
+    with pulse_db.cursor() as cursor:
+        cursor.execute(_UPDATE_TABLES, [checked_at, ids, statuses, nexts, errors, costs, references, token])
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _result(outcome: Outcome, *, connection: Connection, table: MonitoredTable | None, started_at) -> CheckResult:
+    return CheckResult(
+        connection=connection,
+        table=table,
+        check_definition_id=outcome.check_id,
+        kind=outcome.kind,
+        status=outcome.status,
+        observed_value=outcome.observed_value,
+        expected_lower=outcome.expected_lower,
+        expected_upper=outcome.expected_upper,
+        message=outcome.message[:4000],
+        started_at=started_at,
+        duration_ms=outcome.duration_ms,
+        queries_used=min(outcome.queries_used, 32767),
+        bucket_start=outcome.bucket_start,
+        details=outcome.details,
+    )
+
+
+def results_record(
+    *,
+    connection: Connection,
+    token: uuid.UUID,
+    runs: list[TableRun],
+    connection_outcomes: list[Outcome],
+    started_at: datetime,
+) -> list[CheckResult]:
+    """Record a batch in one transaction; tables whose lease was lost meanwhile are left to their new owner."""
+    with transaction.atomic():
+        kept = _update_tables(runs=runs, token=token, checked_at=started_at) if runs else set()
+        lost = [run.table.id for run in runs if run.table.id not in kept]
+        if lost:
+            logger.warning("lease lost for tables %s; their results are discarded", lost)
+        results = [
+            _result(outcome, connection=connection, table=run.table, started_at=started_at)
+            for run in runs
+            if run.table.id in kept
+            for outcome in run.outcomes
+        ]
+        results += [_result(o, connection=connection, table=None, started_at=started_at) for o in connection_outcomes]
+        CheckResult.objects.bulk_create(results)
+        results_recorded.send(sender=CheckResult, connection=connection, results=results)
+    return results
+
+
+def results_record_with_retry(**kwargs) -> list[CheckResult]:
+    """Record, riding out a restart of Pulse's own database (reconnecting between tries)."""
+    for attempt in range(RECORD_RETRIES):
+        try:
+            return results_record(**kwargs)
+        except DatabaseError:
+            if attempt == RECORD_RETRIES - 1 or pulse_db.in_atomic_block:
+                raise
+            logger.warning("recording results failed; retrying", exc_info=True)
+            pulse_db.close()
+            time.sleep(min(2**attempt, 16))
+            close_old_connections()
+    raise AssertionError("unreachable")

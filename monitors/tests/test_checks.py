@@ -1,0 +1,180 @@
+"""Each check kind passing and failing against the real replica, through the engine."""
+
+import pytest
+
+from monitors.claims import tables_claim_due
+from monitors.engine import batch_run
+from monitors.models import Check, CheckResult, MonitoredTable
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(make_connection):
+    return make_connection()
+
+
+def run_now(*tables):
+    """Claim the given tables and check them in one batch, the way runchecks does."""
+    from django.utils import timezone
+    from datetime import timedelta
+
+    claim = tables_claim_due(
+        now=timezone.now(), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
+    )
+    assert {t.id for t in claim.tables} == {t.id for t in tables}
+    return batch_run(connection=claim.tables[0].connection, claim=claim, tables=claim.tables)
+
+
+def by_kind(results, table=None):
+    return {r.kind: r for r in results if table is None or r.table_id == table.id}
+
+
+def test_a_fresh_table_passes_every_built_in_check(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
+    results = by_kind(run_now(table), table)
+    assert set(results) == {"schema_change", "volume", "freshness"}
+    assert all(r.status == "pass" for r in results.values()), {k: r.message for k, r in results.items()}
+    assert results["freshness"].observed_value < 60 * 60
+    assert results["freshness"].expected_upper == 3600
+    assert results["volume"].details["total_rows"] == 500
+    assert results["volume"].details["method"] == "exact"
+    assert results["volume"].bucket_start is not None
+    assert results["schema_change"].observed_value == 5
+    table.refresh_from_db()
+    assert table.status == "healthy"
+    assert table.last_checked_at is not None and table.next_check_at > table.last_checked_at
+    assert table.lease_token is None
+    assert [c[0] for c in table.schema_reference] == ["id", "customer_id", "amount", "created_at", "note"]
+    assert all(r.queries_used >= 1 for r in results.values())
+
+
+def test_a_stale_table_fails_freshness_with_its_age(shop):
+    table = MonitoredTable.objects.create(
+        connection=shop, table_name="stale_events", timestamp_column="happened_at", freshness_threshold_minutes=60
+    )
+    freshness = by_kind(run_now(table))["freshness"]
+    assert freshness.status == "fail"
+    assert 3 * 86400 <= freshness.observed_value < 3 * 86400 + 3600
+    assert "min old (limit 60 min)" in freshness.message
+    table.refresh_from_db()
+    assert table.status == "failing"
+
+
+def test_an_empty_table_fails_freshness(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="empty_events", timestamp_column="at")
+    results = by_kind(run_now(table))
+    assert results["freshness"].status == "fail"
+    assert "no rows" in results["freshness"].message
+    assert results["volume"].observed_value == 0
+
+
+def test_a_table_without_timestamp_gets_total_volume_and_no_freshness(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    results = by_kind(run_now(table), table)
+    assert set(results) == {"schema_change", "volume"}
+    assert results["volume"].observed_value == 50
+    assert results["volume"].bucket_start is None
+
+
+def test_schema_change_fails_listing_what_changed(shop, replica_pair):
+    table = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    table.schema_reference = [
+        ["id", "integer", True],
+        ["name", "character varying(10)", True],
+        ["signup_date", "date", False],
+        ["legacy", "text", False],
+    ]
+    table.save()
+    schema = by_kind(run_now(table))["schema_change"]
+    assert schema.status == "fail"
+    assert "removed: legacy" in schema.message
+    assert "retyped: name character varying(10) → text" in schema.message
+    table.refresh_from_db()
+    assert table.schema_reference[-1][0] == "legacy"  # the reference changes only when the alert is resolved
+
+
+def test_row_count_passes_within_and_fails_outside_bounds(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    inside = Check.objects.create(table=table, kind="row_count", min_value=10, max_value=100)
+    outside = Check.objects.create(table=table, kind="row_count", min_value=1000)
+    results = {r.check_definition_id: r for r in run_now(table) if r.kind == "row_count"}
+    assert results[inside.id].status == "pass"
+    assert results[outside.id].status == "fail"
+    assert "below the minimum 1,000" in results[outside.id].message
+
+
+def test_null_rate_samples_a_table_without_statistics(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="stale_events")
+    ok = Check.objects.create(table=table, kind="null_rate", column="id", max_value=0.1)
+    bad = Check.objects.create(table=table, kind="null_rate", column="kind", max_value=0.5)
+    results = {r.check_definition_id: r for r in run_now(table) if r.kind == "null_rate"}
+    assert results[ok.id].status == "pass" and results[ok.id].observed_value == 0
+    assert results[bad.id].status == "fail" and results[bad.id].observed_value == 1.0
+    assert "sample" in results[bad.id].details["method"]
+
+
+def test_null_rate_reads_pg_stats_after_analyze(shop, replica_pair):
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute("ANALYZE public.orders")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    check = Check.objects.create(table=table, kind="null_rate", column="note", max_value=0.5)
+    result = next(r for r in run_now(table) if r.kind == "null_rate")
+    assert result.status == "fail" and result.observed_value == 1.0
+    assert result.details["method"] == "pg_stats"
+    assert result.check_definition_id == check.id
+
+
+def test_custom_sql_compares_its_number_to_bounds(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    passing = Check.objects.create(table=table, kind="custom_sql", sql="SELECT count(*) FROM orders", min_value=1)
+    failing = Check.objects.create(
+        table=table, kind="custom_sql", sql="SELECT max(amount) FROM public.orders", max_value=10
+    )
+    not_a_number = Check.objects.create(table=table, kind="custom_sql", sql="SELECT 'x'", min_value=0)
+    results = {r.check_definition_id: r for r in run_now(table) if r.kind == "custom_sql"}
+    assert results[passing.id].status == "pass" and results[passing.id].observed_value == 500
+    assert results[failing.id].status == "fail" and results[failing.id].observed_value == 750
+    assert results[not_a_number.id].status == "error"
+    assert "one numeric column" in results[not_a_number.id].message
+
+
+def test_custom_sql_that_writes_is_refused_by_the_read_only_session(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    # Saved behind the API's back: the engine re-validates and the session is read-only anyway.
+    check = Check.objects.create(table=table, kind="custom_sql", sql="DELETE FROM orders", min_value=0)
+    result = next(r for r in run_now(table) if r.kind == "custom_sql")
+    assert result.status == "error"
+    assert result.check_definition_id == check.id
+
+
+def test_the_cost_guard_refuses_expensive_queries(shop):
+    shop.max_query_cost = 1
+    shop.save()
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
+    results = by_kind(run_now(table))
+    assert results["freshness"].status == "skipped"
+    assert "planner estimates cost" in results["freshness"].message
+    assert results["schema_change"].status == "pass"
+    assert "rows per hour not run" in results["volume"].message
+
+
+def test_a_statement_timeout_is_an_error_within_the_timeout(shop):
+    shop.statement_timeout_ms = 300
+    shop.save()
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    Check.objects.create(table=table, kind="custom_sql", sql="SELECT pg_sleep(5)::text::int + 1", min_value=0)
+    result = next(r for r in run_now(table) if r.kind == "custom_sql")
+    assert result.status == "error"
+    assert result.message == "timed out after 300 ms"
+    assert result.duration_ms < 2000
+    assert result.queries_used == 2  # EXPLAIN and the one try: timeouts are not retried
+
+
+def test_names_are_identifiers_not_sql(shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name='orders"; DROP TABLE orders; --')
+    results = by_kind(run_now(table), table)
+    assert results["schema_change"].status == "fail"
+    assert "no longer exists" in results["schema_change"].message
+    assert CheckResult.objects.filter(table=table).count() == 2

@@ -1,0 +1,133 @@
+"""The runchecks command in-process: options, summary lines, statuses; daemon helpers."""
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from monitors.daemon import CheckRunner, heartbeat_beat, results_prune
+from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def tables(make_connection):
+    shop = make_connection()
+    return [
+        MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at"),
+        MonitoredTable.objects.create(connection=shop, table_name="stale_events", timestamp_column="happened_at"),
+    ]
+
+
+def runchecks(*args):
+    out = StringIO()
+    call_command("runchecks", *args, "--workers", "1", stdout=out)
+    return out.getvalue()
+
+
+def test_once_runs_due_tables_and_prints_one_summary_line(tables):
+    out = runchecks("--once")
+    assert "cycle: checked 2 tables, 7 results: 6 passed, 1 failed, 0 errors, 0 skipped" in out
+    assert CheckResult.objects.filter(kind="replication_lag").count() == 1
+    assert runchecks("--once") == ""  # nothing due any more
+
+
+def test_all_runs_every_active_table_due_or_not(tables):
+    runchecks("--once")
+    out = runchecks("--once", "--all")
+    assert "checked 2 tables" in out
+    assert CheckResult.objects.filter(kind="volume").count() == 4
+
+
+def test_table_runs_only_the_named_tables(tables):
+    out = runchecks("--table", str(tables[1].id))
+    assert "checked 1 tables" in out
+    assert set(CheckResult.objects.exclude(table=None).values_list("table_id", flat=True)) == {tables[1].id}
+
+
+def test_verbosity_2_prints_one_line_per_check(tables):
+    out = StringIO()
+    call_command("runchecks", "--once", "--workers", "1", verbosity=2, stdout=out)
+    lines = out.getvalue().splitlines()
+    assert any("public.stale_events freshness: fail" in line for line in lines)
+    assert sum(" volume: " in line for line in lines) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--all"], "--all only goes with --once"),
+        (["--table", "999999"], "No monitored table with id 999999"),
+        (["--once", "--workers", "0"], "--workers must be between 1 and 64"),
+    ],
+)
+def test_bad_options_are_refused_clearly(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("runchecks", *args)
+
+
+def test_a_replica_that_is_down_gives_error_results_and_the_daemon_goes_on(make_connection, tables):
+    down = make_connection(name="down", port=1)
+    MonitoredTable.objects.create(connection=down, table_name="orders")
+    out = runchecks("--once")
+    assert "checked 3 tables" in out
+    errors = CheckResult.objects.filter(connection=down)
+    assert errors.count() == 2 and all(r.status == "error" for r in errors)
+    assert "cannot connect" in errors.first().message
+    down.refresh_from_db()
+    assert down.status == "error" and down.consecutive_failures == 1
+
+
+def test_the_circuit_breaker_stops_claiming_a_failing_connection(make_connection):
+    down = make_connection(name="down", port=1)
+    table = MonitoredTable.objects.create(connection=down, table_name="orders", check_interval_seconds=10)
+    for _ in range(3):
+        runchecks("--once", "--all")
+    down.refresh_from_db()
+    assert down.consecutive_failures == 3 and down.backoff_until > timezone.now()
+    assert runchecks("--once", "--all") == ""  # backed off: not even tried
+    assert CheckResult.objects.filter(table=table, kind="volume").count() == 3
+
+
+def test_the_primary_gets_no_checks(make_connection, primary_settings):
+    primary = make_connection(name="primary", port=primary_settings["port"])
+    table = MonitoredTable.objects.create(connection=primary, table_name="orders", timestamp_column="created_at")
+    runchecks("--once")
+    results = CheckResult.objects.filter(table=table)
+    assert {r.status for r in results} == {"error"}
+    assert all(r.queries_used == 0 for r in results)
+    assert "not a read replica" in results.first().message
+    primary.refresh_from_db()
+    assert primary.status == "not_replica"
+
+
+def test_a_spent_budget_skips_the_remaining_checks_without_querying(make_connection):
+    shop = make_connection(max_queries_per_hour=4)
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
+    runchecks("--once")
+    results = {r.kind: r for r in CheckResult.objects.filter(table=table)}
+    skipped = [r for r in results.values() if r.status == "skipped"]
+    assert skipped and all("query budget of 4/h" in r.message for r in skipped)
+    assert sum(r.queries_used for r in CheckResult.objects.all()) <= 4
+
+
+def test_runner_cycle_summarises(tables):
+    lines = []
+    summary = CheckRunner(workers=1, report=lines.append).cycle()
+    assert summary.tables == 2 and summary.statuses["fail"] == 1
+    assert lines == [summary.line()]
+
+
+def test_heartbeat_and_pruning(tables):
+    now = timezone.now()
+    heartbeat_beat(worker="w1", started_at=now)
+    heartbeat_beat(worker="w1", started_at=now)
+    assert SchedulerHeartbeat.objects.count() == 1
+    runchecks("--once")
+    old = CheckResult.objects.first()
+    CheckResult.objects.filter(pk=old.pk).update(started_at=now - timedelta(days=91))
+    assert results_prune(now=now) == 1
+    assert not CheckResult.objects.filter(pk=old.pk).exists()
