@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 
+from monitors import custom_sql as custom_sql_rules
 from monitors.checks.base import CheckContext, Outcome, judge_bounds
 
 KIND = "custom_sql"
@@ -10,7 +11,6 @@ QUERIES = 2
 
 
 def run(ctx: CheckContext, check=None) -> Outcome:
-    from monitors import custom_sql as custom_sql_rules  # TEMP
 
     problem = custom_sql_rules.static_problem(check.sql)
     if problem:

@@ -1,0 +1,209 @@
+"""runchecks as real processes: sharing work, SIGKILL and leases, SIGTERM, Pulse DB and replica outages."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.db import connection as pulse_db
+from django.utils import timezone
+
+from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
+from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+from pulse_project.pgcluster import ReplicaPair
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+SAMPLE_TABLES = ["orders", "customers", "stale_events", "empty_events"]
+
+
+def start_runchecks(*args) -> subprocess.Popen:
+    db = pulse_db.settings_dict
+    env = {
+        **os.environ,
+        "PULSE_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "runchecks", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_for(condition, timeout=30.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(interval)
+    return False
+
+
+def finish(process: subprocess.Popen) -> str:
+    """Wait for a `--once` run to end by itself."""
+    out, _ = process.communicate(timeout=120)
+    assert process.returncode == 0, out
+    return out
+
+
+def stop(process: subprocess.Popen) -> str:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    out, _ = process.communicate(timeout=60)
+    return out
+
+
+@pytest.fixture
+def own_pair():
+    """A replica pair for tests that stop, restart or promote it."""
+    pair = ReplicaPair.create()
+    with pair.primary.connect() as conn:
+        conn.execute(f"CREATE DATABASE {SAMPLE_DB}")
+    with pair.primary.connect(SAMPLE_DB) as conn:
+        conn.execute(SAMPLE_SCHEMA)
+    pair.wait_for_replay()
+    yield pair
+    pair.stop()
+
+
+def test_three_processes_share_the_work_and_check_each_table_exactly_once(make_connection):
+    tables = []
+    for n in range(8):
+        connection = make_connection(name=f"replica-{n}", max_concurrent_queries=2)
+        tables += [MonitoredTable.objects.create(connection=connection, table_name=t) for t in SAMPLE_TABLES]
+    processes = [start_runchecks("--once", "--workers", "2", "--batch-size", "2") for _ in range(3)]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    assert all(p.returncode == 0 for p in processes), outputs
+    for table in tables:
+        kinds = list(CheckResult.objects.filter(table=table).values_list("kind", flat=True))
+        assert sorted(kinds) == ["schema_change", "volume"], (table, kinds)
+    checked = [
+        int(line.split("checked ")[1].split()[0])
+        for out in outputs
+        for line in out.splitlines()
+        if line.startswith("cycle:")
+    ]
+    assert sum(checked) == len(tables)
+    assert len([n for n in checked if n > 0]) >= 2, outputs  # the work was really shared
+
+
+def test_a_killed_worker_loses_its_lease_and_another_takes_the_table(make_connection, replica_pair):
+    shop = make_connection(statement_timeout_ms=20_000)
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    Check.objects.create(table=table, kind="custom_sql", sql="SELECT 1 FROM pg_sleep(5)", min_value=0)
+
+    def sleeping_on_replica():
+        with replica_pair.standby.connect() as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pulse' AND query LIKE '%pg_sleep%'"
+                " AND query NOT LIKE 'EXPLAIN%'"
+            ).fetchone()[0]
+
+    victim = start_runchecks("--once", "--workers", "1", "--lease", "10")
+    assert wait_for(sleeping_on_replica, timeout=30)
+    victim.send_signal(signal.SIGKILL)
+    victim.communicate(timeout=10)
+    assert not CheckResult.objects.filter(table=table).exists()
+
+    during_lease = start_runchecks("--once", "--workers", "1")
+    assert "checked" not in finish(during_lease)
+    table.refresh_from_db()
+    assert table.lease_expires_at > timezone.now() - timezone.timedelta(seconds=1)
+
+    time.sleep(max(0.0, (table.lease_expires_at - timezone.now()).total_seconds()) + 0.5)
+    after_lease = start_runchecks("--once", "--workers", "1")
+    assert "checked 1 tables" in finish(after_lease)
+    assert CheckResult.objects.filter(table=table, kind="custom_sql").count() == 1
+    assert CheckResult.objects.get(table=table, kind="custom_sql").status == "pass"
+
+
+def test_sigterm_lets_the_check_in_flight_finish_and_be_recorded(make_connection, replica_pair):
+    shop = make_connection(statement_timeout_ms=20_000)
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    Check.objects.create(table=table, kind="custom_sql", sql="SELECT 7 FROM pg_sleep(2)", min_value=0)
+    daemon = start_runchecks("--tick", "1", "--workers", "1")
+
+    def sleeping():
+        with replica_pair.standby.connect() as conn:
+            return conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pulse' AND query LIKE '%pg_sleep%'"
+                " AND query NOT LIKE 'EXPLAIN%'"
+            ).fetchone()[0]
+
+    assert wait_for(sleeping, timeout=30)
+    out = stop(daemon)
+    assert daemon.returncode == 0, out
+    assert "finishing in-flight checks" in out and "runchecks stopped" in out
+    assert CheckResult.objects.get(table=table, kind="custom_sql").observed_value == 7
+
+
+def test_the_daemon_survives_its_database_connections_being_killed(make_connection):
+    shop = make_connection()
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", check_interval_seconds=10)
+    daemon = start_runchecks("--tick", "1", "--workers", "2")
+    try:
+        assert wait_for(lambda: CheckResult.objects.filter(table=table).exists(), timeout=30)
+        assert wait_for(lambda: SchedulerHeartbeat.objects.exists(), timeout=15)
+        with pulse_db.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] >= 1
+        before = CheckResult.objects.filter(table=table, kind="volume").count()
+        MonitoredTable.objects.filter(pk=table.pk).update(next_check_at=timezone.now())
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, kind="volume").count() > before, timeout=40)
+        beat = SchedulerHeartbeat.objects.get().beat_at
+        assert wait_for(lambda: SchedulerHeartbeat.objects.get().beat_at > beat, timeout=30)
+        assert daemon.poll() is None
+    finally:
+        out = stop(daemon)
+    assert "Traceback" not in out.split("received signal")[-1]
+
+
+def test_the_daemon_rides_out_a_replica_restart(make_connection, own_pair):
+    shop = make_connection(port=own_pair.standby.port)
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", check_interval_seconds=10)
+    daemon = start_runchecks("--tick", "1", "--workers", "1")
+    try:
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, status="pass").exists(), timeout=30)
+        own_pair.standby.stop()
+        MonitoredTable.objects.filter(pk=table.pk).update(next_check_at=timezone.now())
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, status="error").exists(), timeout=30)
+        assert "cannot connect" in CheckResult.objects.filter(table=table, status="error").first().message
+        own_pair.standby.start()
+        shop.__class__.objects.filter(pk=shop.pk).update(backoff_until=None)
+        passes = CheckResult.objects.filter(table=table, status="pass").count()
+        MonitoredTable.objects.filter(pk=table.pk).update(next_check_at=timezone.now())
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, status="pass").count() > passes, timeout=40)
+        shop.refresh_from_db()
+        assert shop.status == "ok" and shop.consecutive_failures == 0
+        assert daemon.poll() is None
+    finally:
+        stop(daemon)
+
+
+def test_a_promoted_replica_is_refused_from_then_on(make_connection, own_pair):
+    shop = make_connection(port=own_pair.standby.port)
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    assert "checked 1 tables" in finish(start_runchecks("--once", "--workers", "1"))
+    assert set(CheckResult.objects.filter(table=table).values_list("status", flat=True)) == {"pass"}
+    own_pair.standby.promote()
+    with psycopg.connect(
+        host="127.0.0.1", port=own_pair.standby.port, dbname=SAMPLE_DB, user=READER, password=READER_PASSWORD
+    ) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone()[0] is False
+    finish(start_runchecks("--once", "--all", "--workers", "1"))
+    refused = CheckResult.objects.filter(table=table).exclude(status="pass")
+    assert refused.count() == 2
+    assert all(r.status == "error" and "not a read replica" in r.message and r.queries_used == 0 for r in refused)
+    shop.refresh_from_db()
+    assert shop.status == "not_replica"
