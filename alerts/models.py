@@ -1,6 +1,9 @@
+from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 
 from connections.models import Connection
+from connections.secrets import decrypt_secret, encrypt_secret
 from monitors.models import MonitoredTable
 
 
@@ -57,3 +60,127 @@ class Alert(models.Model):
     def __str__(self) -> str:
         where = self.table.qualified_name if self.table_id else self.connection.name
         return f"{self.kind} on {where} ({self.status})"
+
+
+class AlertEvent(models.Model):
+    """One transition of an alert; notifications are written for it in the same transaction (outbox)."""
+
+    class Kind(models.TextChoices):
+        OPENED = "opened"
+        REOPENED = "reopened"
+        NOTIFIED = "notified"
+        REMINDED = "reminded"
+        ACKNOWLEDGED = "acknowledged"
+        SNOOZED = "snoozed"
+        RESOLVED = "resolved"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    at = models.DateTimeField()
+    message = models.TextField(blank=True, default="")
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["at", "id"]
+        indexes = [models.Index(fields=["alert", "at"], name="alertevent_alert_at")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} @ {self.at:%Y-%m-%d %H:%M}"
+
+
+class Channel(models.Model):
+    """Where a team's alert notifications go."""
+
+    class Kind(models.TextChoices):
+        EMAIL = "email"
+        SLACK = "slack"
+        WEBHOOK = "webhook"
+        APPRISE = "apprise"
+
+    team = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="channels")
+    name = models.CharField(max_length=100)
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    # email: comma-separated addresses; slack/webhook: URL; apprise: an Apprise URL. Encrypted: URLs carry tokens.
+    target_encrypted = models.TextField(blank=True, default="", editable=False)
+    # webhook: the HMAC-SHA256 signing secret. Encrypted.
+    secret_encrypted = models.TextField(blank=True, default="", editable=False)
+    reminder_interval_minutes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Remind while an alert stays open and unacknowledged; empty: never."
+    )
+    is_active = models.BooleanField(default=True)
+    last_error = models.TextField(blank=True, default="", editable=False)
+    last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["team_id", "name"]
+        constraints = [models.UniqueConstraint(fields=["team", "name"], name="channel_unique_name_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"
+
+    def set_target(self, plaintext: str) -> None:
+        self.target_encrypted = encrypt_secret(plaintext)
+
+    def get_target(self) -> str:
+        return decrypt_secret(self.target_encrypted)
+
+    def set_secret(self, plaintext: str) -> None:
+        self.secret_encrypted = encrypt_secret(plaintext)
+
+    def get_secret(self) -> str:
+        return decrypt_secret(self.secret_encrypted)
+
+
+class Notification(models.Model):
+    """Outbox row: one message for one channel, rendered when written, sent later by the notifier."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"
+
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
+    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="notifications", null=True,
+                              blank=True, help_text="Empty for test notifications.")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    payload = models.JSONField(default=dict)
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.PENDING)
+    tries = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField()
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # the notifier's scan: pending rows whose next try has come.
+            models.Index(fields=["next_try_at"], name="notification_due", condition=models.Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} → {self.channel} ({self.status})"
+
+
+class MaintenanceWindow(models.Model):
+    """While a window is on, checks run but no alerts open, and the values do not train baselines."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="maintenance_windows")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection}: {self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%Y-%m-%d %H:%M}"

@@ -64,6 +64,12 @@ class Connection(models.Model):
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # Circuit breaker: consecutive failed contacts, and when Pulse may try again.
     consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    # Batches in a row with results Pulse could not get (errors); opens a connection_error alert.
+    error_streak = models.PositiveIntegerField(default=0, editable=False)
+    connection_error_threshold = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        help_text="Check runs in a row that could not run before a connection_error alert opens.",
+    )
     backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
     lag_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)

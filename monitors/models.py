@@ -17,6 +17,18 @@ class CheckKind(models.TextChoices):
 class MonitoredTable(models.Model):
     """A table on a replica that Pulse checks on a schedule."""
 
+    class Direction(models.TextChoices):
+        BOTH = "both"
+        SPIKE = "spike"
+        DROP = "drop"
+
+    class Seasonality(models.TextChoices):
+        AUTO = "auto"
+        NONE = "none"
+        HOUR_OF_DAY = "hour_of_day"
+        DAY_OF_WEEK = "day_of_week"
+        HOUR_OF_WEEK = "hour_of_week"
+
     class Status(models.TextChoices):
         UNKNOWN = "unknown"
         LEARNING = "learning"
@@ -42,6 +54,25 @@ class MonitoredTable(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(10)],
         help_text="Consecutive failing runs before an alert opens.",
     )
+    # Volume anomaly detection (monitors/baselines.py).
+    sensitivity = models.FloatField(
+        default=3.5, validators=[MinValueValidator(1.0), MaxValueValidator(20.0)],
+        help_text="Modified z-score beyond which a value is anomalous.",
+    )
+    direction = models.CharField(max_length=5, choices=Direction.choices, default=Direction.BOTH)
+    seasonality = models.CharField(max_length=12, choices=Seasonality.choices, default=Seasonality.AUTO)
+    min_relative_change = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)],
+        help_text="Ignore deviations smaller than this fraction of the expected value (0.1 = 10%).",
+    )
+    min_absolute_change = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1e15)],
+        help_text="Ignore deviations smaller than this many rows.",
+    )
+    baseline_since = models.DateTimeField(
+        null=True, blank=True, editable=False, help_text="Set by rebaseline: older values do not train."
+    )
+    backfilled_at = models.DateTimeField(null=True, blank=True, editable=False)
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -145,6 +176,9 @@ class CheckResult(models.Model):
     # Start of the time bucket a bucketed volume value counts (rows per hour), for baselines.
     bucket_start = models.DateTimeField(null=True, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Judged anomalous by the baseline: kept out of training unless an operator marks it expected.
+    is_anomaly = models.BooleanField(default=False)
+    marked_expected = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-started_at", "-id"]
@@ -153,6 +187,11 @@ class CheckResult(models.Model):
             models.Index(fields=["table", "kind", "-started_at"], name="result_table_kind_latest"),
             # connection-level history (replication lag).
             models.Index(fields=["connection", "kind", "-started_at"], name="result_connection_kind_latest"),
+            # baseline training: bucketed volume values of a table.
+            models.Index(
+                fields=["table", "bucket_start"], name="result_volume_buckets",
+                condition=models.Q(kind="volume", bucket_start__isnull=False),
+            ),
             # retention pruning scans by age.
             models.Index(fields=["started_at"], name="result_started_at"),
         ]

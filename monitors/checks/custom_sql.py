@@ -2,7 +2,6 @@
 
 from decimal import Decimal
 
-
 from monitors import custom_sql as custom_sql_rules
 from monitors.checks.base import CheckContext, Outcome, judge_bounds
 
