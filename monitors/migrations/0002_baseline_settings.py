@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('connections', '0002_connection_connection_error_threshold_and_more'),
+        ('connections', '0002_connection_error_streak'),
         ('monitors', '0001_initial'),
     ]
 
