@@ -1,28 +1,282 @@
-"""When alerts open, change state and resolve."""
+"""When alerts open, remind, get acknowledged or snoozed, and resolve.
 
+- `failure_threshold` consecutive failing runs of one (table, kind) open ONE alert; further failures
+  update it (`last_seen_at`, `consecutive_failures`). A passing run resolves it.
+- `error` results (Pulse could not run a check) are not data failures: `connection_threshold` erroring
+  runs in a row open a `connection_error` alert on the connection.
+- A failing replication-lag check opens a `replication_lag` alert and holds back freshness alerts of
+  the connection's tables while it lags.
+- During a maintenance window checks run but no alert opens. Paused tables and connections are not checked.
+- An alert that recurs within REOPEN_WITHIN of being resolved automatically is reopened, not duplicated.
+- Every transition writes an AlertEvent; notifications are written with it (the outbox), in the same
+  transaction as the results that caused it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
-from alerts.models import Alert
+from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from alerts.notifications import notifications_for_event
+from connections.models import Connection
+from monitors.models import CheckResult, MonitoredTable
+
+logger = logging.getLogger(__name__)
+
+REOPEN_WITHIN = timedelta(hours=1)
+LAG_ALERT_THRESHOLD = 2
+LAG_HOLDS_FRESHNESS_FOR = timedelta(minutes=10)
+DATA_KINDS = {"freshness", "volume", "schema_change", "null_rate", "row_count", "custom_sql"}
+UNRESOLVED = (Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED)
+# Skips that mean Pulse could not run a check, counted like errors toward connection_error.
+COULD_NOT_RUN_REASONS = {"budget", "concurrency"}
 
 
 class AlertStateError(Exception):
     """The requested transition is not allowed from the alert's current state."""
 
 
-def alert_acknowledge(*, alert: Alert) -> Alert:
+def event_write(*, alert: Alert, kind: str, at: datetime, message: str = "", actor=None) -> AlertEvent:
+    """Record a transition and write its notifications (same transaction)."""
+    event = AlertEvent.objects.create(alert=alert, kind=kind, at=at, message=message, actor=actor)
+    notifications_for_event(event=event)
+    return event
+
+
+def in_maintenance(*, connection: Connection, at: datetime) -> bool:
+    return MaintenanceWindow.objects.filter(connection=connection, starts_at__lte=at, ends_at__gt=at).exists()
+
+
+def _unresolved(connection: Connection) -> dict[tuple[int | None, str], Alert]:
+    alerts = Alert.objects.filter(connection=connection, status__in=UNRESOLVED).select_related("table")
+    return {(a.table_id, a.kind): a for a in alerts}
+
+
+def _failing_streak(*, connection: Connection, table_id: int | None, kind: str, runs: int) -> int:
+    """How many of the latest `runs` runs of (table, kind) failed in a row (a run fails if any result failed)."""
+    rows = (
+        CheckResult.objects.filter(connection=connection, table_id=table_id, kind=kind)
+        .exclude(status__in=("error", "skipped"))
+        .order_by("-started_at", "-id")
+        .values_list("started_at", "status")[: runs * 10]
+    )
+    by_run: dict[datetime, bool] = {}
+    for started_at, status in rows:
+        by_run[started_at] = by_run.get(started_at, False) or status == "fail"
+    streak = 0
+    for failed in list(by_run.values())[:runs]:
+        if not failed:
+            break
+        streak += 1
+    return streak
+
+
+def _open(*, connection, table, kind, severity, message, now, failures) -> Alert:
+    """Open an alert, or reopen the same problem's alert if it was auto-resolved moments ago."""
+    recent = (
+        Alert.objects.filter(
+            connection=connection,
+            table=table,
+            kind=kind,
+            status=Alert.Status.RESOLVED,
+            resolved_at__gte=now - REOPEN_WITHIN,
+        )
+        .order_by("-resolved_at")
+        .first()
+    )
+    if recent is not None:
+        recent.status = Alert.Status.OPEN
+        recent.resolved_at = None
+        recent.message = message
+        recent.last_seen_at = now
+        recent.consecutive_failures = failures
+        recent.snoozed_until = None
+        recent.save()
+        event_write(alert=recent, kind=AlertEvent.Kind.REOPENED, at=now, message=message)
+        return recent
+    alert = Alert.objects.create(
+        connection=connection,
+        table=table,
+        kind=kind,
+        severity=severity,
+        message=message,
+        opened_at=now,
+        last_seen_at=now,
+        consecutive_failures=failures,
+    )
+    event_write(alert=alert, kind=AlertEvent.Kind.OPENED, at=now, message=message)
+    return alert
+
+
+def _seen_again(alert: Alert, *, message: str, now: datetime) -> None:
+    Alert.objects.filter(pk=alert.pk).update(
+        last_seen_at=now, message=message, consecutive_failures=F("consecutive_failures") + 1
+    )
+
+
+def _auto_resolve(alert: Alert, *, message: str, now: datetime) -> None:
+    alert.status = Alert.Status.RESOLVED
+    alert.resolved_at = now
+    alert.save(update_fields=["status", "resolved_at"])
+    event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, message=f"recovered: {message}")
+
+
+def _lag_holds_freshness(connection: Connection, unresolved: dict, now: datetime) -> bool:
+    if (None, "replication_lag") in unresolved:
+        return True
+    latest = (
+        CheckResult.objects.filter(
+            connection=connection, table=None, kind="replication_lag", started_at__gte=now - LAG_HOLDS_FRESHNESS_FOR
+        )
+        .order_by("-started_at")
+        .values_list("status", flat=True)
+        .first()
+    )
+    return latest == "fail"
+
+
+def _could_not_run(result: CheckResult) -> bool:
+    return result.status == "error" or (
+        result.status == "skipped" and (result.details or {}).get("reason") in COULD_NOT_RUN_REASONS
+    )
+
+
+def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> None:
+    failed = [r for r in results if _could_not_run(r)]
+    if not failed:
+        if any(r.status in ("pass", "fail") for r in results):
+            Connection.objects.filter(pk=connection.pk, error_streak__gt=0).update(error_streak=0)
+            alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
+            if alert:
+                _auto_resolve(alert, message="checks run again", now=now)
+        return
+    Connection.objects.filter(pk=connection.pk).update(error_streak=F("error_streak") + 1)
+    streak = Connection.objects.values_list("error_streak", flat=True).get(pk=connection.pk)
+    where = failed[0].table.qualified_name + " " if failed[0].table_id else ""
+    message = f"{len(failed)} check(s) could not run, e.g. {where}{failed[0].kind}: {failed[0].message}"
+    alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
+    if alert:
+        _seen_again(alert, message=message, now=now)
+    elif streak >= connection.connection_error_threshold and not quiet:
+        _open(
+            connection=connection,
+            table=None,
+            kind=Alert.Kind.CONNECTION_ERROR,
+            severity=Alert.Severity.CRITICAL,
+            message=message,
+            now=now,
+            failures=streak,
+        )
+
+
+def results_process(*, connection: Connection, results: list[CheckResult], now: datetime | None = None) -> None:
+    """Move alerts according to a batch of freshly recorded results (at the time they were taken)."""
+    if not results:
+        return
+    now = now or max(r.started_at for r in results)
+    quiet = in_maintenance(connection=connection, at=now)
+    unresolved = _unresolved(connection)
+    _track_connection_errors(connection=connection, results=results, unresolved=unresolved, quiet=quiet, now=now)
+
+    by_problem: dict[tuple[int | None, str], list[CheckResult]] = defaultdict(list)
+    for result in results:
+        if result.kind in DATA_KINDS or result.kind == "replication_lag":
+            by_problem[(result.table_id, result.kind)].append(result)
+    holding = None
+    for (table_id, kind), problem_results in by_problem.items():
+        failing = [r for r in problem_results if r.status == "fail"]
+        passing = [r for r in problem_results if r.status == "pass"]
+        alert = unresolved.get((table_id, kind))
+        if failing:
+            message = "; ".join(r.message for r in failing)
+            if alert:
+                _seen_again(alert, message=message, now=now)
+                continue
+            table = failing[0].table if table_id else None
+            threshold = table.failure_threshold if table else LAG_ALERT_THRESHOLD
+            if quiet:
+                continue
+            if kind == "freshness":
+                holding = _lag_holds_freshness(connection, unresolved, now) if holding is None else holding
+                if holding:
+                    continue
+            streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
+            if streak >= threshold:
+                try:
+                    with transaction.atomic():
+                        _open(
+                            connection=connection,
+                            table=table,
+                            kind=kind,
+                            severity=Alert.Severity.WARNING,
+                            message=message,
+                            now=now,
+                            failures=streak,
+                        )
+                except IntegrityError:
+                    # Another process opened it at the same moment: the constraint keeps one alert.
+                    logger.info("alert for %s/%s already opened by another process", table_id, kind)
+        elif passing and alert:
+            _auto_resolve(alert, message=passing[0].message, now=now)
+
+
+def alert_acknowledge(*, alert: Alert, user=None) -> Alert:
     """Keep the alert open but stop reminders."""
     if alert.status == Alert.Status.RESOLVED:
         raise AlertStateError("A resolved alert cannot be acknowledged.")
-    alert.status = Alert.Status.ACKNOWLEDGED
-    alert.save(update_fields=["status"])
+    if alert.status == Alert.Status.ACKNOWLEDGED:
+        raise AlertStateError("The alert is already acknowledged.")
+    with transaction.atomic():
+        alert.status = Alert.Status.ACKNOWLEDGED
+        alert.save(update_fields=["status"])
+        event_write(alert=alert, kind=AlertEvent.Kind.ACKNOWLEDGED, at=timezone.now(), actor=user)
     return alert
 
 
-def alert_resolve(*, alert: Alert) -> Alert:
-    """Close the alert by hand; a new failure streak opens a new one."""
+def alert_resolve(*, alert: Alert, user=None) -> Alert:
+    """Close the alert by hand. For a schema change, the table's current columns become the reference."""
     if alert.status == Alert.Status.RESOLVED:
         raise AlertStateError("The alert is already resolved.")
-    alert.status = Alert.Status.RESOLVED
-    alert.resolved_at = timezone.now()
-    alert.save(update_fields=["status", "resolved_at"])
+    now = timezone.now()
+    with transaction.atomic():
+        alert.status = Alert.Status.RESOLVED
+        alert.resolved_at = now
+        alert.save(update_fields=["status", "resolved_at"])
+        if alert.kind == Alert.Kind.SCHEMA_CHANGE and alert.table_id:
+            schema_accept_current(table=alert.table)
+        event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message="resolved by hand")
     return alert
+
+
+def alert_snooze(*, alert: Alert, until: datetime, user=None) -> Alert:
+    """Silence notifications until `until`; the alert's state is still tracked."""
+    if alert.status == Alert.Status.RESOLVED:
+        raise AlertStateError("A resolved alert cannot be snoozed.")
+    now = timezone.now()
+    if until <= now:
+        raise AlertStateError("The snooze must end in the future.")
+    with transaction.atomic():
+        alert.snoozed_until = until
+        alert.save(update_fields=["snoozed_until"])
+        event_write(
+            alert=alert, kind=AlertEvent.Kind.SNOOZED, at=now, actor=user, message=f"snoozed until {until.isoformat()}"
+        )
+    return alert
+
+
+def schema_accept_current(*, table: MonitoredTable) -> None:
+    """Make the table's latest observed columns the schema_change reference."""
+    latest = (
+        CheckResult.objects.filter(table=table, kind="schema_change")
+        .exclude(Q(details__columns__isnull=True) | Q(details__columns=[]))
+        .order_by("-started_at", "-id")
+        .first()
+    )
+    if latest is not None:
+        MonitoredTable.objects.filter(pk=table.pk).update(schema_reference=latest.details["columns"])

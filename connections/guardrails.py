@@ -43,7 +43,14 @@ SLOT_LOCK_NAMESPACE = 0x5055  # "PU": advisory lock keys are (namespace << 32) |
 
 
 class GuardrailStop(Exception):
-    """A guardrail stopped a query before it was sent; the check is `skipped` with this reason."""
+    """A guardrail stopped a query before it was sent; the check is `skipped` with this message.
+
+    `reason` names the guardrail: budget, concurrency, cost or missing (the table is gone).
+    """
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class CheckError(Exception):
@@ -133,7 +140,8 @@ class Allowance:
         """Account for one query about to be sent; sleep as the rate requires."""
         if self.used >= self.granted and not self.reserve(1):
             raise GuardrailStop(
-                f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent"
+                f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent",
+                reason="budget",
             )
         wait = self._next_at - time.monotonic()
         if wait > 0:
@@ -169,7 +177,8 @@ def replica_slot(*, connection: Connection, wait_seconds: float) -> Iterator[int
         if held is None:
             if time.monotonic() >= deadline:
                 raise GuardrailStop(
-                    f"all {connection.max_concurrent_queries} concurrent session slots of this connection are busy"
+                    f"all {connection.max_concurrent_queries} concurrent session slots of this connection are busy",
+                    reason="concurrency",
                 )
             time.sleep(0.05 + random.random() * 0.05)
     try:
@@ -275,6 +284,7 @@ class QueryRunner:
         if cost > self.connection.max_query_cost:
             raise GuardrailStop(
                 f"not run: the planner estimates cost {cost:,.0f}, above this connection's limit of "
-                f"{self.connection.max_query_cost:,.0f}"
+                f"{self.connection.max_query_cost:,.0f}",
+                reason="cost",
             )
         return cost

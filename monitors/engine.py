@@ -68,7 +68,7 @@ def _timed(module, check: Check | None, ctx: CheckContext) -> Outcome:
     except guardrails.SessionLost:
         raise
     except guardrails.GuardrailStop as stop:
-        outcome = Outcome(kind=kind, status="skipped", message=str(stop))
+        outcome = Outcome(kind=kind, status="skipped", message=str(stop), details={"reason": stop.reason})
     except guardrails.CheckError as exc:
         outcome = Outcome(kind=kind, status="error", message=str(exc))
     outcome.duration_ms = int((time.monotonic() - started) * 1000)
@@ -109,10 +109,17 @@ def _lag_due(connection: Connection, now: datetime) -> bool:
     )
 
 
-def _everything(runs: list[TableRun], plans: dict, *, status: str, message: str) -> None:
+def _everything(runs: list[TableRun], plans: dict, *, status: str, message: str, reason: str = "") -> None:
+    details = {"reason": reason} if reason else {}
     for run in runs:
         run.outcomes = [
-            Outcome(kind=module.KIND, status=status, message=message, check_id=check.pk if check else None)
+            Outcome(
+                kind=module.KIND,
+                status=status,
+                message=message,
+                check_id=check.pk if check else None,
+                details=dict(details),
+            )
             for module, check in plans[run.table.id]
         ]
 
@@ -130,7 +137,7 @@ def batch_run(*, connection: Connection, claim: Claim, tables: list[MonitoredTab
             allowance.reserve(planned)  # if the whole batch doesn't fit, queries are reserved one by one
             connection_outcomes = _run_on_replica(connection, runs, plans, allowance, started_at)
     except guardrails.GuardrailStop as stop:
-        _everything(runs, plans, status="skipped", message=str(stop))
+        _everything(runs, plans, status="skipped", message=str(stop), reason=stop.reason)
     finally:
         allowance.settle()
     return results_record_with_retry(

@@ -1,6 +1,14 @@
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
-from alerts.models import Alert
+from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from connections.models import Connection
+from connections.tenancy import scope_to_user
+from pulse_project.api import StrictModelSerializer
+
+MAX_SNOOZE = timedelta(days=30)
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -21,3 +29,59 @@ class AlertSerializer(serializers.ModelSerializer):
             "snoozed_until",
         ]
         read_only_fields = fields
+
+
+class AlertEventSerializer(serializers.ModelSerializer):
+    actor = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = AlertEvent
+        fields = ["id", "kind", "at", "message", "actor"]
+        read_only_fields = fields
+
+
+class SnoozeSerializer(serializers.Serializer):
+    """Either `minutes` from now or an `until` timestamp, at most 30 days ahead."""
+
+    minutes = serializers.IntegerField(min_value=1, max_value=int(MAX_SNOOZE.total_seconds() // 60), required=False)
+    until = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        unknown = set(self.initial_data) - {"minutes", "until"} if isinstance(self.initial_data, dict) else set()
+        if unknown:
+            raise serializers.ValidationError({field: ["Unknown field."] for field in unknown})
+        if ("minutes" in attrs) == ("until" in attrs):
+            raise serializers.ValidationError("Give exactly one of `minutes` or `until`.")
+        now = timezone.now()
+        until = attrs["until"] if "until" in attrs else now + timedelta(minutes=attrs["minutes"])
+        if until <= now:
+            raise serializers.ValidationError({"until": ["Must be in the future."]})
+        if until > now + MAX_SNOOZE:
+            raise serializers.ValidationError({"until": ["Must be at most 30 days ahead."]})
+        return {"until": until}
+
+
+class UserConnectionField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
+
+
+class MaintenanceWindowSerializer(StrictModelSerializer):
+    connection = UserConnectionField()
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["id", "connection", "starts_at", "ends_at", "reason"]
+
+    def validate(self, attrs):
+        starts = attrs.get("starts_at", getattr(self.instance, "starts_at", None))
+        ends = attrs.get("ends_at", getattr(self.instance, "ends_at", None))
+        if starts and ends and ends <= starts:
+            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
+        if (
+            self.instance is not None
+            and "connection" in attrs
+            and attrs["connection"].pk != self.instance.connection_id
+        ):
+            raise serializers.ValidationError({"connection": ["A window cannot move to another connection."]})
+        return attrs

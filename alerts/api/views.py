@@ -5,9 +5,14 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from alerts.api.serializers import AlertSerializer
-from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve
-from alerts.models import Alert
+from alerts.api.serializers import (
+    AlertEventSerializer,
+    AlertSerializer,
+    MaintenanceWindowSerializer,
+    SnoozeSerializer,
+)
+from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
+from alerts.models import Alert, MaintenanceWindow
 from connections.tenancy import scope_to_user
 from pulse_project.api import IdFilter, TeamModelPermissions
 
@@ -28,7 +33,7 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     permission_classes = [TeamModelPermissions]
     filter_backends = [DjangoFilterBackend]
     filterset_class = AlertFilter
-    action_permissions = {"acknowledge": "change", "resolve": "change"}
+    action_permissions = {"acknowledge": "change", "resolve": "change", "snooze": "change"}
 
     def get_queryset(self):
         return scope_to_user(
@@ -37,9 +42,9 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
             team_path="connection__team",
         )
 
-    def _transition(self, transition):
+    def _transition(self, transition, **kwargs):
         try:
-            alert = transition(alert=self.get_object())
+            alert = transition(alert=self.get_object(), user=self.request.user, **kwargs)
         except AlertStateError as exc:
             raise serializers.ValidationError({"status": [str(exc)]}) from None
         return Response(AlertSerializer(alert).data)
@@ -53,3 +58,37 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._transition(alert_resolve)
+
+    @extend_schema(request=SnoozeSerializer, responses=AlertSerializer)
+    @action(detail=True, methods=["post"])
+    def snooze(self, request, pk=None):
+        self.get_object()  # 404 before 400 for other teams' alerts
+        params = SnoozeSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        return self._transition(alert_snooze, until=params.validated_data["until"])
+
+    @extend_schema(responses=AlertEventSerializer(many=True))
+    @action(detail=True, methods=["get"], filter_backends=[])
+    def events(self, request, pk=None):
+        events = self.get_object().events.select_related("actor").order_by("at", "id")
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(AlertEventSerializer(page, many=True).data)
+
+
+class MaintenanceWindowFilter(django_filters.FilterSet):
+    connection = IdFilter(field_name="connection_id")
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["connection"]
+
+
+class MaintenanceWindowViewSet(viewsets.ModelViewSet):
+    serializer_class = MaintenanceWindowSerializer
+    permission_classes = [TeamModelPermissions]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MaintenanceWindowFilter
+
+    def get_queryset(self):
+        return scope_to_user(MaintenanceWindow.objects.all(), user=self.request.user, team_path="connection__team")

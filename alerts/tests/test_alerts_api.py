@@ -107,3 +107,62 @@ def test_alerts_are_read_only_through_the_api(owner_client, alert):
 )
 def test_it_never_answers_odd_ids_with_500(owner_client, alert, url):
     assert 400 <= owner_client.get(url).status_code < 500
+
+
+def test_it_snoozes_by_minutes_or_until_and_lists_events(owner_client, alert):
+    response = owner_client.post(f"/api/alerts/{alert.id}/snooze", {"minutes": 30}, format="json")
+    assert response.status_code == 200
+    snoozed_until = timezone.datetime.fromisoformat(response.json()["snoozed_until"])
+    assert 29 * 60 < (snoozed_until - timezone.now()).total_seconds() <= 30 * 60
+    until = (timezone.now() + timezone.timedelta(hours=2)).isoformat()
+    assert owner_client.post(f"/api/alerts/{alert.id}/snooze/", {"until": until}, format="json").status_code == 200
+    owner_client.post(f"/api/alerts/{alert.id}/acknowledge")
+    events = owner_client.get(f"/api/alerts/{alert.id}/events").json()
+    assert [e["kind"] for e in events["results"]] == ["snoozed", "snoozed", "acknowledged"]
+    assert events["results"][-1]["actor"] == "owner"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"minutes": 0},
+        {"minutes": "soon"},
+        {"minutes": 60 * 24 * 31},
+        {"until": "yesterday"},
+        {"until": "2000-01-01T00:00:00Z"},
+        {"minutes": 5, "until": "2999-01-01T00:00:00Z"},
+        {"hours": 1},
+    ],
+)
+def test_it_rejects_bad_snoozes(owner_client, alert, body):
+    response = owner_client.post(f"/api/alerts/{alert.id}/snooze", body, format="json")
+    assert response.status_code == 400
+    alert.refresh_from_db()
+    assert alert.snoozed_until is None
+
+
+def test_outsider_and_member_cannot_snooze_or_read_events(outsider_client, member_client, alert):
+    assert outsider_client.post(f"/api/alerts/{alert.id}/snooze", {"minutes": 5}, format="json").status_code == 404
+    assert outsider_client.get(f"/api/alerts/{alert.id}/events").status_code == 404
+    assert member_client.post(f"/api/alerts/{alert.id}/snooze", {"minutes": 5}, format="json").status_code == 403
+    assert member_client.get(f"/api/alerts/{alert.id}/events").status_code == 200
+
+
+def test_maintenance_windows_crud_and_scoping(owner_client, outsider_client, member_client, alert):
+    body = {
+        "connection": alert.connection_id,
+        "starts_at": "2030-01-01T00:00:00Z",
+        "ends_at": "2030-01-01T02:00:00Z",
+        "reason": "upgrade",
+    }
+    created = owner_client.post("/api/maintenance-windows", body, format="json")
+    assert created.status_code == 201, created.data
+    window_id = created.json()["id"]
+    assert owner_client.get(f"/api/maintenance-windows?connection={alert.connection_id}").json()["count"] == 1
+    bad = owner_client.post("/api/maintenance-windows", {**body, "ends_at": "2029-12-31T00:00:00Z"}, format="json")
+    assert bad.status_code == 400 and "ends_at" in bad.data
+    assert outsider_client.get(f"/api/maintenance-windows/{window_id}").status_code == 404
+    assert outsider_client.post("/api/maintenance-windows", body, format="json").status_code == 400
+    assert member_client.delete(f"/api/maintenance-windows/{window_id}").status_code == 403
+    assert owner_client.delete(f"/api/maintenance-windows/{window_id}/").status_code == 204

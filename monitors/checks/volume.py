@@ -34,7 +34,7 @@ def row_count(ctx: CheckContext) -> tuple[float, str]:
     table = ctx.table
     row = ctx.runner.fetchone(_SIZE, (table.schema_name, table.table_name))
     if row is None:
-        raise GuardrailStop(f"{table.qualified_name} no longer exists on the replica")
+        raise GuardrailStop(f"{table.qualified_name} no longer exists on the replica", reason="missing")
     reltuples, relpages, relkind, pages_now = row
     estimable = relkind in ("r", "m", "p") and relpages and reltuples is not None and reltuples >= 0
     if estimable and pages_now is not None and pages_now > EXACT_COUNT_MAX_PAGES:

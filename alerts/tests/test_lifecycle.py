@@ -1,0 +1,203 @@
+"""Alert lifecycle driven by real recorded results (the results_recorded signal path)."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze, results_process
+from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from monitors.checks import Outcome
+from monitors.models import CheckResult, MonitoredTable
+from monitors.recording import TableRun, results_record
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shop(make_connection):
+    return make_connection()
+
+
+@pytest.fixture
+def orders(shop):
+    return MonitoredTable.objects.create(connection=shop, table_name="orders", failure_threshold=2)
+
+
+class Clock:
+    """Records runs a minute apart, through the same recording path as the engine."""
+
+    def __init__(self):
+        self.now = timezone.now() - timedelta(hours=1)
+
+    def run(self, table, *outcomes, connection_outcomes=()):
+        self.now += timedelta(minutes=1)
+        claim_token = uuid.uuid4()
+        MonitoredTable.objects.filter(pk=table.pk).update(lease_token=claim_token)
+        return results_record(
+            connection=table.connection,
+            token=claim_token,
+            runs=[TableRun(table=table, outcomes=list(outcomes))],
+            connection_outcomes=list(connection_outcomes),
+            started_at=self.now,
+        )
+
+
+def fail(kind="freshness", message="stale"):
+    return Outcome(kind=kind, status="fail", message=message, observed_value=7200, expected_upper=3600)
+
+
+def ok(kind="freshness"):
+    return Outcome(kind=kind, status="pass", message="fresh", observed_value=60)
+
+
+def error(kind="freshness", message="cannot connect: connection refused"):
+    return Outcome(kind=kind, status="error", message=message)
+
+
+def alerts_of(table, kind="freshness"):
+    return Alert.objects.filter(table=table, kind=kind)
+
+
+def events(alert):
+    return list(alert.events.values_list("kind", flat=True))
+
+
+def test_the_threshold_of_consecutive_failures_opens_one_alert(orders):
+    clock = Clock()
+    clock.run(orders, fail())
+    assert not alerts_of(orders).exists()
+    clock.run(orders, fail())
+    alert = alerts_of(orders).get()
+    assert (alert.status, alert.consecutive_failures, alert.severity) == ("open", 2, "warning")
+    assert events(alert) == ["opened"]
+    for _ in range(5):
+        clock.run(orders, fail(message="still stale"))
+    alert.refresh_from_db()
+    assert alerts_of(orders).count() == 1
+    assert alert.consecutive_failures == 7 and alert.message == "still stale"
+    assert alert.last_seen_at == clock.now
+
+
+def test_a_pass_in_between_restarts_the_count(orders):
+    clock = Clock()
+    clock.run(orders, fail())
+    clock.run(orders, ok())
+    clock.run(orders, fail())
+    assert not alerts_of(orders).exists()
+
+
+def test_recovery_resolves_automatically_and_a_quick_relapse_reopens_the_same_alert(orders):
+    clock = Clock()
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    clock.run(orders, ok())
+    alert = alerts_of(orders).get()
+    assert alert.status == "resolved" and alert.resolved_at == clock.now
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    alert.refresh_from_db()
+    assert alerts_of(orders).count() == 1 and alert.status == "open"
+    assert events(alert) == ["opened", "resolved", "reopened"]
+
+
+def test_errors_are_not_data_failures_but_open_a_connection_error_alert(orders, shop):
+    clock = Clock()
+    for _ in range(shop.connection_error_threshold - 1):
+        clock.run(orders, error())
+    assert not Alert.objects.exists()
+    clock.run(orders, error())
+    alert = Alert.objects.get()
+    assert (alert.kind, alert.table, alert.severity) == ("connection_error", None, "critical")
+    assert "could not run" in alert.message and "connection refused" in alert.message
+    assert not alerts_of(orders).exists()
+    clock.run(orders, ok())
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+    shop.refresh_from_db()
+    assert shop.error_streak == 0
+
+
+def test_a_spent_budget_counts_as_could_not_run(orders, shop):
+    clock = Clock()
+    skipped = Outcome(kind="volume", status="skipped", message="query budget spent", details={"reason": "budget"})
+    cost = Outcome(kind="freshness", status="skipped", message="too expensive", details={"reason": "cost"})
+    for _ in range(shop.connection_error_threshold):
+        clock.run(orders, cost)
+    assert not Alert.objects.exists()
+    for _ in range(shop.connection_error_threshold):
+        clock.run(orders, skipped)
+    assert Alert.objects.get().kind == "connection_error"
+
+
+def test_a_lagging_replica_opens_one_lag_alert_and_holds_back_freshness(orders, shop):
+    clock = Clock()
+    lag = Outcome(kind="replication_lag", status="fail", message="replica is 900 s behind", observed_value=900)
+    for _ in range(3):
+        clock.run(orders, fail(), connection_outcomes=[lag])
+    assert Alert.objects.get().kind == "replication_lag"
+    assert not alerts_of(orders).exists()
+    caught_up = Outcome(kind="replication_lag", status="pass", message="caught up", observed_value=0)
+    clock.run(orders, fail(), connection_outcomes=[caught_up])
+    assert Alert.objects.get(kind="replication_lag").status == "resolved"
+    clock.run(orders, fail())
+    assert alerts_of(orders).get().status == "open"
+
+
+def test_a_maintenance_window_tracks_results_but_opens_no_alert(orders, shop):
+    clock = Clock()
+    now = timezone.now()
+    MaintenanceWindow.objects.create(
+        connection=shop, starts_at=now - timedelta(hours=2), ends_at=now + timedelta(hours=1)
+    )
+    for _ in range(4):
+        clock.run(orders, fail())
+    assert not Alert.objects.exists()
+    assert CheckResult.objects.filter(table=orders, status="fail").count() == 4
+
+
+def test_acknowledge_snooze_and_resolve_by_hand_write_events(orders, owner):
+    clock = Clock()
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    alert = alerts_of(orders).get()
+    alert_acknowledge(alert=alert, user=owner)
+    with pytest.raises(AlertStateError):
+        alert_acknowledge(alert=alert, user=owner)
+    alert_snooze(alert=alert, until=timezone.now() + timedelta(hours=1), user=owner)
+    clock.run(orders, fail())
+    alert.refresh_from_db()
+    assert alert.status == "acknowledged" and alert.consecutive_failures == 3
+    alert_resolve(alert=alert, user=owner)
+    assert events(alert) == ["opened", "acknowledged", "snoozed", "resolved"]
+    assert alert.events.get(kind="acknowledged").actor == owner
+    with pytest.raises(AlertStateError):
+        alert_snooze(alert=alert, until=timezone.now() + timedelta(hours=1))
+
+
+def test_resolving_a_schema_change_accepts_the_new_schema(orders):
+    clock = Clock()
+    orders.schema_reference = [["id", "bigint", True]]
+    orders.save()
+    new_columns = [["id", "bigint", True], ["note", "text", False]]
+    changed = Outcome(
+        kind="schema_change",
+        status="fail",
+        message="schema changed: added: note (text)",
+        details={"columns": new_columns},
+    )
+    clock.run(orders, changed)
+    clock.run(orders, changed)
+    alert = alerts_of(orders, "schema_change").get()
+    alert_resolve(alert=alert)
+    orders.refresh_from_db()
+    assert orders.schema_reference == new_columns
+
+
+def test_connection_level_and_table_level_alerts_coexist(orders, shop):
+    now = timezone.now()
+    Alert.objects.create(connection=shop, table=None, kind="connection_error", opened_at=now, last_seen_at=now)
+    results_process(connection=shop, results=[])
+    assert Alert.objects.count() == 1
+    assert AlertEvent.objects.count() == 0
