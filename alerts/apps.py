@@ -17,11 +17,18 @@ def _on_results_recorded(sender, *, connection, results, **kwargs):
         logger.exception("alert lifecycle failed for a batch of connection %s", connection.pk)
 
 
+def _on_table_rebaselined(sender, *, table, **kwargs):
+    from alerts.lifecycle import volume_alert_resolve_for_rebaseline
+
+    volume_alert_resolve_for_rebaseline(table=table)
+
+
 class AlertsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "alerts"
 
     def ready(self):
-        from monitors.signals import results_recorded
+        from monitors.signals import results_recorded, table_rebaselined
 
         results_recorded.connect(_on_results_recorded, dispatch_uid="alerts.lifecycle")
+        table_rebaselined.connect(_on_table_rebaselined, dispatch_uid="alerts.rebaseline")

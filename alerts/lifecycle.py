@@ -280,3 +280,14 @@ def schema_accept_current(*, table: MonitoredTable) -> None:
     )
     if latest is not None:
         MonitoredTable.objects.filter(pk=table.pk).update(schema_reference=latest.details["columns"])
+
+
+def volume_alert_resolve_for_rebaseline(*, table: MonitoredTable) -> None:
+    """A rebaseline accepts the new level: the open volume alert of the table resolves."""
+    now = timezone.now()
+    for alert in Alert.objects.filter(table=table, kind=Alert.Kind.VOLUME, status__in=UNRESOLVED):
+        with transaction.atomic():
+            alert.status = Alert.Status.RESOLVED
+            alert.resolved_at = now
+            alert.save(update_fields=["status", "resolved_at"])
+            event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, message="rebaselined: new level accepted")

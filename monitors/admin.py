@@ -1,7 +1,63 @@
+from django import forms
 from django.contrib import admin
 
 from connections.admin import ConnectionAdmin, TeamScopedAdmin
-from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
+from connections.tenancy import scope_to_user
+from monitors.check_rules import check_problems
+from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+
+CHECK_RULE_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
+CHECK_REPLICA_FIELDS = ("table", "column", "sql")
+
+
+class CheckAdminForm(forms.ModelForm):
+    """Runs the same rules as the REST API (monitors.check_rules) before a check is saved."""
+
+    class Meta:
+        model = Check
+        fields = ["table", "kind", "column", "sql", "min_value", "max_value", "is_active"]
+
+    def _value(self, field):
+        if field in self.fields:
+            return self.cleaned_data.get(field)
+        return getattr(self.instance, field, None)
+
+    def clean(self):
+        cleaned_data = super().clean()
+        if any(field in self.errors for field in CHECK_RULE_FIELDS):
+            return cleaned_data  # a field is already refused: its value is unknown
+        if self.instance.pk is not None and self._value("kind") != self.instance.kind:
+            self.add_error(
+                "kind" if "kind" in self.fields else None,
+                "The kind of a check cannot change; create a new check instead.",
+            )
+            return cleaned_data
+        table = self._value("table")
+        if table is None:
+            return cleaned_data
+        # A table being added together with its checks may not have a valid connection yet: its own form says why.
+        has_connection = getattr(table, "connection_id", None) is not None
+        changed = self.instance.pk is None or any(field in self.changed_data for field in CHECK_REPLICA_FIELDS)
+        problems = check_problems(
+            table=table,
+            kind=self._value("kind"),
+            column=self._value("column"),
+            sql_text=self._value("sql"),
+            min_value=self._value("min_value"),
+            max_value=self._value("max_value"),
+            consult_replica=has_connection and changed,
+        )
+        for field, message in problems.items():
+            self.add_error(field if field in self.fields else None, message)
+        return cleaned_data
+
+
+class CheckInline(admin.TabularInline):
+    model = Check
+    form = CheckAdminForm
+    extra = 0
+    fields = ["is_active", "kind", "column", "sql", "min_value", "max_value"]
+    show_change_link = True
 
 
 class MonitoredTableInline(admin.TabularInline):
@@ -32,6 +88,38 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     ordering = ["connection__name", "schema_name", "table_name"]
     readonly_fields = ["status", "last_checked_at", "next_check_at", "created_at", "updated_at"]
     list_select_related = ["connection"]
+    inlines = [CheckInline]
+
+
+@admin.register(Check)
+class CheckAdmin(TeamScopedAdmin):
+    team_path = "table__connection__team"
+    form = CheckAdminForm
+    list_display = ["is_active", "kind", "table", "column", "min_value", "max_value", "updated_at"]
+    list_filter = [
+        "is_active",
+        "kind",
+        # RelatedOnly: the choices come from the (team-scoped) list, never other teams' connections or tables.
+        ("table__connection", admin.RelatedOnlyFieldListFilter),
+        ("table", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["table__schema_name", "table__table_name", "table__connection__name", "column", "sql"]
+    ordering = ["table__connection__name", "table__schema_name", "table__table_name", "kind", "id"]
+    readonly_fields = ["created_at", "updated_at"]
+    list_select_related = ["table", "table__connection"]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            readonly = ["table", "kind", *readonly]  # a check keeps its table and kind
+        return readonly
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "table":
+            kwargs["queryset"] = scope_to_user(
+                MonitoredTable.objects.select_related("connection"), user=request.user, team_path="connection__team"
+            )
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
 @admin.register(CheckResult)

@@ -14,6 +14,7 @@ from psycopg import sql
 from connections import guardrails, replica
 from connections.models import Connection
 from monitors import checks
+from monitors.anomalies import volume_judge
 from monitors.checks import CheckContext, Outcome
 from monitors.claims import Claim
 from monitors.models import Check, CheckResult, MonitoredTable
@@ -140,6 +141,7 @@ def batch_run(*, connection: Connection, claim: Claim, tables: list[MonitoredTab
         _everything(runs, plans, status="skipped", message=str(stop), reason=stop.reason)
     finally:
         allowance.settle()
+    volume_judge(runs=runs)
     return results_record_with_retry(
         connection=connection,
         token=claim.token,

@@ -34,7 +34,13 @@ class TableRun:
             return MonitoredTable.Status.FAILING
         if statuses <= {"skipped"}:
             return self.table.status
+        if any(o.details.get("learning") for o in self.outcomes):
+            return MonitoredTable.Status.LEARNING
         return MonitoredTable.Status.HEALTHY
+
+    @property
+    def backfilled(self) -> bool:
+        return any("backfilled" in o.details for o in self.outcomes)
 
     @property
     def error(self) -> str:
@@ -53,16 +59,17 @@ _UPDATE_TABLES = """
 UPDATE monitors_monitoredtable t SET
     status = v.status, last_checked_at = %s, next_check_at = v.next_check_at, last_error = v.last_error,
     lease_token = NULL, lease_expires_at = NULL, plan_costs = v.plan_costs::jsonb,
-    schema_reference = COALESCE(t.schema_reference, v.schema_reference::jsonb)
-FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[])
-    AS v(id, status, next_check_at, last_error, plan_costs, schema_reference)
+    schema_reference = COALESCE(t.schema_reference, v.schema_reference::jsonb),
+    backfilled_at = CASE WHEN v.backfilled THEN %s ELSE t.backfilled_at END
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::boolean[])
+    AS v(id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled)
 WHERE t.id = v.id AND t.lease_token = %s
 RETURNING t.id
 """
 
 
 def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: datetime) -> set[int]:
-    ids, statuses, nexts, errors, costs, references = [], [], [], [], [], []
+    ids, statuses, nexts, errors, costs, references, backfilled = [], [], [], [], [], [], []
     for run in runs:
         ids.append(run.table.id)
         statuses.append(run.status)
@@ -71,8 +78,12 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
         costs.append(json.dumps(run.plan_costs))
         reference = run.schema_reference
         references.append(None if reference is None else json.dumps(reference))
+        backfilled.append(run.backfilled)
     with pulse_db.cursor() as cursor:
-        cursor.execute(_UPDATE_TABLES, [checked_at, ids, statuses, nexts, errors, costs, references, token])
+        cursor.execute(
+            _UPDATE_TABLES,
+            [checked_at, checked_at, ids, statuses, nexts, errors, costs, references, backfilled, token],
+        )
         return {row[0] for row in cursor.fetchall()}
 
 
@@ -92,7 +103,21 @@ def _result(outcome: Outcome, *, connection: Connection, table: MonitoredTable |
         queries_used=min(outcome.queries_used, 32767),
         bucket_start=outcome.bucket_start,
         details=outcome.details,
+        is_anomaly=outcome.is_anomaly,
     )
+
+
+def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResult]:
+    """Values read from the table's own history, stored as past volume results to train the baseline."""
+    return [
+        CheckResult(
+            connection=connection, table=run.table, kind="volume", status="pass", observed_value=value,
+            bucket_start=bucket, started_at=bucket, message="backfilled from the table's own history",
+            details={"backfill": True},
+        )
+        for outcome in run.outcomes
+        for bucket, value in outcome.history
+    ]
 
 
 def results_record(
@@ -116,7 +141,8 @@ def results_record(
             for outcome in run.outcomes
         ]
         results += [_result(o, connection=connection, table=None, started_at=started_at) for o in connection_outcomes]
-        CheckResult.objects.bulk_create(results)
+        history = [r for run in runs if run.table.id in kept for r in _backfilled_results(run, connection)]
+        CheckResult.objects.bulk_create(history + results)
         results_recorded.send(sender=CheckResult, connection=connection, results=results)
     return results
 

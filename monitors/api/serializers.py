@@ -2,7 +2,8 @@ from rest_framework import serializers
 
 from connections.models import Connection
 from connections.tenancy import scope_to_user
-from monitors.models import CheckResult, MonitoredTable
+from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
+from monitors.models import Check, CheckResult, MonitoredTable
 from monitors.validation import table_problems
 from pulse_project.api import StrictModelSerializer
 
@@ -78,3 +79,79 @@ class CheckResultSerializer(serializers.ModelSerializer):
 
 class ResultFilterSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=CheckResult._meta.get_field("kind").choices, required=False)
+
+
+class UserTableField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return scope_to_user(
+            MonitoredTable.objects.select_related("connection"),
+            user=self.context["request"].user,
+            team_path="connection__team",
+        )
+
+
+class CheckKindField(serializers.ChoiceField):
+    """The configurable kinds; the automatic ones are refused with a message saying so."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=Check.Kind.choices, **kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and data in AUTOMATIC_KINDS:
+            raise serializers.ValidationError(kind_problem(data))
+        return super().to_internal_value(data)
+
+
+# Sending either of these means the replica is consulted again before saving (column lookup, EXPLAIN).
+REPLICA_CHECKED_FIELDS = ("column", "sql")
+RULE_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
+RULE_DEFAULTS = {"column": "", "sql": "", "min_value": None, "max_value": None}
+
+
+class CheckSerializer(StrictModelSerializer):
+    table = UserTableField()
+    kind = CheckKindField()
+
+    class Meta:
+        model = Check
+        fields = [
+            "id",
+            "table",
+            "kind",
+            "column",
+            "sql",
+            "min_value",
+            "max_value",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["created_at", "updated_at"]
+
+    def validate_table(self, table):
+        if self.instance is not None and table.pk != self.instance.table_id:
+            raise serializers.ValidationError("A check cannot move to another table; create a new check instead.")
+        return table
+
+    def validate_kind(self, kind):
+        if self.instance is not None and kind != self.instance.kind:
+            raise serializers.ValidationError("The kind of a check cannot change; create a new check instead.")
+        return kind
+
+    def validate(self, attrs):
+        merged = {
+            field: attrs[field] if field in attrs else getattr(self.instance, field, RULE_DEFAULTS.get(field))
+            for field in RULE_FIELDS
+        }
+        problems = check_problems(
+            table=merged["table"],
+            kind=merged["kind"],
+            column=merged["column"],
+            sql_text=merged["sql"],
+            min_value=merged["min_value"],
+            max_value=merged["max_value"],
+            consult_replica=self.instance is None or any(field in attrs for field in REPLICA_CHECKED_FIELDS),
+        )
+        if problems:
+            raise serializers.ValidationError({field: [message] for field, message in problems.items()})
+        return attrs

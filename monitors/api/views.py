@@ -5,8 +5,13 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 
 from connections.tenancy import scope_to_user
-from monitors.api.serializers import CheckResultSerializer, MonitoredTableSerializer, ResultFilterSerializer
-from monitors.models import CheckKind, MonitoredTable
+from monitors.api.serializers import (
+    CheckResultSerializer,
+    CheckSerializer,
+    MonitoredTableSerializer,
+    ResultFilterSerializer,
+)
+from monitors.models import Check, CheckKind, MonitoredTable
 from pulse_project.api import IdFilter, TeamModelPermissions
 
 
@@ -44,3 +49,27 @@ class MonitoredTableViewSet(viewsets.ModelViewSet):
             results = results.filter(kind=params.validated_data["kind"])
         page = self.paginate_queryset(results)
         return self.get_paginated_response(CheckResultSerializer(page, many=True).data)
+
+
+class CheckFilter(django_filters.FilterSet):
+    table = IdFilter(field_name="table_id")
+    kind = django_filters.ChoiceFilter(choices=Check.Kind.choices)
+
+    class Meta:
+        model = Check
+        fields = ["table", "kind"]
+
+
+class CheckViewSet(viewsets.ModelViewSet):
+    serializer_class = CheckSerializer
+    permission_classes = [TeamModelPermissions]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = CheckFilter
+
+    def get_queryset(self):
+        return scope_to_user(
+            Check.objects.select_related("table", "table__connection"),
+            user=self.request.user,
+            team_path="table__connection__team",
+        )

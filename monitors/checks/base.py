@@ -23,6 +23,9 @@ class Outcome:
     bucket_start: datetime | None = None
     details: dict = field(default_factory=dict)
     check_id: int | None = None
+    is_anomaly: bool = False
+    # Volume only: (bucket_start, value) points read from the table itself to seed the baseline.
+    history: list[tuple[datetime, float]] = field(default_factory=list)
 
 
 @dataclass

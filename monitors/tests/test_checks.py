@@ -41,8 +41,12 @@ def test_a_fresh_table_passes_every_built_in_check(shop):
     assert results["volume"].details["method"] == "exact"
     assert results["volume"].bucket_start is not None
     assert results["schema_change"].observed_value == 5
+    # 500 minutes of history: backfilled, but fewer hours than a baseline needs, so the table is learning.
+    assert 7 <= results["volume"].details["backfilled"] <= 9
+    assert results["volume"].details["learning"] is True
+    assert CheckResult.objects.filter(table=table, kind="volume", details__backfill=True).count() >= 7
     table.refresh_from_db()
-    assert table.status == "healthy"
+    assert table.status == "learning" and table.backfilled_at is not None
     assert table.last_checked_at is not None and table.next_check_at > table.last_checked_at
     assert table.lease_token is None
     assert [c[0] for c in table.schema_reference] == ["id", "customer_id", "amount", "created_at", "note"]
@@ -74,7 +78,8 @@ def test_a_table_without_timestamp_gets_total_volume_and_no_freshness(shop):
     results = by_kind(run_now(table), table)
     assert set(results) == {"schema_change", "volume"}
     assert results["volume"].observed_value == 50
-    assert results["volume"].bucket_start is None
+    assert results["volume"].details["series"] == "total_rows"
+    assert results["volume"].bucket_start.minute == 0  # one value per hour for the baseline
 
 
 def test_schema_change_fails_listing_what_changed(shop, replica_pair):
@@ -157,7 +162,8 @@ def test_the_cost_guard_refuses_expensive_queries(shop):
     assert results["freshness"].status == "skipped"
     assert "planner estimates cost" in results["freshness"].message
     assert results["schema_change"].status == "pass"
-    assert "rows per hour not run" in results["volume"].message
+    assert "rows per bucket not run" in results["volume"].message
+    assert results["volume"].details["series"] == "total_rows"
 
 
 def test_a_statement_timeout_is_an_error_within_the_timeout(shop):

@@ -39,7 +39,7 @@ def test_all_runs_every_active_table_due_or_not(tables):
     runchecks("--once")
     out = runchecks("--once", "--all")
     assert "checked 2 tables" in out
-    assert CheckResult.objects.filter(kind="volume").count() == 4
+    assert CheckResult.objects.filter(kind="volume", details__backfill__isnull=True).count() == 4
 
 
 def test_table_runs_only_the_named_tables(tables):

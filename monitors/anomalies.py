@@ -1,0 +1,171 @@
+"""Judging volume against each table's rolling baseline, and the baseline's training data.
+
+Every volume result carries a `bucket_start` (the bucket its value counts: rows in that hour — or day,
+for a date column — for tables with a timestamp column, else the table's total rows as of that hour).
+A bucket is judged once, on its first result, by `baselines.evaluate`; later results of the same bucket
+are held against the same band.
+
+Training data for a table: its volume values of the last 14 days, one per bucket, excluding
+- values judged anomalous (unless an operator marked them expected),
+- values taken during one of the connection's maintenance windows,
+- values before the table's `baseline_since` (set by rebaseline),
+- the bucket under test.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.apps import apps
+from django.db.models import Q
+from django.utils import timezone
+
+from monitors import baselines
+from monitors.checks import Outcome
+from monitors.models import CheckResult, MonitoredTable
+from monitors.signals import table_rebaselined
+
+TRAINING_WINDOW = baselines.DEFAULT_TRAINING_WINDOW
+
+
+def _maintenance_windows(connection_ids: set[int]) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Maintenance windows live in the alerts app; monitors reads them without importing it."""
+    if not apps.is_installed("alerts"):
+        return {}
+    window_model = apps.get_model("alerts", "MaintenanceWindow")
+    windows = defaultdict(list)
+    for connection_id, starts, ends in window_model.objects.filter(
+        connection_id__in=connection_ids, ends_at__gte=timezone.now() - 2 * TRAINING_WINDOW
+    ).values_list("connection_id", "starts_at", "ends_at"):
+        windows[connection_id].append((starts, ends))
+    return windows
+
+
+def training_history(*, tables: list[MonitoredTable], until: datetime) -> dict[int, dict[datetime, float]]:
+    """Per table: {bucket_start: value} usable for training, one value per bucket, before `until`."""
+    if not tables:
+        return {}
+    rows = (
+        CheckResult.objects.filter(
+            table_id__in=[t.id for t in tables],
+            kind="volume",
+            bucket_start__gte=until - TRAINING_WINDOW,
+            bucket_start__lt=until,
+            observed_value__isnull=False,
+        )
+        .filter(Q(is_anomaly=False) | Q(marked_expected=True))
+        .exclude(status__in=("error", "skipped"))
+        .order_by("table_id", "bucket_start", "-started_at")
+        .distinct("table_id", "bucket_start")
+        .values_list("table_id", "bucket_start", "observed_value")
+    )
+    since = {t.id: t.baseline_since for t in tables}
+    windows = _maintenance_windows({t.connection_id for t in tables})
+    connection_of = {t.id: t.connection_id for t in tables}
+    history: dict[int, dict[datetime, float]] = defaultdict(dict)
+    for table_id, bucket, value in rows:
+        if since[table_id] and bucket < since[table_id]:
+            continue
+        if any(start <= bucket < end for start, end in windows.get(connection_of[table_id], ())):
+            continue
+        history[table_id][bucket] = value
+    return history
+
+
+def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
+    if not volume:
+        return {}
+    pairs = Q()
+    for table_id, outcome in volume.items():
+        pairs |= Q(table_id=table_id, bucket_start=outcome.bucket_start)
+    judged = (
+        CheckResult.objects.filter(pairs, kind="volume", details__judged=True)
+        .order_by("table_id", "-started_at")
+        .distinct("table_id")
+    )
+    return {r.table_id: r for r in judged}
+
+
+def _apply(outcome: Outcome, verdict: baselines.Verdict) -> None:
+    outcome.expected_lower = verdict.expected_lower
+    outcome.expected_upper = verdict.expected_upper
+    outcome.is_anomaly = verdict.is_anomaly
+    outcome.status = "fail" if verdict.is_anomaly else "pass"
+    outcome.details.update(judged=True, learning=verdict.learning, seasonality=verdict.seasonality, score=verdict.score)
+    outcome.message = f"{verdict.message} — {outcome.message}"
+
+
+def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -> None:
+    """A bucket already judged: hold its value (it may have grown with late rows) against the same band."""
+    lower, upper, value = previous.expected_lower, previous.expected_upper, outcome.observed_value
+    outcome.expected_lower, outcome.expected_upper = lower, upper
+    learning = previous.details.get("learning", False)
+    if learning or lower is None or upper is None or previous.marked_expected:
+        verdict, anomaly = ("learning the baseline" if learning else "accepted as expected"), False
+    elif value == 0 and upper > 0 and table.direction != "spike":
+        verdict, anomaly = "a drop to zero", True
+    elif value > upper and table.direction != "drop":
+        verdict, anomaly = "above the expected band", True
+    elif value < lower and table.direction != "spike":
+        verdict, anomaly = "below the expected band", True
+    else:
+        verdict, anomaly = "within the expected band", False
+    outcome.is_anomaly = anomaly
+    outcome.status = "fail" if anomaly else "pass"
+    outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
+    band = "" if lower is None or upper is None else f" {lower:,.0f}–{upper:,.0f}"
+    outcome.message = f"{value:,.0f} rows: {verdict}{band} — {outcome.message}"
+
+
+def volume_judge(*, runs) -> None:
+    """Give each new volume outcome of a batch its verdict and expected band (in place)."""
+    volume: dict[int, Outcome] = {}
+    tables: dict[int, MonitoredTable] = {}
+    for run in runs:
+        for outcome in run.outcomes:
+            if outcome.kind == "volume" and outcome.status == "pass" and outcome.bucket_start is not None:
+                volume[run.table.id] = outcome
+                tables[run.table.id] = run.table
+    for table_id, previous in _already_judged(volume).items():
+        _repeat(volume.pop(table_id), previous=previous, table=tables[table_id])
+    if not volume:
+        return
+    until = max(o.bucket_start for o in volume.values())
+    history = training_history(tables=[tables[i] for i in volume], until=until + timedelta(seconds=1))
+    for table_id, outcome in volume.items():
+        table = tables[table_id]
+        points = dict(outcome.history)
+        points.update(history.get(table_id, {}))
+        points = {at: value for at, value in points.items() if at < outcome.bucket_start}
+        verdict = baselines.evaluate(
+            history=sorted(points.items()),
+            at=outcome.bucket_start,
+            value=outcome.observed_value,
+            sensitivity=table.sensitivity,
+            direction=table.direction,
+            seasonality=table.seasonality,
+            min_relative_change=table.min_relative_change,
+            min_absolute_change=table.min_absolute_change,
+            unit="rows",
+        )
+        _apply(outcome, verdict)
+
+
+def table_rebaseline(*, table: MonitoredTable, since: datetime | None = None) -> MonitoredTable:
+    """Accept a level shift: training restarts from `since` (default now), backfilled again from there."""
+    table.baseline_since = since or timezone.now()
+    table.backfilled_at = None
+    MonitoredTable.objects.filter(pk=table.pk).update(baseline_since=table.baseline_since, backfilled_at=None)
+    table_rebaselined.send(sender=MonitoredTable, table=table)
+    return table
+
+
+def result_mark_expected(*, result: CheckResult) -> CheckResult:
+    """An operator says this anomalous value was legitimate: it trains the baseline from now on."""
+    same_value = CheckResult.objects.filter(pk=result.pk)
+    if result.bucket_start is not None:
+        same_value = CheckResult.objects.filter(table=result.table, kind=result.kind, bucket_start=result.bucket_start)
+    same_value.update(marked_expected=True)
+    result.marked_expected = True
+    return result

@@ -1,0 +1,544 @@
+"""Robust anomaly baselines for Pulse metrics (pure Python, standard library only).
+
+A metric value is judged against a baseline learned from the caller's history:
+
+* Centre: a median, either of the whole history or of the history points in the same
+  seasonal bucket as the point under test (hour of day, day of week or hour of week; see
+  ``choose_seasonality``).  The centre then follows the current level: a robust
+  (Theil-Sen) line through the median prediction error of each block of 24 history points
+  gives the level offset now, so a growing table is not judged against last week's size.
+* Scale: a MAD, but of *leave-one-out prediction errors*: every history point is predicted
+  by its bucket without itself, and the MAD of those errors (levelled block by block) is
+  used.  The band is therefore a prediction interval that includes the error of estimating
+  the centre from a handful of points.  Noise that grows with the level (busy hours,
+  weekdays) is modelled as MAD ~ level ** k with k fitted in [0, 1].
+* Score: the modified z-score ``0.6745 * (value - centre) / MAD``; the point fails beyond
+  ``sensitivity`` (3.5 by default, Iglewicz & Hoaglin), i.e. ~3.5 robust standard deviations.
+
+All metrics Pulse judges are non-negative (row counts, null counts and rates, ages), so
+the lower edge of the band is clamped at zero.  Seasonal buckets use the datetimes' own
+wall-clock fields: pass local-time datetimes if the pattern follows local business hours.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+MIN_HISTORY_POINTS = 24
+"""Fewer history points than this (inside the training window) means "learning": no verdict.
+
+24 is one day of an hourly metric: enough for the median and MAD of a non-seasonal
+baseline.  Seasonal baselines additionally need several cycles (``SEASONAL_MIN_CYCLES``).
+A daily metric needs a training window of at least 24 days to leave learning.
+"""
+
+MIN_CADENCE_GAPS = 5
+"""``expected_update_gap`` needs at least this many non-zero gaps between updates."""
+
+DEFAULT_SENSITIVITY = 3.5
+DEFAULT_TRAINING_WINDOW = timedelta(days=14)
+
+MODIFIED_Z = 0.6745
+"""For normal data MAD = 0.6745 * sd, so a modified z-score counts robust standard deviations."""
+
+MAD_FLOOR_RELATIVE = 0.005 * MODIFIED_Z
+"""The MAD never drops below 0.5 % of |centre| (in sd terms): the band is at least +-1.75 %.
+
+A perfectly flat series (MAD == 0) then tolerates a one-row wiggle on a hundred rows, while
+a real change of a few percent still fails.
+"""
+
+MAD_FLOOR_ABSOLUTE = 1e-9
+"""Last-resort scale for a series flat at zero: any non-zero value then fails."""
+
+MEAN_ABSOLUTE_DEVIATION_TO_MAD = 0.8453
+"""When the MAD is 0 but values do vary (more than half identical), 0.8453 * mean absolute
+deviation stands in for it (the MAD / mean absolute deviation ratio of normal data)."""
+
+SEASONALITIES = ("none", "hour_of_day", "day_of_week", "hour_of_week")
+DIRECTIONS = ("both", "spike", "drop")
+
+SEASONAL_MIN_CYCLES = {"hour_of_day": 3, "day_of_week": 1, "hour_of_week": 1}
+"""Auto-seasonality considers a bucketing once the history spans this many cycles.
+
+Three days for hour of day.  One week for the weekly bucketings: with the default 14-day
+window three weeks could never be reached, and a weekly pattern that is ignored makes every
+weekend fail (and, once those points are excluded from history, keep failing).  The
+out-of-sample comparison in ``choose_seasonality`` guards against over-fitting one week.
+"""
+
+SEASONAL_MIN_GAIN = 0.1
+"""A finer bucketing must cut the (trimmed) mean leave-one-out error by 10 % to be chosen."""
+
+SELECTION_TRIM = 1.0
+"""Model choice uses the mean |error| of the best 95 % of points: a bucketing that is wrong
+for a minority of points (weekends, night hours) loses even when its median error looks
+fine, while up to 5 % outliers or incidents in the history cannot sway the choice."""
+
+POOL_BELOW_POINTS = 7
+"""A bucket with fewer points also uses its two neighbours (hour or day before and after)."""
+
+WEEK_POOL_HOURS = 2
+"""Hour-of-week ratios pool the same weekday's hours within +-2 hours, never across
+midnight (weekday effects switch at day boundaries)."""
+
+MIN_BUCKET_POINTS = 3
+"""A bucket (after pooling) needs this many points, else the next coarser baseline is used:
+hour of week -> hour of day -> non-seasonal; day of week -> non-seasonal."""
+
+MIN_RESIDUAL_COVERAGE = 0.8
+"""A bucketing is only considered if at least 80 % of history points can be predicted."""
+
+LEVEL_POINTS = 24
+LEVEL_MIN_POINTS = 8
+"""Level tracking works on blocks of 24 consecutive history points (8 predicted at least)."""
+
+NOISE_BINS = 4
+NOISE_BIN_POINTS = 12
+NOISE_MIN_LOG_RANGE = math.log(1.5)
+"""The noise exponent k (MAD ~ level ** k) is the slope of log MAD on log level over 4
+level bins of at least 12 errors, fitted only if the levels span a factor of 1.5."""
+
+BUCKET_SCALE_MODE = "shrink"
+BUCKET_SCALE_PRIOR = 14
+MIN_CADENCE_TOLERANCE_FRACTION = 0.1
+MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
+
+_CYCLE = {"none": 1, "hour_of_day": 24, "day_of_week": 7, "hour_of_week": 168}
+_PERIOD = {"hour_of_day": timedelta(days=1), "day_of_week": timedelta(weeks=1), "hour_of_week": timedelta(weeks=1)}
+_FALLBACK = {"hour_of_week": "hour_of_day", "hour_of_day": "none", "day_of_week": "none", "none": None}
+_LABEL = {
+    "none": "non-seasonal baseline",
+    "hour_of_day": "hour-of-day baseline",
+    "day_of_week": "day-of-week baseline",
+    "hour_of_week": "hour-of-week baseline",
+}
+
+Point = tuple[datetime, float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The judgement of one value; ``median`` is the level-adjusted centre of the band."""
+
+    learning: bool
+    is_anomaly: bool
+    expected_lower: float | None
+    expected_upper: float | None
+    median: float | None
+    mad: float | None
+    score: float | None
+    seasonality: str
+    message: str
+
+
+def evaluate(
+    *,
+    history: Sequence[Point],
+    at: datetime,
+    value: float,
+    sensitivity: float = DEFAULT_SENSITIVITY,
+    direction: str = "both",
+    min_relative_change: float = 0.0,
+    min_absolute_change: float = 0.0,
+    seasonality: str = "auto",
+    min_history_points: int = MIN_HISTORY_POINTS,
+    training_window: timedelta = DEFAULT_TRAINING_WINDOW,
+    unit: str = "",
+) -> Verdict:
+    """Judge ``value`` observed at ``at`` against ``history``.
+
+    ``history`` must already exclude past anomalies (unless marked expected) and the point
+    under test; only points in ``[at - training_window, at)`` are used.  With fewer than
+    ``min_history_points`` of them the verdict is ``learning`` and never an anomaly, not
+    even for a zero.  Once learned, a value of exactly zero fails whenever the centre is
+    positive (unless ``direction == "spike"``), regardless of band width and of the
+    minimum-change settings: a table that stops receiving rows is always news.  Other
+    deviations smaller than ``min_relative_change * |centre|`` or ``min_absolute_change``
+    never fail.  ``unit`` (e.g. "rows") only decorates the message.
+    """
+    _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
+    points = _window(history, at=at, training_window=training_window)
+    if not points or len(points) < min_history_points:
+        return Verdict(
+            learning=True,
+            is_anomaly=False,
+            expected_lower=None,
+            expected_upper=None,
+            median=None,
+            mad=None,
+            score=None,
+            seasonality="none" if seasonality == "auto" else seasonality,
+            message=f"Learning the baseline: {len(points)} of {min_history_points} history points collected.",
+        )
+
+    data = _Data(points)
+    mode = _choose(data) if seasonality == "auto" else seasonality
+    center, mad, mode = _baseline(data, at=at, mode=mode)
+
+    deviation = value - center
+    score = MODIFIED_Z * deviation / mad
+    half_width = sensitivity * mad / MODIFIED_Z
+    lower, upper = max(0.0, center - half_width), center + half_width
+    outside = (score > sensitivity and direction != "drop") or (score < -sensitivity and direction != "spike")
+    small = abs(deviation) < min_relative_change * abs(center) or abs(deviation) < min_absolute_change
+    dropped_to_zero = value == 0 and center > 0 and direction != "spike"
+    is_anomaly = dropped_to_zero or (outside and not small)
+
+    shown = f"{_fmt(value)} {unit}".rstrip()
+    expected = f"the expected {_fmt(lower)}–{_fmt(upper)} ({_LABEL[mode]})"
+    if dropped_to_zero:
+        message = f"{shown} is a drop to zero; {expected}"
+    elif outside and small:
+        message = f"{shown} is outside {expected} but within the configured minimum change"
+    elif is_anomaly:
+        message = f"{shown} is {'above' if deviation > 0 else 'below'} {expected}"
+    else:
+        message = f"{shown} is within {expected}"
+    return Verdict(
+        learning=False,
+        is_anomaly=is_anomaly,
+        expected_lower=lower,
+        expected_upper=upper,
+        median=center,
+        mad=mad,
+        score=score,
+        seasonality=mode,
+        message=message,
+    )
+
+
+def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
+    """Pick the finest bucketing the history (points before ``at``) supports and rewards.
+
+    Candidates go from coarse to fine: "none", "hour_of_day", "day_of_week",
+    "hour_of_week".  A candidate is eligible once the history spans
+    ``SEASONAL_MIN_CYCLES`` cycles and ``MIN_RESIDUAL_COVERAGE`` of its points can be
+    predicted from their bucket.  It replaces the best so far only if it cuts the mean
+    absolute leave-one-out prediction error (best ``SELECTION_TRIM`` of points) by
+    ``SEASONAL_MIN_GAIN``: out-of-sample errors, so buckets too thin to estimate lose.
+    """
+    points = [(t, v) for t, v in history if t < at and math.isfinite(v)]
+    if not points:
+        return "none"
+    return _choose(_Data(points))
+
+
+def expected_update_gap(
+    *, update_times: Sequence[datetime], sensitivity: float = DEFAULT_SENSITIVITY
+) -> timedelta | None:
+    """The longest normal gap between updates: median gap + sensitivity * 1.4826 * MAD.
+
+    Zero-length gaps (duplicate timestamps) are ignored.  Returns None with fewer than
+    ``MIN_CADENCE_GAPS`` gaps.  The allowance above the median is at least 10 % of the
+    median gap (and a minute), so a punctual daily load gets ~26.4 hours.
+    """
+    times = sorted(update_times)
+    gaps = [gap for gap in ((b - a).total_seconds() for a, b in zip(times, times[1:])) if gap > 0]
+    if len(gaps) < MIN_CADENCE_GAPS:
+        return None
+    median = statistics.median(gaps)
+    mad = statistics.median(abs(gap - median) for gap in gaps)
+    allowance = max(
+        sensitivity * mad / MODIFIED_Z,
+        MIN_CADENCE_TOLERANCE_FRACTION * median,
+        MIN_CADENCE_TOLERANCE.total_seconds(),
+    )
+    return timedelta(seconds=median + allowance)
+
+
+def mean_stddev_verdict(
+    *, history: Sequence[Point], value: float, sensitivity: float = 3.0
+) -> tuple[bool, float | None, float | None]:
+    """Reference method: plain mean +- sensitivity * sample stddev (no seasonality, no floor)."""
+    values = [v for _, v in history]
+    if len(values) < 2:
+        return False, None, None
+    mean = statistics.fmean(values)
+    spread = sensitivity * statistics.stdev(values)
+    lower, upper = mean - spread, mean + spread
+    return not lower <= value <= upper, lower, upper
+
+
+@dataclass(frozen=True)
+class _Fit:
+    """Leave-one-out prediction errors of one bucketing, and its forecast for a bucket key."""
+
+    mode: str
+    residuals: list[float | None]
+    criterion: float | None
+    predict: Callable[[int], float | None]
+
+
+class _Data:
+    """History points as parallel lists, with the fits computed so far."""
+
+    def __init__(self, points: Sequence[Point]) -> None:
+        self.times = [t for t, _ in points]
+        self.values = [float(v) for _, v in points]
+        self.hours = [t.hour for t in self.times]
+        self.weekdays = [t.weekday() for t in self.times]
+        count = len(points)
+        first, last = min(self.times), max(self.times)
+        self.span = (last - first) * count / (count - 1) if count > 1 else timedelta(0)
+        self.order = sorted(range(count), key=self.times.__getitem__)
+        self.fits: dict[str, _Fit] = {}
+
+    def keys(self, mode: str) -> list[int]:
+        if mode == "hour_of_day":
+            return self.hours
+        if mode == "day_of_week":
+            return self.weekdays
+        if mode == "hour_of_week":
+            return [day * 24 + hour for day, hour in zip(self.weekdays, self.hours)]
+        return [0] * len(self.values)
+
+    def fit(self, mode: str) -> _Fit:
+        if mode not in self.fits:
+            self.fits[mode] = _fit_week(self) if mode == "hour_of_week" else _fit_buckets(self, mode)
+        return self.fits[mode]
+
+
+def _key(mode: str, at: datetime) -> int:
+    if mode == "hour_of_day":
+        return at.hour
+    if mode == "day_of_week":
+        return at.weekday()
+    if mode == "hour_of_week":
+        return at.weekday() * 24 + at.hour
+    return 0
+
+
+def _median_without(ordered: list[float], index: int) -> float:
+    """Median of a sorted list with the element at ``index`` left out."""
+    remaining = len(ordered) - 1
+    middle = remaining // 2
+
+    def item(k: int) -> float:
+        return ordered[k] if k < index else ordered[k + 1]
+
+    if remaining % 2:
+        return item(middle)
+    return (item(middle - 1) + item(middle)) / 2
+
+
+def _group(keys: list[int], values: Sequence[float | None]) -> tuple[dict[int, list], dict[int, list[int]]]:
+    own: dict[int, list] = {}
+    members: dict[int, list[int]] = {}
+    for index, (key, value) in enumerate(zip(keys, values)):
+        if value is not None:
+            own.setdefault(key, []).append(value)
+            members.setdefault(key, []).append(index)
+    return own, members
+
+
+def _criterion(residuals: list[float | None]) -> float | None:
+    """Mean |error| of the best ``SELECTION_TRIM`` share of points, if enough were predicted."""
+    errors = sorted(abs(r) for r in residuals if r is not None)
+    if not errors or len(errors) < MIN_RESIDUAL_COVERAGE * len(residuals):
+        return None
+    return statistics.fmean(errors[: max(1, int(SELECTION_TRIM * len(errors)))])
+
+
+def _fit_buckets(data: _Data, mode: str) -> _Fit:
+    """Bucket medians; a bucket under ``POOL_BELOW_POINTS`` points borrows its neighbours."""
+    cycle = _CYCLE[mode]
+    own, members = _group(data.keys(mode), data.values)
+
+    def pooled(key: int) -> list[float]:
+        values = own.get(key, [])
+        if cycle == 1 or len(values) >= POOL_BELOW_POINTS:
+            return sorted(values)
+        return sorted(values + own.get((key - 1) % cycle, []) + own.get((key + 1) % cycle, []))
+
+    ordered = {key: pooled(key) for key in members}
+    residuals: list[float | None] = [None] * len(data.values)
+    for key, indexes in members.items():
+        bucket = ordered[key]
+        if len(bucket) < MIN_BUCKET_POINTS:
+            continue
+        for index in indexes:
+            value = data.values[index]
+            residuals[index] = value - _median_without(bucket, bisect_left(bucket, value))
+
+    def predict(key: int) -> float | None:
+        bucket = ordered[key] if key in ordered else pooled(key)
+        return statistics.median(bucket) if len(bucket) >= MIN_BUCKET_POINTS else None
+
+    return _Fit(mode=mode, residuals=residuals, criterion=_criterion(residuals), predict=predict)
+
+
+def _fit_week(data: _Data) -> _Fit:
+    """Hour of week as the hour-of-day median times that weekday's ratio to it.
+
+    The ratio is the median of value / hour-of-day median over the same weekday's hours
+    within ``WEEK_POOL_HOURS`` (differences instead of ratios when a median is not
+    positive): two weeks give ten points per ratio instead of two per raw bucket.
+    """
+    day = data.fit("hour_of_day")
+    profile = {hour: day.predict(hour) for hour in set(data.hours)}
+    relative = all(base is not None and base > 0 for base in profile.values())
+    ratios: list[float | None] = []
+    for value, hour in zip(data.values, data.hours):
+        base = profile[hour]
+        ratios.append(None if base is None else (value / base if relative else value - base))
+    own, members = _group(data.keys("hour_of_week"), ratios)
+
+    def pooled(key: int) -> list[float]:
+        midnight = key - key % 24
+        near = range(max(midnight, key - WEEK_POOL_HOURS), min(midnight + 23, key + WEEK_POOL_HOURS) + 1)
+        return sorted(ratio for k in near for ratio in own.get(k, []))
+
+    ordered = {key: pooled(key) for key in members}
+    residuals: list[float | None] = [None] * len(data.values)
+    for key, indexes in members.items():
+        bucket = ordered[key]
+        if len(bucket) < MIN_BUCKET_POINTS:
+            continue
+        for index in indexes:
+            if day.residuals[index] is None:
+                continue
+            value = data.values[index]
+            base = value - day.residuals[index]
+            factor = _median_without(bucket, bisect_left(bucket, ratios[index]))
+            residuals[index] = value - (base * factor if relative else base + factor)
+
+    def predict(key: int) -> float | None:
+        base = day.predict(key % 24)
+        bucket = ordered[key] if key in ordered else pooled(key)
+        if base is None or len(bucket) < MIN_BUCKET_POINTS:
+            return None
+        factor = statistics.median(bucket)
+        return base * factor if relative else base + factor
+
+    return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
+
+
+def _choose(data: _Data) -> str:
+    best = data.fit("none")
+    for mode in ("hour_of_day", "day_of_week", "hour_of_week"):
+        if data.span < SEASONAL_MIN_CYCLES[mode] * _PERIOD[mode]:
+            continue
+        candidate = data.fit(mode)
+        if candidate.criterion is None or best.criterion is None:
+            continue
+        if candidate.criterion < (1 - SEASONAL_MIN_GAIN) * best.criterion:
+            best = candidate
+    return best.mode
+
+
+def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, str]:
+    """Centre, MAD and the bucketing actually used (coarser when the bucket is too thin)."""
+    while True:
+        fit = data.fit(mode)
+        center = fit.predict(_key(mode, at))
+        if center is not None:
+            break
+        fallback = _FALLBACK[mode]
+        if fallback is None:
+            center = statistics.median(data.values)
+            break
+        mode = fallback
+
+    predicted = [None if r is None else v - r for v, r in zip(data.values, fit.residuals)]
+    relative = center > 0 and all(p is None or p > 0 for p in predicted)
+    errors = [None if r is None else (r / p if relative else r) for r, p in zip(fit.residuals, predicted)]
+    residuals: list[float | None] = list(fit.residuals)
+    blocks: list[tuple[float, float]] = []
+    for end in range(len(data.order), 0, -LEVEL_POINTS):
+        block = data.order[max(0, end - LEVEL_POINTS) : end]
+        block_errors = [errors[i] for i in block if errors[i] is not None]
+        if len(block_errors) < LEVEL_MIN_POINTS:
+            continue
+        level = statistics.median(block_errors)
+        age = statistics.median((at - data.times[i]).total_seconds() for i in block)
+        blocks.append((age, level))
+        for i in block:
+            if residuals[i] is not None:
+                residuals[i] -= level * (predicted[i] if relative else 1.0)
+    level = _level_now(blocks)
+    center = center * (1 + level) if relative else center + level
+
+    exponent = _noise_exponent(residuals, predicted) if relative else 0.0
+    spread = [None if r is None or p is None else abs(r) / p**exponent for r, p in zip(residuals, predicted)]
+    known = [u for u in spread if u is not None]
+    mad = statistics.median(known) if known else 0.0
+    if mad == 0 and known:
+        mad = MEAN_ABSOLUTE_DEVIATION_TO_MAD * statistics.fmean(known)
+    if mad > 0 and mode != "none" and BUCKET_SCALE_MODE:
+        keys = data.weekdays if mode == "day_of_week" else data.hours
+        target = at.weekday() if mode == "day_of_week" else at.hour
+        own = [u for u, key in zip(spread, keys) if u is not None and key == target]
+        if len(own) >= MIN_BUCKET_POINTS:
+            own_mad = statistics.median(own)
+            if BUCKET_SCALE_MODE == "shrink":
+                weight = len(own) / (len(own) + BUCKET_SCALE_PRIOR)
+                mad *= max(own_mad / mad, 1e-9) ** weight
+            else:
+                mad = max(mad, BUCKET_SCALE_PRIOR * own_mad)
+    mad *= center**exponent
+    return center, max(mad, MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE), mode
+
+
+def _level_now(blocks: list[tuple[float, float]]) -> float:
+    """Level offset at age 0 from (age, level) blocks: Theil-Sen line, or the newest block."""
+    if len(blocks) < 4:
+        return blocks[0][1] if blocks else 0.0
+    slopes = [
+        (b_level - a_level) / (b_age - a_age)
+        for k, (a_age, a_level) in enumerate(blocks)
+        for b_age, b_level in blocks[k + 1 :]
+        if b_age != a_age
+    ]
+    slope = statistics.median(slopes) if slopes else 0.0
+    return statistics.median(level - slope * age for age, level in blocks)
+
+
+def _noise_exponent(residuals: list[float | None], predicted: list[float | None]) -> float:
+    """k in MAD ~ level ** k: slope of log MAD on log level over ``NOISE_BINS`` level bins."""
+    pairs = sorted((p, abs(r)) for r, p in zip(residuals, predicted) if r is not None and p is not None)
+    size = len(pairs) // NOISE_BINS
+    if size < NOISE_BIN_POINTS:
+        return 0.0
+    xs, ys = [], []
+    for k in range(NOISE_BINS):
+        chunk = pairs[k * size : (k + 1) * size]
+        level = statistics.median(p for p, _ in chunk)
+        mad = statistics.median(e for _, e in chunk)
+        if level <= 0 or mad <= 0:
+            return 0.0
+        xs.append(math.log(level))
+        ys.append(math.log(mad))
+    if xs[-1] - xs[0] < NOISE_MIN_LOG_RANGE:
+        return 0.0
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    return min(1.0, max(0.0, slope))
+
+
+def _window(history: Sequence[Point], *, at: datetime, training_window: timedelta) -> list[Point]:
+    start = at - training_window
+    return [(t, v) for t, v in history if start <= t < at and math.isfinite(v)]
+
+
+def _validate(*, sensitivity: float, direction: str, seasonality: str, value: float) -> None:
+    if not sensitivity > 0:
+        raise ValueError("sensitivity must be positive")
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}")
+    if seasonality != "auto" and seasonality not in SEASONALITIES:
+        raise ValueError(f"seasonality must be 'auto' or one of {', '.join(SEASONALITIES)}")
+    if not math.isfinite(value):
+        raise ValueError("value must be a finite number")
+
+
+def _fmt(number: float) -> str:
+    """Thousands separators for large or whole numbers, three significant digits otherwise."""
+    if abs(number) >= 100 or number == int(number):
+        return f"{number:,.0f}"
+    return f"{number:,.3g}"

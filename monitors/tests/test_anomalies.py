@@ -1,0 +1,164 @@
+"""Synthetic volume series through the real code path: recorded history, volume_judge, recording, alerts."""
+
+import math
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from alerts.models import Alert, MaintenanceWindow
+from monitors.anomalies import result_mark_expected, table_rebaseline, training_history, volume_judge
+from monitors.checks import Outcome
+from monitors.models import CheckResult, MonitoredTable
+from monitors.recording import TableRun, results_record
+
+pytestmark = pytest.mark.django_db
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def day_night(at: datetime, rng: random.Random, level: float = 1000.0) -> float:
+    """Strong day/night seasonality: busy afternoons, quiet nights, 3% noise."""
+    seasonal = level * (1 + 0.8 * math.sin((at.hour - 8) / 24 * 2 * math.pi))
+    return max(0.0, round(seasonal * (1 + rng.gauss(0, 0.03))))
+
+
+@pytest.fixture
+def table(make_connection):
+    return MonitoredTable.objects.create(
+        connection=make_connection(), table_name="orders", timestamp_column="created_at", failure_threshold=1,
+        backfilled_at=START,
+    )
+
+
+def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
+    CheckResult.objects.bulk_create(
+        CheckResult(
+            connection=table.connection, table=table, kind="volume", status="pass", observed_value=value_at(at),
+            bucket_start=at, started_at=at + timedelta(hours=1), details={"backfill": True},
+        )
+        for at in (until - timedelta(hours=h) for h in range(hours, 0, -1))
+    )
+
+
+def observe(table, at: datetime, value: float) -> CheckResult:
+    """One hourly run's volume outcome, judged and recorded the way the engine does."""
+    table.refresh_from_db()
+    run = TableRun(table=table, outcomes=[Outcome(kind="volume", status="pass", observed_value=value,
+                                                  bucket_start=at, message=f"{value} rows")])
+    volume_judge(runs=[run])
+    token = uuid.uuid4()
+    MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
+    results = results_record(connection=table.connection, token=token, runs=[run], connection_outcomes=[],
+                             started_at=at + timedelta(hours=1, minutes=1))
+    return results[0]
+
+
+def test_strong_seasonality_raises_no_false_alert_over_two_weeks(table):
+    rng = random.Random(7)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    failures = [observe(table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng))
+                for h in range(14 * 24)]
+    assert [r.status for r in failures].count("fail") == 0
+    assert not Alert.objects.exists()
+    last = failures[-1]
+    assert last.expected_lower is not None and last.expected_lower < last.observed_value < last.expected_upper
+    assert last.details["seasonality"] != "none"
+
+
+def test_a_drop_to_zero_and_a_spike_fail_and_open_alerts(table):
+    rng = random.Random(8)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    zero = observe(table, START, 0)
+    assert zero.status == "fail" and zero.is_anomaly and "drop to zero" in zero.message
+    assert Alert.objects.get(kind="volume").status == "open"
+    spike = observe(table, START + timedelta(hours=1), day_night(START + timedelta(hours=1), rng) * 4)
+    assert spike.status == "fail" and "above the expected" in spike.message
+    normal = observe(table, START + timedelta(hours=2), day_night(START + timedelta(hours=2), rng))
+    assert normal.status == "pass"
+    assert Alert.objects.get(kind="volume").status == "resolved"
+
+
+def test_direction_drop_ignores_spikes(table):
+    rng = random.Random(9)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    MonitoredTable.objects.filter(pk=table.pk).update(direction="drop")
+    assert observe(table, START, day_night(START, rng) * 4).status == "pass"
+
+
+def test_a_slow_drift_inside_the_band_passes(table):
+    rng = random.Random(10)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    statuses = [observe(table, START + timedelta(hours=h),
+                        day_night(START + timedelta(hours=h), rng, level=1000 * (1 + 0.0005 * h))).status
+                for h in range(72)]
+    assert statuses.count("fail") == 0
+
+
+def test_an_incident_does_not_raise_the_baseline_for_the_next_one(table):
+    rng = random.Random(11)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    incident = [observe(table, START + timedelta(hours=h), 5000) for h in range(6)]
+    assert all(r.is_anomaly for r in incident)
+    later = observe(table, START + timedelta(hours=8), 5000)
+    assert later.status == "fail"
+    assert later.expected_upper < 1200  # six hours at 5,000 did not leak into the band
+
+
+def test_a_value_marked_expected_trains_the_baseline(table):
+    rng = random.Random(12)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    anomalous = observe(table, START, 3000)
+    marked = observe(table, START + timedelta(hours=1), 3000)
+    assert anomalous.is_anomaly and marked.is_anomaly
+    result_mark_expected(result=marked)
+    history = training_history(tables=[table], until=START + timedelta(hours=2))[table.id]
+    assert history[START + timedelta(hours=1)] == 3000
+    assert START not in history
+
+
+def test_a_step_change_fails_until_a_rebaseline_accepts_it(table):
+    rng = random.Random(13)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    assert observe(table, START, 2000).status == "fail"
+    alert = Alert.objects.get(kind="volume")
+    table_rebaseline(table=table, since=START)
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+    assert list(alert.events.values_list("kind", flat=True))[-1] == "resolved"
+    learning = observe(table, START + timedelta(hours=1), 2000)
+    assert learning.status == "pass" and learning.details["learning"] is True
+    table.refresh_from_db()
+    assert table.status == "learning"
+    statuses = [observe(table, START + timedelta(hours=h), 2000 * (1 + rng.gauss(0, 0.02))).status
+                for h in range(2, 40)]
+    assert statuses.count("fail") == 0
+    assert observe(table, START + timedelta(hours=41), 2000).details["learning"] is False
+
+
+def test_cold_start_learns_without_alerting(table):
+    statuses = [observe(table, START + timedelta(hours=h), 0 if h == 5 else 1000) for h in range(10)]
+    assert statuses and all(s.status == "pass" for s in statuses)
+    assert all(s.details["learning"] for s in statuses)
+
+
+def test_values_in_a_maintenance_window_do_not_train(table):
+    rng = random.Random(14)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    MaintenanceWindow.objects.create(connection=table.connection, starts_at=START, ends_at=START + timedelta(hours=32))
+    for h in range(30):
+        observe(table, START + timedelta(hours=h), 3000)
+    assert not Alert.objects.exists()  # no alerts open during maintenance
+    after = observe(table, START + timedelta(hours=31), 3000)
+    assert after.status == "fail" and after.expected_upper < 1200
+
+
+def test_a_bucket_is_judged_once_and_repeated_by_later_runs(table):
+    rng = random.Random(15)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    first = observe(table, START, 0)
+    again = observe(table, START, 0)
+    assert first.status == again.status == "fail"
+    assert again.details["repeats_verdict_of"] == first.id
+    assert timezone.now()
