@@ -45,12 +45,20 @@ class ConnectionAdminForm(forms.ModelForm):
             "statement_timeout_ms",
             "max_queries_per_hour",
             "max_concurrent_queries",
+            "max_queries_per_second",
+            "max_query_cost",
+            "replication_lag_threshold_seconds",
+            "connection_error_threshold",
             "is_active",
         ]
 
     def save(self, commit=True):
         if self.cleaned_data.get("password"):
             self.instance.set_password(self.cleaned_data["password"])
+        if not self.instance.is_active:
+            self.instance.status = Connection.Status.PAUSED
+        elif self.instance.status == Connection.Status.PAUSED:
+            self.instance.status = Connection.Status.UNKNOWN
         return super().save(commit=commit)
 
 

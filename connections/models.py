@@ -67,7 +67,8 @@ class Connection(models.Model):
     # Batches in a row with results Pulse could not get (errors); opens a connection_error alert.
     error_streak = models.PositiveIntegerField(default=0, editable=False)
     connection_error_threshold = models.PositiveSmallIntegerField(
-        default=3, validators=[MinValueValidator(1), MaxValueValidator(100)],
+        default=3,
+        validators=[MinValueValidator(1), MaxValueValidator(100)],
         help_text="Check runs in a row that could not run before a connection_error alert opens.",
     )
     backoff_until = models.DateTimeField(null=True, blank=True, editable=False)

@@ -3,6 +3,7 @@ from django.contrib import admin
 
 from connections.admin import ConnectionAdmin, TeamScopedAdmin
 from connections.tenancy import scope_to_user
+from monitors.anomalies import result_mark_expected, table_rebaseline
 from monitors.check_rules import check_problems
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
 
@@ -83,12 +84,33 @@ class MonitoredTableAdmin(TeamScopedAdmin):
         "last_checked_at",
         "next_check_at",
     ]
-    list_filter = ["status", "is_active", "connection"]
+    list_filter = ["status", "is_active", ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["schema_name", "table_name", "connection__name"]
     ordering = ["connection__name", "schema_name", "table_name"]
-    readonly_fields = ["status", "last_checked_at", "next_check_at", "created_at", "updated_at"]
+    readonly_fields = [
+        "status",
+        "last_checked_at",
+        "next_check_at",
+        "last_error",
+        "baseline_since",
+        "backfilled_at",
+        "created_at",
+        "updated_at",
+    ]
     list_select_related = ["connection"]
     inlines = [CheckInline]
+    actions = ["rebaseline"]
+
+    def save_model(self, request, obj, form, change):
+        if "is_active" in form.changed_data:
+            obj.status = MonitoredTable.Status.UNKNOWN if obj.is_active else MonitoredTable.Status.PAUSED
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Rebaseline volume (accept the current level)", permissions=["change"])
+    def rebaseline(self, request, queryset):
+        for table in queryset:
+            table_rebaseline(table=table)
+        self.message_user(request, f"{queryset.count()} table(s) rebaselined; volume training restarts now.")
 
 
 @admin.register(Check)
@@ -124,18 +146,22 @@ class CheckAdmin(TeamScopedAdmin):
 
 @admin.register(CheckResult)
 class CheckResultAdmin(TeamScopedAdmin):
-    team_path = "table__connection__team"
+    team_path = "connection__team"
     list_display = [
         "status",
         "kind",
+        "connection",
         "table",
         "observed_value",
         "expected_lower",
         "expected_upper",
+        "is_anomaly",
+        "marked_expected",
         "started_at",
         "duration_ms",
     ]
-    list_filter = ["status", "kind"]
+    list_filter = ["status", "kind", "is_anomaly"]
+    actions = ["mark_expected"]
     search_fields = ["table__table_name", "message"]
     ordering = ["-started_at"]
     list_select_related = ["table", "table__connection"]
@@ -146,6 +172,16 @@ class CheckResultAdmin(TeamScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_mark_expected_permission(self, request):
+        return request.user.has_perm("monitors.change_checkresult")
+
+    @admin.action(
+        description="Mark anomalous values as expected (they train the baseline)", permissions=["mark_expected"]
+    )
+    def mark_expected(self, request, queryset):
+        marked = [result_mark_expected(result=r) for r in queryset.filter(is_anomaly=True)]
+        self.message_user(request, f"{len(marked)} anomalous value(s) marked expected.")
 
 
 @admin.register(SchedulerHeartbeat)

@@ -56,14 +56,28 @@ class ConnectionSerializer(StrictModelSerializer):
             "statement_timeout_ms",
             "max_queries_per_hour",
             "max_concurrent_queries",
+            "max_queries_per_second",
+            "max_query_cost",
+            "replication_lag_threshold_seconds",
+            "connection_error_threshold",
             "is_active",
             "status",
             "last_error",
             "last_checked_at",
+            "consecutive_failures",
+            "backoff_until",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "last_error", "last_checked_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "status",
+            "last_error",
+            "last_checked_at",
+            "consecutive_failures",
+            "backoff_until",
+            "created_at",
+            "updated_at",
+        ]
 
     def validate_team(self, team: Group) -> Group:
         if self.instance is not None and team.pk != self.instance.team_id:
@@ -100,10 +114,16 @@ class ConnectionSerializer(StrictModelSerializer):
         self.probe_result = result
 
     def _save_with_password(self, instance: Connection, password: str | None) -> Connection:
+        """Save after a successful probe (or a change that needs none); a deactivated connection is paused."""
         if password is not None:
             instance.set_password(password)
-        instance.status = Connection.Status.OK
-        instance.last_error = ""
+        if not instance.is_active:
+            instance.status = Connection.Status.PAUSED
+        elif hasattr(self, "probe_result") or instance.status == Connection.Status.PAUSED:
+            instance.status = Connection.Status.OK if hasattr(self, "probe_result") else Connection.Status.UNKNOWN
+            instance.last_error = ""
+            instance.consecutive_failures = 0
+            instance.backoff_until = None
         instance.save()
         return instance
 

@@ -5,20 +5,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0001_initial'),
+        ("connections", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='connection',
-            name='connection_error_threshold',
-            field=models.PositiveSmallIntegerField(default=3, help_text='Check runs in a row that could not run before a connection_error alert opens.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)]),
+            model_name="connection",
+            name="connection_error_threshold",
+            field=models.PositiveSmallIntegerField(
+                default=3,
+                help_text="Check runs in a row that could not run before a connection_error alert opens.",
+                validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(100)],
+            ),
         ),
         migrations.AddField(
-            model_name='connection',
-            name='error_streak',
+            model_name="connection",
+            name="error_streak",
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
     ]

@@ -170,3 +170,35 @@ def test_it_reports_a_failing_stored_connection(owner_client, make_connection, p
     assert response.json()["in_recovery"] is False
     connection.refresh_from_db()
     assert connection.status == "not_replica"
+
+
+def test_deactivating_pauses_a_connection(owner_client, make_connection):
+    connection = make_connection(status=Connection.Status.OK)
+    body = owner_client.patch(f"/api/connections/{connection.id}", {"is_active": False}, format="json").json()
+    assert body["status"] == "paused"
+    body = owner_client.patch(f"/api/connections/{connection.id}", {"is_active": True}, format="json").json()
+    assert body["status"] == "unknown"
+
+
+def test_it_exposes_guardrail_settings_with_validation(owner_client, make_connection):
+    connection = make_connection()
+    url = f"/api/connections/{connection.id}"
+    ok = owner_client.patch(
+        url,
+        {
+            "max_queries_per_second": 5,
+            "max_query_cost": 1e6,
+            "replication_lag_threshold_seconds": 60,
+            "connection_error_threshold": 5,
+        },
+        format="json",
+    )
+    assert ok.status_code == 200 and ok.json()["connection_error_threshold"] == 5
+    for bad in (
+        {"max_queries_per_second": 0},
+        {"max_query_cost": -1},
+        {"connection_error_threshold": 0},
+        {"backoff_until": "2030-01-01T00:00:00Z"},
+    ):
+        response = owner_client.patch(url, bad, format="json")
+        assert response.status_code == 400 and set(bad) <= set(response.data)

@@ -1,3 +1,6 @@
+from datetime import timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from connections.models import Connection
@@ -30,14 +33,40 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "freshness_threshold_minutes",
             "check_interval_seconds",
             "failure_threshold",
+            "sensitivity",
+            "direction",
+            "seasonality",
+            "min_relative_change",
+            "min_absolute_change",
             "is_active",
             "status",
             "last_checked_at",
             "next_check_at",
+            "last_error",
+            "baseline_since",
             "created_at",
             "updated_at",
         ]
-        read_only_fields = ["status", "last_checked_at", "next_check_at", "created_at", "updated_at"]
+        read_only_fields = [
+            "status",
+            "last_checked_at",
+            "next_check_at",
+            "last_error",
+            "baseline_since",
+            "created_at",
+            "updated_at",
+        ]
+
+    def save(self, **kwargs):
+        """Deactivating a table pauses it (status `paused`: no checks, no alerts); reactivating makes it due now."""
+        if "is_active" in self.validated_data and (
+            self.instance is None or self.validated_data["is_active"] != self.instance.is_active
+        ):
+            active = self.validated_data["is_active"]
+            kwargs["status"] = MonitoredTable.Status.UNKNOWN if active else MonitoredTable.Status.PAUSED
+            if active:
+                kwargs["next_check_at"] = None
+        return super().save(**kwargs)
 
     def validate_connection(self, connection):
         if self.instance is not None and connection.pk != self.instance.connection_id:
@@ -63,18 +92,41 @@ class CheckResultSerializer(serializers.ModelSerializer):
         model = CheckResult
         fields = [
             "id",
+            "connection",
             "table",
+            "check_definition",
             "kind",
             "status",
             "observed_value",
             "expected_lower",
             "expected_upper",
+            "is_anomaly",
+            "marked_expected",
+            "bucket_start",
             "message",
+            "details",
             "started_at",
             "duration_ms",
             "queries_used",
         ]
         read_only_fields = fields
+
+
+class RebaselineSerializer(serializers.Serializer):
+    """Optional `since`: when the new level started (at most 14 days ago); default now."""
+
+    since = serializers.DateTimeField(required=False)
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = set(self.initial_data) - {"since"}
+            if unknown:
+                raise serializers.ValidationError({field: ["Unknown field."] for field in unknown})
+        since = attrs.get("since")
+        now = timezone.now()
+        if since is not None and not now - timedelta(days=14) <= since <= now:
+            raise serializers.ValidationError({"since": ["Must be within the last 14 days."]})
+        return attrs
 
 
 class ResultFilterSerializer(serializers.Serializer):

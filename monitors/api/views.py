@@ -1,14 +1,17 @@
 import django_filters
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.response import Response
 
 from connections.tenancy import scope_to_user
+from monitors.anomalies import result_mark_expected, table_rebaseline
 from monitors.api.serializers import (
     CheckResultSerializer,
     CheckSerializer,
     MonitoredTableSerializer,
+    RebaselineSerializer,
     ResultFilterSerializer,
 )
 from monitors.models import Check, CheckKind, MonitoredTable
@@ -29,11 +32,34 @@ class MonitoredTableViewSet(viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     filter_backends = [DjangoFilterBackend]
     filterset_class = MonitoredTableFilter
+    action_permissions = {"rebaseline": "change", "mark_expected": "change"}
 
     def get_queryset(self):
         return scope_to_user(
             MonitoredTable.objects.select_related("connection"), user=self.request.user, team_path="connection__team"
         )
+
+    @extend_schema(request=RebaselineSerializer, responses=MonitoredTableSerializer)
+    @action(detail=True, methods=["post"])
+    def rebaseline(self, request, pk=None):
+        """Accept a level shift: volume training restarts from `since` (default now); the volume alert resolves."""
+        table = self.get_object()
+        params = RebaselineSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        table = table_rebaseline(table=table, since=params.validated_data.get("since"))
+        return Response(MonitoredTableSerializer(table, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=CheckResultSerializer)
+    @action(detail=True, methods=["post"], url_path=r"results/(?P<result_id>[0-9]{1,18})/mark-expected")
+    def mark_expected(self, request, pk=None, result_id=None):
+        """Say an anomalous value was legitimate: it then trains the baseline."""
+        table = self.get_object()
+        result = table.results.filter(pk=result_id).first()
+        if result is None:
+            raise serializers.ValidationError({"result": ["No such result for this table."]})
+        if not result.is_anomaly:
+            raise serializers.ValidationError({"result": ["Only results judged anomalous can be marked expected."]})
+        return Response(CheckResultSerializer(result_mark_expected(result=result)).data)
 
     @extend_schema(
         parameters=[OpenApiParameter("kind", str, enum=CheckKind.values)],

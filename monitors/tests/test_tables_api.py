@@ -166,3 +166,65 @@ def test_it_answers_odd_connection_ids_with_400(owner_client, shop, value):
     response = owner_client.post("/api/tables", {"connection": value, "table_name": "orders"}, format="json")
     assert response.status_code == 400
     assert "connection" in response.data
+
+
+def test_deactivating_pauses_a_table_and_reactivating_makes_it_due(owner_client, shop):
+    table = MonitoredTable.objects.create(
+        connection=shop, table_name="orders", status="healthy", next_check_at=timezone.now() + timedelta(hours=1)
+    )
+    assert owner_client.patch(f"/api/tables/{table.id}", {"is_active": False}, format="json").json()["status"] == (
+        "paused"
+    )
+    body = owner_client.patch(f"/api/tables/{table.id}", {"is_active": True}, format="json").json()
+    assert body["status"] == "unknown" and body["next_check_at"] is None
+
+
+def test_it_exposes_baseline_settings_with_validation(owner_client, shop):
+    table_id = create(owner_client, shop).json()["id"]
+    ok = owner_client.patch(
+        f"/api/tables/{table_id}",
+        {"sensitivity": 5, "direction": "drop", "seasonality": "hour_of_day", "min_relative_change": 0.1},
+        format="json",
+    )
+    assert ok.status_code == 200 and ok.json()["direction"] == "drop"
+    for bad in ({"sensitivity": 0.5}, {"direction": "up"}, {"seasonality": "monthly"}, {"min_relative_change": -1}):
+        response = owner_client.patch(f"/api/tables/{table_id}", bad, format="json")
+        assert response.status_code == 400 and set(bad) <= set(response.data)
+
+
+def test_rebaseline_restarts_training_and_checks_since(owner_client, member_client, outsider_client, shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders", backfilled_at=timezone.now())
+    assert member_client.post(f"/api/tables/{table.id}/rebaseline").status_code == 403
+    assert outsider_client.post(f"/api/tables/{table.id}/rebaseline").status_code == 404
+    response = owner_client.post(f"/api/tables/{table.id}/rebaseline/", {}, format="json")
+    assert response.status_code == 200
+    table.refresh_from_db()
+    assert table.baseline_since is not None and table.backfilled_at is None
+    since = (timezone.now() - timedelta(days=2)).isoformat()
+    assert owner_client.post(f"/api/tables/{table.id}/rebaseline", {"since": since}, format="json").status_code == 200
+    for bad in ({"since": "2000-01-01T00:00:00Z"}, {"since": "soon"}, {"from": since}):
+        assert owner_client.post(f"/api/tables/{table.id}/rebaseline", bad, format="json").status_code == 400
+
+
+def test_mark_expected_only_for_anomalies_of_the_table(owner_client, member_client, shop):
+    table = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    now = timezone.now()
+    anomaly = CheckResult.objects.create(
+        connection=shop,
+        table=table,
+        kind="volume",
+        status="fail",
+        observed_value=0,
+        is_anomaly=True,
+        started_at=now,
+        bucket_start=now,
+    )
+    normal = CheckResult.objects.create(
+        connection=shop, table=table, kind="volume", status="pass", observed_value=10, started_at=now
+    )
+    url = f"/api/tables/{table.id}/results/{anomaly.id}/mark-expected"
+    assert member_client.post(url).status_code == 403
+    response = owner_client.post(url)
+    assert response.status_code == 200 and response.json()["marked_expected"] is True
+    assert owner_client.post(f"/api/tables/{table.id}/results/{normal.id}/mark-expected").status_code == 400
+    assert owner_client.post(f"/api/tables/{table.id}/results/999999/mark-expected").status_code == 400
