@@ -101,6 +101,8 @@ LEVEL_MIN_POINTS = 8
 NOISE_BINS = 4
 NOISE_BIN_POINTS = 12
 NOISE_MIN_LOG_RANGE = math.log(1.5)
+NOISE_GROUP_POINTS = 5
+NOISE_BY_HOUR = True
 """The noise exponent k (MAD ~ level ** k) is the slope of log MAD on log level over 4
 level bins of at least 12 errors, fitted only if the levels span a factor of 1.5."""
 
@@ -464,7 +466,8 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
     level = _level_now(blocks)
     center = center * (1 + level) if relative else center + level
 
-    exponent = _noise_exponent(residuals, predicted) if relative else 0.0
+    groups = data.hours if mode in ("hour_of_day", "hour_of_week") and NOISE_BY_HOUR else None
+    exponent = _noise_exponent(residuals, predicted, groups) if relative else 0.0
     spread = [None if r is None or p is None else abs(r) / p**exponent for r, p in zip(residuals, predicted)]
     known = [u for u in spread if u is not None]
     mad = statistics.median(known) if known else 0.0
@@ -499,25 +502,46 @@ def _level_now(blocks: list[tuple[float, float]]) -> float:
     return statistics.median(level - slope * age for age, level in blocks)
 
 
-def _noise_exponent(residuals: list[float | None], predicted: list[float | None]) -> float:
-    """k in MAD ~ level ** k: slope of log MAD on log level over ``NOISE_BINS`` level bins."""
-    pairs = sorted((p, abs(r)) for r, p in zip(residuals, predicted) if r is not None and p is not None)
-    size = len(pairs) // NOISE_BINS
-    if size < NOISE_BIN_POINTS:
+def _noise_exponent(residuals: list[float | None], predicted: list[float | None], groups: list[int] | None) -> float:
+    """k in MAD ~ level ** k: weighted slope of log MAD on log level over groups of errors.
+
+    Groups are the hours of the day for hourly baselines (so a busy batch hour is its own
+    group), otherwise ``NOISE_BINS`` bins of similar predicted level.
+    """
+    pairs = [
+        (p, abs(r), g)
+        for r, p, g in zip(residuals, predicted, groups or [0] * len(residuals))
+        if r is not None and p is not None
+    ]
+    chunks: list[list[tuple[float, float, int]]]
+    if groups is not None:
+        by_group: dict[int, list] = {}
+        for pair in pairs:
+            by_group.setdefault(pair[2], []).append(pair)
+        chunks = [chunk for chunk in by_group.values() if len(chunk) >= NOISE_GROUP_POINTS]
+    else:
+        pairs.sort()
+        size = len(pairs) // NOISE_BINS
+        chunks = [pairs[k * size : (k + 1) * size] for k in range(NOISE_BINS)] if size >= NOISE_BIN_POINTS else []
+    if len(chunks) < 2:
         return 0.0
-    xs, ys = [], []
-    for k in range(NOISE_BINS):
-        chunk = pairs[k * size : (k + 1) * size]
-        level = statistics.median(p for p, _ in chunk)
-        mad = statistics.median(e for _, e in chunk)
+    xs, ys, ws = [], [], []
+    for chunk in chunks:
+        level = statistics.median(p for p, _, _ in chunk)
+        mad = statistics.median(e for _, e, _ in chunk)
         if level <= 0 or mad <= 0:
             return 0.0
         xs.append(math.log(level))
         ys.append(math.log(mad))
-    if xs[-1] - xs[0] < NOISE_MIN_LOG_RANGE:
+        ws.append(len(chunk))
+    if max(xs) - min(xs) < NOISE_MIN_LOG_RANGE:
         return 0.0
-    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
-    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
+    total = sum(ws)
+    mean_x = sum(w * x for w, x in zip(ws, xs)) / total
+    mean_y = sum(w * y for w, y in zip(ws, ys)) / total
+    slope = sum(w * (x - mean_x) * (y - mean_y) for w, x, y in zip(ws, xs, ys)) / sum(
+        w * (x - mean_x) ** 2 for w, x in zip(ws, xs)
+    )
     return min(1.0, max(0.0, slope))
 
 

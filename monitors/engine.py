@@ -129,7 +129,9 @@ def batch_run(*, connection: Connection, claim: Claim, tables: list[MonitoredTab
     """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results."""
     started_at = timezone.now()
     plans = {t.id: planned_checks(t) for t in tables}
-    runs = [TableRun(table=t, plan_costs=dict(t.plan_costs or {})) for t in tables]
+    runs = [
+        TableRun(table=t, plan_costs=dict(t.plan_costs or {}), update_times=list(t.update_times or [])) for t in tables
+    ]
     connection_outcomes: list[Outcome] = []
     allowance = guardrails.Allowance(connection=connection, now=started_at)
     try:
@@ -193,6 +195,7 @@ def _run_on_replica(connection, runs, plans, allowance, started_at) -> list[Outc
                 now=state.now,
                 data_as_of=state.data_as_of,
                 plan_costs=run.plan_costs,
+                update_times=run.update_times,
             )
             try:
                 for module, check in plans[run.table.id]:

@@ -56,17 +56,20 @@ class MonitoredTable(models.Model):
     )
     # Volume anomaly detection (monitors/baselines.py).
     sensitivity = models.FloatField(
-        default=3.5, validators=[MinValueValidator(1.0), MaxValueValidator(20.0)],
+        default=3.5,
+        validators=[MinValueValidator(1.0), MaxValueValidator(20.0)],
         help_text="Modified z-score beyond which a value is anomalous.",
     )
     direction = models.CharField(max_length=5, choices=Direction.choices, default=Direction.BOTH)
     seasonality = models.CharField(max_length=12, choices=Seasonality.choices, default=Seasonality.AUTO)
     min_relative_change = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)],
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(100.0)],
         help_text="Ignore deviations smaller than this fraction of the expected value (0.1 = 10%).",
     )
     min_absolute_change = models.FloatField(
-        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1e15)],
+        default=0.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1e15)],
         help_text="Ignore deviations smaller than this many rows.",
     )
     baseline_since = models.DateTimeField(
@@ -85,6 +88,8 @@ class MonitoredTable(models.Model):
     schema_reference = models.JSONField(null=True, blank=True, editable=False)
     # Planner estimates of the built-in queries: {query_key: {"cost": float, "at": iso time}}.
     plan_costs = models.JSONField(default=dict, blank=True, editable=False)
+    # The last distinct max(timestamp_column) values seen: the table's update cadence, for freshness.
+    update_times = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -189,7 +194,8 @@ class CheckResult(models.Model):
             models.Index(fields=["connection", "kind", "-started_at"], name="result_connection_kind_latest"),
             # baseline training: bucketed volume values of a table.
             models.Index(
-                fields=["table", "bucket_start"], name="result_volume_buckets",
+                fields=["table", "bucket_start"],
+                name="result_volume_buckets",
                 condition=models.Q(kind="volume", bucket_start__isnull=False),
             ),
             # retention pruning scans by age.

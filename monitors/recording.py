@@ -24,6 +24,7 @@ class TableRun:
     table: MonitoredTable
     outcomes: list[Outcome] = field(default_factory=list)
     plan_costs: dict = field(default_factory=dict)
+    update_times: list = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -60,16 +61,18 @@ UPDATE monitors_monitoredtable t SET
     status = v.status, last_checked_at = %s, next_check_at = v.next_check_at, last_error = v.last_error,
     lease_token = NULL, lease_expires_at = NULL, plan_costs = v.plan_costs::jsonb,
     schema_reference = COALESCE(t.schema_reference, v.schema_reference::jsonb),
-    backfilled_at = CASE WHEN v.backfilled THEN %s ELSE t.backfilled_at END
-FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::boolean[])
-    AS v(id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled)
+    backfilled_at = CASE WHEN v.backfilled THEN %s ELSE t.backfilled_at END,
+    update_times = v.update_times::jsonb
+FROM unnest(
+    %s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[]
+) AS v(id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled, update_times)
 WHERE t.id = v.id AND t.lease_token = %s
 RETURNING t.id
 """
 
 
 def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: datetime) -> set[int]:
-    ids, statuses, nexts, errors, costs, references, backfilled = [], [], [], [], [], [], []
+    ids, statuses, nexts, errors, costs, references, backfilled, update_times = [], [], [], [], [], [], [], []
     for run in runs:
         ids.append(run.table.id)
         statuses.append(run.status)
@@ -79,10 +82,11 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
         reference = run.schema_reference
         references.append(None if reference is None else json.dumps(reference))
         backfilled.append(run.backfilled)
+        update_times.append(json.dumps(run.update_times))
     with pulse_db.cursor() as cursor:
         cursor.execute(
             _UPDATE_TABLES,
-            [checked_at, checked_at, ids, statuses, nexts, errors, costs, references, backfilled, token],
+            [checked_at, checked_at, ids, statuses, nexts, errors, costs, references, backfilled, update_times, token],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -111,8 +115,14 @@ def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResu
     """Values read from the table's own history, stored as past volume results to train the baseline."""
     return [
         CheckResult(
-            connection=connection, table=run.table, kind="volume", status="pass", observed_value=value,
-            bucket_start=bucket, started_at=bucket, message="backfilled from the table's own history",
+            connection=connection,
+            table=run.table,
+            kind="volume",
+            status="pass",
+            observed_value=value,
+            bucket_start=bucket,
+            started_at=bucket,
+            message="backfilled from the table's own history",
             details={"backfill": True},
         )
         for outcome in run.outcomes

@@ -37,6 +37,7 @@ class CheckContext:
     now: datetime
     data_as_of: datetime  # the replica's replay position in time: 'now' for a caught-up replica
     plan_costs: dict = field(default_factory=dict)
+    update_times: list = field(default_factory=list)
 
     @property
     def relation(self) -> sql.Composable:

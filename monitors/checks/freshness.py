@@ -1,13 +1,23 @@
-"""Freshness: age of max(timestamp_column), measured against the replica's replay position."""
+"""Freshness: age of max(timestamp_column), measured against the replica's replay position.
 
-from datetime import UTC, date, datetime, time
+`freshness_threshold_minutes` is the hard limit: older data always fails. Pulse also learns the table's
+update cadence from the distinct max() values it has seen (`baselines.expected_update_gap`): once it has
+enough of them, data older than the learned gap fails too — so a table loaded daily at 02:00 alerts
+when a load is missed, without a hand-tuned threshold (set the threshold as a generous upper bound).
+A learned limit is never below MIN_LEARNED_LIMIT, so tables updated every few seconds don't flap.
+"""
+
+from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
 
+from monitors import baselines
 from monitors.checks.base import CheckContext, Outcome
 
 KIND = "freshness"
 QUERIES = 2  # the max() and, at most daily, its EXPLAIN for the cost guard
+UPDATE_TIMES_KEPT = 30
+MIN_LEARNED_LIMIT = timedelta(minutes=15)
 _LATEST = "SELECT max({column}) FROM {relation}"
 
 
@@ -19,34 +29,55 @@ def latest_timestamp(value) -> datetime | None:
     raise TypeError(f"unexpected timestamp value {value!r}")
 
 
+def learned_limit(update_times: list[str]) -> timedelta | None:
+    """The longest normal gap between updates, learned from the distinct latest timestamps seen."""
+    gap = baselines.expected_update_gap(update_times=[datetime.fromisoformat(t) for t in update_times])
+    return None if gap is None else max(gap, MIN_LEARNED_LIMIT)
+
+
+def _remember(update_times: list[str], latest: datetime) -> None:
+    """Keep the distinct latest timestamps (in place), newest last, at most UPDATE_TIMES_KEPT."""
+    stamp = latest.isoformat()
+    if not update_times or update_times[-1] != stamp:
+        update_times.append(stamp)
+        del update_times[:-UPDATE_TIMES_KEPT]
+
+
 def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
     query = sql.SQL(_LATEST).format(column=sql.Identifier(table.timestamp_column), relation=ctx.relation)
     ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="freshness")
     latest = latest_timestamp(ctx.runner.fetchone(query)[0])
-    limit_seconds = table.freshness_threshold_minutes * 60
+    hard_limit = table.freshness_threshold_minutes * 60
     if latest is None:
         return Outcome(
-            kind="freshness",
+            kind=KIND,
             status="fail",
-            expected_upper=limit_seconds,
+            expected_upper=hard_limit,
             message=f"{table.qualified_name} has no rows: nothing to judge freshness by",
         )
+    learned = learned_limit(ctx.update_times)
+    _remember(ctx.update_times, latest)
+    limit = hard_limit if learned is None else min(hard_limit, learned.total_seconds())
     age = max(0.0, (ctx.data_as_of - latest).total_seconds())
     minutes = age / 60
-    if age > limit_seconds:
+    how = "learned from its update cadence" if limit < hard_limit else "limit"
+    if age > limit:
         status = "fail"
-        message = (
-            f"newest {table.timestamp_column} is {minutes:,.0f} min old (limit {table.freshness_threshold_minutes} min)"
-        )
+        message = f"newest {table.timestamp_column} is {minutes:,.0f} min old ({how} {limit / 60:,.0f} min)"
     else:
         status = "pass"
         message = f"newest {table.timestamp_column} is {minutes:,.1f} min old"
     return Outcome(
-        kind="freshness",
+        kind=KIND,
         status=status,
         observed_value=round(age, 3),
-        expected_upper=limit_seconds,
+        expected_upper=limit,
         message=message,
-        details={"latest": latest.isoformat(), "data_as_of": ctx.data_as_of.isoformat()},
+        details={
+            "latest": latest.isoformat(),
+            "data_as_of": ctx.data_as_of.isoformat(),
+            "hard_limit": hard_limit,
+            "learned_limit": None if learned is None else learned.total_seconds(),
+        },
     )

@@ -87,7 +87,8 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
     if start >= until:
         return []
     query = sql.SQL(_BACKFILL).format(
-        unit=sql.Literal("day" if bucket == DAY else "hour"), column=sql.Identifier(table.timestamp_column),
+        unit=sql.Literal("day" if bucket == DAY else "hour"),
+        column=sql.Identifier(table.timestamp_column),
         relation=ctx.relation,
     )
     ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill")
@@ -111,7 +112,11 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     if not table.timestamp_column or column_type is None:
         details["series"] = "total_rows"
         return Outcome(
-            kind=KIND, status="pass", observed_value=total, bucket_start=hour, details=details,
+            kind=KIND,
+            status="pass",
+            observed_value=total,
+            bucket_start=hour,
+            details=details,
             message=f"{fmt_number(total)} rows ({method})",
         )
     bucket = DAY if column_type == "date" else HOUR
@@ -123,13 +128,21 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     except GuardrailStop as refused:
         details.update(series="total_rows", bucket_refused=str(refused))
         return Outcome(
-            kind=KIND, status="pass", observed_value=total, bucket_start=hour, details=details,
+            kind=KIND,
+            status="pass",
+            observed_value=total,
+            bucket_start=hour,
+            details=details,
             message=f"{fmt_number(total)} rows ({method}); rows per bucket {refused}",
         )
     in_bucket = ctx.runner.fetchone(query, (bucket_start, bucket_end))[0]
     details["series"] = "rows_per_day" if bucket == DAY else "rows_per_hour"
     outcome = Outcome(
-        kind=KIND, status="pass", observed_value=in_bucket, bucket_start=bucket_start, details=details,
+        kind=KIND,
+        status="pass",
+        observed_value=in_bucket,
+        bucket_start=bucket_start,
+        details=details,
         message=f"{fmt_number(in_bucket)} rows in {bucket_start:%Y-%m-%d %H:00}–{bucket_end:%H:00} UTC; "
         f"{fmt_number(total)} rows in all ({method})",
     )

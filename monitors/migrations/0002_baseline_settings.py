@@ -5,60 +5,98 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0002_connection_error_streak'),
-        ('monitors', '0001_initial'),
+        ("connections", "0002_connection_error_streak"),
+        ("monitors", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='checkresult',
-            name='is_anomaly',
+            model_name="checkresult",
+            name="is_anomaly",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='checkresult',
-            name='marked_expected',
+            model_name="checkresult",
+            name="marked_expected",
             field=models.BooleanField(default=False),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='backfilled_at',
+            model_name="monitoredtable",
+            name="backfilled_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='baseline_since',
-            field=models.DateTimeField(blank=True, editable=False, help_text='Set by rebaseline: older values do not train.', null=True),
+            model_name="monitoredtable",
+            name="baseline_since",
+            field=models.DateTimeField(
+                blank=True, editable=False, help_text="Set by rebaseline: older values do not train.", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='direction',
-            field=models.CharField(choices=[('both', 'Both'), ('spike', 'Spike'), ('drop', 'Drop')], default='both', max_length=5),
+            model_name="monitoredtable",
+            name="direction",
+            field=models.CharField(
+                choices=[("both", "Both"), ("spike", "Spike"), ("drop", "Drop")], default="both", max_length=5
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='min_absolute_change',
-            field=models.FloatField(default=0.0, help_text='Ignore deviations smaller than this many rows.', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(1000000000000000.0)]),
+            model_name="monitoredtable",
+            name="min_absolute_change",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Ignore deviations smaller than this many rows.",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(1000000000000000.0),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='min_relative_change',
-            field=models.FloatField(default=0.0, help_text='Ignore deviations smaller than this fraction of the expected value (0.1 = 10%).', validators=[django.core.validators.MinValueValidator(0.0), django.core.validators.MaxValueValidator(100.0)]),
+            model_name="monitoredtable",
+            name="min_relative_change",
+            field=models.FloatField(
+                default=0.0,
+                help_text="Ignore deviations smaller than this fraction of the expected value (0.1 = 10%).",
+                validators=[
+                    django.core.validators.MinValueValidator(0.0),
+                    django.core.validators.MaxValueValidator(100.0),
+                ],
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='seasonality',
-            field=models.CharField(choices=[('auto', 'Auto'), ('none', 'None'), ('hour_of_day', 'Hour Of Day'), ('day_of_week', 'Day Of Week'), ('hour_of_week', 'Hour Of Week')], default='auto', max_length=12),
+            model_name="monitoredtable",
+            name="seasonality",
+            field=models.CharField(
+                choices=[
+                    ("auto", "Auto"),
+                    ("none", "None"),
+                    ("hour_of_day", "Hour Of Day"),
+                    ("day_of_week", "Day Of Week"),
+                    ("hour_of_week", "Hour Of Week"),
+                ],
+                default="auto",
+                max_length=12,
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='sensitivity',
-            field=models.FloatField(default=3.5, help_text='Modified z-score beyond which a value is anomalous.', validators=[django.core.validators.MinValueValidator(1.0), django.core.validators.MaxValueValidator(20.0)]),
+            model_name="monitoredtable",
+            name="sensitivity",
+            field=models.FloatField(
+                default=3.5,
+                help_text="Modified z-score beyond which a value is anomalous.",
+                validators=[
+                    django.core.validators.MinValueValidator(1.0),
+                    django.core.validators.MaxValueValidator(20.0),
+                ],
+            ),
         ),
         migrations.AddIndex(
-            model_name='checkresult',
-            index=models.Index(condition=models.Q(('bucket_start__isnull', False), ('kind', 'volume')), fields=['table', 'bucket_start'], name='result_volume_buckets'),
+            model_name="checkresult",
+            index=models.Index(
+                condition=models.Q(("bucket_start__isnull", False), ("kind", "volume")),
+                fields=["table", "bucket_start"],
+                name="result_volume_buckets",
+            ),
         ),
     ]

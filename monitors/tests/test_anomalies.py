@@ -27,7 +27,10 @@ def day_night(at: datetime, rng: random.Random, level: float = 1000.0) -> float:
 @pytest.fixture
 def table(make_connection):
     return MonitoredTable.objects.create(
-        connection=make_connection(), table_name="orders", timestamp_column="created_at", failure_threshold=1,
+        connection=make_connection(),
+        table_name="orders",
+        timestamp_column="created_at",
+        failure_threshold=1,
         backfilled_at=START,
     )
 
@@ -35,8 +38,14 @@ def table(make_connection):
 def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
     CheckResult.objects.bulk_create(
         CheckResult(
-            connection=table.connection, table=table, kind="volume", status="pass", observed_value=value_at(at),
-            bucket_start=at, started_at=at + timedelta(hours=1), details={"backfill": True},
+            connection=table.connection,
+            table=table,
+            kind="volume",
+            status="pass",
+            observed_value=value_at(at),
+            bucket_start=at,
+            started_at=at + timedelta(hours=1),
+            details={"backfill": True},
         )
         for at in (until - timedelta(hours=h) for h in range(hours, 0, -1))
     )
@@ -45,21 +54,31 @@ def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
 def observe(table, at: datetime, value: float) -> CheckResult:
     """One hourly run's volume outcome, judged and recorded the way the engine does."""
     table.refresh_from_db()
-    run = TableRun(table=table, outcomes=[Outcome(kind="volume", status="pass", observed_value=value,
-                                                  bucket_start=at, message=f"{value} rows")])
+    run = TableRun(
+        table=table,
+        outcomes=[
+            Outcome(kind="volume", status="pass", observed_value=value, bucket_start=at, message=f"{value} rows")
+        ],
+    )
     volume_judge(runs=[run])
     token = uuid.uuid4()
     MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
-    results = results_record(connection=table.connection, token=token, runs=[run], connection_outcomes=[],
-                             started_at=at + timedelta(hours=1, minutes=1))
+    results = results_record(
+        connection=table.connection,
+        token=token,
+        runs=[run],
+        connection_outcomes=[],
+        started_at=at + timedelta(hours=1, minutes=1),
+    )
     return results[0]
 
 
 def test_strong_seasonality_raises_no_false_alert_over_two_weeks(table):
     rng = random.Random(7)
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
-    failures = [observe(table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng))
-                for h in range(14 * 24)]
+    failures = [
+        observe(table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng)) for h in range(14 * 24)
+    ]
     assert [r.status for r in failures].count("fail") == 0
     assert not Alert.objects.exists()
     last = failures[-1]
@@ -90,9 +109,12 @@ def test_direction_drop_ignores_spikes(table):
 def test_a_slow_drift_inside_the_band_passes(table):
     rng = random.Random(10)
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
-    statuses = [observe(table, START + timedelta(hours=h),
-                        day_night(START + timedelta(hours=h), rng, level=1000 * (1 + 0.0005 * h))).status
-                for h in range(72)]
+    statuses = [
+        observe(
+            table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng, level=1000 * (1 + 0.0005 * h))
+        ).status
+        for h in range(72)
+    ]
     assert statuses.count("fail") == 0
 
 
@@ -131,8 +153,9 @@ def test_a_step_change_fails_until_a_rebaseline_accepts_it(table):
     assert learning.status == "pass" and learning.details["learning"] is True
     table.refresh_from_db()
     assert table.status == "learning"
-    statuses = [observe(table, START + timedelta(hours=h), 2000 * (1 + rng.gauss(0, 0.02))).status
-                for h in range(2, 40)]
+    statuses = [
+        observe(table, START + timedelta(hours=h), 2000 * (1 + rng.gauss(0, 0.02))).status for h in range(2, 40)
+    ]
     assert statuses.count("fail") == 0
     assert observe(table, START + timedelta(hours=41), 2000).details["learning"] is False
 

@@ -1,5 +1,7 @@
 """Each check kind passing and failing against the real replica, through the engine."""
 
+from datetime import timedelta
+
 import pytest
 
 from monitors.claims import tables_claim_due
@@ -16,8 +18,9 @@ def shop(make_connection):
 
 def run_now(*tables):
     """Claim the given tables and check them in one batch, the way runchecks does."""
-    from django.utils import timezone
     from datetime import timedelta
+
+    from django.utils import timezone
 
     claim = tables_claim_due(
         now=timezone.now(), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
@@ -184,3 +187,34 @@ def test_names_are_identifiers_not_sql(shop):
     assert results["schema_change"].status == "fail"
     assert "no longer exists" in results["schema_change"].message
     assert CheckResult.objects.filter(table=table).count() == 2
+
+
+def _daily_history(latest: str, days: int, every: int = 1) -> list[str]:
+    from datetime import datetime
+
+    last = datetime.fromisoformat(latest)
+    return [(last - timedelta(days=every * n)).isoformat() for n in range(days, 0, -1)]
+
+
+def test_freshness_learns_the_update_cadence_below_the_hard_limit(shop):
+    table = MonitoredTable.objects.create(
+        connection=shop,
+        table_name="stale_events",
+        timestamp_column="happened_at",
+        freshness_threshold_minutes=7 * 24 * 60,  # a generous hard limit: a week
+    )
+    first = by_kind(run_now(table), table)["freshness"]
+    assert first.status == "pass" and first.details["learned_limit"] is None
+    table.refresh_from_db()
+    assert table.update_times == [first.details["latest"]]
+    # As if Pulse had seen a load every day before this one: a daily cadence is learned.
+    table.update_times = _daily_history(first.details["latest"], days=6) + table.update_times
+    table.save()
+    daily = by_kind(run_now(table), table)["freshness"]
+    assert daily.status == "fail"
+    assert 24 * 3600 < daily.details["learned_limit"] < 30 * 3600
+    assert "learned from its update cadence" in daily.message
+    # A table loaded every four days is not late after three.
+    table.update_times = _daily_history(first.details["latest"], days=6, every=4) + [first.details["latest"]]
+    table.save()
+    assert by_kind(run_now(table), table)["freshness"].status == "pass"
