@@ -215,6 +215,6 @@ def test_freshness_learns_the_update_cadence_below_the_hard_limit(shop):
     assert 24 * 3600 < daily.details["learned_limit"] < 30 * 3600
     assert "learned from its update cadence" in daily.message
     # A table loaded every four days is not late after three.
-    table.update_times = _daily_history(first.details["latest"], days=6, every=4) + [first.details["latest"]]
+    table.update_times = [*_daily_history(first.details["latest"], days=6, every=4), first.details["latest"]]
     table.save()
     assert by_kind(run_now(table), table)["freshness"].status == "pass"
