@@ -113,3 +113,38 @@ def test_the_breaker_opens_after_repeated_failures_and_backs_off_exponentially(m
     guardrails.contact_succeeded(connection=shop, now=now)
     shop.refresh_from_db()
     assert (shop.consecutive_failures, shop.backoff_until, shop.status) == (0, None, Connection.Status.OK)
+
+
+def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, replica_pair, replica_settings):
+    """The primary vacuums rows a standby query still needs: PostgreSQL cancels it (40001); Pulse retries."""
+    from psycopg import sql
+
+    from connections import replica
+
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS victims (id int)")
+        conn.execute("TRUNCATE victims")
+        conn.execute("INSERT INTO victims SELECT generate_series(1, 1000)")
+        conn.execute("GRANT SELECT ON victims TO pulse_reader")
+    replica_pair.wait_for_replay()
+    shop = make_connection(max_queries_per_second=100_000, statement_timeout_ms=20_000)
+    allowance = guardrails.Allowance(connection=shop, now=timezone.now())
+    session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
+    runner = guardrails.QueryRunner(session=session, connection=shop, allowance=allowance)
+
+
+    def vacuum_under_the_query():
+        time.sleep(0.5)
+        with replica_pair.primary.connect("shop") as conn:
+            conn.execute("DELETE FROM victims")
+            conn.execute("VACUUM victims")
+
+    thread = threading.Thread(target=vacuum_under_the_query)
+    thread.start()
+    try:
+        rows = runner.fetchone(sql.SQL("SELECT count(*) FROM victims, pg_sleep(2)"))
+    finally:
+        thread.join(30)
+        session.close()
+    assert rows == (0,)  # the retry saw the vacuumed table
+    assert runner.queries_sent == 2 and allowance.used == 2
