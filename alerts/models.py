@@ -144,8 +144,14 @@ class Notification(models.Model):
         FAILED = "failed"
 
     channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="notifications")
-    event = models.ForeignKey(AlertEvent, on_delete=models.CASCADE, related_name="notifications", null=True,
-                              blank=True, help_text="Empty for test notifications.")
+    event = models.ForeignKey(
+        AlertEvent,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+        null=True,
+        blank=True,
+        help_text="Empty for test notifications.",
+    )
     subject = models.CharField(max_length=300)
     body = models.TextField()
     payload = models.JSONField(default=dict)
@@ -179,7 +185,9 @@ class MaintenanceWindow(models.Model):
     class Meta:
         ordering = ["-starts_at"]
         constraints = [
-            models.CheckConstraint(condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start")
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start"
+            )
         ]
 
     def __str__(self) -> str:

@@ -1,8 +1,9 @@
 from alerts.api.channels import ChannelViewSet
-from alerts.api.views import AlertViewSet
+from alerts.api.views import AlertViewSet, MaintenanceWindowViewSet
 from pulse_project.api import PulseRouter
 
 router = PulseRouter()
 router.register("alerts", AlertViewSet, basename="alert")
 router.register("channels", ChannelViewSet, basename="channel")
+router.register("maintenance-windows", MaintenanceWindowViewSet, basename="maintenance-window")
 urlpatterns = router.urls

@@ -107,6 +107,10 @@ class Command(BaseCommand):
             misfire_grace_time=10,
             next_run_time=timezone.now(),
         )
+        # Notifications go out in their own job: a slow or failing channel never delays a check.
+        scheduler.add_job(
+            jobs.notify, IntervalTrigger(seconds=5), id="pulse.notify", replace_existing=True, misfire_grace_time=5
+        )
         scheduler.add_job(
             jobs.housekeeping,
             IntervalTrigger(hours=6),

@@ -1,0 +1,262 @@
+"""Rendering alert notifications and writing them to the outbox.
+
+Alert transitions write an AlertEvent; in the same transaction `notifications_for_event` renders the
+message and writes one pending Notification per active channel of the alert's team. Nothing is sent
+here: `alerts/notifier.py` claims due rows and sends them, so a slow or broken channel never delays a
+check and a crash never loses a message.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.utils import timezone
+
+from alerts.models import Alert, AlertEvent, Channel, Notification
+from monitors.models import CheckResult
+
+# Events that tell people something; the others (notified, acknowledged, snoozed) are bookkeeping.
+NOTIFYING_KINDS = frozenset(
+    {AlertEvent.Kind.OPENED, AlertEvent.Kind.REOPENED, AlertEvent.Kind.RESOLVED, AlertEvent.Kind.REMINDED}
+)
+
+KIND_LABELS = {
+    "freshness": "Freshness",
+    "volume": "Volume",
+    "schema_change": "Schema change",
+    "null_rate": "Null rate",
+    "row_count": "Row count",
+    "custom_sql": "Custom SQL check",
+    "replication_lag": "Replication lag",
+    "connection_error": "Connection error",
+}
+SUBJECT_MAX = 300
+MESSAGE_MAX = 2000
+
+
+def notifications_for_event(*, event: AlertEvent) -> list[Notification]:
+    """Write a pending notification of `event` for every active channel of the alert's team.
+
+    Call it inside the transaction that writes the event. Returns [] for events that do not notify
+    (only opened, reopened, resolved and reminded do; while the alert is snoozed, i.e. `snoozed_until`
+    is after the event's time, only resolved does). The rows are due at once.
+    """
+    if not event_notifies(event=event):
+        return []
+    channels = list(Channel.objects.filter(team_id=event.alert.connection.team_id, is_active=True).order_by("id"))
+    if not channels:
+        return []
+    message = message_for_event(event=event)
+    due = min(event.at, timezone.now())
+    return Notification.objects.bulk_create(
+        [_notification(channel=channel, message=message, due=due, event=event) for channel in channels]
+    )
+
+
+def notification_for_channel(
+    *, event: AlertEvent, channel: Channel, now: datetime | None = None
+) -> Notification | None:
+    """Write a pending notification of `event` for one channel (reminders); None if the event does not notify."""
+    if not event_notifies(event=event):
+        return None
+    due = min(event.at, now or timezone.now())
+    notification = _notification(channel=channel, message=message_for_event(event=event), due=due, event=event)
+    notification.save()
+    return notification
+
+
+def notification_test(*, channel: Channel) -> Notification:
+    """Write a test notification for `channel` (no event); the notifier sends it like any other."""
+    team = channel.team.name
+    subject = _one_line(f"[Pulse] Test notification for channel {channel.name}")
+    body = (
+        f"This is a test notification from Pulse for the {channel.kind} channel “{channel.name}” of team {team}.\n"
+        "If you can read it, Pulse's alerts reach you here.\n\n"
+        f"Pulse: {_base_url()}/admin/alerts/channel/{channel.id}/change/"
+    )
+    payload = {
+        "event": "test",
+        "subject": subject,
+        "text": body,
+        "alert": None,
+        "channel": {"id": channel.id, "name": channel.name},
+    }
+    now = timezone.now()
+    return Notification.objects.create(
+        channel=channel, event=None, subject=subject, body=body, payload=payload, next_try_at=now
+    )
+
+
+def event_notifies(*, event: AlertEvent) -> bool:
+    """Whether people hear of `event`; a snooze is judged at the event's time (`event.at`)."""
+    if event.kind not in NOTIFYING_KINDS:
+        return False
+    snoozed_until = event.alert.snoozed_until
+    if snoozed_until is not None and snoozed_until > event.at:
+        return event.kind == AlertEvent.Kind.RESOLVED
+    return True
+
+
+def _notification(*, channel: Channel, message: dict, due: datetime, event: AlertEvent) -> Notification:
+    return Notification(
+        channel=channel,
+        event=event,
+        subject=message["subject"],
+        body=message["body"],
+        payload=message["payload"],
+        status=Notification.Status.PENDING,
+        next_try_at=due,
+    )
+
+
+# --- rendering ----------------------------------------------------------------------------------------
+
+
+def message_for_event(*, event: AlertEvent) -> dict:
+    """{"subject", "body", "payload"} describing the event: what, where, observed vs expected, since, links."""
+    alert = event.alert
+    connection = alert.connection
+    table = alert.table if alert.table_id else None
+    result = _latest_result(alert)
+    label = KIND_LABELS.get(alert.kind, alert.kind)
+    where = f"{table.qualified_name} on {connection.name}" if table else connection.name
+    severity = alert.severity.upper()
+    admin_url = f"{_base_url()}/admin/alerts/alert/{alert.id}/change/"
+    api_url = f"{_base_url()}/api/alerts/{alert.id}"
+    observed = _finite(result.observed_value) if result else None
+    lower = _finite(result.expected_lower) if result else None
+    upper = _finite(result.expected_upper) if result else None
+
+    kind = event.kind
+    if kind == AlertEvent.Kind.RESOLVED:
+        subject = f"[Pulse] Resolved: {label} on {where}"
+        headline = f"Resolved: the {label.lower()} problem on {where} is over."
+    elif kind == AlertEvent.Kind.REMINDED:
+        subject = f"[Pulse] Reminder: {label} still failing on {where}"
+        headline = f"Still failing: {label.lower()} check on {where} (not acknowledged)."
+    elif kind == AlertEvent.Kind.REOPENED:
+        subject = f"[Pulse] {severity}: {label} failing again on {where}"
+        headline = f"{label} check failing again on {where}."
+    else:
+        subject = f"[Pulse] {severity}: {label} failing on {where}"
+        headline = f"{label} check failing on {where}."
+
+    lines = [headline, ""]
+    lines.append(f"Connection: {connection.name}" + (f" · table {table.qualified_name}" if table else ""))
+    what = alert.message or (result.message if result else "")
+    if what:
+        lines.append(f"What: {_clip(what)}")
+    if result and result.message and result.message != alert.message:
+        lines.append(f"Latest check ({result.started_at:%Y-%m-%d %H:%M} UTC): {_clip(result.message)}")
+    value_line = _value_line(alert.kind, observed, lower, upper)
+    if value_line:
+        lines.append(("Now: " if kind == AlertEvent.Kind.RESOLVED else "Observed: ") + value_line)
+    lines.append(
+        f"Since: {_when(alert.opened_at)} (open for {_duration((event.at - alert.opened_at).total_seconds())})"
+    )
+    if kind == AlertEvent.Kind.RESOLVED:
+        lines.append(f"Resolved: {_when(alert.resolved_at or event.at)}")
+    lines.append(f"Severity: {alert.severity} · status: {alert.status}")
+    if event.message and event.message != alert.message:
+        lines.append(f"Note: {_clip(event.message)}")
+    lines += ["", f"Open in Pulse: {admin_url}", f"API: {api_url}"]
+    body = "\n".join(lines)
+    subject = _one_line(subject)
+
+    payload = {
+        "event": kind,
+        "event_id": event.id,
+        "at": event.at.isoformat(),
+        "subject": subject,
+        "text": body,
+        "alert": {
+            "id": alert.id,
+            "kind": alert.kind,
+            "severity": alert.severity,
+            "status": alert.status,
+            "message": alert.message,
+            "opened_at": alert.opened_at.isoformat(),
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "connection": {"id": connection.id, "name": connection.name},
+            "table": {"id": table.id, "schema": table.schema_name, "name": table.table_name} if table else None,
+            "observed_value": observed,
+            "expected_lower": lower,
+            "expected_upper": upper,
+            "url": admin_url,
+            "api_url": api_url,
+        },
+        "sent_at": None,  # set when sent
+    }
+    return {"subject": subject, "body": body, "payload": payload}
+
+
+def _latest_result(alert: Alert) -> CheckResult | None:
+    results = CheckResult.objects.filter(kind=alert.kind)
+    if alert.table_id:
+        results = results.filter(table_id=alert.table_id)
+    else:
+        results = results.filter(connection_id=alert.connection_id, table__isnull=True)
+    return results.order_by("-started_at", "-id").first()
+
+
+def _value_line(kind: str, observed, lower, upper) -> str:
+    if observed is None and lower is None and upper is None:
+        return ""
+    text = _value(kind, observed) if observed is not None else "unknown"
+    if lower is not None and upper is not None:
+        text += f" — expected between {_value(kind, lower)} and {_value(kind, upper)}"
+    elif upper is not None:
+        text += f" — expected at most {_value(kind, upper)}"
+    elif lower is not None:
+        text += f" — expected at least {_value(kind, lower)}"
+    return text
+
+
+def _value(kind: str, value: float) -> str:
+    if kind in ("freshness", "replication_lag"):
+        return _duration(value)
+    if kind == "null_rate":
+        return f"{value * 100:.4g}% NULL"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
+
+
+def _when(at: datetime) -> str:
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def _finite(value):
+    """JSON (and PostgreSQL's jsonb) has no NaN or Infinity."""
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MESSAGE_MAX else text[: MESSAGE_MAX - 1] + "…"
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())  # newlines in a subject would break an email header
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1] + "…"
+
+
+def _base_url() -> str:
+    return settings.PULSE_BASE_URL.rstrip("/")
