@@ -1,14 +1,28 @@
 import secrets
+from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 
 from alerts.api.channels import REMINDER_MAX_MINUTES
-from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve
-from alerts.models import Alert, Channel, Notification
+from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
+from alerts.models import Alert, AlertEvent, Channel, MaintenanceWindow, Notification
 from alerts.notifications import notification_test
 from alerts.transports import target_clean
 from connections.admin import TeamScopedAdmin
+
+
+class AlertEventInline(admin.TabularInline):
+    model = AlertEvent
+    extra = 0
+    fields = ["at", "kind", "message", "actor"]
+    readonly_fields = fields
+    ordering = ["at", "id"]
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Alert)
@@ -25,9 +39,10 @@ class AlertAdmin(TeamScopedAdmin):
         "last_seen_at",
         "consecutive_failures",
     ]
-    list_filter = ["status", "severity", "kind", "connection"]
+    list_filter = ["status", "severity", "kind", ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["message", "connection__name", "table__table_name"]
     ordering = ["-opened_at"]
+    inlines = [AlertEventInline]
     list_select_related = ["connection", "table"]
     readonly_fields = [
         "connection",
@@ -40,8 +55,9 @@ class AlertAdmin(TeamScopedAdmin):
         "last_seen_at",
         "resolved_at",
         "consecutive_failures",
+        "snoozed_until",
     ]
-    actions = ["acknowledge", "resolve"]
+    actions = ["acknowledge", "resolve", "snooze_one_hour"]
 
     def has_add_permission(self, request):
         return False
@@ -50,7 +66,7 @@ class AlertAdmin(TeamScopedAdmin):
         done = 0
         for alert in queryset:
             try:
-                transition(alert=alert)
+                transition(alert=alert, user=request.user)
                 done += 1
             except AlertStateError as exc:
                 self.message_user(request, f"{alert}: {exc}", messages.WARNING)
@@ -63,6 +79,19 @@ class AlertAdmin(TeamScopedAdmin):
     @admin.action(description="Resolve selected alerts", permissions=["change"])
     def resolve(self, request, queryset):
         self._apply(request, queryset, alert_resolve, "resolved")
+
+    @admin.action(description="Snooze selected alerts for an hour", permissions=["change"])
+    def snooze_one_hour(self, request, queryset):
+        until = timezone.now() + timedelta(hours=1)
+        self._apply(request, queryset, lambda **kw: alert_snooze(until=until, **kw), "snoozed for an hour")
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(TeamScopedAdmin):
+    team_path = "connection__team"
+    list_display = ["connection", "starts_at", "ends_at", "reason"]
+    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
+    ordering = ["-starts_at"]
 
 
 class ChannelAdminForm(forms.ModelForm):

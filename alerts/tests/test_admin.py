@@ -23,3 +23,22 @@ def test_staff_acknowledge_and_resolve_alerts_of_their_team_only(client, owner, 
     client.post("/admin/alerts/alert/", {"action": "resolve", "_selected_action": [mine.id]})
     mine.refresh_from_db()
     assert mine.status == "resolved"
+
+
+def test_the_alert_page_shows_its_events_and_snooze_works(client, owner, make_connection):
+    from alerts.lifecycle import event_write
+
+    owner.is_staff = True
+    owner.save()
+    now = timezone.now()
+    alert = Alert.objects.create(connection=make_connection(), kind="connection_error", opened_at=now,
+                                 last_seen_at=now)
+    event_write(alert=alert, kind="opened", at=now, message="3 check(s) could not run")
+    client.force_login(owner)
+    page = client.get(f"/admin/alerts/alert/{alert.id}/change/").content.decode()
+    assert "3 check(s) could not run" in page
+    client.post("/admin/alerts/alert/", {"action": "snooze_one_hour", "_selected_action": [alert.id]})
+    alert.refresh_from_db()
+    assert alert.snoozed_until > now
+    assert list(alert.events.values_list("kind", flat=True)) == ["opened", "snoozed"]
+    assert alert.events.get(kind="snoozed").actor == owner
