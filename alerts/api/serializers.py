@@ -4,8 +4,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertEvent, MaintenanceWindow
-from connections.models import Connection
-from connections.tenancy import scope_to_user
+from connections.api.serializers import UserConnectionField
 from pulse_project.api import StrictModelSerializer
 
 MAX_SNOOZE = timedelta(days=30)
@@ -59,11 +58,6 @@ class SnoozeSerializer(serializers.Serializer):
         if until > now + MAX_SNOOZE:
             raise serializers.ValidationError({"until": ["Must be at most 30 days ahead."]})
         return {"until": until}
-
-
-class UserConnectionField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
 
 
 class MaintenanceWindowSerializer(StrictModelSerializer):

@@ -31,8 +31,7 @@ def test_the_alert_page_shows_its_events_and_snooze_works(client, owner, make_co
     owner.is_staff = True
     owner.save()
     now = timezone.now()
-    alert = Alert.objects.create(connection=make_connection(), kind="connection_error", opened_at=now,
-                                 last_seen_at=now)
+    alert = Alert.objects.create(connection=make_connection(), kind="connection_error", opened_at=now, last_seen_at=now)
     event_write(alert=alert, kind="opened", at=now, message="3 check(s) could not run")
     client.force_login(owner)
     page = client.get(f"/admin/alerts/alert/{alert.id}/change/").content.decode()

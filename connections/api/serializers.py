@@ -3,11 +3,18 @@ from rest_framework import serializers
 
 from connections import replica
 from connections.models import Connection
-from connections.tenancy import teams_of
+from connections.tenancy import scope_to_user, teams_of
 from pulse_project.api import StrictModelSerializer
 
 # Changing any of these means Pulse must reach the replica again before saving.
 PROBED_FIELDS = ("host", "port", "database", "username", "password", "sslmode", "require_replica")
+
+
+class UserConnectionField(serializers.PrimaryKeyRelatedField):
+    """A connection of one of the requesting user's teams; any other id is "does not exist"."""
+
+    def get_queryset(self):
+        return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
 
 
 class UserTeamField(serializers.PrimaryKeyRelatedField):

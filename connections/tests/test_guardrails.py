@@ -132,7 +132,6 @@ def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, rep
     session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
     runner = guardrails.QueryRunner(session=session, connection=shop, allowance=allowance)
 
-
     def vacuum_under_the_query():
         time.sleep(0.5)
         with replica_pair.primary.connect("shop") as conn:

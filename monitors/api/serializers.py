@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from connections.models import Connection
+from connections.api.serializers import UserConnectionField
 from connections.tenancy import scope_to_user
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
 from monitors.models import Check, CheckResult, MonitoredTable
@@ -12,11 +12,6 @@ from pulse_project.api import StrictModelSerializer
 
 # Changing any of these means the replica's catalog is consulted again before saving.
 CATALOG_FIELDS = ("connection", "schema_name", "table_name", "timestamp_column")
-
-
-class UserConnectionField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
 
 
 class MonitoredTableSerializer(StrictModelSerializer):
