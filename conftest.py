@@ -22,7 +22,8 @@ INSERT INTO public.orders (customer_id, amount, created_at)
 CREATE TABLE public.customers (id int PRIMARY KEY, name text NOT NULL, signup_date date);
 INSERT INTO public.customers SELECT g, 'customer ' || g, current_date - g FROM generate_series(1, 50) g;
 CREATE TABLE public.stale_events (id int, happened_at timestamp without time zone, kind text);
-INSERT INTO public.stale_events SELECT g, (now() AT TIME ZONE 'UTC') - interval '3 days' - make_interval(mins => g), NULL
+INSERT INTO public.stale_events
+    SELECT g, (now() AT TIME ZONE 'UTC') - interval '3 days' - make_interval(mins => g), NULL
     FROM generate_series(1, 100) g;
 CREATE TABLE public.empty_events (id int, at timestamptz);
 CREATE SCHEMA private;
