@@ -1,6 +1,6 @@
 """Sending the outbox: claim due notifications, deliver them, retry with backoff; write reminders.
 
-Runs as its own APScheduler job (`monitors.jobs.notify`, every 5 s in each runchecks process), so a slow
+Runs as its own APScheduler job (`alerts.jobs.notify`, every 5 s in each runchecks process), so a slow
 or failing channel never delays checks. Several processes share the work safely:
 
 - A claim takes due pending rows with `SELECT … FOR UPDATE SKIP LOCKED` and sets `claimed_until` (a

@@ -20,7 +20,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -229,13 +229,22 @@ class QueryRunner:
         self.allowance = allowance
         self.queries_sent = 0
 
-    def fetch(self, query: sql.Composable, params=None, *, rows: int = 1) -> list[tuple]:
-        """Run one read-only query and return at most `rows` rows."""
+    def fetch(
+        self, query: sql.Composable, params=None, *, rows: int = 1, explicit_transaction: bool = False
+    ) -> list[tuple]:
+        """Run one read-only query and return at most `rows` rows.
+
+        Fixed templates run as single read-only statements (one round trip); user SQL asks for an
+        explicit `BEGIN READ ONLY` transaction around it as well.
+        """
         for attempt in range(RECOVERY_CONFLICT_RETRIES + 1):
             self.allowance.take()
             self.queries_sent += 1
             try:
-                with self.session.transaction(), self.session.cursor() as cur:
+                with (
+                    self.session.transaction() if explicit_transaction else nullcontext(),
+                    self.session.cursor() as cur,
+                ):
                     cur.execute(query, params)
                     return cur.fetchmany(rows) if cur.description else []
             except errors.SerializationFailure as exc:
@@ -259,8 +268,8 @@ class QueryRunner:
                 raise CheckError(replica.describe_error(exc)) from None
         raise AssertionError("unreachable")
 
-    def fetchone(self, query: sql.Composable, params=None) -> tuple | None:
-        found = self.fetch(query, params, rows=1)
+    def fetchone(self, query: sql.Composable, params=None, *, explicit_transaction: bool = False) -> tuple | None:
+        found = self.fetch(query, params, rows=1, explicit_transaction=explicit_transaction)
         return found[0] if found else None
 
     def plan_cost(self, query: sql.Composable, params=None) -> float:

@@ -48,7 +48,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 def connect(*, conninfo: dict, statement_timeout_ms: int) -> psycopg.Connection:
-    """Open a read-only session: every transaction it starts is `BEGIN READ ONLY`."""
+    """Open a read-only session: every statement runs in a read-only transaction."""
     try:
         conn = psycopg.connect(
             **conninfo,
@@ -58,6 +58,9 @@ def connect(*, conninfo: dict, statement_timeout_ms: int) -> psycopg.Connection:
         )
     except psycopg.Error as exc:
         raise ReplicaError(f"cannot connect: {describe_error(exc)}") from None
+    # Single statements run in autocommit: with default_transaction_read_only=on each one is its own
+    # read-only transaction, in one round trip. Explicit transactions (`conn.transaction()`) begin READ ONLY.
+    conn.autocommit = True
     conn.read_only = True
     return conn
 

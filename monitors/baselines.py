@@ -22,9 +22,11 @@ wall-clock fields: pass local-time datetimes if the pattern follows local busine
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -73,15 +75,16 @@ out-of-sample comparison in ``choose_seasonality`` guards against over-fitting o
 """
 
 SEASONAL_MIN_GAIN = 0.1
-"""A finer bucketing must cut the (trimmed) mean leave-one-out error by 10 % to be chosen."""
+"""A finer bucketing must cut the mean absolute leave-one-out error by 10 % to be chosen.
 
-SELECTION_TRIM = 1.0
-"""Model choice uses the mean |error| of the best 95 % of points: a bucketing that is wrong
-for a minority of points (weekends, night hours) loses even when its median error looks
-fine, while up to 5 % outliers or incidents in the history cannot sway the choice."""
+The mean (not the median) error is compared so that a bucketing that is wrong for a
+minority of points (weekends, one batch hour) loses even if most points fit; outliers
+and incidents in the history add the same error to every candidate.
+"""
 
 POOL_BELOW_POINTS = 7
-"""A bucket with fewer points also uses its two neighbours (hour or day before and after)."""
+"""An hour-of-day bucket with fewer points also uses the hour before and after (weekdays are
+never pooled: Friday says little about Saturday)."""
 
 WEEK_POOL_HOURS = 2
 """Hour-of-week ratios pool the same weekday's hours within +-2 hours, never across
@@ -96,18 +99,24 @@ MIN_RESIDUAL_COVERAGE = 0.8
 
 LEVEL_POINTS = 24
 LEVEL_MIN_POINTS = 8
-"""Level tracking works on blocks of 24 consecutive history points (8 predicted at least)."""
+MAX_LEVEL_DROP = 0.9
+"""Level tracking works on blocks of 24 consecutive history points (at least 8 predicted)
+and never moves the centre below 10 % of the seasonal median."""
 
+PREDICTION_CORRECTION = math.sqrt((1 + math.pi / (2 * LEVEL_POINTS)) * LEVEL_POINTS / (LEVEL_POINTS - 1))
+"""The errors are levelled in-sample (their own block's median is removed) while the level
+now is an estimate: widening the MAD by ~5.5 % makes the band a calibrated prediction
+interval again (the variance of a median of n points is ~ pi / 2n of the noise variance)."""
+
+NOISE_GROUP_POINTS = 5
 NOISE_BINS = 4
 NOISE_BIN_POINTS = 12
 NOISE_MIN_LOG_RANGE = math.log(1.5)
-NOISE_GROUP_POINTS = 5
-NOISE_BY_HOUR = True
-"""The noise exponent k (MAD ~ level ** k) is the slope of log MAD on log level over 4
-level bins of at least 12 errors, fitted only if the levels span a factor of 1.5."""
+"""The noise exponent k (MAD ~ level ** k) is the weighted slope of log MAD on log level
+over the hours of the day (at least 5 errors each) for hourly baselines, else (or while
+most hours have fewer errors) over 4 bins of at least 12 errors by level; fitted only if
+the levels span a factor of 1.5."""
 
-BUCKET_SCALE_MODE = "shrink"
-BUCKET_SCALE_PRIOR = 14
 MIN_CADENCE_TOLERANCE_FRACTION = 0.1
 MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
 
@@ -222,8 +231,8 @@ def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
     "hour_of_week".  A candidate is eligible once the history spans
     ``SEASONAL_MIN_CYCLES`` cycles and ``MIN_RESIDUAL_COVERAGE`` of its points can be
     predicted from their bucket.  It replaces the best so far only if it cuts the mean
-    absolute leave-one-out prediction error (best ``SELECTION_TRIM`` of points) by
-    ``SEASONAL_MIN_GAIN``: out-of-sample errors, so buckets too thin to estimate lose.
+    absolute leave-one-out prediction error by ``SEASONAL_MIN_GAIN``: out-of-sample
+    errors, so buckets too thin to estimate well lose.
     """
     points = [(t, v) for t, v in history if t < at and math.isfinite(v)]
     if not points:
@@ -241,7 +250,7 @@ def expected_update_gap(
     median gap (and a minute), so a punctual daily load gets ~26.4 hours.
     """
     times = sorted(update_times)
-    gaps = [gap for gap in ((b - a).total_seconds() for a, b in zip(times, times[1:])) if gap > 0]
+    gaps = [gap for gap in ((b - a).total_seconds() for a, b in itertools.pairwise(times)) if gap > 0]
     if len(gaps) < MIN_CADENCE_GAPS:
         return None
     median = statistics.median(gaps)
@@ -261,8 +270,8 @@ def mean_stddev_verdict(
     values = [v for _, v in history]
     if len(values) < 2:
         return False, None, None
-    mean = statistics.fmean(values)
-    spread = sensitivity * statistics.stdev(values)
+    mean = math.fsum(values) / len(values)
+    spread = sensitivity * math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1))
     lower, upper = mean - spread, mean + spread
     return not lower <= value <= upper, lower, upper
 
@@ -320,41 +329,40 @@ def _median_without(ordered: list[float], index: int) -> float:
     """Median of a sorted list with the element at ``index`` left out."""
     remaining = len(ordered) - 1
     middle = remaining // 2
-
-    def item(k: int) -> float:
-        return ordered[k] if k < index else ordered[k + 1]
-
+    upper = ordered[middle] if middle < index else ordered[middle + 1]
     if remaining % 2:
-        return item(middle)
-    return (item(middle - 1) + item(middle)) / 2
+        return upper
+    lower = ordered[middle - 1] if middle - 1 < index else ordered[middle]
+    return (lower + upper) / 2
 
 
 def _group(keys: list[int], values: Sequence[float | None]) -> tuple[dict[int, list], dict[int, list[int]]]:
-    own: dict[int, list] = {}
-    members: dict[int, list[int]] = {}
+    """Values and point indexes by bucket key (None values left out)."""
+    own: defaultdict[int, list] = defaultdict(list)
+    members: defaultdict[int, list[int]] = defaultdict(list)
     for index, (key, value) in enumerate(zip(keys, values)):
         if value is not None:
-            own.setdefault(key, []).append(value)
-            members.setdefault(key, []).append(index)
-    return own, members
+            own[key].append(value)
+            members[key].append(index)
+    return dict(own), dict(members)
 
 
 def _criterion(residuals: list[float | None]) -> float | None:
-    """Mean |error| of the best ``SELECTION_TRIM`` share of points, if enough were predicted."""
-    errors = sorted(abs(r) for r in residuals if r is not None)
+    """Mean |error| over the history, if enough of its points were predicted."""
+    errors = [abs(r) for r in residuals if r is not None]
     if not errors or len(errors) < MIN_RESIDUAL_COVERAGE * len(residuals):
         return None
-    return statistics.fmean(errors[: max(1, int(SELECTION_TRIM * len(errors)))])
+    return statistics.fmean(errors)
 
 
 def _fit_buckets(data: _Data, mode: str) -> _Fit:
-    """Bucket medians; a bucket under ``POOL_BELOW_POINTS`` points borrows its neighbours."""
+    """Bucket medians; an hour under ``POOL_BELOW_POINTS`` points borrows its neighbours."""
     cycle = _CYCLE[mode]
     own, members = _group(data.keys(mode), data.values)
 
     def pooled(key: int) -> list[float]:
         values = own.get(key, [])
-        if cycle == 1 or len(values) >= POOL_BELOW_POINTS:
+        if mode != "hour_of_day" or len(values) >= POOL_BELOW_POINTS:
             return sorted(values)
         return sorted(values + own.get((key - 1) % cycle, []) + own.get((key + 1) % cycle, []))
 
@@ -464,27 +472,15 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
             if residuals[i] is not None:
                 residuals[i] -= level * (predicted[i] if relative else 1.0)
     level = _level_now(blocks)
-    center = center * (1 + level) if relative else center + level
+    center = center * (1 + max(level, -MAX_LEVEL_DROP)) if relative else max(0.0, center + level)
 
-    groups = data.hours if mode in ("hour_of_day", "hour_of_week") and NOISE_BY_HOUR else None
+    groups = data.hours if mode in ("hour_of_day", "hour_of_week") else None
     exponent = _noise_exponent(residuals, predicted, groups) if relative else 0.0
-    spread = [None if r is None or p is None else abs(r) / p**exponent for r, p in zip(residuals, predicted)]
-    known = [u for u in spread if u is not None]
-    mad = statistics.median(known) if known else 0.0
-    if mad == 0 and known:
-        mad = MEAN_ABSOLUTE_DEVIATION_TO_MAD * statistics.fmean(known)
-    if mad > 0 and mode != "none" and BUCKET_SCALE_MODE:
-        keys = data.weekdays if mode == "day_of_week" else data.hours
-        target = at.weekday() if mode == "day_of_week" else at.hour
-        own = [u for u, key in zip(spread, keys) if u is not None and key == target]
-        if len(own) >= MIN_BUCKET_POINTS:
-            own_mad = statistics.median(own)
-            if BUCKET_SCALE_MODE == "shrink":
-                weight = len(own) / (len(own) + BUCKET_SCALE_PRIOR)
-                mad *= max(own_mad / mad, 1e-9) ** weight
-            else:
-                mad = max(mad, BUCKET_SCALE_PRIOR * own_mad)
-    mad *= center**exponent
+    spread = [abs(r) / p**exponent for r, p in zip(residuals, predicted) if r is not None and p is not None]
+    mad = statistics.median(spread) if spread else 0.0
+    if mad == 0 and spread:
+        mad = MEAN_ABSOLUTE_DEVIATION_TO_MAD * statistics.fmean(spread)
+    mad *= center**exponent * PREDICTION_CORRECTION
     return center, max(mad, MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE), mode
 
 
@@ -506,20 +502,20 @@ def _noise_exponent(residuals: list[float | None], predicted: list[float | None]
     """k in MAD ~ level ** k: weighted slope of log MAD on log level over groups of errors.
 
     Groups are the hours of the day for hourly baselines (so a busy batch hour is its own
-    group), otherwise ``NOISE_BINS`` bins of similar predicted level.
+    group) once they cover most errors, otherwise ``NOISE_BINS`` bins of similar level.
     """
     pairs = [
         (p, abs(r), g)
         for r, p, g in zip(residuals, predicted, groups or [0] * len(residuals))
         if r is not None and p is not None
     ]
-    chunks: list[list[tuple[float, float, int]]]
+    chunks: list[list[tuple[float, float, int]]] = []
     if groups is not None:
         by_group: dict[int, list] = {}
         for pair in pairs:
             by_group.setdefault(pair[2], []).append(pair)
         chunks = [chunk for chunk in by_group.values() if len(chunk) >= NOISE_GROUP_POINTS]
-    else:
+    if sum(len(chunk) for chunk in chunks) < len(pairs) / 2:
         pairs.sort()
         size = len(pairs) // NOISE_BINS
         chunks = [pairs[k * size : (k + 1) * size] for k in range(NOISE_BINS)] if size >= NOISE_BIN_POINTS else []

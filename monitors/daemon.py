@@ -103,39 +103,62 @@ class CheckRunner:
             _close_stale_connections()
 
     def cycle(self, *, force: bool = False, table_ids: list[int] | None = None) -> CycleSummary:
-        """Claim and check due tables until none are left (or the daemon stops); one summary line."""
+        """Check due tables until none are left (or the daemon stops); report one summary line.
+
+        Each worker claims its own batch, checks it and claims again, so no worker waits for another.
+        """
         with self._cycle_lock:
             summary = CycleSummary()
             started = time.monotonic()
             seen: set[int] = set()
-            while not self.stopping.is_set():
-                claim = tables_claim_due(
-                    now=timezone.now(),
-                    lease=self.lease,
-                    limit=self.batch_size * max(1, self.workers),
-                    force=force,
-                    table_ids=table_ids,
-                    exclude_ids=seen if (force or table_ids) else frozenset(),
-                )
-                if not claim.tables:
-                    break
-                seen.update(t.id for t in claim.tables)
-                summary.tables += len(claim.tables)
-                batches = list(self._batches(claim))
-                if self.pool:
-                    futures = [self.pool.submit(self._run_batch, conn, claim, tables) for conn, tables in batches]
-                    results = [r for f in futures for r in f.result()]
-                else:
-                    results = [r for conn, tables in batches for r in self._run_batch(conn, claim, tables)]
-                for result in results:
-                    summary.statuses[result.status] += 1
-                    if self.verbosity >= 2:
-                        where = result.table.qualified_name if result.table_id else result.connection.name
-                        self.report(f"  {where} {result.kind}: {result.status} — {result.message}")
+            lock = threading.Lock()
+
+            def claim_next() -> Claim:
+                with lock:  # claims of one process are serialized, so a forced run never takes a table twice
+                    claim = tables_claim_due(
+                        now=timezone.now(),
+                        lease=self.lease,
+                        limit=self.batch_size,
+                        force=force,
+                        table_ids=table_ids,
+                        exclude_ids=frozenset(seen) if (force or table_ids) else frozenset(),
+                    )
+                    seen.update(t.id for t in claim.tables)
+                    summary.tables += len(claim.tables)
+                return claim
+
+            def work() -> None:
+                try:
+                    while not self.stopping.is_set():
+                        _close_stale_connections()
+                        claim = claim_next()
+                        if not claim.tables:
+                            return
+                        for connection, tables in self._batches(claim):
+                            results = self._run_batch(connection, claim, tables)
+                            with lock:
+                                self._tally(summary, results)
+                except Exception:
+                    logger.exception("a check worker stopped early; the next tick carries on")
+                finally:
+                    _close_stale_connections()
+
+            if self.pool:
+                for future in [self.pool.submit(work) for _ in range(self.workers)]:
+                    future.result()
+            else:
+                work()
             summary.seconds = time.monotonic() - started
             if summary.tables or self.verbosity >= 2:
                 self.report(summary.line())
             return summary
+
+    def _tally(self, summary: CycleSummary, results: list[CheckResult]) -> None:
+        for result in results:
+            summary.statuses[result.status] += 1
+            if self.verbosity >= 2:
+                where = result.table.qualified_name if result.table_id else result.connection.name
+                self.report(f"  {where} {result.kind}: {result.status} — {result.message}")
 
 
 def heartbeat_beat(*, worker: str, started_at) -> None:

@@ -88,7 +88,7 @@ WSGI_APPLICATION = "pulse_project.wsgi.application"
 DATABASES = {
     "default": env.db("PULSE_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/pulse"),
 }
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("PULSE_DB_CONN_MAX_AGE", default=0))
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("PULSE_DB_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
 DATABASES["default"]["TEST"] = {"NAME": env.str("PULSE_TEST_DATABASE_NAME", default="test_pulse")}

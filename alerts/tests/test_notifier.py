@@ -365,7 +365,7 @@ def test_concurrent_notifiers_send_each_notification_exactly_once(receiver):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_scheduler_job_writes_reminders_and_sends(receiver):
-    from monitors import jobs
+    from alerts import jobs
 
     acme = Group.objects.create(name="acme")
     alert = make_alert(acme)

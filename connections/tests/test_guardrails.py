@@ -147,3 +147,25 @@ def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, rep
         session.close()
     assert rows == (0,)  # the retry saw the vacuumed table
     assert runner.queries_sent == 2 and allowance.used == 2
+
+
+def test_every_statement_runs_read_only(make_connection):
+    from psycopg import sql
+
+    from connections import replica
+
+    shop = make_connection()
+    session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
+    runner = guardrails.QueryRunner(
+        session=session, connection=shop, allowance=guardrails.Allowance(connection=shop, now=timezone.now())
+    )
+    try:
+        assert runner.fetchone(sql.SQL("SHOW transaction_read_only")) == ("on",)
+        assert runner.fetchone(sql.SQL("SHOW transaction_read_only"), explicit_transaction=True) == ("on",)
+        assert runner.fetchone(sql.SQL("SHOW application_name")) == ("pulse",)
+        assert runner.fetchone(sql.SQL("SHOW statement_timeout")) == ("5s",)
+        assert runner.fetchone(sql.SQL("SHOW idle_in_transaction_session_timeout")) == ("10s",)
+        with pytest.raises(guardrails.CheckError, match="read-only"):
+            runner.fetchone(sql.SQL("CREATE TEMP TABLE nope (id int)"))
+    finally:
+        session.close()

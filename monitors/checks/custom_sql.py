@@ -16,7 +16,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         return Outcome(kind="custom_sql", status="error", message=f"refused: {problem}")
     query = custom_sql_rules.composed(check.sql)
     ctx.runner.guard_cost(query)
-    rows = ctx.runner.fetch(query, rows=2)
+    rows = ctx.runner.fetch(query, rows=2, explicit_transaction=True)
     if (
         len(rows) != 1
         or len(rows[0]) != 1

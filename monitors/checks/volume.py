@@ -1,6 +1,6 @@
 """Volume: the table's row count, cheaply, and rows per time bucket when a timestamp column is set.
 
-Row count: tables up to EXACT_COUNT_MAX_PAGES pages (10 MiB) are counted exactly with count(*); larger
+Row count: tables up to EXACT_COUNT_MAX_PAGES pages (1 MiB) are counted exactly with count(*); larger
 ones are estimated from the catalog like the planner does: pg_class.reltuples / relpages scaled by the
 relation's current size in pages.
 
@@ -20,7 +20,7 @@ from monitors.checks.base import CheckContext, Outcome, fmt_number
 
 KIND = "volume"
 QUERIES = 4
-EXACT_COUNT_MAX_PAGES = 1280
+EXACT_COUNT_MAX_PAGES = 128
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BACKFILL_WINDOW = timedelta(days=14)

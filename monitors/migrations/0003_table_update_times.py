@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitors', '0002_baseline_settings'),
+        ("monitors", "0002_baseline_settings"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='monitoredtable',
-            name='update_times',
+            model_name="monitoredtable",
+            name="update_times",
             field=models.JSONField(blank=True, default=list, editable=False),
         ),
     ]

@@ -45,6 +45,7 @@ def test_all_runs_every_active_table_due_or_not(tables):
 def test_table_runs_only_the_named_tables(tables):
     out = runchecks("--table", str(tables[1].id))
     assert "checked 1 tables" in out
+    assert "checked 1 tables" in runchecks("--table", str(tables[1].id))  # again at once: due or not
     assert set(CheckResult.objects.exclude(table=None).values_list("table_id", flat=True)) == {tables[1].id}
 
 

@@ -62,14 +62,19 @@ class Command(BaseCommand):
             report=lambda line: self.stdout.write(line),
             verbosity=verbosity,
         )
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         self._install_signal_handlers(runner)
-        if once or tables:
-            try:
-                runner.cycle(force=all, table_ids=tables)
-            finally:
-                runner.stop()
-            return
-        self._serve(runner, tick=tick)
+        try:
+            if once or tables:
+                try:
+                    runner.cycle(force=all or bool(tables), table_ids=tables)
+                finally:
+                    runner.stop()
+                return
+            self._serve(runner, tick=tick)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
     def _install_signal_handlers(self, runner, scheduler=None):
         def graceful(signum, frame):
@@ -109,7 +114,11 @@ class Command(BaseCommand):
         )
         # Notifications go out in their own job: a slow or failing channel never delays a check.
         scheduler.add_job(
-            jobs.notify, IntervalTrigger(seconds=5), id="pulse.notify", replace_existing=True, misfire_grace_time=5
+            "alerts.jobs:notify",
+            IntervalTrigger(seconds=5),
+            id="pulse.notify",
+            replace_existing=True,
+            misfire_grace_time=5,
         )
         scheduler.add_job(
             jobs.housekeeping,

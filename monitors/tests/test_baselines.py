@@ -1,0 +1,308 @@
+"""Behaviour of the anomaly baselines, through the public functions (no database needed)."""
+
+import math
+import random
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from monitors.baselines import (
+    MIN_CADENCE_GAPS,
+    MIN_HISTORY_POINTS,
+    MODIFIED_Z,
+    choose_seasonality,
+    evaluate,
+    expected_update_gap,
+    mean_stddev_verdict,
+)
+
+MONDAY = datetime(2024, 1, 1)
+HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+def day_night(t: datetime) -> float:
+    """1,000 rows an hour at 02:00, 5,000 at 14:00."""
+    return 3000 + 2000 * math.sin(2 * math.pi * (t.hour - 8) / 24)
+
+
+def business_week(t: datetime) -> float:
+    """Day/night on weekdays, a flat 800 rows an hour at weekends."""
+    return 800.0 if t.weekday() >= 5 else day_night(t)
+
+
+def hourly(level, *, hours: int, rng: random.Random, noise: float = 0.05, start: datetime = MONDAY):
+    """Points of ``level(t)`` with bounded noise of +-``noise`` (never beyond the normal range)."""
+    points = []
+    for i in range(hours):
+        t = start + i * HOUR
+        points.append((t, level(t) * (1 + rng.uniform(-noise, noise))))
+    return points
+
+
+def walk(points):
+    """Judge every point against the earlier ones, excluding anomalies as Pulse's caller does."""
+    history, verdicts = [], []
+    for t, value in points:
+        verdict = evaluate(history=history, at=t, value=value)
+        verdicts.append(verdict)
+        if not verdict.is_anomaly:
+            history.append((t, value))
+    return history, verdicts
+
+
+def test_it_raises_no_false_alarm_walking_a_day_night_series_hour_by_hour():
+    points = hourly(day_night, hours=28 * 24, rng=random.Random(1))
+
+    _, verdicts = walk(points)
+
+    assert [v.message for v in verdicts if v.is_anomaly] == []
+    learned = verdicts[3 * 24 :]
+    assert {v.seasonality for v in learned} == {"hour_of_day"}
+    peak = next(v for (t, _), v in zip(points[-24:], verdicts[-24:]) if t.hour == 14)
+    trough = next(v for (t, _), v in zip(points[-24:], verdicts[-24:]) if t.hour == 2)
+    assert peak.expected_lower > trough.expected_upper
+
+
+def test_it_fails_a_drop_to_zero_whatever_the_band_or_minimum_change():
+    rng = random.Random(2)
+    history = [(MONDAY + i * HOUR, rng.uniform(0, 10)) for i in range(7 * 24)]
+    at = MONDAY + 7 * DAY
+
+    zero = evaluate(history=history, at=at, value=0, min_relative_change=5.0, min_absolute_change=1000)
+
+    assert zero.expected_lower == 0
+    assert zero.is_anomaly
+    assert "drop to zero" in zero.message
+    assert not evaluate(history=history, at=at, value=0, direction="spike").is_anomaly
+    assert not evaluate(history=history, at=at, value=1).is_anomaly
+
+
+def test_it_fails_a_spike_unless_only_drops_matter():
+    history = hourly(day_night, hours=14 * 24, rng=random.Random(3))
+    at = MONDAY + 14 * DAY + 14 * HOUR
+
+    assert evaluate(history=history, at=at, value=9000).is_anomaly
+    assert evaluate(history=history, at=at, value=9000, direction="spike").is_anomaly
+    assert not evaluate(history=history, at=at, value=9000, direction="drop").is_anomaly
+    assert not evaluate(history=history, at=at, value=5000).is_anomaly
+
+
+def test_it_fails_a_drop_unless_only_spikes_matter():
+    history = hourly(day_night, hours=14 * 24, rng=random.Random(4))
+    at = MONDAY + 14 * DAY + 14 * HOUR
+
+    assert evaluate(history=history, at=at, value=2500).is_anomaly
+    assert evaluate(history=history, at=at, value=2500, direction="drop").is_anomaly
+    assert not evaluate(history=history, at=at, value=2500, direction="spike").is_anomaly
+
+
+def test_it_passes_a_slow_drift_inside_the_band():
+    def growing(t: datetime) -> float:
+        return day_night(t) * (1 + 0.01 * (t - MONDAY) / DAY)
+
+    points = hourly(growing, hours=21 * 24, rng=random.Random(5), noise=0.03)
+
+    _, verdicts = walk(points)
+
+    assert not any(v.is_anomaly for v in verdicts)
+    last_t, _ = points[-1]
+    assert verdicts[-1].median == pytest.approx(growing(last_t), rel=0.03)
+
+
+def test_it_fails_a_step_change_until_the_caller_rebaselines():
+    rng = random.Random(6)
+    before = hourly(lambda t: 1000, hours=10 * 24, rng=rng, noise=0.02)
+    step_start = MONDAY + 10 * DAY
+    after = hourly(lambda t: 1500, hours=3 * 24, rng=rng, noise=0.02, start=step_start)
+
+    history, verdicts = walk(before + after)
+
+    assert not any(v.is_anomaly for v in verdicts[: len(before)])
+    assert all(v.is_anomaly for v in verdicts[len(before) :])
+    assert history == before
+
+    rebaselined, verdicts = walk(after)
+
+    assert all(v.learning and not v.is_anomaly for v in verdicts[:MIN_HISTORY_POINTS])
+    assert not any(v.learning or v.is_anomaly for v in verdicts[MIN_HISTORY_POINTS:])
+    assert rebaselined == after
+
+
+def test_it_still_catches_a_repeat_incident_when_the_first_is_excluded():
+    rng = random.Random(7)
+    points = [(MONDAY + i * HOUR, 1000 * (1 + rng.gauss(0, 0.02))) for i in range(21 * 24)]
+    incident = range(17 * 24, 20 * 24)
+    points = [(t, v * 1.3) if i in incident else (t, v) for i, (t, v) in enumerate(points)]
+    excluded = [p for i, p in enumerate(points) if i not in incident]
+    at = MONDAY + 21 * DAY
+
+    caller_excludes = evaluate(history=excluded, at=at, value=1300)
+    caller_keeps = evaluate(history=points, at=at, value=1300)
+
+    assert caller_excludes.is_anomaly
+    assert caller_keeps.expected_upper > caller_excludes.expected_upper
+    assert caller_keeps.mad > caller_excludes.mad
+
+
+def test_it_is_learning_with_too_little_history():
+    history = hourly(lambda t: 1000, hours=MIN_HISTORY_POINTS - 1, rng=random.Random(8))
+    at = MONDAY + (MIN_HISTORY_POINTS - 1) * HOUR
+
+    cold = evaluate(history=history, at=at, value=1_000_000)
+    zero = evaluate(history=history, at=at, value=0)
+    warm = evaluate(history=[*history, (at, 1000)], at=at + HOUR, value=1_000_000)
+
+    assert cold.learning and not cold.is_anomaly
+    assert cold.score is None and cold.expected_lower is None and cold.expected_upper is None
+    assert zero.learning and not zero.is_anomaly
+    assert not warm.learning and warm.is_anomaly
+
+
+def test_it_only_uses_history_inside_the_training_window():
+    rng = random.Random(9)
+    old = hourly(lambda t: 5000, hours=14 * 24, rng=rng, noise=0.02, start=MONDAY - 30 * DAY)
+    recent = hourly(lambda t: 1000, hours=5 * 24, rng=rng, noise=0.02, start=MONDAY)
+    at = MONDAY + 5 * DAY
+
+    assert not evaluate(history=old + recent, at=at, value=1000).is_anomaly
+    assert evaluate(history=old + recent, at=at, value=5000).is_anomaly
+    assert evaluate(history=old, at=at, value=1000).learning
+    assert evaluate(history=old + recent, at=at, value=1000, training_window=timedelta(days=35)).is_anomaly
+
+
+def test_it_never_puts_the_band_below_zero():
+    rng = random.Random(10)
+    history = [(MONDAY + i * HOUR, rng.uniform(0, 10)) for i in range(7 * 24)]
+
+    verdict = evaluate(history=history, at=MONDAY + 7 * DAY, value=5)
+
+    assert verdict.median - 3.5 * verdict.mad / MODIFIED_Z < 0
+    assert verdict.expected_lower == 0
+    assert not verdict.is_anomaly
+
+
+def test_it_ignores_changes_below_the_minimum_relative_or_absolute_change():
+    history = hourly(lambda t: 1000, hours=7 * 24, rng=random.Random(11), noise=0.005)
+    at = MONDAY + 7 * DAY
+
+    assert evaluate(history=history, at=at, value=1030).is_anomaly
+    relative = evaluate(history=history, at=at, value=1030, min_relative_change=0.05)
+    assert not relative.is_anomaly
+    assert "minimum change" in relative.message
+    assert not evaluate(history=history, at=at, value=1030, min_absolute_change=50).is_anomaly
+    assert evaluate(history=history, at=at, value=1030, min_relative_change=0.02).is_anomaly
+    assert evaluate(history=history, at=at, value=1100, min_absolute_change=50).is_anomaly
+
+
+def test_it_tolerates_wiggles_on_a_perfectly_flat_series_but_not_real_changes():
+    history = [(MONDAY + i * HOUR, 1000.0) for i in range(7 * 24)]
+    at = MONDAY + 7 * DAY
+
+    flat = evaluate(history=history, at=at, value=1001)
+
+    assert flat.mad > 0
+    assert not flat.is_anomaly
+    assert not evaluate(history=history, at=at, value=990).is_anomaly
+    assert evaluate(history=history, at=at, value=1050).is_anomaly
+    assert evaluate(history=history, at=at, value=950).is_anomaly
+
+
+def test_it_chooses_hour_of_day_for_a_day_night_series_after_three_days():
+    points = hourly(day_night, hours=4 * 24, rng=random.Random(12))
+
+    assert choose_seasonality(history=points[: 2 * 24], at=MONDAY + 2 * DAY) == "none"
+    assert choose_seasonality(history=points[: 3 * 24], at=MONDAY + 3 * DAY) == "hour_of_day"
+    assert choose_seasonality(history=points, at=MONDAY + 4 * DAY) == "hour_of_day"
+
+
+def test_it_chooses_no_seasonality_for_a_flat_noisy_series():
+    rng = random.Random(13)
+    points = [(MONDAY + i * HOUR, rng.gauss(1000, 50)) for i in range(14 * 24)]
+
+    assert choose_seasonality(history=points, at=MONDAY + 14 * DAY) == "none"
+
+
+def test_it_chooses_hour_of_week_for_weekday_business_hours():
+    history = hourly(business_week, hours=21 * 24, rng=random.Random(14))
+    saturday_afternoon = MONDAY + 26 * DAY + 14 * HOUR
+
+    assert choose_seasonality(history=history, at=saturday_afternoon) == "hour_of_week"
+    weekend = evaluate(history=history, at=saturday_afternoon, value=820)
+    assert weekend.seasonality == "hour_of_week"
+    assert not weekend.is_anomaly
+    assert evaluate(history=history, at=saturday_afternoon, value=5000).is_anomaly
+    assert evaluate(history=history, at=saturday_afternoon, value=820, seasonality="hour_of_day").is_anomaly
+
+
+def test_it_chooses_day_of_week_for_a_daily_metric_with_quiet_weekends():
+    rng = random.Random(15)
+    days = [MONDAY + d * DAY + 2 * HOUR for d in range(42)]
+    history = [(t, (2000 if t.weekday() >= 5 else 10000) * rng.uniform(0.97, 1.03)) for t in days]
+    saturday = MONDAY + 47 * DAY + 2 * HOUR
+    window = timedelta(days=42)
+
+    assert choose_seasonality(history=history, at=saturday) == "day_of_week"
+    assert not evaluate(history=history, at=saturday, value=2000, training_window=window).is_anomaly
+    assert evaluate(history=history, at=saturday, value=10000, training_window=window).is_anomaly
+
+
+def test_it_falls_back_to_a_coarser_baseline_when_the_bucket_is_empty():
+    mornings = [p for p in hourly(day_night, hours=5 * 24, rng=random.Random(16)) if p[0].hour < 12]
+
+    evening = evaluate(history=mornings, at=MONDAY + 5 * DAY + 18 * HOUR, value=3000, seasonality="hour_of_day")
+    unseen_weekday = evaluate(history=mornings, at=MONDAY + 5 * DAY + 9 * HOUR, value=3000, seasonality="hour_of_week")
+
+    assert evening.seasonality == "none"
+    assert unseen_weekday.seasonality == "hour_of_day"
+
+
+def test_it_learns_about_a_day_as_the_update_gap_of_a_daily_table():
+    rng = random.Random(17)
+    loads = [MONDAY + d * DAY + 2 * HOUR + timedelta(minutes=rng.uniform(-10, 10)) for d in range(20)]
+
+    gap = expected_update_gap(update_times=loads)
+
+    assert gap is not None
+    assert timedelta(hours=24) < gap < timedelta(hours=27)
+    assert timedelta(hours=23) < gap
+    assert timedelta(hours=30) > gap
+    punctual = expected_update_gap(update_times=[MONDAY + d * DAY + 2 * HOUR for d in range(20)])
+    assert timedelta(hours=25) < punctual < timedelta(hours=30)
+
+
+def test_it_needs_enough_updates_to_learn_a_cadence():
+    times = [MONDAY + d * DAY for d in range(MIN_CADENCE_GAPS)]
+    with_duplicates = [*times, times[0], times[1]]
+
+    assert expected_update_gap(update_times=times) is None
+    assert expected_update_gap(update_times=with_duplicates) is None
+    assert expected_update_gap(update_times=[*times, MONDAY + MIN_CADENCE_GAPS * DAY]) is not None
+
+
+def test_it_explains_the_verdict_in_words():
+    history = hourly(day_night, hours=14 * 24, rng=random.Random(18))
+
+    verdict = evaluate(history=history, at=MONDAY + 14 * DAY + 13 * HOUR, value=1203, unit="rows")
+
+    assert verdict.is_anomaly
+    assert re.fullmatch(r"1,203 rows is below the expected [\d,]+–[\d,]+ \(hour-of-day baseline\)", verdict.message)
+
+
+def test_it_computes_the_mean_stddev_reference_band():
+    at = MONDAY
+    history = [(at, 10.0), (at, 12.0), (at, 14.0)]
+
+    assert mean_stddev_verdict(history=history, value=19) == (True, 6.0, 18.0)
+    assert mean_stddev_verdict(history=history, value=17) == (False, 6.0, 18.0)
+    assert mean_stddev_verdict(history=history[:1], value=17) == (False, None, None)
+
+
+def test_it_rejects_unknown_directions_and_seasonalities():
+    history = hourly(lambda t: 1000, hours=48, rng=random.Random(19))
+
+    with pytest.raises(ValueError):
+        evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, direction="up")
+    with pytest.raises(ValueError):
+        evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, seasonality="monthly")
