@@ -1,7 +1,8 @@
 """When alerts open, remind, get acknowledged or snoozed, and resolve.
 
-- `failure_threshold` consecutive failing runs of one (table, kind) open ONE alert; further failures
-  update it (`last_seen_at`, `consecutive_failures`). A passing run resolves it.
+- `failure_threshold` consecutive failing runs of one (table, kind) open ONE alert (for volume: anomalous
+  buckets in a row); further failures update it (`last_seen_at`, `consecutive_failures`). A passing run
+  resolves it.
 - `error` results (Pulse could not run a check) are not data failures: `connection_threshold` erroring
   runs in a row open a `connection_error` alert on the connection.
 - A failing replication-lag check opens a `replication_lag` alert and holds back freshness alerts of
@@ -59,16 +60,21 @@ def _unresolved(connection: Connection) -> dict[tuple[int | None, str], Alert]:
 
 
 def _failing_streak(*, connection: Connection, table_id: int | None, kind: str, runs: int) -> int:
-    """How many of the latest `runs` runs of (table, kind) failed in a row (a run fails if any result failed)."""
+    """How many of the latest `runs` runs of (table, kind) failed in a row (a run fails if any result failed).
+
+    Volume counts buckets, not runs: every run within an hour repeats that hour's verdict, and one odd hour
+    is not yet an incident — `failure_threshold` anomalous buckets in a row are.
+    """
     rows = (
         CheckResult.objects.filter(connection=connection, table_id=table_id, kind=kind)
         .exclude(status__in=("error", "skipped"))
         .order_by("-started_at", "-id")
-        .values_list("started_at", "status")[: runs * 10]
+        .values_list("started_at", "bucket_start", "status")[: runs * 50]
     )
     by_run: dict[datetime, bool] = {}
-    for started_at, status in rows:
-        by_run[started_at] = by_run.get(started_at, False) or status == "fail"
+    for started_at, bucket_start, status in rows:
+        key = bucket_start if kind == "volume" and bucket_start is not None else started_at
+        by_run[key] = by_run.get(key, False) or status == "fail"
     streak = 0
     for failed in list(by_run.values())[:runs]:
         if not failed:

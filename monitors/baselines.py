@@ -135,7 +135,11 @@ Point = tuple[datetime, float]
 
 @dataclass(frozen=True)
 class Verdict:
-    """The judgement of one value; ``median`` is the level-adjusted centre of the band."""
+    """The judgement of one value.
+
+    ``median`` is the centre of the band (the seasonal median moved to the current level),
+    ``mad`` its scale (so ``score = 0.6745 * (value - median) / mad``); both None while learning.
+    """
 
     learning: bool
     is_anomaly: bool
@@ -171,7 +175,10 @@ def evaluate(
     positive (unless ``direction == "spike"``), regardless of band width and of the
     minimum-change settings: a table that stops receiving rows is always news.  Other
     deviations smaller than ``min_relative_change * |centre|`` or ``min_absolute_change``
-    never fail.  ``unit`` (e.g. "rows") only decorates the message.
+    never fail.  A MAD of 0 (a flat series) is replaced by 0.8453 * mean absolute error when
+    values vary at all, and the MAD never drops below ``MAD_FLOOR_RELATIVE`` * |centre|, so
+    a flat 1,000 rows tolerates +-17 rows but fails on 1,050.  ``unit`` (e.g. "rows") only
+    decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
     points = _window(history, at=at, training_window=training_window)
@@ -204,7 +211,7 @@ def evaluate(
     shown = f"{_fmt(value)} {unit}".rstrip()
     expected = f"the expected {_fmt(lower)}–{_fmt(upper)} ({_LABEL[mode]})"
     if dropped_to_zero:
-        message = f"{shown} is a drop to zero; {expected}"
+        message = f"{shown} is a drop to zero from {expected}"
     elif outside and small:
         message = f"{shown} is outside {expected} but within the configured minimum change"
     elif is_anomaly:

