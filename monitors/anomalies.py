@@ -74,17 +74,34 @@ def training_history(*, tables: list[MonitoredTable], until: datetime) -> dict[i
 
 
 def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
+    """The latest judged result of each table's bucket under test, if a run already judged it."""
     if not volume:
         return {}
-    pairs = Q()
-    for table_id, outcome in volume.items():
-        pairs |= Q(table_id=table_id, bucket_start=outcome.bucket_start)
-    judged = (
-        CheckResult.objects.filter(pairs, kind="volume", details__judged=True)
-        .order_by("table_id", "-started_at")
-        .distinct("table_id")
+    candidates = (
+        CheckResult.objects.filter(
+            table_id__in=list(volume),
+            kind="volume",
+            bucket_start__in={o.bucket_start for o in volume.values()},
+            details__judged=True,
+        )
+        .order_by("-started_at", "-id")
+        .only(
+            "id",
+            "table_id",
+            "bucket_start",
+            "started_at",
+            "expected_lower",
+            "expected_upper",
+            "is_anomaly",
+            "marked_expected",
+            "details",
+        )
     )
-    return {r.table_id: r for r in judged}
+    judged: dict[int, CheckResult] = {}
+    for result in candidates:
+        if result.table_id not in judged and result.bucket_start == volume[result.table_id].bucket_start:
+            judged[result.table_id] = result
+    return judged
 
 
 def _apply(outcome: Outcome, verdict: baselines.Verdict) -> None:
