@@ -242,7 +242,7 @@ def process_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def pulse_run(*, workers: int, expected_tables: int) -> dict:
+def pulse_run(*, workers: int, expected_tables: int, batch_size: int | None = None) -> dict:
     from django.core.management import call_command
 
     from monitors.models import CheckResult
@@ -253,7 +253,8 @@ def pulse_run(*, workers: int, expected_tables: int) -> dict:
     cpu = process_cpu()
     started = time.perf_counter()
     try:
-        call_command("runchecks", "--once", "--all", "--workers", str(workers), stdout=out)
+        extra = ["--batch-size", str(batch_size)] if batch_size else []
+        call_command("runchecks", "--once", "--all", "--workers", str(workers), *extra, stdout=out)
     finally:
         elapsed = time.perf_counter() - started
         cpu = process_cpu() - cpu
@@ -603,6 +604,16 @@ def main() -> int:
             f"{statistics.median(raw_cpu):,.0f} us/table; raw/Pulse median of pairs {ratio:.2f}x"
         )
 
+        phase("3b. session reuse: one replica session per table (--batch-size 1) vs per batch of 50 (default)")
+        single = pulse_run(workers=workers, expected_tables=tables, batch_size=1)
+        require_complete(single)
+        reuse_gain = median / single["tables_per_s"]
+        say(
+            f"  --batch-size 1: {single['tables_per_s']:,.0f} tables/s, process CPU "
+            f"{single['cpu'] / tables * 1e6:,.0f} us/table; default batch of 50: {median:,.0f} tables/s "
+            f"= {reuse_gain:.1f}x faster with sessions reused per batch"
+        )
+
         phase(f"5. check cost vs table size: {SIZE_RUNS} runs each after a warm-up")
         big = register(pair, name="bench-size", team=team, workers=1, tables=["big", "small"])
         size_tables = {t.table_name: t for t in MonitoredTable.objects.filter(connection=big)}
@@ -680,6 +691,12 @@ def main() -> int:
                 verdict(median >= TARGET_TABLES_PER_S),
             ),
             ("Pulse first run (EXPLAINs, first-run work)", f"{first['tables_per_s']:,.0f} tables/s", "", ""),
+            (
+                "session per table (--batch-size 1) vs per batch of 50",
+                f"{single['tables_per_s']:,.0f} vs {median:,.0f} tables/s ({reuse_gain:.1f}x)",
+                "",
+                "",
+            ),
             (
                 f"child runchecks over {registered:,} tables (first / steady)",
                 " / ".join(f"{r['rate']:,.0f}" for r in child_runs) + " tables/s incl. process start",
