@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from connections.models import Connection
+from connections.models import Connection, QueryAllowance
 from connections.services import connection_test
 from connections.tenancy import scope_to_user, teams_of
 
@@ -96,3 +96,19 @@ class ConnectionAdmin(TeamScopedAdmin):
                 )
             else:
                 self.message_user(request, f"{connection.name}: {result.error}", messages.ERROR)
+
+
+@admin.register(QueryAllowance)
+class QueryAllowanceAdmin(TeamScopedAdmin):
+    """Read-only view of each connection's query budget use this hour and its rate schedule."""
+
+    team_path = "connection__team"
+    list_display = ["connection", "queries_used", "window_start", "next_query_at"]
+    list_select_related = ["connection"]
+    ordering = ["connection__name"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

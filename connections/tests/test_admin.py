@@ -96,6 +96,17 @@ def test_every_model_is_registered(client, django_user_model):
     admin = django_user_model.objects.create_superuser("root", password="pw")
     client.force_login(admin)
     index = client.get("/admin/").content.decode()
-    for model in ["connection", "monitoredtable", "checkresult", "alert"]:
+    for model in [
+        "connection",
+        "queryallowance",
+        "monitoredtable",
+        "check",
+        "checkresult",
+        "alert",
+        "channel",
+        "notification",
+        "maintenancewindow",
+        "djangojobexecution",
+    ]:
         assert f"/{model}/" in index
     assert Permission.objects.filter(codename="change_connection").exists()
