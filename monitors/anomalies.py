@@ -14,6 +14,7 @@ Training data for a table: its volume values of the last 14 days, one per bucket
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -104,12 +105,19 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
     return judged
 
 
+def _finite(value: float | None) -> float | None:
+    """JSON and the API carry only finite numbers."""
+    return value if value is None or math.isfinite(value) else None
+
+
 def _apply(outcome: Outcome, verdict: baselines.Verdict) -> None:
-    outcome.expected_lower = verdict.expected_lower
-    outcome.expected_upper = verdict.expected_upper
+    outcome.expected_lower = _finite(verdict.expected_lower)
+    outcome.expected_upper = _finite(verdict.expected_upper)
     outcome.is_anomaly = verdict.is_anomaly
     outcome.status = "fail" if verdict.is_anomaly else "pass"
-    outcome.details.update(judged=True, learning=verdict.learning, seasonality=verdict.seasonality, score=verdict.score)
+    outcome.details.update(
+        judged=True, learning=verdict.learning, seasonality=verdict.seasonality, score=_finite(verdict.score)
+    )
     outcome.message = f"{verdict.message} — {outcome.message}"
 
 

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db import connection as pulse_db
 
 from connections.models import Connection
@@ -162,7 +162,7 @@ def results_record_with_retry(**kwargs) -> list[CheckResult]:
     for attempt in range(RECORD_RETRIES):
         try:
             return results_record(**kwargs)
-        except DatabaseError:
+        except (OperationalError, InterfaceError):  # the database went away: not a bad row
             if attempt == RECORD_RETRIES - 1 or pulse_db.in_atomic_block:
                 raise
             logger.warning("recording results failed; retrying", exc_info=True)

@@ -1,5 +1,6 @@
 """Custom SQL: one read-only SELECT returning one number, cost-guarded by EXPLAIN, compared to min/max."""
 
+import math
 from decimal import Decimal
 
 from monitors import custom_sql as custom_sql_rules
@@ -29,6 +30,8 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             message="custom SQL must return exactly one row with one numeric column",
         )
     value = float(rows[0][0])
+    if not math.isfinite(value):
+        return Outcome(kind="custom_sql", status="error", message=f"custom SQL returned {value}, not a finite number")
     status, message = judge_bounds(value, low=check.min_value, high=check.max_value, what="value")
     return Outcome(
         kind="custom_sql",

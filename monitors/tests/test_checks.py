@@ -141,11 +141,13 @@ def test_custom_sql_compares_its_number_to_bounds(shop):
         table=table, kind="custom_sql", sql="SELECT max(amount) FROM public.orders", max_value=10
     )
     not_a_number = Check.objects.create(table=table, kind="custom_sql", sql="SELECT 'x'", min_value=0)
+    infinite = Check.objects.create(table=table, kind="custom_sql", sql="SELECT 'Infinity'::float", min_value=0)
     results = {r.check_definition_id: r for r in run_now(table) if r.kind == "custom_sql"}
     assert results[passing.id].status == "pass" and results[passing.id].observed_value == 500
     assert results[failing.id].status == "fail" and results[failing.id].observed_value == 750
     assert results[not_a_number.id].status == "error"
     assert "one numeric column" in results[not_a_number.id].message
+    assert results[infinite.id].status == "error" and results[infinite.id].observed_value is None
 
 
 def test_custom_sql_that_writes_is_refused_by_the_read_only_session(shop):
