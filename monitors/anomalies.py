@@ -84,6 +84,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             kind="volume",
             bucket_start__in={o.bucket_start for o in volume.values()},
             details__judged=True,
+            details__repeats_verdict_of__isnull=True,  # the judgement itself, not the runs that repeated it
         )
         .order_by("-started_at", "-id")
         .only(

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.db.models import F, Q
 
+from connections.models import Connection
 from monitors.models import MonitoredTable
 
 
@@ -55,10 +56,12 @@ def tables_claim_due(
             MonitoredTable.objects.filter(id__in=ids).update(lease_token=token, lease_expires_at=now + lease)
     tables = list(
         MonitoredTable.objects.filter(id__in=ids, lease_token=token)
-        .select_related("connection")
         .prefetch_related("checks")
         .order_by("connection_id", "id")
     )
+    connections = Connection.objects.in_bulk({t.connection_id for t in tables})
+    for table in tables:
+        table.connection = connections[table.connection_id]  # one object per connection, shared by its tables
     return Claim(token=token, claimed_at=now, tables=tables)
 
 
