@@ -28,6 +28,8 @@ from monitors.models import CheckResult, MonitoredTable
 from monitors.signals import table_rebaselined
 
 TRAINING_WINDOW = baselines.DEFAULT_TRAINING_WINDOW
+# Rows per day (date columns): a 14-day window never holds 24 points, so a week of days is enough.
+MIN_DAILY_POINTS = 7
 
 
 def _maintenance_windows(connection_ids: set[int]) -> dict[int, list[tuple[datetime, datetime]]]:
@@ -173,6 +175,9 @@ def volume_judge(*, runs) -> None:
             seasonality=table.seasonality,
             min_relative_change=table.min_relative_change,
             min_absolute_change=table.min_absolute_change,
+            min_history_points=MIN_DAILY_POINTS
+            if outcome.details.get("series") == "rows_per_day"
+            else baselines.MIN_HISTORY_POINTS,
             unit="rows",
         )
         _apply(outcome, verdict)

@@ -198,3 +198,32 @@ def test_a_bucket_is_judged_once_and_repeated_by_later_runs(table):
     assert first.status == again.status == "fail"
     assert again.details["repeats_verdict_of"] == first.id
     assert timezone.now()
+
+
+def test_a_daily_series_leaves_learning_after_a_week(table):
+    days = [START - timedelta(days=d) for d in range(10, 0, -1)]
+    CheckResult.objects.bulk_create(
+        CheckResult(
+            connection=table.connection,
+            table=table,
+            kind="volume",
+            status="pass",
+            observed_value=500 + d,
+            bucket_start=day,
+            started_at=day + timedelta(days=1),
+            details={"backfill": True},
+        )
+        for d, day in enumerate(days)
+    )
+    table.refresh_from_db()
+    run = TableRun(
+        table=table,
+        outcomes=[
+            Outcome(
+                kind="volume", status="pass", observed_value=0, bucket_start=START, details={"series": "rows_per_day"}
+            )
+        ],
+    )
+    volume_judge(runs=[run])
+    assert run.outcomes[0].details["learning"] is False
+    assert run.outcomes[0].status == "fail" and "drop to zero" in run.outcomes[0].message
