@@ -24,3 +24,8 @@ def test_the_browsable_api_renders(owner_client):
     response = owner_client.get("/api/connections", HTTP_ACCEPT="text/html")
     assert response.status_code == 200
     assert b"Connection" in response.content
+
+
+def test_the_root_leads_to_the_admin(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response["Location"] == "/admin/"
