@@ -10,11 +10,28 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connection as pulse_db
 
 from connections.models import Connection
 from monitors.models import MonitoredTable
+
+# One statement: pick due tables (skipping rows another process is claiming right now) and lease them.
+_CLAIM = """
+UPDATE monitors_monitoredtable SET lease_token = %(token)s, lease_expires_at = %(expires)s
+WHERE id IN (
+    SELECT t.id FROM monitors_monitoredtable t JOIN connections_connection c ON c.id = t.connection_id
+    WHERE t.is_active AND c.is_active
+      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < %(now)s)
+      AND (c.backoff_until IS NULL OR c.backoff_until <= %(now)s)
+      AND (%(force)s OR t.next_check_at IS NULL OR t.next_check_at <= %(now)s)
+      AND (%(ids)s::bigint[] IS NULL OR t.id = ANY(%(ids)s::bigint[]))
+      AND t.id > %(after)s
+    ORDER BY CASE WHEN %(force)s THEN NULL ELSE t.next_check_at END NULLS FIRST, t.id
+    LIMIT %(limit)s
+    FOR UPDATE OF t SKIP LOCKED
+)
+RETURNING id
+"""
 
 
 @dataclass(frozen=True)
@@ -31,29 +48,27 @@ def tables_claim_due(
     limit: int,
     force: bool = False,
     table_ids: list[int] | None = None,
-    exclude_ids: set[int] | frozenset = frozenset(),
+    after_id: int | None = None,
 ) -> Claim:
-    """Lease up to `limit` tables whose check is due (or, with `force`, every active table not leased)."""
+    """Lease up to `limit` tables whose check is due (or, with `force`, every active table not leased).
+
+    Forced passes walk the tables in id order: `after_id` is the last id the pass has claimed.
+    """
     token = uuid.uuid4()
-    candidates = MonitoredTable.objects.filter(
-        Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now),
-        is_active=True,
-        connection__is_active=True,
-    ).filter(Q(connection__backoff_until__isnull=True) | Q(connection__backoff_until__lte=now))
-    if not force:
-        candidates = candidates.filter(Q(next_check_at__isnull=True) | Q(next_check_at__lte=now))
-    if table_ids is not None:
-        candidates = candidates.filter(id__in=table_ids)
-    if exclude_ids:
-        candidates = candidates.exclude(id__in=exclude_ids)
-    with transaction.atomic():
-        ids = list(
-            candidates.select_for_update(skip_locked=True, of=("self",))
-            .order_by(F("next_check_at").asc(nulls_first=True), "id")
-            .values_list("id", flat=True)[:limit]
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            _CLAIM,
+            {
+                "token": token,
+                "expires": now + lease,
+                "now": now,
+                "force": force,
+                "ids": table_ids,
+                "after": after_id if after_id is not None else 0,
+                "limit": limit,
+            },
         )
-        if ids:
-            MonitoredTable.objects.filter(id__in=ids).update(lease_token=token, lease_expires_at=now + lease)
+        ids = [row[0] for row in cursor.fetchall()]
     tables = list(
         MonitoredTable.objects.filter(id__in=ids, lease_token=token)
         .prefetch_related("checks")

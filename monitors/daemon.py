@@ -110,7 +110,8 @@ class CheckRunner:
         with self._cycle_lock:
             summary = CycleSummary()
             started = time.monotonic()
-            seen: set[int] = set()
+            forced = force or table_ids is not None
+            last_id: list[int] = [0]  # forced passes walk tables in id order, each table once
             lock = threading.Lock()
 
             def claim_next() -> Claim:
@@ -119,11 +120,12 @@ class CheckRunner:
                         now=timezone.now(),
                         lease=self.lease,
                         limit=self.batch_size,
-                        force=force,
+                        force=forced,
                         table_ids=table_ids,
-                        exclude_ids=frozenset(seen) if (force or table_ids) else frozenset(),
+                        after_id=last_id[0] if forced else None,
                     )
-                    seen.update(t.id for t in claim.tables)
+                    if claim.tables:
+                        last_id[0] = max(last_id[0], *(t.id for t in claim.tables))
                     summary.tables += len(claim.tables)
                 return claim
 
