@@ -211,10 +211,25 @@ def contact_failed(*, connection: Connection, status: str, error: str, now: date
     )
 
 
+CONTACT_REFRESH = timedelta(seconds=10)
+
+
 def contact_succeeded(*, connection: Connection, now: datetime) -> None:
+    """Record a good contact; a connection already known to be fine is written at most every 10 s."""
+    healthy = (
+        connection.status == Connection.Status.OK
+        and not connection.consecutive_failures
+        and connection.backoff_until is None
+        and connection.last_checked_at is not None
+        and now - connection.last_checked_at < CONTACT_REFRESH
+    )
+    if healthy:
+        return
     Connection.objects.filter(pk=connection.pk).update(
         status=Connection.Status.OK, last_error="", last_checked_at=now, consecutive_failures=0, backoff_until=None
     )
+    connection.status, connection.last_error, connection.last_checked_at = Connection.Status.OK, "", now
+    connection.consecutive_failures, connection.backoff_until = 0, None
 
 
 # --- running queries ------------------------------------------------------------------------------------

@@ -103,6 +103,8 @@ def _lag_outcome(connection: Connection, state: ReplicaState) -> Outcome:
 
 def _lag_due(connection: Connection, now: datetime) -> bool:
     """Claim this cycle's replication-lag check of a connection: one process wins (conditional UPDATE)."""
+    if connection.lag_checked_at is not None and now - connection.lag_checked_at < LAG_CHECK_INTERVAL:
+        return False  # known to be taken already, without asking the database
     return bool(
         Connection.objects.filter(pk=connection.pk)
         .filter(Q(lag_checked_at__isnull=True) | Q(lag_checked_at__lte=now - LAG_CHECK_INTERVAL))
