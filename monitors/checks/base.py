@@ -38,6 +38,8 @@ class CheckContext:
     data_as_of: datetime  # the replica's replay position in time: 'now' for a caught-up replica
     plan_costs: dict = field(default_factory=dict)
     update_times: list = field(default_factory=list)
+    # Facts one check read that another check of the same table and run reuses (fewer queries per table).
+    facts: dict = field(default_factory=dict)
 
     @property
     def relation(self) -> sql.Composable:
@@ -55,3 +57,37 @@ def judge_bounds(value: float, *, low: float | None, high: float | None, what: s
     if high is not None and value > high:
         return "fail", f"{what} {fmt_number(value)} is above the maximum {fmt_number(high)}"
     return "pass", f"{what} {fmt_number(value)} is within bounds"
+
+
+# One catalog query per table and run: size (for volume) and columns (for schema_change).
+_CATALOG = sql.SQL(
+    "SELECT c.reltuples, c.relpages, c.relkind,"
+    " CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid)"
+    " / current_setting('block_size')::bigint END,"
+    " (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a"
+    "  WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped),"
+    " (SELECT json_agg(json_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull)"
+    "  ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
+    "  AND NOT a.attisdropped)"
+    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+    " WHERE n.nspname = %s AND c.relname = %s"
+)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    reltuples: float
+    relpages: int
+    relkind: str
+    pages_now: int | None
+    timestamp_type: str | None
+    columns: list
+
+
+def table_catalog(ctx: CheckContext) -> Catalog | None:
+    """The table's catalog entry (None when it no longer exists), read once per table and run."""
+    if "catalog" not in ctx.facts:
+        table = ctx.table
+        row = ctx.runner.fetchone(_CATALOG, (table.timestamp_column or "", table.schema_name, table.table_name))
+        ctx.facts["catalog"] = None if row is None else Catalog(*row[:5], columns=row[5] or [])
+    return ctx.facts["catalog"]

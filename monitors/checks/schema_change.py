@@ -1,19 +1,9 @@
 """Schema change: columns (name, type, nullability, order) against the accepted reference."""
 
-from psycopg import sql
-
-from monitors.checks.base import CheckContext, Outcome
+from monitors.checks.base import CheckContext, Outcome, table_catalog
 
 KIND = "schema_change"
 QUERIES = 1
-_COLUMNS = sql.SQL(
-    "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull"
-    " FROM pg_catalog.pg_attribute a"
-    " JOIN pg_catalog.pg_class c ON c.oid = a.attrelid"
-    " JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped"
-    " ORDER BY a.attnum"
-)
 
 
 def describe_changes(reference: list[list], current: list[list]) -> list[str]:
@@ -46,8 +36,8 @@ def describe_changes(reference: list[list], current: list[list]) -> list[str]:
 
 def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
-    rows = ctx.runner.fetch(_COLUMNS, (table.schema_name, table.table_name), rows=2000)
-    current = [[name, type_, bool(not_null)] for name, type_, not_null in rows]
+    catalog = table_catalog(ctx)
+    current = [[name, type_, bool(not_null)] for name, type_, not_null in (catalog.columns if catalog else [])]
     if not current:
         return Outcome(
             kind="schema_change",

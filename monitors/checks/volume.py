@@ -8,7 +8,9 @@ Rows per bucket (timestamp column set): count(*) over the last complete bucket b
 replay position — an hour, or a day for a `date` column — cost-guarded (large tables need an index on
 the column). The first run (and the first after a rebaseline) also reads the table's own history,
 rows per bucket over the training window in one GROUP BY query, so anomalies are judged from the start.
-Without a timestamp column the series is the total row count, one value per hour.
+Without a timestamp column the series is the total row count, one value per hour. A small table with a
+timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
+freshness check of the same run reuses).
 """
 
 from datetime import UTC, datetime, timedelta
@@ -16,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 
 from connections.guardrails import GuardrailStop
-from monitors.checks.base import CheckContext, Outcome, fmt_number
+from monitors.checks.base import CheckContext, Outcome, fmt_number, table_catalog
 
 KIND = "volume"
 QUERIES = 4
@@ -25,17 +27,11 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BACKFILL_WINDOW = timedelta(days=14)
 
-_SIZE = sql.SQL(
-    "SELECT c.reltuples, c.relpages, c.relkind,"
-    " CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid)"
-    " / current_setting('block_size')::bigint END,"
-    " (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a"
-    "  WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped)"
-    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s"
-)
 _COUNT = "SELECT count(*) FROM {relation}"
 _BUCKET_COUNT = "SELECT count(*) FROM {relation} WHERE {column} >= %s AND {column} < %s"
+# Small tables (up to EXACT_COUNT_MAX_PAGES): one scan gives the exact total, the bucket and the newest
+# timestamp (which freshness then reuses), instead of three statements.
+_SMALL_SCAN = "SELECT count(*), count(*) FILTER (WHERE {column} >= %s AND {column} < %s), max({column}) FROM {relation}"
 _BACKFILL = (
     "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
@@ -43,11 +39,16 @@ _BACKFILL = (
 
 
 def _size(ctx: CheckContext) -> tuple:
-    table = ctx.table
-    row = ctx.runner.fetchone(_SIZE, (table.timestamp_column or "", table.schema_name, table.table_name))
-    if row is None:
-        raise GuardrailStop(f"{table.qualified_name} no longer exists on the replica", reason="missing")
-    return row
+    """(reltuples, relpages, relkind, pages now, timestamp column type) from the table's catalog entry."""
+    catalog = table_catalog(ctx)
+    if catalog is None:
+        raise GuardrailStop(f"{ctx.table.qualified_name} no longer exists on the replica", reason="missing")
+    return catalog.reltuples, catalog.relpages, catalog.relkind, catalog.pages_now, catalog.timestamp_type
+
+
+def _is_small(size: tuple) -> bool:
+    _, _, relkind, pages_now, _ = size
+    return relkind in ("r", "m", "p") and pages_now is not None and pages_now <= EXACT_COUNT_MAX_PAGES
 
 
 def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]:
@@ -105,8 +106,14 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
 def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
     size = _size(ctx)
-    total, method = row_count(ctx, size)
     column_type = size[4]
+    if table.timestamp_column and column_type is not None and _is_small(size):
+        try:
+            return _run_small(ctx, column_type=column_type)
+        except GuardrailStop as refused:
+            if refused.reason != "cost":
+                raise  # too expensive to scan at once: measure the parts separately below
+    total, method = row_count(ctx, size)
     details = {"total_rows": total, "method": method}
     hour = _floor(ctx.data_as_of, HOUR)
     if not table.timestamp_column or column_type is None:
@@ -136,6 +143,28 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             message=f"{fmt_number(total)} rows ({method}); rows per bucket {refused}",
         )
     in_bucket = ctx.runner.fetchone(query, (bucket_start, bucket_end))[0]
+    return _bucketed(ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details)
+
+
+def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
+    """A small table with a timestamp column: total, bucket and newest timestamp in one scan."""
+    table = ctx.table
+    bucket = DAY if column_type == "date" else HOUR
+    bucket_end = _floor(ctx.data_as_of, bucket)
+    bucket_start = bucket_end - bucket
+    query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
+    ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
+    total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
+    ctx.facts["latest"] = latest
+    details = {"total_rows": total, "method": "exact"}
+    return _bucketed(ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details)
+
+
+def _bucketed(ctx: CheckContext, *, in_bucket: int, bucket: timedelta, bucket_start: datetime, details: dict):
+    """The volume outcome for rows in a bucket (and the first run's backfill of the table's own history)."""
+    table = ctx.table
+    bucket_end = bucket_start + bucket
+    total, method = details["total_rows"], details["method"]
     details["series"] = "rows_per_day" if bucket == DAY else "rows_per_hour"
     outcome = Outcome(
         kind=KIND,
