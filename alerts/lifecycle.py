@@ -20,6 +20,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db import connection as pulse_db
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -153,11 +154,16 @@ def _could_not_run(result: CheckResult) -> bool:
     )
 
 
+_RESET_ERROR_STREAK = "UPDATE connections_connection SET error_streak = 0 WHERE id = %s AND error_streak > 0"
+
+
 def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> None:
     failed = [r for r in results if _could_not_run(r)]
     if not failed:
         if any(r.status in ("pass", "fail") for r in results):
-            Connection.objects.filter(pk=connection.pk, error_streak__gt=0).update(error_streak=0)
+            with pulse_db.cursor() as cursor:  # every batch: plain SQL keeps it cheap
+                cursor.execute(_RESET_ERROR_STREAK, [connection.pk])
+            connection.error_streak = 0
             alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
             if alert:
                 _auto_resolve(alert, message="checks run again", now=now)
@@ -186,8 +192,12 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     if not results:
         return
     now = now or max(r.started_at for r in results)
-    quiet = in_maintenance(connection=connection, at=now)
     unresolved = _unresolved(connection)
+    if not unresolved and all(r.status == "pass" for r in results):
+        with pulse_db.cursor() as cursor:  # nothing open and nothing wrong: the common case, kept cheap
+            cursor.execute(_RESET_ERROR_STREAK, [connection.pk])
+        return
+    quiet = in_maintenance(connection=connection, at=now)
     _track_connection_errors(connection=connection, results=results, unresolved=unresolved, quiet=quiet, now=now)
 
     by_problem: dict[tuple[int | None, str], list[CheckResult]] = defaultdict(list)

@@ -7,13 +7,14 @@ another process takes the table.
 """
 
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection as pulse_db
 
 from connections.models import Connection
-from monitors.models import MonitoredTable
+from monitors.models import Check, MonitoredTable
 
 # One statement: pick due tables (skipping rows another process is claiming right now) and lease them.
 _CLAIM = """
@@ -30,7 +31,9 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE OF t SKIP LOCKED
 )
-RETURNING id
+RETURNING id, EXISTS (
+    SELECT 1 FROM monitors_check ch WHERE ch.table_id = monitors_monitoredtable.id AND ch.is_active
+)
 """
 
 
@@ -68,15 +71,18 @@ def tables_claim_due(
                 "limit": limit,
             },
         )
-        ids = [row[0] for row in cursor.fetchall()]
-    tables = list(
-        MonitoredTable.objects.filter(id__in=ids, lease_token=token)
-        .prefetch_related("checks")
-        .order_by("connection_id", "id")
-    )
+        rows = cursor.fetchall()
+    ids = [table_id for table_id, _ in rows]
+    tables = list(MonitoredTable.objects.filter(id__in=ids, lease_token=token).order_by("connection_id", "id"))
     connections = Connection.objects.in_bulk({t.connection_id for t in tables})
+    with_checks = [table_id for table_id, has_checks in rows if has_checks]
+    active_checks = defaultdict(list)
+    if with_checks:
+        for check in Check.objects.filter(table_id__in=with_checks, is_active=True).order_by("id"):
+            active_checks[check.table_id].append(check)
     for table in tables:
         table.connection = connections[table.connection_id]  # one object per connection, shared by its tables
+        table.active_checks = active_checks[table.id]
     return Claim(token=token, claimed_at=now, tables=tables)
 
 

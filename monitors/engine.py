@@ -56,7 +56,10 @@ def planned_checks(table: MonitoredTable) -> list[tuple[object, Check | None]]:
     plan = [(checks.BUILT_IN["schema_change"], None), (checks.BUILT_IN["volume"], None)]
     if table.timestamp_column:
         plan.append((checks.BUILT_IN["freshness"], None))
-    plan += [(checks.CONFIGURABLE[c.kind], c) for c in table.checks.all() if c.is_active]
+    active = getattr(table, "active_checks", None)  # set by the claim; else read them now
+    if active is None:
+        active = [c for c in table.checks.all() if c.is_active]
+    plan += [(checks.CONFIGURABLE[c.kind], c) for c in active]
     return plan
 
 

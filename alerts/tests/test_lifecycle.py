@@ -201,3 +201,15 @@ def test_connection_level_and_table_level_alerts_coexist(orders, shop):
     results_process(connection=shop, results=[])
     assert Alert.objects.count() == 1
     assert AlertEvent.objects.count() == 0
+
+
+def test_a_passing_run_resets_the_error_streak_even_with_nothing_open(orders, shop):
+    clock = Clock()
+    for _ in range(shop.connection_error_threshold - 1):
+        clock.run(orders, error())
+    clock.run(orders, ok())
+    shop.refresh_from_db()
+    assert shop.error_streak == 0
+    for _ in range(shop.connection_error_threshold - 1):
+        clock.run(orders, error())
+    assert not Alert.objects.exists()
