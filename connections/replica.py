@@ -74,15 +74,26 @@ def open_session(*, conninfo: dict, statement_timeout_ms: int) -> Iterator[psyco
         conn.close()
 
 
-def session_for(connection) -> contextmanager:
-    """A read-only session on a `connections.Connection`."""
-    return open_session(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
-
-
 def is_in_recovery(session: psycopg.Connection) -> bool:
     with session.transaction(), session.cursor() as cur:
         cur.execute(sql.SQL("SELECT pg_is_in_recovery()"))
         return bool(cur.fetchone()[0])
+
+
+NOT_A_REPLICA = "server is not a read replica (pg_is_in_recovery() is false); Pulse only connects to replicas"
+
+
+@contextmanager
+def session_for(connection) -> Iterator[psycopg.Connection]:
+    """A read-only session on a `connections.Connection`; refuses a server that is no longer a replica."""
+    with open_session(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms) as session:
+        try:
+            in_recovery = is_in_recovery(session)
+        except psycopg.Error as exc:
+            raise ReplicaError(describe_error(exc)) from None
+        if connection.require_replica and not in_recovery:
+            raise ReplicaError(NOT_A_REPLICA)
+        yield session
 
 
 @dataclass(frozen=True)
@@ -112,7 +123,7 @@ def probe(*, conninfo: dict, statement_timeout_ms: int = 5000, require_replica: 
             ok=False,
             in_recovery=False,
             server_version=version,
-            error="server is not a read replica (pg_is_in_recovery() is false); Pulse only connects to replicas",
+            error=NOT_A_REPLICA,
         )
     return ProbeResult(ok=True, in_recovery=bool(in_recovery), server_version=version)
 

@@ -228,3 +228,12 @@ def test_mark_expected_only_for_anomalies_of_the_table(owner_client, member_clie
     assert response.status_code == 200 and response.json()["marked_expected"] is True
     assert owner_client.post(f"/api/tables/{table.id}/results/{normal.id}/mark-expected").status_code == 400
     assert owner_client.post(f"/api/tables/{table.id}/results/999999/mark-expected").status_code == 400
+
+
+def test_it_never_validates_against_a_server_that_is_not_a_replica(owner_client, make_connection, primary_settings):
+    """Save-time catalog lookups use the same guarded session: a promoted or wrong target is refused."""
+    primary = make_connection(name="was-a-replica", port=primary_settings["port"])
+    response = create(owner_client, primary)
+    assert response.status_code == 400
+    assert "not a read replica" in str(response.data["connection"])
+    assert not MonitoredTable.objects.exists()
