@@ -4,14 +4,17 @@ A metric value is judged against a baseline learned from the caller's history:
 
 * Centre: a median, either of the whole history or of the history points in the same
   seasonal bucket as the point under test (hour of day, day of week or hour of week; see
-  ``choose_seasonality``).  The centre then follows the current level: a robust
+  ``choose_seasonality``).  An hour of week, of which a 14-day window holds only two, is
+  an hour-of-day profile times its weekday's ratio to it, both learnt from every day of
+  the history (``_fit_week``).  The centre then follows the current level: a robust
   (Theil-Sen) line through the median prediction error of each block of 24 history points
   gives the level offset now, so a growing table is not judged against last week's size.
 * Scale: a MAD, but of *leave-one-out prediction errors*: every history point is predicted
   by its bucket without itself, and the MAD of those errors (levelled block by block) is
   used.  The band is therefore a prediction interval that includes the error of estimating
   the centre from a handful of points.  Noise that grows with the level (busy hours,
-  weekdays) is modelled as MAD ~ level ** k with k fitted in [0, 1].
+  weekdays) is modelled as MAD ~ level ** k with k fitted in [0, 1], from the points
+  predicted above zero (hours a table is always empty say nothing about its busy hours).
 * Score: the modified z-score ``0.6745 * (value - centre) / MAD``; the point fails beyond
   ``sensitivity`` (3.5 by default, Iglewicz & Hoaglin), i.e. ~3.5 robust standard deviations.
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 import statistics
 from bisect import bisect_left
 from collections import defaultdict
@@ -87,8 +91,9 @@ POOL_BELOW_POINTS = 7
 never pooled: Friday says little about Saturday)."""
 
 WEEK_POOL_HOURS = 2
-"""Hour-of-week ratios pool the same weekday's hours within +-2 hours, never across
-midnight (weekday effects switch at day boundaries)."""
+WHOLE_DAY = 23
+"""Hour-of-week ratios pool the weekday's whole day, or its hours within +-2 hours when that
+predicts the weekday better; never across midnight (weekday effects switch at day boundaries)."""
 
 MIN_BUCKET_POINTS = 3
 """A bucket (after pooling) needs this many points, else the next coarser baseline is used:
@@ -96,6 +101,11 @@ hour of week -> hour of day -> non-seasonal; day of week -> non-seasonal."""
 
 MIN_RESIDUAL_COVERAGE = 0.8
 """A bucketing is only considered if at least 80 % of history points can be predicted."""
+
+MIN_RELATIVE_POINTS = 8
+"""A positive centre is judged on relative errors, learnt from the history points predicted
+above zero (at least 8 of them): the exact zeros of the hours or days a table is always empty
+say nothing about the noise of its loaded hours."""
 
 LEVEL_POINTS = 24
 LEVEL_MIN_POINTS = 8
@@ -391,49 +401,99 @@ def _fit_buckets(data: _Data, mode: str) -> _Fit:
 
 
 def _fit_week(data: _Data) -> _Fit:
-    """Hour of week as the hour-of-day median times that weekday's ratio to it.
+    """Hour of week as an hour-of-day profile times the weekday's ratio to it.
 
-    The ratio is the median of value / hour-of-day median over the same weekday's hours
-    within ``WEEK_POOL_HOURS`` (differences instead of ratios when a median is not
-    positive): two weeks give ten points per ratio instead of two per raw bucket.
+    Both parts use every day of the history, not only the two of each weekday that a
+    14-day window holds (one step of Tukey's median polish):
+
+    1. Rough weekday ratios: the median of value / hour-of-day median over each weekday.
+    2. Profile: per hour, the median of the values with their rough weekday ratio taken out.
+    3. Ratios to that profile, pooled per weekday over the whole day, or over the same
+       weekday's hours within +-``WEEK_POOL_HOURS`` when that cuts the weekday's mean
+       leave-one-out error by ``SEASONAL_MIN_GAIN`` (a weekend with a flatter daily
+       shape); never across midnight.
+
+    Differences replace ratios when an hour-of-day median is not positive.
     """
     day = data.fit("hour_of_day")
-    profile = {hour: day.predict(hour) for hour in set(data.hours)}
-    relative = all(base is not None and base > 0 for base in profile.values())
-    ratios: list[float | None] = []
-    for value, hour in zip(data.values, data.hours):
-        base = profile[hour]
-        ratios.append(None if base is None else (value / base if relative else value - base))
-    own, members = _group(data.keys("hour_of_week"), ratios)
+    hourly = {hour: day.predict(hour) for hour in set(data.hours)}
+    relative = all(base is None or base > 0 for base in hourly.values())
+    split = operator.truediv if relative else operator.sub
+    join = operator.mul if relative else operator.add
 
-    def pooled(key: int) -> list[float]:
-        midnight = key - key % 24
-        near = range(max(midnight, key - WEEK_POOL_HOURS), min(midnight + 23, key + WEEK_POOL_HOURS) + 1)
-        return sorted(ratio for k in near for ratio in own.get(k, []))
+    rough_ratios = [None if hourly[h] is None else split(v, hourly[h]) for v, h in zip(data.values, data.hours)]
+    by_weekday, _ = _group(data.weekdays, rough_ratios)
+    rough = {d: statistics.median(r) for d, r in by_weekday.items() if len(r) >= MIN_BUCKET_POINTS}
+    adjusted = [
+        None if d not in rough or (relative and rough[d] == 0) else split(v, rough[d])
+        for v, d in zip(data.values, data.weekdays)
+    ]
+    by_hour, _ = _group(data.hours, adjusted)
+    profile_points: dict[int, list[float]] = {}
+    profile: dict[int, float] = {}
+    for hour, values in by_hour.items():
+        median = statistics.median(values) if len(values) >= MIN_BUCKET_POINTS else None
+        if median is not None and (median > 0 or not relative):
+            profile_points[hour], profile[hour] = sorted(values), median
+    ratios = [None if h not in profile else split(v, profile[h]) for v, h in zip(data.values, data.hours)]
 
-    ordered = {key: pooled(key) for key in members}
-    residuals: list[float | None] = [None] * len(data.values)
-    for key, indexes in members.items():
-        bucket = ordered[key]
-        if len(bucket) < MIN_BUCKET_POINTS:
-            continue
-        for index in indexes:
-            if day.residuals[index] is None:
-                continue
-            value = data.values[index]
-            base = value - day.residuals[index]
-            factor = _median_without(bucket, bisect_left(bucket, ratios[index]))
-            residuals[index] = value - (base * factor if relative else base + factor)
+    def profile_without(index: int) -> float | None:
+        """The profile at the point's hour, leaving the point out."""
+        hour, own = data.hours[index], adjusted[index]
+        if hour not in profile or own is None:
+            return profile.get(hour)
+        points = profile_points[hour]
+        return _median_without(points, bisect_left(points, own)) if len(points) > MIN_BUCKET_POINTS else None
+
+    keys = data.keys("hour_of_week")
+    pooled = _day_pools(keys, ratios)
+    bases = [None if ratio is None else profile_without(index) for index, ratio in enumerate(ratios)]
+    candidates: dict[int, list[float | None]] = {}
+    for width in (WHOLE_DAY, WEEK_POOL_HOURS):
+        residuals: list[float | None] = [None] * len(keys)
+        for index, (key, ratio, base) in enumerate(zip(keys, ratios, bases)):
+            bucket = pooled(key, width)
+            if base is not None and len(bucket) >= MIN_BUCKET_POINTS:
+                factor = _median_without(bucket, bisect_left(bucket, ratio))
+                residuals[index] = data.values[index] - join(base, factor)
+        candidates[width] = residuals
+
+    widths: dict[int, int] = {}
+    residuals = candidates[WHOLE_DAY]
+    for weekday, members in _group(data.weekdays, data.values)[1].items():
+        whole_day, near = (_mean_error(candidates[w], members) for w in (WHOLE_DAY, WEEK_POOL_HOURS))
+        if near is not None and (whole_day is None or near < (1 - SEASONAL_MIN_GAIN) * whole_day):
+            widths[weekday] = WEEK_POOL_HOURS
+            for index in members:
+                residuals[index] = candidates[WEEK_POOL_HOURS][index]
 
     def predict(key: int) -> float | None:
-        base = day.predict(key % 24)
-        bucket = ordered[key] if key in ordered else pooled(key)
+        base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
-        factor = statistics.median(bucket)
-        return base * factor if relative else base + factor
+        return join(base, statistics.median(bucket))
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
+
+
+def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, int], list[float]]:
+    """``pooled(key, width)``: sorted ratios of the hour-of-week keys within +-width of key, same day."""
+    own, _ = _group(keys, ratios)
+    pools: dict[tuple[int, int], list[float]] = {}
+
+    def pooled(key: int, width: int) -> list[float]:
+        midnight = key - key % 24
+        first, last = max(midnight, key - width), min(midnight + 23, key + width)
+        if (first, last) not in pools:
+            pools[first, last] = sorted(itertools.chain.from_iterable(own.get(k, ()) for k in range(first, last + 1)))
+        return pools[first, last]
+
+    return pooled
+
+
+def _mean_error(residuals: list[float | None], members: list[int]) -> float | None:
+    """Mean |error| over the given points, if enough of them were predicted."""
+    return _criterion([residuals[index] for index in members])
 
 
 def _choose(data: _Data) -> str:
@@ -463,9 +523,12 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
         mode = fallback
 
     predicted = [None if r is None else v - r for v, r in zip(data.values, fit.residuals)]
-    relative = center > 0 and all(p is None or p > 0 for p in predicted)
-    errors = [None if r is None else (r / p if relative else r) for r, p in zip(fit.residuals, predicted)]
     residuals: list[float | None] = list(fit.residuals)
+    relative = center > 0 and sum(1 for p in predicted if p is not None and p > 0) >= MIN_RELATIVE_POINTS
+    if relative:
+        predicted = [p if p is not None and p > 0 else None for p in predicted]
+        residuals = [None if p is None else r for r, p in zip(residuals, predicted)]
+    errors = [None if r is None else (r / p if relative else r) for r, p in zip(residuals, predicted)]
     blocks: list[tuple[float, float]] = []
     for end in range(len(data.order), 0, -LEVEL_POINTS):
         block = data.order[max(0, end - LEVEL_POINTS) : end]

@@ -236,6 +236,67 @@ def test_it_chooses_hour_of_week_for_weekday_business_hours():
     assert evaluate(history=history, at=saturday_afternoon, value=820, seasonality="hour_of_day").is_anomaly
 
 
+WEEKDAY_LEVEL = (1.0, 1.12, 0.93, 1.06, 0.88, 0.7, 0.62)
+
+
+def weekday_levels(t: datetime) -> float:
+    """Day/night scaled by a level of its own for every day of the week."""
+    return day_night(t) * WEEKDAY_LEVEL[t.weekday()]
+
+
+def gaussian_hourly(level, *, hours: int, rng: random.Random, sd: float, start: datetime = MONDAY):
+    return [(start + i * HOUR, level(start + i * HOUR) * (1 + rng.gauss(0, sd))) for i in range(hours)]
+
+
+def test_it_learns_each_weekday_from_all_its_hours_and_catches_five_sd_in_the_first_hour():
+    """Two weeks hold only two of each hour of the week: the weekday ratio pools the whole day."""
+    sd = 0.02
+    points = gaussian_hourly(weekday_levels, hours=21 * 24, rng=random.Random(21), sd=sd)
+    history, week_three = points[: 14 * 24], points[14 * 24 :]
+
+    verdicts = [evaluate(history=history, at=t, value=v) for t, v in week_three]
+    spikes = [evaluate(history=history, at=t, value=weekday_levels(t) * (1 + 5 * sd)) for t, _ in week_three]
+    drops = [evaluate(history=history, at=t, value=weekday_levels(t) * (1 - 5 * sd)) for t, _ in week_three]
+
+    assert {v.seasonality for v in verdicts} == {"hour_of_week"}
+    assert sum(v.is_anomaly for v in verdicts) <= 1
+    assert sum(v.is_anomaly for v in spikes + drops) >= 0.95 * len(spikes + drops)
+
+
+def test_it_learns_a_table_that_gets_no_rows_at_weekends():
+    """Weekend hours expect zero rows (no drop-to-zero failure there) while a weekday zero still fails."""
+    rng = random.Random(22)
+    history = [(t, 0.0 if t.weekday() >= 5 else v) for t, v in hourly(day_night, hours=14 * 24, rng=rng)]
+    saturday_noon, monday_noon = MONDAY + 19 * DAY + 12 * HOUR, MONDAY + 14 * DAY + 12 * HOUR
+
+    weekend = evaluate(history=history, at=saturday_noon, value=0)
+    weekday = evaluate(history=history, at=monday_noon, value=0)
+
+    assert weekend.seasonality == "hour_of_week"
+    assert not weekend.is_anomaly
+    assert weekend.expected_upper < 0.05 * day_night(saturday_noon)
+    assert evaluate(history=history, at=saturday_noon, value=3000).is_anomaly
+    assert weekday.is_anomaly
+    assert "drop to zero" in weekday.message
+    assert not evaluate(history=history, at=monday_noon, value=day_night(monday_noon)).is_anomaly
+
+
+def test_it_learns_the_noise_of_loaded_hours_when_most_hours_are_empty():
+    """A batch table loaded on weekday afternoons: the exact zeros elsewhere must not shrink its band."""
+    rng = random.Random(23)
+
+    def afternoons(t: datetime) -> float:
+        return 5000.0 if t.weekday() < 5 and 13 <= t.hour < 17 else 0.0
+
+    history = hourly(afternoons, hours=14 * 24, rng=rng)
+    tuesday_afternoon, tuesday_night = MONDAY + 15 * DAY + 14 * HOUR, MONDAY + 15 * DAY + 2 * HOUR
+
+    assert not evaluate(history=history, at=tuesday_afternoon, value=5100, seasonality="hour_of_week").is_anomaly
+    assert evaluate(history=history, at=tuesday_afternoon, value=0, seasonality="hour_of_week").is_anomaly
+    assert not evaluate(history=history, at=tuesday_night, value=0, seasonality="hour_of_week").is_anomaly
+    assert evaluate(history=history, at=tuesday_night, value=5000, seasonality="hour_of_week").is_anomaly
+
+
 def test_it_chooses_day_of_week_for_a_daily_metric_with_quiet_weekends():
     rng = random.Random(15)
     days = [MONDAY + d * DAY + 2 * HOUR for d in range(42)]
