@@ -32,6 +32,12 @@ GRANT SELECT ON public.orders, public.customers, public.stale_events, public.emp
 """
 
 
+@pytest.fixture(autouse=True)
+def allow_local_receivers(settings):
+    """Test receivers listen on 127.0.0.1; the SSRF guard's own tests turn this back off."""
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = True
+
+
 @pytest.fixture(scope="session")
 def replica_pair():
     pair = ReplicaPair.create()

@@ -3,8 +3,9 @@
 Every transport raises a single error type, `TransportError(message, permanent)`:
 
 - permanent (`permanent=True`): retrying cannot help — HTTP 4xx other than 429, a redirect, a refused
-  recipient, an invalid or undecryptable target. The notifier fails the notification at once and shows
-  the error on the channel.
+  recipient, an invalid or undecryptable target, a receiver on a private or internal address (unless
+  PULSE_WEBHOOK_ALLOW_PRIVATE; checked against every address the host name resolves to). The notifier
+  fails the notification at once and shows the error on the channel.
 - transient (`permanent=False`): HTTP 429 and 5xx, timeouts (10 s), connection errors, an Apprise
   service that reported failure. The notifier retries with backoff.
 
@@ -34,9 +35,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import smtplib
+import socket
 import time
 from urllib.parse import urlsplit
 
@@ -141,6 +144,7 @@ def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
 
 
 def _post(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data=None, headers=None) -> None:
+    _refuse_internal_receiver(url, what=what)
     try:
         response = requests.post(
             url,
@@ -163,6 +167,32 @@ def _post(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data
     message = f"{what}: receiver answered HTTP {response.status_code}" + (f": {detail}" if detail else "")
     transient = response.status_code == 429 or response.status_code >= 500
     raise TransportError(message, permanent=not transient)
+
+
+def _refuse_internal_receiver(url: str, *, what: str) -> None:
+    """Unless PULSE_WEBHOOK_ALLOW_PRIVATE, every address the receiver's host resolves to must be public."""
+    if settings.PULSE_WEBHOOK_ALLOW_PRIVATE:
+        return
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError, ValueError):
+        raise TransportError(f"{what}: could not resolve the receiver's host name") from None
+    if not all(is_public_address(address) for address in addresses):
+        raise TransportError(
+            f"{what}: the receiver's host resolves to a private or internal address; refused "
+            "(PULSE_WEBHOOK_ALLOW_PRIVATE allows it)",
+            permanent=True,
+        )
+
+
+def is_public_address(address: str) -> bool:
+    """True for a globally routable unicast IP address (IPv4-mapped IPv6 judged as its IPv4)."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
 
 
 def _slack_escape(text: str) -> str:
@@ -225,6 +255,16 @@ def _secret(channel: Channel) -> str:
 # --- validating targets (API and admin) ----------------------------------------------------------------
 
 
+def _names_internal_host(hostname: str) -> bool:
+    """An IP literal that is not public, or localhost. Names are resolved (again) when sending."""
+    if hostname == "localhost" or hostname.endswith(".localhost"):
+        return True
+    try:
+        return not is_public_address(hostname)
+    except ValueError:
+        return False
+
+
 def target_clean(*, kind: str, target: str) -> str:
     """Return the normalized target for a channel kind, or raise ValueError naming the problem.
 
@@ -258,6 +298,8 @@ def target_clean(*, kind: str, target: str) -> str:
                 raise ValueError("Enter a Slack incoming-webhook URL (https://hooks.slack.com/services/...).")
         elif parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("Enter an http:// or https:// URL with a host.")
+        if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and _names_internal_host(parts.hostname):
+            raise ValueError("Webhook URLs may not point at private or internal addresses.")
         return target
     if kind == Channel.Kind.APPRISE:
         if not apprise.Apprise().add(target):

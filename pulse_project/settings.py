@@ -136,6 +136,9 @@ PULSE_VERSION = "0.1.0"
 # How long results are kept (days) and how stale the runchecks heartbeat may get (seconds).
 PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
 PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
+# Webhook and Slack channels may only reach public addresses unless this is on (SSRF guard): a tenant
+# could otherwise make Pulse POST to services on its own network and read their answers in the channel error.
+PULSE_WEBHOOK_ALLOW_PRIVATE = env.bool("PULSE_WEBHOOK_ALLOW_PRIVATE", default=False)
 
 APSCHEDULER_DATETIME_FORMAT = "N j, Y, f:s a"
 APSCHEDULER_RUN_NOW_TIMEOUT = 25

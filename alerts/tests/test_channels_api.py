@@ -122,6 +122,37 @@ def test_it_refuses_bad_input_and_saves_nothing(owner_client, fields, field, cap
         assert "XXXX" not in caplog.text
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://localhost/hook",
+        "https://api.localhost/hook",
+        "http://10.0.0.5/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]:9000/hook",
+        "http://[::ffff:192.168.0.1]/hook",
+    ],
+)
+def test_it_refuses_webhooks_to_private_or_internal_addresses(owner_client, settings, target):
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = False
+    response = create(owner_client, kind="webhook", target=target, secret="s" * 32)
+    assert response.status_code == 400
+    assert "private or internal" in str(response.data["target"])
+    assert Channel.objects.count() == 0
+
+
+def test_it_accepts_webhooks_to_public_hosts_and_private_ones_when_allowed(owner_client, settings):
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = False
+    assert (
+        create(owner_client, kind="webhook", target="https://hooks.example.com/pulse", secret="s" * 32).status_code
+        == 201
+    )
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = True
+    response = create(owner_client, kind="webhook", target="http://10.0.0.5/hook", name="internal", secret="s" * 32)
+    assert response.status_code == 201
+
+
 def test_it_requires_a_target_on_create_only(owner_client, channel):
     response = owner_client.post("/api/channels", {"name": "x", "kind": "email"}, format="json")
     assert response.status_code == 400

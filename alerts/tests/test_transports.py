@@ -220,6 +220,46 @@ def test_it_refuses_to_send_an_unsigned_webhook(receiver, team, alert):
     assert receiver.requests == []
 
 
+def test_it_refuses_receivers_on_private_or_internal_addresses(receiver, team, alert, settings):
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = False
+    for url in (receiver.url + "/hook", f"http://localhost:{receiver.port}/hook"):  # localhost: resolved by name
+        channel = make_channel(team, "webhook", url, name=url, secret=SECRET)
+        with pytest.raises(TransportError) as error:
+            transports.send(channel, event_notification(channel, alert))
+        assert error.value.permanent
+        assert "private or internal address" in error.value.message
+        assert str(receiver.port) not in error.value.message
+    assert receiver.requests == []
+
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = True
+    transports.send(channel, event_notification(channel, alert))
+    assert len(receiver.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.1", False),
+        ("10.1.2.3", False),
+        ("172.16.0.1", False),
+        ("192.168.1.1", False),
+        ("169.254.169.254", False),
+        ("100.64.0.1", False),
+        ("0.0.0.0", False),  # noqa: S104 - an address under test, not a bind
+        ("224.0.0.1", False),
+        ("::1", False),
+        ("fe80::1%eth0", False),
+        ("fd00::1", False),
+        ("::ffff:127.0.0.1", False),
+        ("::ffff:8.8.8.8", True),
+    ],
+)
+def test_it_knows_public_from_internal_addresses(address, public):
+    assert transports.is_public_address(address) is public
+
+
 @pytest.mark.parametrize(
     ("status", "permanent"),
     [

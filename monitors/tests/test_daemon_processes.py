@@ -27,6 +27,7 @@ def start_runchecks(*args) -> subprocess.Popen:
         **os.environ,
         "PULSE_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "PYTHONUNBUFFERED": "1",
+        "PULSE_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
     }
     return subprocess.Popen(
         [sys.executable, "manage.py", "runchecks", *args],
