@@ -13,6 +13,9 @@
 - Circuit breaker: after `BREAKER_THRESHOLD` consecutive failed contacts a connection is not tried again
   for 30 s, doubling on each further failure up to 30 minutes.
 - Cost guard: a query whose planner estimate exceeds `max_query_cost` is not run.
+
+Save-time lookups (the catalog lookup and EXPLAIN behind the API and admin) take their session from
+`lookup_session`, under the same budget, rate and concurrency slots.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ BREAKER_BASE_BACKOFF = timedelta(seconds=30)
 BREAKER_MAX_BACKOFF = timedelta(minutes=30)
 RECOVERY_CONFLICT_RETRIES = 2
 RECOVERY_CONFLICT_BACKOFF_SECONDS = 0.2
+LOOKUP_SLOT_WAIT_SECONDS = 5.0
 SLOT_LOCK_NAMESPACE = 0x5055  # "PU": advisory lock keys are (namespace << 32) | (connection id * 64 + slot)
 
 
@@ -139,15 +143,17 @@ class Allowance:
     def take(self) -> None:
         """Account for one query about to be sent; sleep as the rate requires."""
         if self.used >= self.granted and not self.reserve(1):
-            raise GuardrailStop(
-                f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent",
-                reason="budget",
-            )
+            raise self.spent()
         wait = self._next_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         self._next_at = max(self._next_at, time.monotonic()) + self.connection.min_query_interval
         self.used += 1
+
+    def spent(self) -> GuardrailStop:
+        return GuardrailStop(
+            f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent", reason="budget"
+        )
 
     def settle(self) -> None:
         """Give back what was reserved but not sent."""
@@ -189,6 +195,26 @@ def replica_slot(*, connection: Connection, wait_seconds: float) -> Iterator[int
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [_slot_key(connection.pk, held)])
         except DatabaseError:
             pass  # the session that held the lock is gone, and the lock with it
+
+
+@contextmanager
+def lookup_session(*, connection: Connection, queries: int) -> Iterator[psycopg.Connection]:
+    """A replica session for a one-off lookup of `queries` statements, under the connection's guardrails.
+
+    The statements and the session's recovery check are taken from the hourly budget and spaced by
+    the rate, inside one of the connection's concurrency slots; GuardrailStop when one of them says no.
+    """
+    allowance = Allowance(connection=connection, now=timezone.now())
+    if not allowance.reserve(queries + 1):
+        raise allowance.spent()
+    try:
+        with replica_slot(connection=connection, wait_seconds=LOOKUP_SLOT_WAIT_SECONDS):
+            for _ in range(queries + 1):
+                allowance.take()
+            with replica.session_for(connection) as session:
+                yield session
+    finally:
+        allowance.settle()
 
 
 # --- circuit breaker --------------------------------------------------------------------------------------

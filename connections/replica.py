@@ -158,6 +158,10 @@ _COLUMNS_LOOKUP = sql.SQL(
 )
 
 
+DESCRIBE_TABLE_QUERIES = 2
+"""Statements `describe_table` sends: the table lookup, then its columns."""
+
+
 def describe_table(session: psycopg.Connection, *, schema: str, table: str) -> TableInfo:
     """Look a table up in the replica's catalog: existence, SELECT privilege and columns."""
     with session.transaction(), session.cursor() as cur:

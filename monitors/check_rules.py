@@ -6,7 +6,7 @@ import math
 
 import psycopg
 
-from connections import replica
+from connections import guardrails, replica
 from monitors import custom_sql
 from monitors.models import Check, CheckKind
 
@@ -100,9 +100,9 @@ def column_problem(*, table, column: str) -> str | None:
     """Look the column up in the replica's catalog; a message if it cannot be found."""
     connection = table.connection
     try:
-        with replica.session_for(connection) as session:
+        with guardrails.lookup_session(connection=connection, queries=replica.DESCRIBE_TABLE_QUERIES) as session:
             info = replica.describe_table(session, schema=table.schema_name, table=table.table_name)
-    except (replica.ReplicaError, ValueError) as exc:
+    except (replica.ReplicaError, guardrails.GuardrailStop, ValueError) as exc:
         return f'cannot look up column "{column}" on connection "{connection.name}": {exc}'
     except psycopg.Error as exc:
         return f'cannot look up column "{column}" on connection "{connection.name}": {replica.describe_error(exc)}'

@@ -23,7 +23,7 @@ from psycopg import sql
 from sqlparse import lexer
 from sqlparse import tokens as T
 
-from connections import replica
+from connections import guardrails, replica
 
 MAX_LENGTH = 10_000
 
@@ -307,9 +307,9 @@ def replica_problem(*, connection, sql_text: str) -> str | None:
     if problem:
         return problem
     try:
-        with replica.session_for(connection) as session:
+        with guardrails.lookup_session(connection=connection, queries=1) as session:
             cost = replica.explain_cost(session, composed(sql_text))
-    except (replica.ReplicaError, ValueError) as exc:
+    except (replica.ReplicaError, guardrails.GuardrailStop, ValueError) as exc:
         return f'cannot check the SQL on connection "{connection.name}": {exc}'
     except psycopg.Error as exc:  # syntax errors, unknown relations, permissions, timeouts: never a 500
         return f"PostgreSQL cannot plan this query: {_postgres_message(exc)}"

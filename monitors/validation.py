@@ -1,6 +1,6 @@
 """Checks a monitored table's names against the replica's catalog before it is saved."""
 
-from connections import replica
+from connections import guardrails, replica
 from connections.models import Connection
 
 
@@ -21,9 +21,9 @@ def table_problems(*, connection: Connection, schema_name: str, table_name: str,
         return problems
     qualified = f"{schema_name}.{table_name}"
     try:
-        with replica.session_for(connection) as session:
+        with guardrails.lookup_session(connection=connection, queries=replica.DESCRIBE_TABLE_QUERIES) as session:
             info = replica.describe_table(session, schema=schema_name, table=table_name)
-    except (replica.ReplicaError, ValueError) as exc:
+    except (replica.ReplicaError, guardrails.GuardrailStop, ValueError) as exc:
         return {"connection": f'cannot look up "{qualified}" on connection "{connection.name}": {exc}'}
     except Exception as exc:  # any psycopg failure is reported, never a 500
         return {

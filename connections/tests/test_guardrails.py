@@ -95,6 +95,36 @@ def test_concurrency_slots_hold_across_database_sessions(make_connection):
         assert slot in (0, 1)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_session_waits_for_a_free_slot_and_gives_up_naming_it(make_connection, monkeypatch):
+    shop = make_connection(max_concurrent_queries=1)
+    monkeypatch.setattr(guardrails, "LOOKUP_SLOT_WAIT_SECONDS", 0.2)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold():
+        try:
+            with guardrails.replica_slot(connection=shop, wait_seconds=1):
+                holding.set()
+                release.wait(5)
+        finally:
+            pulse_db.close()
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert holding.wait(5)
+    with (
+        pytest.raises(guardrails.GuardrailStop, match="1 concurrent session slots"),
+        guardrails.lookup_session(connection=shop, queries=1),
+    ):
+        pass
+    release.set()
+    thread.join()
+    assert not QueryAllowance.objects.filter(connection=shop, queries_used__gt=0).exists()
+    with guardrails.lookup_session(connection=shop, queries=1) as session:
+        assert session.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+    assert QueryAllowance.objects.get(connection=shop).queries_used == 2
+
+
 def test_the_breaker_opens_after_repeated_failures_and_backs_off_exponentially(make_connection):
     shop = make_connection()
     now = timezone.now()

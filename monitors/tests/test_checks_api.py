@@ -1,6 +1,7 @@
 import pytest
 from django import forms
 
+from connections.models import QueryAllowance
 from monitors.check_rules import check_problems
 from monitors.models import Check, MonitoredTable
 
@@ -37,6 +38,25 @@ def a_check(table, **fields):
 
 
 # --- CRUD -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "queries"),
+    [({"kind": "custom_sql", "sql": COUNT_ORDERS}, 2), ({"kind": "null_rate", "column": "note"}, 3)],
+)
+def test_save_time_lookups_count_against_the_budget_and_stop_when_it_is_spent(
+    owner_client, make_connection, fields, queries
+):
+    """EXPLAIN (custom SQL) and the column lookup (null rate) plus the recovery check."""
+    shop = make_connection(max_queries_per_hour=queries)
+    orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    assert create(owner_client, orders, **fields).status_code == 201
+    assert QueryAllowance.objects.get(connection=shop).queries_used == queries
+
+    refused = create(owner_client, orders, **fields)
+    assert refused.status_code == 400
+    assert "query budget" in str(refused.data)
+    assert Check.objects.filter(table=orders).count() == 1
 
 
 @pytest.mark.parametrize(

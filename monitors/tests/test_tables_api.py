@@ -3,6 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from connections.models import QueryAllowance
 from monitors.models import CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
@@ -28,6 +29,21 @@ def test_it_creates_a_table_after_looking_it_up_on_the_replica(owner_client, sho
     assert body["failure_threshold"] == 2
     assert body["status"] == "unknown"
     assert MonitoredTable.objects.get().timestamp_column == "created_at"
+
+
+def test_the_save_time_lookup_is_taken_from_the_connections_budget(owner_client, shop):
+    assert create(owner_client, shop, timestamp_column="created_at").status_code == 201
+    # the recovery check, the table lookup and its columns
+    assert QueryAllowance.objects.get(connection=shop).queries_used == 3
+
+
+def test_it_saves_nothing_when_the_connections_budget_is_spent(owner_client, make_connection):
+    shop = make_connection(max_queries_per_hour=2)
+    response = create(owner_client, shop, timestamp_column="created_at")
+    assert response.status_code == 400
+    assert "query budget of 2/h for this connection is spent" in str(response.data["connection"])
+    assert not MonitoredTable.objects.exists()
+    assert QueryAllowance.objects.get(connection=shop).queries_used == 0  # the reservation was given back
 
 
 def test_it_accepts_a_date_column(owner_client, shop):
