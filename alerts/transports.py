@@ -4,7 +4,8 @@ Every transport raises a single error type, `TransportError(message, permanent)`
 
 - permanent (`permanent=True`): retrying cannot help — HTTP 4xx other than 429, a redirect, a refused
   recipient, an invalid or undecryptable target, a receiver on a private or internal address (unless
-  PULSE_WEBHOOK_ALLOW_PRIVATE; checked against every address the host name resolves to). The notifier
+  PULSE_WEBHOOK_ALLOW_PRIVATE; checked against every address the host name resolves to before
+  connecting, and against the address the socket reached, in case the DNS answer changed). The notifier
   fails the notification at once and shows the error on the channel.
 - transient (`permanent=False`): HTTP 429 and 5xx, timeouts (10 s), connection errors, an Apprise
   service that reported failure. The notifier retries with backoff.
@@ -50,6 +51,9 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from alerts.models import Channel, Notification
 
@@ -146,14 +150,19 @@ def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
 def _post(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data=None, headers=None) -> None:
     _refuse_internal_receiver(url, what=what)
     try:
-        response = requests.post(
-            url,
-            json=json_body,
-            data=data,
-            headers={"User-Agent": USER_AGENT, **(headers or {})},
-            timeout=TIMEOUT_SECONDS,
-            allow_redirects=False,
-        )
+        with requests.Session() as session:
+            session.mount("http://", _PublicPeerAdapter())
+            session.mount("https://", _PublicPeerAdapter())
+            response = session.post(
+                url,
+                json=json_body,
+                data=data,
+                headers={"User-Agent": USER_AGENT, **(headers or {})},
+                timeout=TIMEOUT_SECONDS,
+                allow_redirects=False,
+            )
+    except InternalPeer:
+        raise TransportError(_INTERNAL_RECEIVER.format(what=what), permanent=True) from None
     except requests.Timeout:
         raise TransportError(f"{what}: no answer within {TIMEOUT_SECONDS:g} s") from None
     except requests.ConnectionError:
@@ -180,11 +189,51 @@ def _refuse_internal_receiver(url: str, *, what: str) -> None:
     except (OSError, UnicodeError, ValueError):
         raise TransportError(f"{what}: could not resolve the receiver's host name") from None
     if not all(is_public_address(address) for address in addresses):
-        raise TransportError(
-            f"{what}: the receiver's host resolves to a private or internal address; refused "
-            "(PULSE_WEBHOOK_ALLOW_PRIVATE allows it)",
-            permanent=True,
-        )
+        raise TransportError(_INTERNAL_RECEIVER.format(what=what), permanent=True)
+
+
+_INTERNAL_RECEIVER = (
+    "{what}: the receiver's host resolves to a private or internal address; refused "
+    "(PULSE_WEBHOOK_ALLOW_PRIVATE allows it)"
+)
+
+
+class InternalPeer(Exception):
+    """The socket connected to a non-public address although the host name had resolved to public ones."""
+
+
+class _PublicPeerMixin:
+    """Checks the address a new socket actually reached: closes the gap of a DNS answer changing after
+    `_refuse_internal_receiver` looked (DNS rebinding)."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and not is_public_address(sock.getpeername()[0]):
+            sock.close()
+            raise InternalPeer
+        return sock
+
+
+class _PublicHTTPConnection(_PublicPeerMixin, HTTPConnection):
+    pass
+
+
+class _PublicHTTPSConnection(_PublicPeerMixin, HTTPSConnection):
+    pass
+
+
+class _PublicHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _PublicHTTPConnection
+
+
+class _PublicHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _PublicHTTPSConnection
+
+
+class _PublicPeerAdapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
 
 
 def is_public_address(address: str) -> bool:

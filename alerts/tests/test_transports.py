@@ -236,6 +236,18 @@ def test_it_refuses_receivers_on_private_or_internal_addresses(receiver, team, a
     assert len(receiver.requests) == 1
 
 
+def test_it_refuses_a_receiver_that_turns_internal_after_the_dns_check(receiver, team, alert, settings, monkeypatch):
+    """DNS rebinding: the name looked public when checked; the socket's peer is what counts."""
+    settings.PULSE_WEBHOOK_ALLOW_PRIVATE = False
+    monkeypatch.setattr(transports, "_refuse_internal_receiver", lambda url, *, what: None)
+    channel = make_channel(team, "webhook", receiver.url + "/hook", secret=SECRET)
+    with pytest.raises(TransportError) as error:
+        transports.send(channel, event_notification(channel, alert))
+    assert error.value.permanent
+    assert "private or internal address" in error.value.message
+    assert receiver.requests == []
+
+
 @pytest.mark.parametrize(
     ("address", "public"),
     [
