@@ -2,6 +2,7 @@
 
 import threading
 import time
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -62,34 +63,43 @@ def test_queries_within_a_batch_are_spaced_by_the_rate(make_connection):
     assert time.monotonic() - started >= 4 * 0.05 * 0.9
 
 
-@pytest.mark.django_db(transaction=True)
-def test_concurrency_slots_hold_across_database_sessions(make_connection):
-    shop = make_connection(max_concurrent_queries=2)
+@contextmanager
+def slots_held_elsewhere(connection, count):
+    """Hold `count` of the connection's slots from other threads (other database sessions); yields their numbers."""
     holding, release = threading.Event(), threading.Event()
     held_slots = []
 
     def hold():
         try:
-            with guardrails.replica_slot(connection=shop, wait_seconds=1) as slot:
+            with guardrails.replica_slot(connection=connection, wait_seconds=1) as slot:
                 held_slots.append(slot)
-                if len(held_slots) == 2:
+                if len(held_slots) == count:
                     holding.set()
                 release.wait(5)
         finally:
             pulse_db.close()
 
-    threads = [threading.Thread(target=hold) for _ in range(2)]
+    threads = [threading.Thread(target=hold) for _ in range(count)]
     for thread in threads:
         thread.start()
-    assert holding.wait(5)
+    try:
+        assert holding.wait(5)
+        yield held_slots
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrency_slots_hold_across_database_sessions(make_connection):
+    shop = make_connection(max_concurrent_queries=2)
     with (
+        slots_held_elsewhere(shop, 2) as held_slots,
         pytest.raises(guardrails.GuardrailStop, match="2 concurrent session slots"),
         guardrails.replica_slot(connection=shop, wait_seconds=0.2),
     ):
         pass
-    release.set()
-    for thread in threads:
-        thread.join()
     assert sorted(held_slots) == [0, 1]
     with guardrails.replica_slot(connection=shop, wait_seconds=0.2) as slot:
         assert slot in (0, 1)
@@ -99,26 +109,12 @@ def test_concurrency_slots_hold_across_database_sessions(make_connection):
 def test_a_lookup_session_waits_for_a_free_slot_and_gives_up_naming_it(make_connection, monkeypatch):
     shop = make_connection(max_concurrent_queries=1)
     monkeypatch.setattr(guardrails, "LOOKUP_SLOT_WAIT_SECONDS", 0.2)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold():
-        try:
-            with guardrails.replica_slot(connection=shop, wait_seconds=1):
-                holding.set()
-                release.wait(5)
-        finally:
-            pulse_db.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert holding.wait(5)
     with (
+        slots_held_elsewhere(shop, 1),
         pytest.raises(guardrails.GuardrailStop, match="1 concurrent session slots"),
         guardrails.lookup_session(connection=shop, queries=1),
     ):
         pass
-    release.set()
-    thread.join()
     assert not QueryAllowance.objects.filter(connection=shop, queries_used__gt=0).exists()
     with guardrails.lookup_session(connection=shop, queries=1) as session:
         assert session.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
