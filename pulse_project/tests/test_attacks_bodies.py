@@ -127,6 +127,18 @@ def test_it_refuses_a_form_body_whose_charset_decodes_to_a_lone_surrogate(owner_
     assert stored_state() == before
 
 
+def test_it_refuses_a_multipart_field_whose_charset_decodes_to_a_lone_surrogate(owner_client, teams):
+    body = b"".join(
+        f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+        for name, value in {"team": teams[0].id, "name": "+2/8-", "kind": "email", "target": "a@example.com"}.items()
+    )
+    response = owner_client.generic(
+        "POST", "/api/channels", body + b"--B--\r\n", content_type="multipart/form-data; boundary=B; charset=utf-7"
+    )
+    assert_refused(response, "`name` holds a lone surrogate")
+    assert not Channel.objects.exists()
+
+
 def test_it_refuses_a_body_over_the_upload_limit(owner_client, teams, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     body = json.dumps({"team": teams[0].id, "name": "big", "kind": "email", "target": "a@example.com" + " " * 2000})
