@@ -3,16 +3,24 @@
 Every transport raises a single error type, `TransportError(message, permanent)`:
 
 - permanent (`permanent=True`): retrying cannot help — HTTP 4xx other than 429, a redirect, a refused
-  recipient, an invalid or undecryptable target, a receiver on a private or internal address (unless
-  PULSE_WEBHOOK_ALLOW_PRIVATE; checked against every address the host name resolves to before
-  connecting, and against the address the socket reached, in case the DNS answer changed). The notifier
-  fails the notification at once and shows the error on the channel.
+  recipient, an invalid or undecryptable target, a receiver on a private or internal address. The
+  notifier fails the notification at once and shows the error on the channel.
 - transient (`permanent=False`): HTTP 429 and 5xx, timeouts (10 s), connection errors, an Apprise
   service that reported failure. The notifier retries with backoff.
 
 Slack and webhook URLs and Apprise URLs carry credentials, so error messages name the channel kind and
 the HTTP status but never the URL, the secret or the underlying exception text (which often contains the
 URL); exceptions are raised `from None` so no traceback carries them either.
+
+SSRF guard
+----------
+A tenant chooses where Slack, webhook and Apprise notifications go, and sees the receiver's answer in
+the channel's error, so unless PULSE_WEBHOOK_ALLOW_PRIVATE these may only reach public addresses
+(`is_public_address`). Three checks, all built on that one function: `target_clean` refuses, at save, a
+target whose host is `localhost` or a non-public IP in any spelling (`2130706433`, `0x7f.1`,
+`[::ffff:127.0.0.1]`); before each send, the host names are resolved and every address must be public;
+and while sending, `public_peers_only` checks the address each socket actually connects or sends to
+(a DNS answer that changed since, or an address an Apprise plugin derives in its own way).
 
 Webhook signatures
 ------------------
@@ -34,6 +42,8 @@ verify, recompute it over the *raw* body, compare in constant time and refuse st
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import hmac
 import ipaddress
@@ -41,6 +51,7 @@ import json
 import logging
 import smtplib
 import socket
+import threading
 import time
 from urllib.parse import urlsplit
 
@@ -51,9 +62,6 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from alerts.models import Channel, Notification
 
@@ -149,27 +157,26 @@ def webhook_signature(*, secret: str, timestamp: str, body: bytes) -> str:
 
 def _post(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data=None, headers=None) -> None:
     _refuse_internal_receiver(url, what=what)
-    try:
-        with requests.Session() as session:
-            session.mount("http://", _PublicPeerAdapter())
-            session.mount("https://", _PublicPeerAdapter())
-            response = session.post(
-                url,
-                json=json_body,
-                data=data,
-                headers={"User-Agent": USER_AGENT, **(headers or {})},
-                timeout=TIMEOUT_SECONDS,
-                allow_redirects=False,
-            )
-    except InternalPeer:
-        raise TransportError(_INTERNAL_RECEIVER.format(what=what), permanent=True) from None
-    except requests.Timeout:
-        raise TransportError(f"{what}: no answer within {TIMEOUT_SECONDS:g} s") from None
-    except requests.ConnectionError:
-        raise TransportError(f"{what}: could not connect to the receiver") from None
-    except requests.RequestException as exc:
-        # InvalidURL, MissingSchema, InvalidHeader...: the stored target is unusable.
-        raise TransportError(f"{what}: invalid request ({type(exc).__name__})", permanent=True) from None
+    with public_peers_only() as guard:
+        try:
+            with requests.Session() as session:
+                response = session.post(
+                    url,
+                    json=json_body,
+                    data=data,
+                    headers={"User-Agent": USER_AGENT, **(headers or {})},
+                    timeout=TIMEOUT_SECONDS,
+                    allow_redirects=False,
+                )
+        except requests.RequestException as exc:
+            if guard.refused:
+                raise TransportError(_INTERNAL_RECEIVER.format(what=what), permanent=True) from None
+            if isinstance(exc, requests.Timeout):
+                raise TransportError(f"{what}: no answer within {TIMEOUT_SECONDS:g} s") from None
+            if isinstance(exc, requests.ConnectionError):
+                raise TransportError(f"{what}: could not connect to the receiver") from None
+            # InvalidURL, MissingSchema, InvalidHeader...: the stored target is unusable.
+            raise TransportError(f"{what}: invalid request ({type(exc).__name__})", permanent=True) from None
     if 200 <= response.status_code < 300:
         return
     detail = _scrub(response.text[:200], secrets)
@@ -179,13 +186,20 @@ def _post(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data
 
 
 def _refuse_internal_receiver(url: str, *, what: str) -> None:
-    """Unless PULSE_WEBHOOK_ALLOW_PRIVATE, every address the receiver's host resolves to must be public."""
-    if settings.PULSE_WEBHOOK_ALLOW_PRIVATE:
-        return
     parts = urlsplit(url)
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = {info[4][0] for info in socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)}
+    except ValueError:
+        raise TransportError(f"{what}: invalid request (malformed port)", permanent=True) from None
+    _refuse_internal_host(parts.hostname, port=port, what=what)
+
+
+def _refuse_internal_host(host: str | None, *, port: int | None, what: str) -> None:
+    """Unless PULSE_WEBHOOK_ALLOW_PRIVATE, every address `host` resolves to must be public."""
+    if settings.PULSE_WEBHOOK_ALLOW_PRIVATE:
+        return
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)}
     except (OSError, UnicodeError, ValueError):
         raise TransportError(f"{what}: could not resolve the receiver's host name") from None
     if not all(is_public_address(address) for address in addresses):
@@ -198,49 +212,91 @@ _INTERNAL_RECEIVER = (
 )
 
 
-class InternalPeer(Exception):
-    """The socket connected to a non-public address although the host name had resolved to public ones."""
+class InternalPeer(OSError):
+    """A socket was about to reach a non-public address inside `public_peers_only`. An OSError, so that
+    HTTP and mail libraries treat it as the failed connection it is; `guard.refused` tells it apart."""
 
 
-class _PublicPeerMixin:
-    """Checks the address a new socket actually reached: closes the gap of a DNS answer changing after
-    `_refuse_internal_receiver` looked (DNS rebinding)."""
-
-    def _new_conn(self):
-        sock = super()._new_conn()
-        if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and not is_public_address(sock.getpeername()[0]):
-            sock.close()
-            raise InternalPeer
-        return sock
+class _PeerGuard:
+    refused = False
 
 
-class _PublicHTTPConnection(_PublicPeerMixin, HTTPConnection):
-    pass
+_peer_guard: contextvars.ContextVar[_PeerGuard | None] = contextvars.ContextVar("pulse_peer_guard", default=None)
+_socket_methods_lock = threading.Lock()
 
 
-class _PublicHTTPSConnection(_PublicPeerMixin, HTTPSConnection):
-    pass
+@contextlib.contextmanager
+def public_peers_only():
+    """Inside this block (and in threads started with a copy of its context, as Apprise's are), unless
+    PULSE_WEBHOOK_ALLOW_PRIVATE, a socket may only connect or send to public addresses.
+
+    The check runs in `socket.socket.connect`/`connect_ex`/`sendto`, on the address about to be used:
+    it holds whatever library opens the connection and whatever the DNS answered a moment earlier.
+    A refused attempt raises InternalPeer and sets `refused` on the yielded guard.
+    """
+    _install_socket_guard()
+    guard = _PeerGuard()
+    token = _peer_guard.set(guard)
+    try:
+        yield guard
+    finally:
+        _peer_guard.reset(token)
 
 
-class _PublicHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _PublicHTTPConnection
+def _install_socket_guard() -> None:
+    """Wrap the socket methods once per process; outside `public_peers_only` they behave as before."""
+    with _socket_methods_lock:
+        if getattr(socket.socket.connect, "pulse_guarded", False):
+            return
+        connect, connect_ex, sendto = socket.socket.connect, socket.socket.connect_ex, socket.socket.sendto
+
+        def guarded_connect(sock, address):
+            return connect(sock, _checked_peer(sock, address))
+
+        def guarded_connect_ex(sock, address):
+            return connect_ex(sock, _checked_peer(sock, address))
+
+        def guarded_sendto(sock, data, *flags_and_address):
+            *flags, address = flags_and_address
+            return sendto(sock, data, *flags, _checked_peer(sock, address))
+
+        guarded_connect.pulse_guarded = True
+        socket.socket.connect = guarded_connect
+        socket.socket.connect_ex = guarded_connect_ex
+        socket.socket.sendto = guarded_sendto
 
 
-class _PublicHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _PublicHTTPSConnection
+def _checked_peer(sock: socket.socket, address):
+    """The address to use: unchanged outside a guard, else resolved here (a name passed straight to
+    connect would be resolved again by the C library) and refused unless every result is public."""
+    guard = _peer_guard.get()
+    if guard is None or settings.PULSE_WEBHOOK_ALLOW_PRIVATE:
+        return address
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        guard.refused = True
+        raise InternalPeer("only internet sockets may be used while sending notifications")
+    host, port = address[0], address[1]
+    resolved = [info[4] for info in socket.getaddrinfo(host, port, sock.family, sock.type)]
+    if not resolved or not all(is_public_address(peer[0]) for peer in resolved):
+        guard.refused = True
+        raise InternalPeer("refused to reach a private or internal address")
+    return resolved[0]
 
 
-class _PublicPeerAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _PublicHTTPPool, "https": _PublicHTTPSPool}
+# IPv6 prefixes whose last 32 bits are an IPv4 address the packets end up at: IPv4-compatible (deprecated)
+# and the NAT64 well-known and local-use prefixes. (IPv4-mapped and 6to4 have their own properties.)
+_IPV4_EMBEDDING_NETWORKS = tuple(ipaddress.ip_network(net) for net in ("::/96", "64:ff9b::/96", "64:ff9b:1::/48"))
 
 
 def is_public_address(address: str) -> bool:
-    """True for a globally routable unicast IP address (IPv4-mapped IPv6 judged as its IPv4)."""
+    """True for a globally routable unicast IP address (an IPv6 address embedding an IPv4 one, such as
+    ::ffff:127.0.0.1, judged as that IPv4 address)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None or ip.sixtofour is not None:
+            ip = ip.ipv4_mapped or ip.sixtofour
+        elif any(ip in network for network in _IPV4_EMBEDDING_NETWORKS):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip.is_global and not ip.is_multicast
 
 
@@ -268,12 +324,32 @@ def send_apprise(channel: Channel, notification: Notification) -> None:
     notifier = apprise.Apprise()
     if not notifier.add(_target(channel)):
         raise TransportError("apprise: the URL is not accepted by Apprise", permanent=True)
-    try:
-        delivered = notifier.notify(title=notification.subject, body=notification.body)
-    except Exception as exc:
-        raise TransportError(f"apprise: notification failed ({type(exc).__name__})") from None
+    for host in apprise_hosts(notifier):
+        _refuse_internal_host(host, port=None, what="apprise")
+    with public_peers_only() as guard:
+        try:
+            delivered = notifier.notify(title=notification.subject, body=notification.body)
+        except Exception as exc:
+            if guard.refused:
+                raise TransportError(_INTERNAL_RECEIVER.format(what="apprise"), permanent=True) from None
+            raise TransportError(f"apprise: notification failed ({type(exc).__name__})") from None
+    if guard.refused:
+        raise TransportError(_INTERNAL_RECEIVER.format(what="apprise"), permanent=True)
     if not delivered:
         raise TransportError("apprise: the service reported a failure")
+
+
+def apprise_hosts(notifier: apprise.Apprise) -> set[str]:
+    """The hosts the Apprise URL(s) chose to contact: a self-hosted service's host (json://, xml://,
+    form://, ntfy://, gotify://, matrix://...: plugins with a `host` token) or, for mail, the SMTP server
+    (`?smtp=`, else the URL's host; then the URL's host is only the sender's domain). Plugins with a fixed
+    endpoint (discord://, tgram://...) keep tokens in `host`, not a host to contact."""
+    hosts = set()
+    for service in notifier:
+        host = getattr(service, "smtp_host", None) or ("host" in service.template_tokens and service.host)
+        if host:
+            hosts.add(host.strip("[]"))
+    return hosts
 
 
 TRANSPORTS = {
@@ -305,12 +381,18 @@ def _secret(channel: Channel) -> str:
 
 
 def _names_internal_host(hostname: str) -> bool:
-    """An IP literal that is not public, or localhost. Names are resolved (again) when sending."""
-    if hostname == "localhost" or hostname.endswith(".localhost"):
+    """localhost, or an IP address that is not public, in any spelling the resolver accepts (2130706433,
+    0x7f.1, 127.1 are 127.0.0.1). Other names are resolved when sending."""
+    host = hostname.strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return not is_public_address(hostname)
+        return not is_public_address(host)
     except ValueError:
+        pass
+    try:
+        return not is_public_address(socket.inet_ntoa(socket.inet_aton(host)))
+    except (OSError, UnicodeError, ValueError):
         return False
 
 
@@ -351,7 +433,10 @@ def target_clean(*, kind: str, target: str) -> str:
             raise ValueError("Webhook URLs may not point at private or internal addresses.")
         return target
     if kind == Channel.Kind.APPRISE:
-        if not apprise.Apprise().add(target):
+        notifier = apprise.Apprise()
+        if not notifier.add(target):
             raise ValueError("Apprise does not accept this URL (see https://github.com/caronc/apprise/wiki).")
+        if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and any(_names_internal_host(h) for h in apprise_hosts(notifier)):
+            raise ValueError("Apprise URLs may not point at private or internal addresses.")
         return target
     raise ValueError(f"Unknown channel kind {kind!r}.")

@@ -4,10 +4,15 @@ import logging
 
 import django_filters
 from django import forms
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
 from rest_framework import exceptions, permissions, routers, serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from pulse_project.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser, text_encodable
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +75,12 @@ class StrictModelSerializer(serializers.ModelSerializer):
         return super().to_internal_value(data)
 
 
+class AuthTokenView(ObtainAuthToken):
+    """DRF's token endpoint, parsing bodies like every other view (it names its own parsers otherwise)."""
+
+    parser_classes = (JSONBodyParser, FormBodyParser, MultiPartBodyParser)
+
+
 def exception_handler(exc, context):
     if isinstance(exc, IntegrityError):
         logger.info("integrity error answered as 409: %s", exc.__class__.__name__)
@@ -77,6 +88,27 @@ def exception_handler(exc, context):
             {"detail": "This conflicts with an existing object (for example a duplicate name)."},
             status=status.HTTP_409_CONFLICT,
         )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     if isinstance(exc, exceptions.ParseError):
-        return Response({"detail": f"Malformed request body: {exc.detail}"}, status=status.HTTP_400_BAD_REQUEST)
-    return drf_exception_handler(exc, context)
+        detail = _without_surrogates(f"Malformed request body: {exc.detail}")
+        return Response({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
+    response = drf_exception_handler(exc, context)
+    if response is not None:
+        response.data = _without_surrogates(response.data)
+    return response
+
+
+def _without_surrogates(data):
+    """Error details can repeat input (an unknown key, an invalid choice). The parsers refuse lone surrogates;
+    this is the backstop that keeps any other one from making the response unencodable (a 500)."""
+    if isinstance(data, str):
+        return data if text_encodable(data) else data.encode("utf-8", "replace").decode()
+    if isinstance(data, list):
+        return [_without_surrogates(item) for item in data]
+    if isinstance(data, dict):
+        return {_without_surrogates(key): _without_surrogates(value) for key, value in data.items()}
+    return data

@@ -123,6 +123,12 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "pulse_project.api.exception_handler",
+    # DRF's parsers plus Pulse's limits: no lone surrogates, nesting depth, finite bounded numbers, body size.
+    "DEFAULT_PARSER_CLASSES": [
+        "pulse_project.parsers.JSONBodyParser",
+        "pulse_project.parsers.FormBodyParser",
+        "pulse_project.parsers.MultiPartBodyParser",
+    ],
 }
 
 SPECTACULAR_SETTINGS = {

@@ -1,10 +1,6 @@
 """No request body, query string or id may produce a 500 on any endpoint."""
 
 import pytest
-from django.utils import timezone
-
-from alerts.models import Alert, Channel
-from monitors.models import Check, CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
 
@@ -24,29 +20,6 @@ ODD_VALUES = [
     "2030-13-45T99:99:99Z",
     "NaN",
 ]
-
-
-@pytest.fixture
-def objects(make_connection, teams):
-    connection = make_connection()
-    table = MonitoredTable.objects.create(connection=connection, table_name="orders")
-    check = Check.objects.create(table=table, kind="row_count", min_value=1)
-    now = timezone.now()
-    result = CheckResult.objects.create(
-        connection=connection, table=table, kind="volume", status="fail", is_anomaly=True, started_at=now
-    )
-    alert = Alert.objects.create(connection=connection, table=table, kind="volume", opened_at=now, last_seen_at=now)
-    channel = Channel(team=teams[0], name="hook", kind="webhook")
-    channel.set_target("http://127.0.0.1:9/hook")
-    channel.save()
-    return {
-        "connections": connection,
-        "tables": table,
-        "checks": check,
-        "alerts": alert,
-        "channels": channel,
-        "result": result,
-    }
 
 
 WRITABLE = {
