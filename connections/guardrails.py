@@ -8,6 +8,8 @@
 - Concurrency: at most `max_concurrent_queries` sessions per replica, as PostgreSQL advisory locks in
   Pulse's database (released automatically if a process dies).
 - Timeouts: statement and lock timeouts end the check with an error "timed out after N ms"; not retried.
+  A client-side deadline backs them up: cancel at the timeout + 1 s, close the session if that goes unanswered.
+- User SQL runs with the session limits set again, alone (extended protocol), fetched bounded on the server.
 - Recovery conflicts (SQLSTATE 40001 on a hot standby) are retried up to twice with jittered backoff;
   each try counts against the budget.
 - Circuit breaker: after `BREAKER_THRESHOLD` consecutive failed contacts a connection is not tried again
@@ -20,12 +22,14 @@ Save-time lookups (the catalog lookup and EXPLAIN behind the API and admin) take
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -301,38 +305,80 @@ class Deadline:
     severed: bool = False
 
 
+class _Watchdog:
+    """One thread that watches the deadlines of every statement in flight, so arming one costs a lock, not a
+    thread. An expired deadline's action runs in a thread of its own (it may wait on the network)."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._deadlines: dict[int, tuple[float, Callable[[], None]]] = {}
+        self._keys = itertools.count()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def arm(self, *, at: float, action: Callable[[], None]) -> int:
+        with self._condition:
+            key = next(self._keys)
+            self._deadlines[key] = (at, action)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._watch, name="pulse-statement-deadlines", daemon=True)
+                self._thread.start()
+            if at < self._wake_at:
+                self._condition.notify()
+            return key
+
+    def disarm(self, key: int) -> bool:
+        """Forget a deadline; False when it has already expired (its action was started)."""
+        with self._condition:
+            return self._deadlines.pop(key, None) is not None
+
+    def _watch(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                for key in [key for key, (at, _) in self._deadlines.items() if at <= now]:
+                    _, action = self._deadlines.pop(key)
+                    threading.Thread(target=action, name="pulse-statement-cancel", daemon=True).start()
+                self._wake_at = min((at for at, _ in self._deadlines.values()), default=math.inf)
+                self._condition.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def statement_deadline(session: psycopg.Connection, *, timeout_ms: int) -> Iterator[Deadline]:
     """Bound one statement from the client side, whatever the server's settings say.
 
     At `timeout_ms` + a grace the statement is cancelled; if the server still does not answer (or the
     cancel request cannot reach it), the session's socket is shut down, so the statement ends with a
-    broken session. The timer never outlives the block.
+    broken session. Nothing of it outlives the block.
     """
     deadline = Deadline()
-    finished = threading.Event()
+    finished, acted = threading.Event(), threading.Event()
     fd = session.pgconn.socket
 
     def expire() -> None:
-        deadline.expired = True
         try:
-            session.cancel_safe(timeout=CANCEL_WAIT_SECONDS)
-            answered = finished.wait(CANCEL_WAIT_SECONDS)
-        except psycopg.Error:  # the cancel request itself got no answer
-            answered = finished.is_set()
-        if not answered:
-            deadline.severed = True
-            _sever(fd)
+            deadline.expired = True
+            try:
+                session.cancel_safe(timeout=CANCEL_WAIT_SECONDS)
+                answered = finished.wait(CANCEL_WAIT_SECONDS)
+            except psycopg.Error:  # the cancel request itself got no answer
+                answered = finished.is_set()
+            if not answered:
+                deadline.severed = True
+                _sever(fd)
+        finally:
+            acted.set()
 
-    timer = threading.Timer(timeout_ms / 1000 + CLIENT_DEADLINE_GRACE_SECONDS, expire)
-    timer.daemon = True
-    timer.start()
+    key = _WATCHDOG.arm(at=time.monotonic() + timeout_ms / 1000 + CLIENT_DEADLINE_GRACE_SECONDS, action=expire)
     try:
         yield deadline
     finally:
         finished.set()
-        timer.cancel()
-        timer.join()
+        if not _WATCHDOG.disarm(key):
+            acted.wait()
 
 
 @dataclass(frozen=True)

@@ -188,14 +188,3 @@ def validate_identifier(value: str, *, what: str) -> str | None:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return f"{what} must not contain control characters"
     return None
-
-
-_EXPLAIN = sql.SQL("EXPLAIN (FORMAT JSON) ")
-
-
-def explain_cost(session: psycopg.Connection, query: sql.Composable, params=None) -> float:
-    """The planner's total cost estimate for `query`, from EXPLAIN in a read-only transaction (nothing runs)."""
-    with session.transaction(), session.cursor() as cur:
-        cur.execute(_EXPLAIN + query, params)
-        plan = cur.fetchone()[0]
-    return float(plan[0]["Plan"]["Total Cost"])

@@ -255,3 +255,14 @@ def test_user_sql_over_the_cost_limit_is_not_run(runner):
     with pytest.raises(guardrails.GuardrailStop, match="planner estimates cost"):
         runner.fetch_user(sql.SQL("SELECT count(*) FROM orders"))
     assert runner.queries_sent == 1  # EXPLAIN only
+
+
+def test_the_client_cancels_a_statement_whose_server_timeout_was_lifted(runner):
+    from psycopg import sql
+
+    runner.connection.statement_timeout_ms = 300
+    runner.fetch(sql.SQL("SET statement_timeout = 0"))  # as SQL that lies about itself could
+    with pytest.raises(guardrails.CheckError, match=r"^timed out after 300 ms$"):
+        runner.fetch(sql.SQL("SELECT pg_sleep(60)"))
+    assert not runner.session.broken  # cancelled, not cut off: the session goes on
+    assert runner.fetchone(sql.SQL("SELECT 1")) == (1,)
