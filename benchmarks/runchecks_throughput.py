@@ -323,11 +323,11 @@ def capture_statements(*, workers: int) -> list[list[tuple[str, tuple | None, in
     sessions: dict[int, list] = defaultdict(list)
     lock = threading.Lock()
 
-    def recording_fetch(self, query, params=None, *, rows=1, explicit_transaction=False):
+    def recording_fetch(self, query, params=None, *, rows=1):
         text = query.as_string(self.session) if isinstance(query, sql.Composable) else query
         with lock:
-            sessions[id(self)].append((text, tuple(params) if params is not None else None, rows, explicit_transaction))
-        return original(self, query, params, rows=rows, explicit_transaction=explicit_transaction)
+            sessions[id(self)].append((text, tuple(params) if params is not None else None, rows, False))
+        return original(self, query, params, rows=rows)
 
     guardrails.QueryRunner.fetch = recording_fetch
     try:

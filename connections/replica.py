@@ -24,19 +24,23 @@ def lock_timeout_ms(statement_timeout_ms: int) -> int:
     return max(50, statement_timeout_ms // 2)
 
 
+def session_settings(*, statement_timeout_ms: int) -> dict[str, str]:
+    """Server settings of every Pulse session: read-only by default, every wait bounded, strings read
+    the standard way (as Pulse's SQL parser reads them), UTC. Set at connect and re-applied before user SQL."""
+    return {
+        "default_transaction_read_only": "on",
+        "statement_timeout": str(int(statement_timeout_ms)),
+        "lock_timeout": str(int(lock_timeout_ms(statement_timeout_ms))),
+        "idle_in_transaction_session_timeout": str(int(max(10_000, statement_timeout_ms * 2))),
+        "standard_conforming_strings": "on",
+        "TimeZone": "UTC",
+    }
+
+
 def session_options(*, statement_timeout_ms: int) -> str:
-    """Server options of every Pulse session: read-only by default, every wait bounded, UTC."""
-    lock_timeout = lock_timeout_ms(statement_timeout_ms)
-    idle_timeout_ms = max(10_000, statement_timeout_ms * 2)
-    return " ".join(
-        [
-            "-c default_transaction_read_only=on",
-            f"-c statement_timeout={int(statement_timeout_ms)}",
-            f"-c lock_timeout={int(lock_timeout)}",
-            f"-c idle_in_transaction_session_timeout={int(idle_timeout_ms)}",
-            "-c TimeZone=UTC",
-        ]
-    )
+    """The settings above as libpq connection options (they override the server's and the role's defaults)."""
+    settings = session_settings(statement_timeout_ms=statement_timeout_ms)
+    return " ".join(f"-c {name}={value}" for name, value in settings.items())
 
 
 def describe_error(exc: BaseException) -> str:
@@ -184,14 +188,3 @@ def validate_identifier(value: str, *, what: str) -> str | None:
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         return f"{what} must not contain control characters"
     return None
-
-
-_EXPLAIN = sql.SQL("EXPLAIN (FORMAT JSON) ")
-
-
-def explain_cost(session: psycopg.Connection, query: sql.Composable, params=None) -> float:
-    """The planner's total cost estimate for `query`, from EXPLAIN in a read-only transaction (nothing runs)."""
-    with session.transaction(), session.cursor() as cur:
-        cur.execute(_EXPLAIN + query, params)
-        plan = cur.fetchone()[0]
-    return float(plan[0]["Plan"]["Total Cost"])

@@ -119,7 +119,7 @@ def check_problems(
     """Return {field: message} for what is wrong with a check; empty when it is fine.
 
     The static rules run first; only when they pass, and `consult_replica` is set, is the replica asked
-    (null_rate: does the column exist; custom_sql: EXPLAIN for errors and the cost limit).
+    (null_rate: does the column exist; custom_sql: its functions in pg_proc, its result shape, EXPLAIN rows and cost).
     """
     problem = kind_problem(kind)
     if problem:

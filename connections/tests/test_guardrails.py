@@ -187,7 +187,7 @@ def test_every_statement_runs_read_only(make_connection):
     )
     try:
         assert runner.fetchone(sql.SQL("SHOW transaction_read_only")) == ("on",)
-        assert runner.fetchone(sql.SQL("SHOW transaction_read_only"), explicit_transaction=True) == ("on",)
+        assert runner.fetch_user(sql.SQL("SELECT current_setting('transaction_read_only') = 'on'")).rows == [(True,)]
         assert runner.fetchone(sql.SQL("SHOW application_name")) == ("pulse",)
         assert runner.fetchone(sql.SQL("SHOW statement_timeout")) == ("5s",)
         assert runner.fetchone(sql.SQL("SHOW idle_in_transaction_session_timeout")) == ("10s",)
@@ -195,3 +195,74 @@ def test_every_statement_runs_read_only(make_connection):
             runner.fetchone(sql.SQL("CREATE TEMP TABLE nope (id int)"))
     finally:
         session.close()
+
+
+@pytest.fixture
+def runner(make_connection):
+    from connections import replica
+
+    shop = make_connection(max_queries_per_second=100_000)
+    session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
+    try:
+        yield guardrails.QueryRunner(
+            session=session, connection=shop, allowance=guardrails.Allowance(connection=shop, now=timezone.now())
+        )
+    finally:
+        session.close()
+
+
+def test_user_sql_runs_with_the_session_limits_set_again(runner):
+    from psycopg import sql
+
+    # As if earlier SQL had changed the session's settings (a function that lies about its volatility could).
+    runner.fetch(sql.SQL("SET statement_timeout = 0"))
+    runner.fetch(sql.SQL("SET standard_conforming_strings = off"))
+    runner.fetch(sql.SQL("SET default_transaction_read_only = off"))
+    found = runner.fetch_user(
+        sql.SQL("SELECT current_setting('statement_timeout') || ' ' || octet_length('a\\b') || ' ' || "
+                "current_setting('transaction_read_only')")
+    )  # fmt: skip
+    assert found.rows == [("5s 3 on",)]  # with standard strings, 'a\b' is three characters
+    assert runner.queries_sent == 5  # the three SETs, EXPLAIN and the query: setting the limits is not counted
+    # The limits were set for the session, not only for that transaction.
+    assert runner.fetchone(sql.SQL("SHOW statement_timeout")) == ("5s",)
+    assert runner.fetchone(sql.SQL("SHOW default_transaction_read_only")) == ("on",)
+
+
+def test_user_sql_is_fetched_bounded_on_the_server(runner):
+    from psycopg import sql
+
+    many = runner.fetch_user(sql.SQL("SELECT g FROM generate_series(1, 1000) g"))
+    assert many.rows == [(1,), (2,)] and not many.oversized
+    wide = runner.fetch_user(sql.SQL("SELECT repeat('x', 5000)"))
+    assert wide.oversized and wide.rows == [(None,)]
+    fits = runner.fetch_user(sql.SQL("SELECT repeat('x', 4000), 1"))
+    assert not fits.oversized and fits.rows == [("x" * 4000, 1)]
+
+
+def test_user_sql_goes_alone_through_the_extended_protocol(runner):
+    from psycopg import sql
+
+    with pytest.raises(guardrails.CheckError, match="multiple commands"):
+        runner.fetch_user(sql.SQL("SELECT 1; SET statement_timeout = 0"))
+    assert runner.fetchone(sql.SQL("SHOW statement_timeout")) == ("5s",)
+
+
+def test_user_sql_over_the_cost_limit_is_not_run(runner):
+    from psycopg import sql
+
+    runner.connection.max_query_cost = 1
+    with pytest.raises(guardrails.GuardrailStop, match="planner estimates cost"):
+        runner.fetch_user(sql.SQL("SELECT count(*) FROM orders"))
+    assert runner.queries_sent == 1  # EXPLAIN only
+
+
+def test_the_client_cancels_a_statement_whose_server_timeout_was_lifted(runner):
+    from psycopg import sql
+
+    runner.connection.statement_timeout_ms = 300
+    runner.fetch(sql.SQL("SET statement_timeout = 0"))  # as SQL that lies about itself could
+    with pytest.raises(guardrails.CheckError, match=r"^timed out after 300 ms$"):
+        runner.fetch(sql.SQL("SELECT pg_sleep(60)"))
+    assert not runner.session.broken  # cancelled, not cut off: the session goes on
+    assert runner.fetchone(sql.SQL("SELECT 1")) == (1,)

@@ -1,8 +1,9 @@
-"""Custom SQL: one read-only SELECT returning one number, cost-guarded by EXPLAIN, compared to min/max."""
+"""Custom SQL: one read-only SELECT returning one number, cost-guarded, fetched bounded, compared to min/max."""
 
 import math
 from decimal import Decimal
 
+from connections.guardrails import USER_ROW_MAX_BYTES
 from monitors import custom_sql as custom_sql_rules
 from monitors.checks.base import CheckContext, Outcome, judge_bounds
 
@@ -11,13 +12,18 @@ QUERIES = 2
 
 
 def run(ctx: CheckContext, check=None) -> Outcome:
-
+    # Stored checks are read again: one saved before today's rules (or behind the API's back) is refused here.
     problem = custom_sql_rules.static_problem(check.sql)
     if problem:
         return Outcome(kind="custom_sql", status="error", message=f"refused: {problem}")
-    query = custom_sql_rules.composed(check.sql)
-    ctx.runner.guard_cost(query)
-    rows = ctx.runner.fetch(query, rows=2, explicit_transaction=True)
+    found = ctx.runner.fetch_user(custom_sql_rules.composed(check.sql))
+    if found.oversized:
+        return Outcome(
+            kind="custom_sql",
+            status="error",
+            message=f"custom SQL returned a row larger than {USER_ROW_MAX_BYTES:,} bytes; it must return one number",
+        )
+    rows = found.rows
     if (
         len(rows) != 1
         or len(rows[0]) != 1
