@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from connections import targets
+
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "pulse"
 TIMESTAMP_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
@@ -47,17 +49,68 @@ def describe_error(exc: BaseException) -> str:
     return text[:500]
 
 
+# What a failed connect means, from libpq's message (connect errors carry no SQLSTATE). The far side's own
+# words are never shown: a tenant could otherwise tell an HTTP server, an SSH banner or any other service apart
+# (a port scanner), or read what it answered. Each entry: phrases (lower case, any matches), then the message.
+_CONNECT_FAILURES = (
+    (("connection refused",), "connection refused"),
+    (("timeout expired", "timed out"), "timed out"),
+    (("no route to host", "network is unreachable", "host is unreachable"), "host unreachable"),
+    (("password authentication failed",), 'password authentication failed for user "{user}"'),
+    (("no password supplied",), 'authentication failed for user "{user}": the server asks for a password'),
+    (
+        ("authentication method requirement",),
+        "authentication failed: the server asked for a method Pulse does not use (only password, md5, SCRAM)",
+    ),
+    (("no pg_hba.conf entry",), 'authentication failed: the server does not accept user "{user}" from Pulse here'),
+    (("authentication failed",), 'authentication failed for user "{user}"'),
+    (("role ",), 'authentication failed for user "{user}"'),
+    (("database ",), 'database "{dbname}" does not exist'),
+    (("permission denied for database", "connect privilege"), 'no CONNECT privilege on database "{dbname}"'),
+    (("ssl was required", "does not support ssl"), "TLS required: the server does not offer TLS"),
+    (
+        ("certificate verify failed", "does not match host name", "root certificate file", "certificate"),
+        "TLS failed: the server's certificate could not be verified",
+    ),
+    (("too many connections", "connection slots are reserved"), "the server has too many connections"),
+    (
+        ("starting up", "shutting down", "not yet accepting connections", "not accepting connections"),
+        "the server is starting up or shutting down",
+    ),
+)
+_CONNECT_FAILURE_DETAIL = {"role ": "does not exist", "database ": "does not exist"}
+NOT_POSTGRESQL = "the server did not complete a PostgreSQL handshake (not a PostgreSQL server, or TLS failed)"
+
+
+def describe_connect_error(exc: BaseException, *, conninfo: dict) -> str:
+    """The category of a failed connect, naming only what the tenant gave (user, database), never what came back."""
+    text = str(exc).lower()
+    for phrases, message in _CONNECT_FAILURES:
+        for phrase in phrases:
+            if phrase in text and _CONNECT_FAILURE_DETAIL.get(phrase, "") in text:
+                return message.format(user=conninfo.get("user", ""), dbname=conninfo.get("dbname", ""))
+    return NOT_POSTGRESQL
+
+
 def connect(*, conninfo: dict, statement_timeout_ms: int) -> psycopg.Connection:
-    """Open a read-only session: every statement runs in a read-only transaction."""
+    """Open a read-only session on a vetted target: every statement runs in a read-only transaction.
+
+    The target policy (`connections/targets.py`) is checked here, at every connect: the host is resolved once,
+    every address is vetted, and libpq connects to the vetted address (`hostaddr`; `host` stays for TLS).
+    """
+    try:
+        params = targets.vetted_conninfo(conninfo)
+    except targets.TargetRefused as exc:
+        raise ReplicaError(f"cannot connect: {exc}") from None
     try:
         conn = psycopg.connect(
-            **conninfo,
+            **params,
             application_name=APPLICATION_NAME,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             options=session_options(statement_timeout_ms=statement_timeout_ms),
         )
     except psycopg.Error as exc:
-        raise ReplicaError(f"cannot connect: {describe_error(exc)}") from None
+        raise ReplicaError(f"cannot connect: {describe_connect_error(exc, conninfo=params)}") from None
     # Single statements run in autocommit: with default_transaction_read_only=on each one is its own
     # read-only transaction, in one round trip. Explicit transactions (`conn.transaction()`) begin READ ONLY.
     conn.autocommit = True
