@@ -144,7 +144,9 @@ PULSE_WEBHOOK_ALLOW_PRIVATE = env.bool("PULSE_WEBHOOK_ALLOW_PRIVATE", default=Fa
 # unspecified and this machine's own addresses are refused too unless this is on (the demo and the tests).
 PULSE_CONNECTION_ALLOW_LOCAL = env.bool("PULSE_CONNECTION_ALLOW_LOCAL", default=False)
 # CIDR networks customer connections may reach (empty: any address the rules above allow).
-PULSE_CONNECTION_ALLOWED_NETWORKS = env.list("PULSE_CONNECTION_ALLOWED_NETWORKS", default=[])
+PULSE_CONNECTION_ALLOWED_NETWORKS = [
+    cidr.strip() for cidr in env.list("PULSE_CONNECTION_ALLOWED_NETWORKS", default=[]) if cidr.strip()
+]
 for _cidr in PULSE_CONNECTION_ALLOWED_NETWORKS:
     try:
         ipaddress.ip_network(_cidr, strict=False)
