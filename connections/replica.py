@@ -51,44 +51,40 @@ def describe_error(exc: BaseException) -> str:
 
 # What a failed connect means, from libpq's message (connect errors carry no SQLSTATE). The far side's own
 # words are never shown: a tenant could otherwise tell an HTTP server, an SSH banner or any other service apart
-# (a port scanner), or read what it answered. Each entry: phrases (lower case, any matches), then the message.
+# (a port scanner), or read what it answered. The first pattern found in the message gives the category;
+# messages name only what the tenant gave (user, database).
 _CONNECT_FAILURES = (
-    (("connection refused",), "connection refused"),
-    (("timeout expired", "timed out"), "timed out"),
-    (("no route to host", "network is unreachable", "host is unreachable"), "host unreachable"),
-    (("password authentication failed",), 'password authentication failed for user "{user}"'),
-    (("no password supplied",), 'authentication failed for user "{user}": the server asks for a password'),
+    (r"connection refused", "connection refused"),
+    (r"timeout expired|timed out", "timed out"),
+    (r"no route to host|network is unreachable|host is unreachable", "host unreachable"),
+    (r"password authentication failed", 'password authentication failed for user "{user}"'),
+    (r"no password supplied", 'authentication failed for user "{user}": the server asks for a password'),
     (
-        ("authentication method requirement",),
+        r"authentication method requirement",
         "authentication failed: the server asked for a method Pulse does not use (only password, md5, SCRAM)",
     ),
-    (("no pg_hba.conf entry",), 'authentication failed: the server does not accept user "{user}" from Pulse here'),
-    (("authentication failed",), 'authentication failed for user "{user}"'),
-    (("role ",), 'authentication failed for user "{user}"'),
-    (("database ",), 'database "{dbname}" does not exist'),
-    (("permission denied for database", "connect privilege"), 'no CONNECT privilege on database "{dbname}"'),
-    (("ssl was required", "does not support ssl"), "TLS required: the server does not offer TLS"),
+    (r"no pg_hba\.conf entry", 'authentication failed: the server does not accept user "{user}" from Pulse here'),
+    (r'authentication failed|role "[^"]*" does not exist', 'authentication failed for user "{user}"'),
+    (r'database "[^"]*" does not exist', 'database "{dbname}" does not exist'),
+    (r"not currently accepting connections", 'database "{dbname}" does not accept connections now'),
+    (r"permission denied for database|connect privilege", 'no CONNECT privilege on database "{dbname}"'),
+    (r"ssl was required|does not support ssl", "TLS required: the server does not offer TLS"),
+    (r"certificate", "TLS failed: the server's certificate could not be verified"),
+    (r"too many connections|connection slots are reserved", "the server has too many connections"),
     (
-        ("certificate verify failed", "does not match host name", "root certificate file", "certificate"),
-        "TLS failed: the server's certificate could not be verified",
-    ),
-    (("too many connections", "connection slots are reserved"), "the server has too many connections"),
-    (
-        ("starting up", "shutting down", "not yet accepting connections", "not accepting connections"),
-        "the server is starting up or shutting down",
+        r"starting up|shutting down|not yet accepting connections|in recovery mode",
+        "the server is starting up, shutting down or not yet accepting connections",
     ),
 )
-_CONNECT_FAILURE_DETAIL = {"role ": "does not exist", "database ": "does not exist"}
 NOT_POSTGRESQL = "the server did not complete a PostgreSQL handshake (not a PostgreSQL server, or TLS failed)"
 
 
 def describe_connect_error(exc: BaseException, *, conninfo: dict) -> str:
-    """The category of a failed connect, naming only what the tenant gave (user, database), never what came back."""
+    """The category of a failed connect; never any text the far side sent."""
     text = str(exc).lower()
-    for phrases, message in _CONNECT_FAILURES:
-        for phrase in phrases:
-            if phrase in text and _CONNECT_FAILURE_DETAIL.get(phrase, "") in text:
-                return message.format(user=conninfo.get("user", ""), dbname=conninfo.get("dbname", ""))
+    for pattern, message in _CONNECT_FAILURES:
+        if re.search(pattern, text):
+            return message.format(user=conninfo.get("user", ""), dbname=conninfo.get("dbname", ""))
     return NOT_POSTGRESQL
 
 

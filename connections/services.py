@@ -36,9 +36,14 @@ def connection_change_problems(*, connection: Connection | None, changes: dict, 
 
     problems = {}
     for field in ("database", "username"):
-        if value(field) is not None and (problem := targets.name_problem(value(field), what=field)):
-            problems[field] = problem
-    if value("host") is not None and value("port") is not None:
+        if changed(field) and value(field) is not None:
+            problem = replica.validate_identifier(value(field), what=field) or targets.name_problem(
+                value(field), what=field
+            )
+            if problem:
+                problems[field] = problem
+    # A stored target is vetted again at every connect; here only a new one (pausing never needs DNS).
+    if (changed("host") or changed("port")) and value("host") is not None and value("port") is not None:
         problem = targets.target_problem(host=value("host"), port=value("port"))
         if problem:
             problems["host"] = problem

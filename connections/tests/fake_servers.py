@@ -105,6 +105,12 @@ def cleartext_password_listener(server: FakeServer, conn: socket.socket) -> None
     conn.sendall(_error_response("password authentication failed for user", code="28P01"))
 
 
+def silent_listener(server: FakeServer, conn: socket.socket) -> None:
+    """Accepts, reads, and never answers (until the client gives up)."""
+    conn.recv(1024)
+    conn.recv(1024)
+
+
 FAKE_LISTENERS = {
     "http": http_listener,
     "ssh": ssh_listener,

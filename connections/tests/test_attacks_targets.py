@@ -20,6 +20,7 @@ from connections.tests.fake_servers import (
     HTTP_BANNER,
     SSH_BANNER,
     cleartext_password_listener,
+    silent_listener,
 )
 from monitors.models import CheckResult, MonitoredTable
 
@@ -312,6 +313,14 @@ def test_a_closed_port_says_only_connection_refused(owner_client, replica_settin
     assert response.data["non_field_errors"] == ["Connection check failed: cannot connect: connection refused"]
 
 
+def test_a_server_that_never_answers_says_only_timed_out(owner_client, replica_settings, fake_server):
+    server = fake_server(silent_listener)
+    response = owner_client.post("/api/connections", payload(replica_settings, port=server.port), format="json")
+    assert response.status_code == 400
+    assert response.data["non_field_errors"] == ["Connection check failed: cannot connect: timed out"]
+    assert server.connections == 1
+
+
 def test_the_test_endpoint_gives_categories_only_for_a_stored_connection(owner_client, make_connection, fake_server):
     server = fake_server(FAKE_LISTENERS["fake-error"])
     connection = make_connection(port=server.port)
@@ -416,6 +425,17 @@ def test_a_stored_connection_outside_the_allowed_networks_is_refused_at_connect_
     assert "outside the networks" in response.data["error"]
     connection.refresh_from_db()
     assert connection.status == "error"
+
+
+def test_a_refused_stored_connection_can_still_be_paused_and_renamed(owner_client, make_connection, settings):
+    """Only a new target is checked at save; the stored one is refused where it matters, at connect."""
+    connection = make_connection()
+    settings.PULSE_CONNECTION_ALLOW_LOCAL = False
+    body = {"is_active": False, "name": "parked"}
+    response = owner_client.patch(f"/api/connections/{connection.id}", body, format="json")
+    assert response.status_code == 200, response.data
+    connection.refresh_from_db()
+    assert (connection.name, connection.status) == ("parked", "paused")
 
 
 def test_the_session_connects_to_the_vetted_address_without_a_second_lookup(make_connection, monkeypatch):

@@ -67,6 +67,7 @@ def test_it_accepts_a_primary_only_when_a_superuser_turns_require_replica_off(
         ({"database": "nosuchdb"}, 'database "nosuchdb" does not exist'),
         ({"port": 1}, "cannot connect"),
         ({"username": "nobody"}, "authentication failed"),
+        ({"sslmode": "require"}, "TLS required"),
     ],
 )
 def test_it_names_the_cause_when_the_replica_cannot_be_reached(owner_client, replica_settings, override, expected):
