@@ -63,7 +63,10 @@ _CONNECT_FAILURES = (
         r"authentication method requirement",
         "authentication failed: the server asked for a method Pulse does not use (only password, md5, SCRAM)",
     ),
-    (r"no pg_hba\.conf entry", 'authentication failed: the server does not accept user "{user}" from Pulse here'),
+    (
+        r"no pg_hba\.conf entry",
+        'authentication failed: no pg_hba.conf entry lets user "{user}" in from Pulse (TLS may be required)',
+    ),
     (r'authentication failed|role "[^"]*" does not exist', 'authentication failed for user "{user}"'),
     (r'database "[^"]*" does not exist', 'database "{dbname}" does not exist'),
     (r"not currently accepting connections", 'database "{dbname}" does not accept connections now'),

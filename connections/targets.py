@@ -19,6 +19,7 @@ import struct
 from pathlib import Path
 
 from django.conf import settings
+from psycopg import pq
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -26,15 +27,25 @@ DEFAULT_PORT = 5432
 # "This network" (0.0.0.0/8): Linux connects 0.0.0.0 to this machine.
 _THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
 # libpq options that would otherwise pick up credentials of Pulse's own process for a customer's server:
-# a password file (~/.pgpass or PGPASSFILE; this path can never exist), a client certificate and key
-# (~/.postgresql/postgresql.crt), GSSAPI encryption and credential delegation, and any authentication
-# method but the password-based ones (Kerberos/SSPI would present the process's own tickets).
-NO_AMBIENT_CREDENTIALS = {
-    "passfile": "/dev/null/pulse-has-no-passfile",
+# a password file (~/.pgpass or PGPASSFILE; this path can never exist, and a service file's password is
+# overridden because Pulse always passes one), a client certificate and key (~/.postgresql/postgresql.crt),
+# GSSAPI encryption and credential delegation, and any authentication method but the password-based ones
+# (Kerberos/SSPI would present the process's own tickets). Options the linked libpq lacks are left out
+# (sslcertmode, require_auth and gssdelegation need libpq 16; psycopg's wheels bundle a newer one).
+_NOWHERE = "/dev/null/pulse-none"
+_WANTED_NO_AMBIENT_CREDENTIALS = {
+    "passfile": _NOWHERE,
+    "sslcert": _NOWHERE,
+    "sslkey": _NOWHERE,
     "sslcertmode": "disable",
     "gssencmode": "disable",
     "gssdelegation": "0",
     "require_auth": "password,md5,scram-sha-256,none",
+}
+NO_AMBIENT_CREDENTIALS = {
+    keyword: value
+    for keyword, value in _WANTED_NO_AMBIENT_CREDENTIALS.items()
+    if keyword in {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
 }
 _CONNINFO_PREFIXES = ("postgres://", "postgresql://")
 _SIOCGIFADDR = 0x8915
