@@ -42,11 +42,8 @@ _WANTED_NO_AMBIENT_CREDENTIALS = {
     "gssdelegation": "0",
     "require_auth": "password,md5,scram-sha-256,none",
 }
-NO_AMBIENT_CREDENTIALS = {
-    keyword: value
-    for keyword, value in _WANTED_NO_AMBIENT_CREDENTIALS.items()
-    if keyword in {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
-}
+_LIBPQ_OPTIONS = {option.keyword.decode() for option in pq.Conninfo.get_defaults()}
+NO_AMBIENT_CREDENTIALS = {k: v for k, v in _WANTED_NO_AMBIENT_CREDENTIALS.items() if k in _LIBPQ_OPTIONS}
 _CONNINFO_PREFIXES = ("postgres://", "postgresql://")
 _SIOCGIFADDR = 0x8915
 
