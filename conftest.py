@@ -38,6 +38,12 @@ def allow_local_receivers(settings):
     settings.PULSE_WEBHOOK_ALLOW_PRIVATE = True
 
 
+@pytest.fixture(autouse=True)
+def allow_local_replicas(settings):
+    """Test replicas listen on 127.0.0.1; the target policy's own tests turn this back off."""
+    settings.PULSE_CONNECTION_ALLOW_LOCAL = True
+
+
 @pytest.fixture(scope="session")
 def replica_pair():
     pair = ReplicaPair.create()
@@ -107,6 +113,17 @@ def client_for(user) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
+
+
+@pytest.fixture
+def superuser(db):
+    """An operator: superusers belong to no team and see every team's objects."""
+    return User.objects.create_superuser("root", password=READER_PASSWORD + "-root")
+
+
+@pytest.fixture
+def superuser_client(superuser):
+    return client_for(superuser)
 
 
 @pytest.fixture

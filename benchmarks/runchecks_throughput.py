@@ -474,6 +474,7 @@ def setup_django(debug: bool) -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "pulse_project.settings"
     os.environ["PULSE_DATABASE_URL"] = "postgres://{user}@{host}:{port}/".format(**PULSE_SERVER) + BENCH_DB
     os.environ["PULSE_DEBUG"] = "on" if debug else "off"
+    os.environ["PULSE_CONNECTION_ALLOW_LOCAL"] = "on"  # the benchmark's replica pair listens on 127.0.0.1
     if not debug:
         from cryptography.fernet import Fernet
 

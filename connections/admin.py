@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 
 from connections.models import Connection, QueryAllowance
-from connections.services import connection_test
+from connections.services import connection_change_problems, connection_test
 from connections.tenancy import scope_to_user, teams_of
 
 
@@ -52,6 +52,21 @@ class ConnectionAdminForm(forms.ModelForm):
             "is_active",
         ]
 
+    user = None  # the requesting user, set by ConnectionAdmin.get_form
+
+    def clean(self):
+        cleaned = super().clean()
+        connection = self.instance if self.instance.pk else None
+        problems = connection_change_problems(
+            connection=connection,
+            changes={field: value for field, value in cleaned.items() if field != "password"},
+            password_given=bool(cleaned.get("password")),
+            user=self.user,
+        )
+        for field, message in problems.items():
+            self.add_error(field if field in self.fields else None, message)
+        return cleaned
+
     def save(self, commit=True):
         if self.cleaned_data.get("password"):
             self.instance.set_password(self.cleaned_data["password"])
@@ -66,7 +81,8 @@ class ConnectionAdminForm(forms.ModelForm):
 class ConnectionAdmin(TeamScopedAdmin):
     form = ConnectionAdminForm
     list_display = ["status", "name", "team", "host", "port", "database", "is_active", "last_checked_at"]
-    list_filter = ["status", "is_active", "team", "require_replica"]
+    # RelatedOnly: the choices come from the (team-scoped) list, never the names of other teams.
+    list_filter = ["status", "is_active", ("team", admin.RelatedOnlyFieldListFilter), "require_replica"]
     search_fields = ["name", "host", "database"]
     ordering = ["name"]
     readonly_fields = [
@@ -81,6 +97,10 @@ class ConnectionAdmin(TeamScopedAdmin):
     ]
     actions = ["test_connection"]
     inlines = []  # monitors.admin adds the monitored tables inline (imports flow monitors -> connections)
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"user": request.user})
 
     @admin.display(boolean=True, description="password stored")
     def has_password(self, obj):

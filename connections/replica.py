@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from connections import targets
+
 CONNECT_TIMEOUT_SECONDS = 5
 APPLICATION_NAME = "pulse"
 TIMESTAMP_TYPES = ("date", "timestamp without time zone", "timestamp with time zone")
@@ -51,17 +53,67 @@ def describe_error(exc: BaseException) -> str:
     return text[:500]
 
 
+# What a failed connect means, from libpq's message (connect errors carry no SQLSTATE). The far side's own
+# words are never shown: a tenant could otherwise tell an HTTP server, an SSH banner or any other service apart
+# (a port scanner), or read what it answered. The first pattern found in the message gives the category;
+# messages name only what the tenant gave (user, database).
+_CONNECT_FAILURES = (
+    (r"connection refused", "connection refused"),
+    (r"timeout expired|timed out", "timed out"),
+    (r"no route to host|network is unreachable|host is unreachable", "host unreachable"),
+    (r"password authentication failed", 'password authentication failed for user "{user}"'),
+    (r"no password supplied", 'authentication failed for user "{user}": the server asks for a password'),
+    (
+        r"authentication method requirement",
+        "authentication failed: the server asked for a method Pulse does not use (only password, md5, SCRAM)",
+    ),
+    (
+        r"no pg_hba\.conf entry",
+        'authentication failed: no pg_hba.conf entry lets user "{user}" in from Pulse (TLS may be required)',
+    ),
+    (r'authentication failed|role "[^"]*" does not exist', 'authentication failed for user "{user}"'),
+    (r'database "[^"]*" does not exist', 'database "{dbname}" does not exist'),
+    (r"not currently accepting connections", 'database "{dbname}" does not accept connections now'),
+    (r"permission denied for database|connect privilege", 'no CONNECT privilege on database "{dbname}"'),
+    (r"ssl was required|does not support ssl", "TLS required: the server does not offer TLS"),
+    (r"certificate", "TLS failed: the server's certificate could not be verified"),
+    (r"too many connections|connection slots are reserved", "the server has too many connections"),
+    (
+        r"starting up|shutting down|not yet accepting connections|in recovery mode",
+        "the server is starting up, shutting down or not yet accepting connections",
+    ),
+)
+NOT_POSTGRESQL = "the server did not complete a PostgreSQL handshake (not a PostgreSQL server, or TLS failed)"
+
+
+def describe_connect_error(exc: BaseException, *, conninfo: dict) -> str:
+    """The category of a failed connect; never any text the far side sent."""
+    text = str(exc).lower()
+    for pattern, message in _CONNECT_FAILURES:
+        if re.search(pattern, text):
+            return message.format(user=conninfo.get("user", ""), dbname=conninfo.get("dbname", ""))
+    return NOT_POSTGRESQL
+
+
 def connect(*, conninfo: dict, statement_timeout_ms: int) -> psycopg.Connection:
-    """Open a read-only session: every statement runs in a read-only transaction."""
+    """Open a read-only session on a vetted target: every statement runs in a read-only transaction.
+
+    The target policy (`connections/targets.py`) is checked here, at every connect: the host is resolved once,
+    every address is vetted, and libpq connects to the vetted address (`hostaddr`; `host` stays for TLS).
+    """
+    try:
+        params = targets.vetted_conninfo(conninfo)
+    except targets.TargetRefused as exc:
+        raise ReplicaError(f"cannot connect: {exc}") from None
     try:
         conn = psycopg.connect(
-            **conninfo,
+            **params,
             application_name=APPLICATION_NAME,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
             options=session_options(statement_timeout_ms=statement_timeout_ms),
         )
     except psycopg.Error as exc:
-        raise ReplicaError(f"cannot connect: {describe_error(exc)}") from None
+        raise ReplicaError(f"cannot connect: {describe_connect_error(exc, conninfo=params)}") from None
     # Single statements run in autocommit: with default_transaction_read_only=on each one is its own
     # read-only transaction, in one round trip. Explicit transactions (`conn.transaction()`) begin READ ONLY.
     conn.autocommit = True

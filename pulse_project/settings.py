@@ -1,5 +1,6 @@
 """Pulse settings: everything comes from the environment (see .env.example)."""
 
+import ipaddress
 from pathlib import Path
 
 import environ
@@ -145,6 +146,20 @@ PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default
 # Webhook and Slack channels may only reach public addresses unless this is on (SSRF guard): a tenant
 # could otherwise make Pulse POST to services on its own network and read their answers in the channel error.
 PULSE_WEBHOOK_ALLOW_PRIVATE = env.bool("PULSE_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Customer connections never reach Pulse's own database server or a local socket. Loopback, link-local,
+# unspecified and this machine's own addresses are refused too unless this is on (the demo and the tests).
+PULSE_CONNECTION_ALLOW_LOCAL = env.bool("PULSE_CONNECTION_ALLOW_LOCAL", default=False)
+# CIDR networks customer connections may reach (empty: any address the rules above allow).
+PULSE_CONNECTION_ALLOWED_NETWORKS = [
+    cidr.strip() for cidr in env.list("PULSE_CONNECTION_ALLOWED_NETWORKS", default=[]) if cidr.strip()
+]
+for _cidr in PULSE_CONNECTION_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_cidr, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"PULSE_CONNECTION_ALLOWED_NETWORKS: {_cidr!r} is not a CIDR network (e.g. 10.0.0.0/8)"
+        ) from None
 
 APSCHEDULER_DATETIME_FORMAT = "N j, Y, f:s a"
 APSCHEDULER_RUN_NOW_TIMEOUT = 25

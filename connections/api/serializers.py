@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from connections import replica
 from connections.models import Connection
+from connections.services import connection_change_problems
 from connections.tenancy import scope_to_user, teams_of
 from pulse_project.api import StrictModelSerializer
 
@@ -92,6 +93,14 @@ class ConnectionSerializer(StrictModelSerializer):
         return team
 
     def validate(self, attrs):
+        problems = connection_change_problems(
+            connection=self.instance,
+            changes=attrs,
+            password_given="password" in attrs,
+            user=self.context["request"].user,
+        )
+        if problems:
+            raise serializers.ValidationError(problems)
         if self.instance is None or any(f in attrs for f in PROBED_FIELDS):
             self._probe(attrs)
         return attrs

@@ -1,8 +1,12 @@
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
-from connections.models import Connection
-from monitors.models import MonitoredTable
+from alerts.models import Alert, Channel, MaintenanceWindow, Notification
+from connections.models import Connection, QueryAllowance
+from monitors.models import Check, CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +115,67 @@ def test_every_model_is_registered(client, django_user_model):
     ]:
         assert f"/{model}/" in index
     assert Permission.objects.filter(codename="change_connection").exists()
+
+
+def team_objects(make_connection, team, marker):
+    """One of each admin-listed object, owned by `team`, every name carrying `marker`."""
+    connection = make_connection(name=f"{marker}-conn", team=team)
+    table = MonitoredTable.objects.create(connection=connection, table_name=f"{marker}_orders")
+    check = Check.objects.create(table=table, kind="row_count", min_value=1)
+    now = timezone.now()
+    CheckResult.objects.create(
+        connection=connection,
+        table=table,
+        check_definition=check,
+        kind="row_count",
+        status="fail",
+        started_at=now,
+        message=f"{marker} result",
+    )
+    Alert.objects.create(
+        connection=connection, table=table, kind="freshness", opened_at=now, last_seen_at=now, message=f"{marker} alert"
+    )
+    QueryAllowance.objects.create(connection=connection, window_start=now, next_query_at=now)
+    MaintenanceWindow.objects.create(connection=connection, starts_at=now, ends_at=now + timedelta(hours=1))
+    channel = Channel.objects.create(team=team, name=f"{marker}-channel", kind="email")
+    Notification.objects.create(channel=channel, subject=f"{marker} subject", body="-", next_try_at=now)
+
+
+ADMIN_PAGES = [
+    *(
+        f"/admin/{model}/"
+        for model in [
+            "connections/connection",
+            "connections/queryallowance",
+            "monitors/monitoredtable",
+            "monitors/check",
+            "monitors/checkresult",
+            "alerts/alert",
+            "alerts/maintenancewindow",
+            "alerts/channel",
+            "alerts/notification",
+        ]
+    ),
+    *(
+        f"/admin/{model}/add/"
+        for model in [
+            "connections/connection",
+            "monitors/monitoredtable",
+            "monitors/check",
+            "alerts/maintenancewindow",
+            "alerts/channel",
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("page", ADMIN_PAGES)
+def test_every_admin_filter_and_choice_lists_only_the_users_teams(client, staff, make_connection, teams, page):
+    team_objects(make_connection, teams[0], "acmemark")
+    team_objects(make_connection, teams[1], "globexmark")
+    client.force_login(staff)
+    response = client.get(page)
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert ("acme" if page.endswith("/add/") else "acmemark") in text  # the user's own are listed (a live page)
+    assert "globex" not in text

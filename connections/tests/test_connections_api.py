@@ -51,9 +51,13 @@ def test_it_refuses_the_primary(owner_client, primary_settings):
     assert not Connection.objects.exists()
 
 
-def test_it_accepts_a_primary_only_when_require_replica_is_off(owner_client, primary_settings):
-    response = owner_client.post("/api/connections", payload(primary_settings, require_replica=False), format="json")
-    assert response.status_code == 201
+def test_it_accepts_a_primary_only_when_a_superuser_turns_require_replica_off(
+    superuser_client, primary_settings, teams
+):
+    body = payload(primary_settings, require_replica=False, team=teams[0].id)
+    response = superuser_client.post("/api/connections", body, format="json")
+    assert response.status_code == 201, response.data
+    assert Connection.objects.get(pk=response.data["id"]).require_replica is False
 
 
 @pytest.mark.parametrize(
@@ -63,6 +67,7 @@ def test_it_accepts_a_primary_only_when_require_replica_is_off(owner_client, pri
         ({"database": "nosuchdb"}, 'database "nosuchdb" does not exist'),
         ({"port": 1}, "cannot connect"),
         ({"username": "nobody"}, "authentication failed"),
+        ({"sslmode": "require"}, "TLS required"),
     ],
 )
 def test_it_names_the_cause_when_the_replica_cannot_be_reached(owner_client, replica_settings, override, expected):

@@ -28,6 +28,7 @@ def start_runchecks(*args) -> subprocess.Popen:
         "PULSE_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "PYTHONUNBUFFERED": "1",
         "PULSE_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
+        "PULSE_CONNECTION_ALLOW_LOCAL": "on",  # the test replica pair listens on 127.0.0.1
     }
     return subprocess.Popen(
         [sys.executable, "manage.py", "runchecks", *args],
