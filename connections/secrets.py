@@ -7,8 +7,13 @@ from django.conf import settings
 
 
 @cache
+def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in keys])
+
+
 def _fernet() -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in settings.PULSE_ENCRYPTION_KEYS])
+    """The configured keys, newest first: the first encrypts, all of them decrypt."""
+    return _fernet_for(tuple(settings.PULSE_ENCRYPTION_KEYS))
 
 
 def encrypt_secret(plaintext: str) -> str:
@@ -24,5 +29,15 @@ def decrypt_secret(token: str) -> str:
         return ""
     try:
         return _fernet().decrypt(token.encode()).decode()
+    except InvalidToken as exc:
+        raise ValueError("stored secret cannot be decrypted with the configured PULSE_ENCRYPTION_KEY") from exc
+
+
+def rotate_secret(token: str) -> str:
+    """Re-encrypt a stored token with the newest key (readable with any configured key); empty stays empty."""
+    if not token:
+        return ""
+    try:
+        return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:
         raise ValueError("stored secret cannot be decrypted with the configured PULSE_ENCRYPTION_KEY") from exc
