@@ -21,7 +21,9 @@ INSERT INTO public.orders (customer_id, amount, created_at)
     SELECT g % 50, g * 1.5, now() - make_interval(mins => g) FROM generate_series(1, 500) g;
 CREATE TABLE public.customers (id int PRIMARY KEY, name text NOT NULL, signup_date date);
 INSERT INTO public.customers SELECT g, 'customer ' || g, current_date - g FROM generate_series(1, 50) g;
-CREATE TABLE public.stale_events (id int, happened_at timestamp without time zone, kind text);
+-- No autovacuum: the null-rate test needs a table that never gets statistics (it samples instead of pg_stats).
+CREATE TABLE public.stale_events (id int, happened_at timestamp without time zone, kind text)
+    WITH (autovacuum_enabled = false);
 INSERT INTO public.stale_events
     SELECT g, (now() AT TIME ZONE 'UTC') - interval '3 days' - make_interval(mins => g), NULL
     FROM generate_series(1, 100) g;
