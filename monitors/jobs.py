@@ -1,7 +1,8 @@
-"""APScheduler job functions (module-level, so the Django job store can reference them).
+"""APScheduler job functions of runchecks.
 
-Each process's runchecks sets `RUNTIME` before starting its scheduler; jobs only *tick*: claiming due
-work in the database is what makes several processes safe together.
+Each process's runchecks sets `RUNTIME` before starting its own scheduler (an in-memory job store: no
+job is shared between processes); jobs only *tick*: claiming due work in the database is what makes
+several processes safe together.
 """
 
 from django.utils import timezone
@@ -17,7 +18,7 @@ JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
 @close_old_connections
 def tick() -> None:
     runner: daemon.CheckRunner = RUNTIME["runner"]
-    runner.cycle()
+    runner.cycle(wait=False)  # starts work on the free workers; a slow batch never holds up the next tick
 
 
 @close_old_connections
