@@ -1,11 +1,7 @@
 """runchecks as real processes: sharing work, SIGKILL and leases, SIGTERM, Pulse DB and replica outages."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,52 +10,11 @@ from django.utils import timezone
 
 from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+from monitors.tests.daemons import finish, start_runchecks, stop, wait_for
 from pulse_project.pgcluster import ReplicaPair
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SAMPLE_TABLES = ["orders", "customers", "stale_events", "empty_events"]
-
-
-def start_runchecks(*args) -> subprocess.Popen:
-    db = pulse_db.settings_dict
-    env = {
-        **os.environ,
-        "PULSE_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PYTHONUNBUFFERED": "1",
-        "PULSE_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
-
-
-def finish(process: subprocess.Popen) -> str:
-    """Wait for a `--once` run to end by itself."""
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, out
-    return out
-
-
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
-    return out
 
 
 @pytest.fixture
