@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db import connection as pulse_db
 from django.utils import timezone
 
@@ -148,6 +148,8 @@ class CheckRunner:
     def _loop(self, run: _Pass) -> None:
         try:
             self._work(run)
+        except (OperationalError, InterfaceError):
+            logger.warning("Pulse's database is unreachable: nothing is claimed until it answers again")
         except Exception:
             logger.exception("a check worker stopped early; the next tick carries on")
         finally:

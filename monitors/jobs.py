@@ -5,12 +5,16 @@ job is shared between processes); jobs only *tick*: claiming due work in the dat
 several processes safe together.
 """
 
+import logging
+
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 from django_apscheduler.util import close_old_connections
 
 from monitors import daemon
 
+logger = logging.getLogger(__name__)
 RUNTIME: dict = {}
 JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
 
@@ -23,7 +27,10 @@ def tick() -> None:
 
 @close_old_connections
 def heartbeat() -> None:
-    daemon.heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
+    try:
+        daemon.heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
+    except (OperationalError, InterfaceError):
+        logger.warning("Pulse's database is unreachable: heartbeat skipped")
 
 
 @close_old_connections

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +22,12 @@ def pulse_test_database_url() -> str:
 
 
 def start_runchecks(*args, database_url: str | None = None, env: dict | None = None) -> subprocess.Popen:
-    """A `manage.py runchecks` process on Pulse's test database (or `database_url`)."""
-    return subprocess.Popen(
+    """A `manage.py runchecks` process on Pulse's test database (or `database_url`).
+
+    Its output goes to a temporary file (a pipe read only at the end could fill up and block it while a
+    fault makes it log); `finish` and `stop` return it."""
+    log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed by finish/stop)
+    process = subprocess.Popen(
         [sys.executable, "manage.py", "runchecks", *args],
         cwd=ROOT,
         env={
@@ -33,10 +38,18 @@ def start_runchecks(*args, database_url: str | None = None, env: dict | None = N
             "PULSE_CONNECTION_ALLOW_LOCAL": "on",  # test replicas listen on 127.0.0.1
             **(env or {}),
         },
-        stdout=subprocess.PIPE,
+        stdout=log,
         stderr=subprocess.STDOUT,
-        text=True,
     )
+    process.log = log
+    return process
+
+
+def _output(process: subprocess.Popen) -> str:
+    process.log.seek(0)
+    out = process.log.read()
+    process.log.close()
+    return out
 
 
 def wait_for(condition, timeout=30.0, interval=0.2):
@@ -50,7 +63,8 @@ def wait_for(condition, timeout=30.0, interval=0.2):
 
 def finish(process: subprocess.Popen) -> str:
     """Wait for a `--once` run to end by itself."""
-    out, _ = process.communicate(timeout=120)
+    process.wait(timeout=120)
+    out = _output(process)
     assert process.returncode == 0, out
     return out
 
@@ -58,8 +72,8 @@ def finish(process: subprocess.Popen) -> str:
 def stop(process: subprocess.Popen) -> str:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
-    return out
+    process.wait(timeout=60)
+    return _output(process) if not process.log.closed else ""
 
 
 def pulse_sessions_waiting_on_a_lock(server) -> int:
@@ -78,6 +92,8 @@ class TableLock:
         self.pair = pair
         self.conn = psycopg.connect(**pair.primary.dsn(dbname=dbname))
         self.conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        with pair.primary.connect() as other:
+            other.execute("SELECT pg_current_xact_id()")  # a commit flushes the WAL, the lock's record with it
         with pair.standby.connect(dbname) as standby:  # wait until the standby replayed the lock
             replayed = wait_for(
                 lambda: standby.execute(
@@ -93,6 +109,8 @@ class TableLock:
         if not self.conn.closed:
             self.conn.rollback()
             self.conn.close()
+            with self.pair.primary.connect() as other:
+                other.execute("SELECT pg_current_xact_id()")  # flushes the WAL, the rollback's record with it
 
 
 def pulse_database_clone(server) -> str:

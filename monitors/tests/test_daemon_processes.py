@@ -7,6 +7,7 @@ import psycopg
 import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
+from django_apscheduler.models import DjangoJob
 
 from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
@@ -36,7 +37,7 @@ def test_three_processes_share_the_work_and_check_each_table_exactly_once(make_c
         connection = make_connection(name=f"replica-{n}", max_concurrent_queries=2)
         tables += [MonitoredTable.objects.create(connection=connection, table_name=t) for t in SAMPLE_TABLES]
     processes = [start_runchecks("--once", "--workers", "2", "--batch-size", "2") for _ in range(3)]
-    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    outputs = [finish(p) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     for table in tables:
         kinds = list(CheckResult.objects.filter(table=table).values_list("kind", flat=True))
@@ -66,7 +67,7 @@ def test_a_killed_worker_loses_its_lease_and_another_takes_the_table(make_connec
     victim = start_runchecks("--once", "--workers", "1", "--lease", "10")
     assert wait_for(sleeping_on_replica, timeout=30)
     victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=10)
+    victim.wait(timeout=10)
     assert not CheckResult.objects.filter(table=table).exists()
 
     during_lease = start_runchecks("--once", "--workers", "1")
@@ -163,3 +164,19 @@ def test_a_promoted_replica_is_refused_from_then_on(make_connection, own_pair):
     assert all(r.status == "error" and "not a read replica" in r.message and r.queries_used == 0 for r in refused)
     shop.refresh_from_db()
     assert shop.status == "not_replica"
+
+
+def test_several_daemons_keep_their_schedules_to_themselves(make_connection):
+    """No shared job store: N processes never collide on job rows (no duplicate keys, no vanished jobs)."""
+    table = MonitoredTable.objects.create(connection=make_connection(), table_name="orders", check_interval_seconds=10)
+    daemons = [start_runchecks("--tick", "1", "--workers", "1") for _ in range(3)]
+    try:
+        assert wait_for(lambda: SchedulerHeartbeat.objects.count() == 3, timeout=60)
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, kind="volume").count() >= 2, timeout=60)
+        assert not DjangoJob.objects.exists()
+        assert all(d.poll() is None for d in daemons)
+    finally:
+        outputs = [stop(d) for d in daemons]
+    assert all(d.returncode == 0 for d in daemons), outputs
+    for out in outputs:
+        assert "no longer exists" not in out and "duplicate key" not in out and "Traceback" not in out, out

@@ -139,7 +139,7 @@ def test_a_daemon_killed_mid_batch_has_its_tables_taken_when_its_renewed_lease_e
         assert MonitoredTable.objects.get(pk=orders.pk).lease_token == claimed.lease_token  # still the victim's
         assert not CheckResult.objects.filter(table__in=shop_tables).exclude(details__has_key="backfill").exists()
         victim.send_signal(signal.SIGKILL)
-        victim.communicate(timeout=10)
+        victim.wait(timeout=10)
         killed = timezone.now()
         orders_lock.release()
         # The survivor takes every table once the victim's last renewal runs out (the lease expires).
@@ -149,7 +149,7 @@ def test_a_daemon_killed_mid_batch_has_its_tables_taken_when_its_renewed_lease_e
     finally:
         if victim.poll() is None:
             victim.kill()
-            victim.communicate(timeout=10)
+            victim.wait(timeout=10)
         if survivor is not None:
             out = stop(survivor)
             assert survivor.returncode == 0, out
