@@ -13,6 +13,7 @@ batch have been checked (results obtained before the fault) when the fault is in
 2. Pulse's database down for --outage seconds (a real outage) with the batch in flight; the lock is
    released a second into the outage, so the batch finishes on the replica while the database is away.
 3. One daemon SIGKILLed mid-batch (it alone claimed the batch; the other daemon was started after).
+4. The hot standby stopped for 10 s, then started (for comparison: a replica fault, not Pulse's).
 
 For each: seconds from the database being back (or the kill) until every table has a result started
 after it; whether every result of the held batch is recorded; whether every daemon is still running.
@@ -152,6 +153,16 @@ class Bench:
             )
         }
 
+    def passed_since(self, since: datetime) -> set[int]:
+        return {
+            r[0]
+            for r in self.rows(
+                "SELECT DISTINCT table_id FROM monitors_checkresult WHERE kind = 'volume' AND status = 'pass'"
+                " AND started_at > %s",
+                [since],
+            )
+        }
+
     def held_batch_recorded(self, started: datetime) -> bool:
         """Every table has a result from the batch that also checked the held table, started after `started`."""
         held = self.table_ids[-1]
@@ -267,6 +278,14 @@ def main() -> None:
         took = wait_for(lambda: bench.checked_since(killed) >= set(bench.table_ids), 120)
         daemons = [survivor]
         report("A daemon SIGKILLed mid-batch", took, True, daemons)
+
+        # 4. The replica down for 10 s (not a Pulse fault: errors while it is away, then passes again).
+        bench.pair.standby.stop(mode="fast")
+        time.sleep(10)
+        bench.pair.standby.start()
+        back = now()
+        took = wait_for(lambda: bench.passed_since(back) >= set(bench.table_ids), 120)
+        report("The replica down 10 s", took, True, daemons)
     finally:
         for daemon in daemons:
             if daemon.poll() is None:
