@@ -214,6 +214,11 @@ class CheckRunner:
                 run.busy.add(connection.pk)
                 run.summary.tables -= len(tables)
             return []
+        except (OperationalError, InterfaceError):
+            # Pulse's database went away before the replica work began: nothing was obtained; the lease
+            # runs out and the tables are claimed again.
+            logger.warning("Pulse's database is unreachable: batch of %d tables not started", len(tables))
+            return []
         except Exception:
             # One bad batch must not stop the daemon; its leases expire and the tables are tried again.
             logger.exception("batch of %d tables on connection %s failed", len(tables), connection.pk)
