@@ -56,7 +56,8 @@ SLOT_LOCK_NAMESPACE = 0x5055  # "PU": advisory lock keys are (namespace << 32) |
 class GuardrailStop(Exception):
     """A guardrail stopped a query before it was sent; the check is `skipped` with this message.
 
-    `reason` names the guardrail: budget, concurrency, cost or missing (the table is gone).
+    `reason` names the guardrail: budget, concurrency, cost, missing (the table is gone) or bookkeeping
+    (Pulse's own database could not be reached to reserve queries).
     """
 
     def __init__(self, message: str, *, reason: str):
@@ -148,9 +149,20 @@ class Allowance:
         return True
 
     def take(self) -> None:
-        """Account for one query about to be sent; sleep as the rate requires."""
-        if self.used >= self.granted and not self.reserve(1):
-            raise self.spent()
+        """Account for one query about to be sent; sleep as the rate requires.
+
+        A top-up that cannot reach Pulse's database stops the remaining queries (`skipped`) instead of
+        failing the batch: what was already read from the replica is still recorded.
+        """
+        if self.used >= self.granted:
+            try:
+                reserved = self.reserve(1)
+            except DatabaseError:
+                raise GuardrailStop(
+                    "Pulse's database is unreachable: no further queries could be reserved", reason="bookkeeping"
+                ) from None
+            if not reserved:
+                raise self.spent()
         wait = self._next_at - time.monotonic()
         if wait > 0:
             time.sleep(wait)
@@ -162,9 +174,14 @@ class Allowance:
             f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent", reason="budget"
         )
 
+    @property
+    def unused(self) -> int:
+        """Queries reserved but not sent: what `settle` (or a batch's recording) gives back."""
+        return self.granted - self.used
+
     def settle(self) -> None:
         """Give back what was reserved but not sent."""
-        allowance_refund(connection=self.connection, queries=self.granted - self.used, now=self.now)
+        allowance_refund(connection=self.connection, queries=self.unused, now=self.now)
         self.granted = self.used
 
 

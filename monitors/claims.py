@@ -1,33 +1,57 @@
 """Claiming due tables so that several runchecks processes share the work without doing any twice.
 
-A claim takes due tables with `SELECT … FOR UPDATE SKIP LOCKED` and gives them a lease (a token and an
-expiry). Results are recorded only while the lease is still the claimer's (see recording.py), so a
-table is checked once per due time; a process killed mid-check loses its lease when it expires and
-another process takes the table.
+A claim takes due tables of ONE connection with `SELECT … FOR UPDATE SKIP LOCKED` and gives them a
+lease (a token and an expiry). One connection per claim: a worker never runs one connection's slow
+batch before another connection's tables it happened to claim with it.
+
+Leases are short and follow the work: a claim lives `lease` seconds (default 15) unless renewed, and
+the process's `LeaseKeeper` renews every lease it holds every `lease / 3` seconds (a conditional UPDATE
+on the token) for as long as the batch may take (its time limit, derived from the statement timeout
+and the batch's planned queries). A process that dies stops renewing, so its tables are claimable again
+at most `lease` seconds later. Results are recorded against the lease (see recording.py).
 """
 
+import logging
+import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.db import DatabaseError
 from django.db import connection as pulse_db
+from django.utils import timezone
 
 from connections.models import Connection
 from monitors.models import Check, MonitoredTable
 
-# One statement: pick due tables (skipping rows another process is claiming right now) and lease them.
-_CLAIM = """
+logger = logging.getLogger(__name__)
+
+_DUE = """{t}.is_active AND {c}.is_active
+      AND ({t}.lease_expires_at IS NULL OR {t}.lease_expires_at < %(now)s)
+      AND ({c}.backoff_until IS NULL OR {c}.backoff_until <= %(now)s)
+      AND (%(force)s OR {t}.next_check_at IS NULL OR {t}.next_check_at <= %(now)s)
+      AND (%(ids)s::bigint[] IS NULL OR {t}.id = ANY(%(ids)s::bigint[]))
+      AND NOT ({t}.id = ANY(%(done)s::bigint[]))
+      AND NOT ({t}.connection_id = ANY(%(busy)s::bigint[]))"""
+_ORDER = "ORDER BY CASE WHEN %(force)s THEN NULL ELSE {t}.next_check_at END NULLS FIRST, {t}.id"
+
+# One statement: find the connection of the most overdue table nobody is claiming right now, then lease
+# up to `limit` of that connection's due tables (skipping rows another process is claiming right now).
+_CLAIM = f"""
 UPDATE monitors_monitoredtable SET lease_token = %(token)s, lease_expires_at = %(expires)s
 WHERE id IN (
     SELECT t.id FROM monitors_monitoredtable t JOIN connections_connection c ON c.id = t.connection_id
-    WHERE t.is_active AND c.is_active
-      AND (t.lease_expires_at IS NULL OR t.lease_expires_at < %(now)s)
-      AND (c.backoff_until IS NULL OR c.backoff_until <= %(now)s)
-      AND (%(force)s OR t.next_check_at IS NULL OR t.next_check_at <= %(now)s)
-      AND (%(ids)s::bigint[] IS NULL OR t.id = ANY(%(ids)s::bigint[]))
-      AND t.id > %(after)s
-    ORDER BY CASE WHEN %(force)s THEN NULL ELSE t.next_check_at END NULLS FIRST, t.id
+    WHERE {_DUE.format(t="t", c="c")}
+      AND t.connection_id = (
+        SELECT f.connection_id FROM monitors_monitoredtable f JOIN connections_connection fc ON fc.id = f.connection_id
+        WHERE {_DUE.format(t="f", c="fc")}
+        {_ORDER.format(t="f")}
+        LIMIT 1
+        FOR UPDATE OF f SKIP LOCKED
+      )
+    {_ORDER.format(t="t")}
     LIMIT %(limit)s
     FOR UPDATE OF t SKIP LOCKED
 )
@@ -51,11 +75,14 @@ def tables_claim_due(
     limit: int,
     force: bool = False,
     table_ids: list[int] | None = None,
-    after_id: int | None = None,
+    exclude_tables: list[int] | None = None,
+    exclude_connections: list[int] | None = None,
 ) -> Claim:
-    """Lease up to `limit` tables whose check is due (or, with `force`, every active table not leased).
+    """Lease up to `limit` tables of one connection whose check is due (or, with `force`, every active
+    table not leased).
 
-    Forced passes walk the tables in id order: `after_id` is the last id the pass has claimed.
+    `exclude_tables`: tables this pass already claimed (a forced pass takes each table once);
+    `exclude_connections`: connections this pass found busy (all session slots taken).
     """
     token = uuid.uuid4()
     with pulse_db.cursor() as cursor:
@@ -67,7 +94,8 @@ def tables_claim_due(
                 "now": now,
                 "force": force,
                 "ids": table_ids,
-                "after": after_id if after_id is not None else 0,
+                "done": list(exclude_tables or []),
+                "busy": list(exclude_connections or []),
                 "limit": limit,
             },
         )
@@ -91,3 +119,67 @@ def lease_release(*, table_ids: list[int], token: uuid.UUID) -> int:
     return MonitoredTable.objects.filter(id__in=table_ids, lease_token=token).update(
         lease_token=None, lease_expires_at=None
     )
+
+
+def leases_renew(*, tokens: list[uuid.UUID], lease: timedelta) -> int:
+    """Extend the leases still held under `tokens` (a lease already taken over is left alone)."""
+    if not tokens:
+        return 0
+    return MonitoredTable.objects.filter(lease_token__in=tokens).update(lease_expires_at=timezone.now() + lease)
+
+
+class LeaseKeeper:
+    """Renews this process's leases in a thread while their batches run, each up to its time limit.
+
+    A batch that overruns its limit (a worker stuck beyond every timeout) is no longer renewed, so its
+    tables go to another worker; a process that dies renews nothing.
+    """
+
+    def __init__(self, *, lease: timedelta):
+        self.lease = lease
+        self.every = lease.total_seconds() / 3
+        self._held: dict[uuid.UUID, float] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, token: uuid.UUID, *, seconds: float) -> None:
+        """Keep renewing `token` for at most `seconds` from now."""
+        with self._lock:
+            self._held[token] = time.monotonic() + seconds
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pulse-lease-keeper", daemon=True)
+                self._thread.start()
+
+    def drop(self, token: uuid.UUID) -> None:
+        with self._lock:
+            self._held.pop(token, None)
+
+    def renew(self) -> int:
+        """Renew every lease still within its time limit now; returns the number of tables renewed."""
+        now = time.monotonic()
+        with self._lock:
+            for token in [t for t, until in self._held.items() if until <= now]:
+                logger.warning("a batch overran its time limit; its lease %s is no longer renewed", token)
+                del self._held[token]
+            tokens = list(self._held)
+        return leases_renew(tokens=tokens, lease=self.lease)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=self.every + 5)
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.wait(self.every):
+                try:
+                    self.renew()
+                    if not self._held:
+                        pulse_db.close()  # idle: hold no connection to Pulse's database
+                except DatabaseError:
+                    # Pulse's database is away: try again next round, on a fresh connection.
+                    logger.warning("renewing leases failed; retrying in %.0f s", self.every)
+                    pulse_db.close()
+        finally:
+            pulse_db.close()

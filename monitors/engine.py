@@ -1,4 +1,9 @@
-"""Running one batch of claimed tables of one connection: one guarded, read-only replica session."""
+"""Running one batch of claimed tables of one connection: one guarded, read-only replica session.
+
+The replica work writes nothing to Pulse's database but the guardrails' own slots and reservations;
+everything else (results, table state, contact status, budget refund) is written afterwards by
+`recording.batch_bookkeep`, which survives an outage of Pulse's database.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Q
 from django.utils import timezone
 from psycopg import sql
@@ -14,11 +21,10 @@ from psycopg import sql
 from connections import guardrails, replica
 from connections.models import Connection
 from monitors import checks
-from monitors.anomalies import volume_judge
 from monitors.checks import CheckContext, Outcome
-from monitors.claims import Claim
+from monitors.claims import Claim, lease_release
 from monitors.models import Check, CheckResult, MonitoredTable
-from monitors.recording import TableRun, results_record_with_retry
+from monitors.recording import Bookkeeping, TableRun, batch_bookkeep
 
 logger = logging.getLogger(__name__)
 
@@ -105,13 +111,37 @@ def _lag_outcome(connection: Connection, state: ReplicaState) -> Outcome:
 
 
 def _lag_due(connection: Connection, now: datetime) -> bool:
-    """Claim this cycle's replication-lag check of a connection: one process wins (conditional UPDATE)."""
+    """Claim this cycle's replication-lag check of a connection: one process wins (conditional UPDATE).
+
+    With Pulse's database unreachable nobody can win it: the lag check waits for a later batch."""
     if connection.lag_checked_at is not None and now - connection.lag_checked_at < LAG_CHECK_INTERVAL:
         return False  # known to be taken already, without asking the database
-    return bool(
-        Connection.objects.filter(pk=connection.pk)
-        .filter(Q(lag_checked_at__isnull=True) | Q(lag_checked_at__lte=now - LAG_CHECK_INTERVAL))
-        .update(lag_checked_at=now)
+    try:
+        return bool(
+            Connection.objects.filter(pk=connection.pk)
+            .filter(Q(lag_checked_at__isnull=True) | Q(lag_checked_at__lte=now - LAG_CHECK_INTERVAL))
+            .update(lag_checked_at=now)
+        )
+    except DatabaseError:
+        logger.warning("Pulse's database unreachable: the replication-lag check of connection %s waits", connection.pk)
+        return False
+
+
+class ConnectionBusy(Exception):
+    """Every session slot of the connection is taken; the batch's tables were given back unchecked."""
+
+
+def batch_time_limit(*, connection: Connection, tables: list[MonitoredTable]) -> float:
+    """Seconds a batch of `tables` may take at most: waiting for a slot, connecting, every planned query
+    up to its statement timeout (with its recovery-conflict retries) at the connection's rate, and
+    recording (retried while Pulse's database is away). Its lease is renewed for that long."""
+    queries = 1 + sum(module.QUERIES for table in tables for module, _ in planned_checks(table))
+    per_query = (
+        connection.statement_timeout_ms / 1000 * (1 + guardrails.RECOVERY_CONFLICT_RETRIES)
+        + connection.min_query_interval
+    )
+    return (
+        SLOT_WAIT_SECONDS + replica.CONNECT_TIMEOUT_SECONDS + queries * per_query + settings.PULSE_RECORD_RETRY_SECONDS
     )
 
 
@@ -130,41 +160,53 @@ def _everything(runs: list[TableRun], plans: dict, *, status: str, message: str,
         ]
 
 
-def batch_run(*, connection: Connection, claim: Claim, tables: list[MonitoredTable]) -> list[CheckResult]:
-    """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results."""
+def batch_run(
+    *,
+    connection: Connection,
+    claim: Claim,
+    tables: list[MonitoredTable],
+    slot_wait_seconds: float = SLOT_WAIT_SECONDS,
+    release_when_busy: bool = False,
+) -> list[CheckResult]:
+    """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results.
+
+    With every session slot busy for `slot_wait_seconds`, the tables are `skipped` (concurrency), or with
+    `release_when_busy` given back unchecked (their due time unchanged) and ConnectionBusy is raised.
+    """
     started_at = timezone.now()
     plans = {t.id: planned_checks(t) for t in tables}
     runs = [
         TableRun(table=t, plan_costs=dict(t.plan_costs or {}), update_times=list(t.update_times or [])) for t in tables
     ]
-    connection_outcomes: list[Outcome] = []
+    book = Bookkeeping(connection=connection, token=claim.token, started_at=started_at, runs=runs)
     allowance = guardrails.Allowance(connection=connection, now=started_at)
     try:
-        with guardrails.replica_slot(connection=connection, wait_seconds=SLOT_WAIT_SECONDS):
+        with guardrails.replica_slot(connection=connection, wait_seconds=slot_wait_seconds):
             planned = 1 + sum(module.QUERIES for plan in plans.values() for module, _ in plan)
             allowance.reserve(planned)  # if the whole batch doesn't fit, queries are reserved one by one
-            connection_outcomes = _run_on_replica(connection, runs, plans, allowance, started_at)
+            _run_on_replica(connection, runs, plans, allowance, book)
     except guardrails.GuardrailStop as stop:
+        if stop.reason == "concurrency" and release_when_busy:
+            lease_release(table_ids=[t.id for t in tables], token=claim.token)
+            raise ConnectionBusy(str(stop)) from None
         _everything(runs, plans, status="skipped", message=str(stop), reason=stop.reason)
-    finally:
-        allowance.settle()
-    volume_judge(runs=runs)
-    return results_record_with_retry(
-        connection=connection,
-        token=claim.token,
-        runs=runs,
-        connection_outcomes=connection_outcomes,
-        started_at=started_at,
-    )
+    book.unused_queries = allowance.unused
+    return batch_bookkeep(book)
 
 
-def _run_on_replica(connection, runs, plans, allowance, started_at) -> list[Outcome]:
+def _contact(book: Bookkeeping, status: str, error: str = "") -> None:
+    book.contact_status, book.contact_error = status, error
+
+
+def _run_on_replica(connection, runs, plans, allowance, book: Bookkeeping) -> None:
+    """Run the plans in one session; outcomes go to `runs`, the contact's result and lag outcome to `book`."""
+    started_at = book.started_at
     try:
         session = replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
     except (replica.ReplicaError, ValueError) as exc:
-        guardrails.contact_failed(connection=connection, status=Connection.Status.ERROR, error=str(exc), now=started_at)
+        _contact(book, Connection.Status.ERROR, str(exc))
         _everything(runs, plans, status="error", message=str(exc))
-        return []
+        return
     try:
         runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance)
         try:
@@ -177,22 +219,17 @@ def _run_on_replica(connection, runs, plans, allowance, started_at) -> list[Outc
                 lag_bytes=float(lag_bytes or 0),
             )
         except guardrails.CheckError as exc:
-            guardrails.contact_failed(
-                connection=connection, status=Connection.Status.ERROR, error=str(exc), now=started_at
-            )
+            _contact(book, Connection.Status.ERROR, str(exc))
             _everything(runs, plans, status="error", message=str(exc))
-            return []
+            return
         if connection.require_replica and not state.in_recovery:
             message = "not a read replica (pg_is_in_recovery() is false): no checks run"
-            guardrails.contact_failed(
-                connection=connection, status=Connection.Status.NOT_REPLICA, error=message, now=started_at
-            )
+            _contact(book, Connection.Status.NOT_REPLICA, message)
             _everything(runs, plans, status="error", message=message)
-            return []
-        guardrails.contact_succeeded(connection=connection, now=started_at)
-        connection_outcomes = []
+            return
+        _contact(book, Connection.Status.OK)
         if state.in_recovery and _lag_due(connection, started_at):
-            connection_outcomes.append(_lag_outcome(connection, state))
+            book.connection_outcomes.append(_lag_outcome(connection, state))
         for index, run in enumerate(runs):
             ctx = CheckContext(
                 runner=runner,
@@ -206,9 +243,7 @@ def _run_on_replica(connection, runs, plans, allowance, started_at) -> list[Outc
                 for module, check in plans[run.table.id]:
                     run.outcomes.append(_timed(module, check, ctx))
             except guardrails.SessionLost as lost:
-                guardrails.contact_failed(
-                    connection=connection, status=Connection.Status.ERROR, error=str(lost), now=started_at
-                )
+                _contact(book, Connection.Status.ERROR, str(lost))
                 done = {(o.kind, o.check_id) for o in run.outcomes}
                 for module, check in plans[run.table.id]:
                     key = (module.KIND, check.pk if check else None)
@@ -216,6 +251,5 @@ def _run_on_replica(connection, runs, plans, allowance, started_at) -> list[Outc
                         run.outcomes.append(Outcome(kind=key[0], status="error", message=str(lost), check_id=key[1]))
                 _everything(runs[index + 1 :], plans, status="error", message=str(lost))
                 break
-        return connection_outcomes
     finally:
         session.close()

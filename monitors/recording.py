@@ -1,4 +1,18 @@
-"""Writing a batch's outcomes: results, table state, and the lease check that makes recording exactly-once."""
+"""Writing a batch's outcomes to Pulse's database: results, table state, budget refund, contact status.
+
+Everything a batch writes after its replica work goes through `batch_bookkeep`, one transaction retried
+(reconnecting, with backoff) for `PULSE_RECORD_RETRY_SECONDS`; after that the batch goes to the local
+spool (monitors/spool.py) and is recorded when the database is back. Replica results already obtained
+are therefore never discarded by a failure in bookkeeping.
+
+Recording against the lease:
+- while the batch's lease is its own, results, table state and alerts are recorded as usual;
+- when the lease is gone (expired during an outage of Pulse's database, or taken over), the results are
+  still recorded as history rows, but the table's state (status, next due time, errors) is only written
+  if nobody holds the table now and no newer check of it was recorded; otherwise the table is left to
+  its newer state. Alerts only react to results whose table state was written (and to the connection's
+  replication lag), so a late result never reopens or resolves an alert behind a newer one.
+"""
 
 import json
 import logging
@@ -8,16 +22,21 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import psycopg
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, transaction
 from django.db import connection as pulse_db
+from django.utils import timezone
 
+from connections import guardrails
 from connections.models import Connection
+from monitors import spool
+from monitors.anomalies import volume_judge
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
 from monitors.signals import results_recorded
 
 logger = logging.getLogger(__name__)
-RECORD_RETRIES = 6  # Pulse's own database may be restarting: wait up to about a minute
+RETRY_BACKOFF_MAX_SECONDS = 5.0
 
 
 @dataclass
@@ -74,7 +93,10 @@ UPDATE monitors_monitoredtable t SET
 FROM unnest(
     %b::bigint[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[]
 ) AS v(id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled, update_times)
-WHERE t.id = v.id AND t.lease_token = %b
+WHERE t.id = v.id AND (
+    t.lease_token = %b
+    OR ((t.lease_token IS NULL OR t.lease_expires_at < %b) AND (t.last_checked_at IS NULL OR t.last_checked_at < %b))
+)
 RETURNING t.id
 """
 
@@ -94,7 +116,21 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
     with _binary_cursor() as cursor:
         cursor.execute(
             _UPDATE_TABLES,
-            [checked_at, checked_at, ids, statuses, nexts, errors, costs, references, backfilled, update_times, token],
+            [
+                checked_at,
+                checked_at,
+                ids,
+                statuses,
+                nexts,
+                errors,
+                costs,
+                references,
+                backfilled,
+                update_times,
+                token,
+                timezone.now(),
+                checked_at,
+            ],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -189,6 +225,15 @@ def _insert_results(results: list[CheckResult]) -> None:
             result._state.adding = False
 
 
+def _existing_tables(table_ids: list[int]) -> set[int]:
+    """Tables still present (and kept so until commit: FOR KEY SHARE blocks their deletion)."""
+    if not table_ids:
+        return set()
+    with pulse_db.cursor() as cursor:
+        cursor.execute("SELECT id FROM monitors_monitoredtable WHERE id = ANY(%s) FOR KEY SHARE", [table_ids])
+        return {row[0] for row in cursor.fetchall()}
+
+
 def results_record(
     *,
     connection: Connection,
@@ -197,35 +242,183 @@ def results_record(
     connection_outcomes: list[Outcome],
     started_at: datetime,
 ) -> list[CheckResult]:
-    """Record a batch in one transaction; tables whose lease was lost meanwhile are left to their new owner."""
+    """Record a batch in one transaction: every result as history; table state and alerts as described
+    in the module docstring. Returns the results alerts reacted to."""
     with transaction.atomic():
         kept = _update_tables(runs=runs, token=token, checked_at=started_at) if runs else set()
-        lost = [run.table.id for run in runs if run.table.id not in kept]
-        if lost:
-            logger.warning("lease lost for tables %s; their results are discarded", lost)
-        results = [
+        late = [run.table.id for run in runs if run.table.id not in kept]
+        present = kept | _existing_tables(late)
+        if late:
+            logger.warning("lease lost for tables %s: results recorded, table state left to its newer owner", late)
+        current = [
             _result(outcome, connection=connection, table=run.table, started_at=started_at)
             for run in runs
             if run.table.id in kept
             for outcome in run.outcomes
         ]
-        results += [_result(o, connection=connection, table=None, started_at=started_at) for o in connection_outcomes]
-        history = [r for run in runs if run.table.id in kept for r in _backfilled_results(run, connection)]
-        _insert_results(history + results)
-        results_recorded.send(sender=CheckResult, connection=connection, results=results)
-    return results
+        current += [_result(o, connection=connection, table=None, started_at=started_at) for o in connection_outcomes]
+        history = [
+            _result(outcome, connection=connection, table=run.table, started_at=started_at)
+            for run in runs
+            if run.table.id in present and run.table.id not in kept
+            for outcome in run.outcomes
+        ]
+        history += [r for run in runs if run.table.id in kept for r in _backfilled_results(run, connection)]
+        _insert_results(history + current)
+        results_recorded.send(sender=CheckResult, connection=connection, results=current)
+    return current
 
 
-def results_record_with_retry(**kwargs) -> list[CheckResult]:
-    """Record, riding out a restart of Pulse's own database (reconnecting between tries)."""
-    for attempt in range(RECORD_RETRIES):
+@dataclass
+class Bookkeeping:
+    """Everything a batch writes to Pulse's database once its replica work is done."""
+
+    connection: Connection
+    token: uuid.UUID
+    started_at: datetime
+    runs: list[TableRun]
+    connection_outcomes: list[Outcome] = field(default_factory=list)
+    unused_queries: int = 0  # reserved from the hourly budget but not sent: given back
+    contact_status: str = ""  # the connection's status after this contact ("" = not contacted)
+    contact_error: str = ""
+
+
+def bookkeeping_write(book: Bookkeeping) -> list[CheckResult]:
+    """One try, in one transaction: refund, contact status, volume verdicts, results and table state."""
+    with transaction.atomic():
+        guardrails.allowance_refund(connection=book.connection, queries=book.unused_queries, now=book.started_at)
+        if book.contact_status == Connection.Status.OK:
+            guardrails.contact_succeeded(connection=book.connection, now=book.started_at)
+        elif book.contact_status:
+            guardrails.contact_failed(
+                connection=book.connection, status=book.contact_status, error=book.contact_error, now=book.started_at
+            )
+        volume_judge(runs=book.runs)
+        return results_record(
+            connection=book.connection,
+            token=book.token,
+            runs=book.runs,
+            connection_outcomes=book.connection_outcomes,
+            started_at=book.started_at,
+        )
+
+
+def batch_bookkeep(book: Bookkeeping, *, retry_seconds: float | None = None) -> list[CheckResult]:
+    """Write `book`, riding out a restart or an outage of Pulse's own database: reconnect and retry with
+    backoff for `retry_seconds` (default `PULSE_RECORD_RETRY_SECONDS`), then hand it to the spool."""
+    budget = settings.PULSE_RECORD_RETRY_SECONDS if retry_seconds is None else retry_seconds
+    deadline = time.monotonic() + budget
+    delay = 0.5
+    while True:
         try:
-            return results_record(**kwargs)
+            return bookkeeping_write(book)
         except (OperationalError, InterfaceError):  # the database went away: not a bad row
-            if attempt == RECORD_RETRIES - 1 or pulse_db.in_atomic_block:
+            if pulse_db.in_atomic_block:
                 raise
-            logger.warning("recording results failed; retrying", exc_info=True)
             pulse_db.close()
-            time.sleep(min(2**attempt, 16))
+            if time.monotonic() + delay > deadline:
+                path = spool.spool_put(bookkeeping_dump(book), name=f"{book.started_at:%Y%m%dT%H%M%S%f}-{book.token}")
+                logger.warning("Pulse's database unreachable for %.0f s: batch spooled to %s", budget, path)
+                return []
+            logger.warning("recording a batch failed (Pulse's database unreachable); retrying in %.1f s", delay)
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_BACKOFF_MAX_SECONDS)
             close_old_connections()
-    raise AssertionError("unreachable")
+
+
+# --- the spool: a batch as plain JSON, and recording it late ------------------------------------------
+
+
+def _outcome_dump(outcome: Outcome) -> dict:
+    data = dict(outcome.__dict__)
+    data["bucket_start"] = outcome.bucket_start.isoformat() if outcome.bucket_start else None
+    data["history"] = [[at.isoformat(), value] for at, value in outcome.history]
+    return data
+
+
+def _outcome_load(data: dict) -> Outcome:
+    data = dict(data)
+    data["bucket_start"] = datetime.fromisoformat(data["bucket_start"]) if data["bucket_start"] else None
+    data["history"] = [(datetime.fromisoformat(at), value) for at, value in data["history"]]
+    return Outcome(**data)
+
+
+def bookkeeping_dump(book: Bookkeeping) -> dict:
+    return {
+        "version": 1,
+        "connection_id": book.connection.pk,
+        "token": str(book.token),
+        "started_at": book.started_at.isoformat(),
+        "unused_queries": book.unused_queries,
+        "contact_status": book.contact_status,
+        "contact_error": book.contact_error,
+        "connection_outcomes": [_outcome_dump(o) for o in book.connection_outcomes],
+        "runs": [
+            {
+                "table_id": run.table.id,
+                "plan_costs": run.plan_costs,
+                "update_times": run.update_times,
+                "outcomes": [_outcome_dump(o) for o in run.outcomes],
+            }
+            for run in book.runs
+        ],
+    }
+
+
+def bookkeeping_load(data: dict) -> Bookkeeping | None:
+    """Rebuild a spooled batch against the database as it is now; None when its connection is gone.
+    Runs of tables deleted meanwhile are dropped."""
+    connection = Connection.objects.filter(pk=data["connection_id"]).first()
+    if connection is None:
+        return None
+    tables = MonitoredTable.objects.in_bulk([run["table_id"] for run in data["runs"]])
+    runs = []
+    for run in data["runs"]:
+        table = tables.get(run["table_id"])
+        if table is None:
+            continue
+        table.connection = connection
+        runs.append(
+            TableRun(
+                table=table,
+                outcomes=[_outcome_load(o) for o in run["outcomes"]],
+                plan_costs=run["plan_costs"],
+                update_times=run["update_times"],
+            )
+        )
+    return Bookkeeping(
+        connection=connection,
+        token=uuid.UUID(data["token"]),
+        started_at=datetime.fromisoformat(data["started_at"]),
+        runs=runs,
+        connection_outcomes=[_outcome_load(o) for o in data["connection_outcomes"]],
+        unused_queries=data["unused_queries"],
+        contact_status=data["contact_status"],
+        contact_error=data["contact_error"],
+    )
+
+
+def spool_flush() -> int:
+    """Record spooled batches while Pulse's database answers; returns how many were recorded.
+
+    A spooled batch's lease is usually gone by now: see the module docstring for what it may change.
+    """
+    recorded = 0
+    for path, payload in spool.spool_claim():
+        try:
+            book = bookkeeping_load(payload)
+            if book is not None:
+                bookkeeping_write(book)
+        except (OperationalError, InterfaceError):
+            spool.spool_return(path)
+            pulse_db.close()
+            logger.warning("Pulse's database is still unreachable; spooled batches wait for the next tick")
+            return recorded
+        except Exception:
+            logger.exception("spooled batch %s could not be recorded; moved aside", path.name)
+            spool.spool_reject(path)
+            continue
+        spool.spool_done(path)
+        recorded += 1
+        logger.info("recorded spooled batch %s", path.name)
+    return recorded

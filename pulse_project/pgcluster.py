@@ -73,6 +73,23 @@ class Server:
         return psycopg.connect(**self.dsn(dbname=dbname), autocommit=True, **kwargs)
 
 
+def standalone_server(base_dir: str | Path | None = None) -> Server:
+    """A single throwaway server (trust auth on loopback), started; e.g. Pulse's own database in fault tests."""
+    base = Path(base_dir or tempfile.mkdtemp(prefix="pulse-pg-"))
+    base.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+    base.chmod(0o755)
+    server = Server(data_dir=base / "data", port=free_port(), log_file=base / "server.log")
+    _as_postgres(
+        [str(PG_BIN / "initdb"), "-D", str(server.data_dir), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8", "--no-sync"]
+    )
+    with open(server.data_dir / "postgresql.conf", "a") as conf:
+        conf.write("fsync = off\nfull_page_writes = off\nshared_buffers = 32MB\nmax_connections = 100\n")
+    server.start()
+    return server
+
+
 @dataclass
 class ReplicaPair:
     """A primary and a streaming hot standby on free loopback ports."""

@@ -143,6 +143,10 @@ PULSE_VERSION = "0.1.0"
 # How long results are kept (days) and how stale the runchecks heartbeat may get (seconds).
 PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
 PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
+# runchecks: how long a batch's recording retries while Pulse's database is unreachable (seconds), and
+# where batches go after that, to be recorded when the database is back (monitors/spool.py).
+PULSE_RECORD_RETRY_SECONDS = env.float("PULSE_RECORD_RETRY_SECONDS", default=60.0)
+PULSE_SPOOL_DIR = env.path("PULSE_SPOOL_DIR", default=BASE_DIR / "var" / "spool")
 # Webhook and Slack channels may only reach public addresses unless this is on (SSRF guard): a tenant
 # could otherwise make Pulse POST to services on its own network and read their answers in the channel error.
 PULSE_WEBHOOK_ALLOW_PRIVATE = env.bool("PULSE_WEBHOOK_ALLOW_PRIVATE", default=False)

@@ -10,7 +10,7 @@ from django.utils import timezone
 from alerts.models import Alert, Notification
 from alerts.tests.test_transports import closed_port, make_channel
 from monitors.models import CheckResult, MonitoredTable
-from monitors.tests.test_daemon_processes import start_runchecks, stop, wait_for
+from monitors.tests.daemons import start_runchecks, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -1,13 +1,14 @@
 """The claim of due work, including its race branches."""
 
 import threading
+import uuid
 from datetime import timedelta
 
 import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
 
-from monitors.claims import lease_release, tables_claim_due
+from monitors.claims import LeaseKeeper, lease_release, leases_renew, tables_claim_due
 from monitors.engine import batch_run
 from monitors.models import CheckResult, MonitoredTable
 
@@ -53,19 +54,108 @@ def test_an_expired_lease_can_be_taken_over(tables):
 
 
 @pytest.mark.django_db
-def test_a_worker_whose_lease_was_taken_over_records_nothing(tables):
-    """The race branch: the slow first claimer finishes after another process took its tables."""
+def test_a_worker_whose_lease_was_taken_over_keeps_its_results_but_not_the_table(tables):
+    """The race branch: the slow first claimer finishes after another process took its tables.
+
+    What it read from the replica is history and is kept; the table's state and alerts are its new owner's."""
     now = timezone.now()
     table = tables[0]
     first = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[table.id])
     second = tables_claim_due(now=now + LEASE * 2, lease=LEASE, limit=1, table_ids=[table.id])
     assert first.tables and second.tables
     late = batch_run(connection=table.connection, claim=first, tables=first.tables)
-    assert [r.kind for r in late] == ["replication_lag"]  # connection-level only: no table results
-    assert not CheckResult.objects.filter(table=table).exists()
+    assert [r.kind for r in late] == ["replication_lag"]  # alerts react to connection-level results only
+    assert set(CheckResult.objects.filter(table=table).values_list("kind", flat=True)) == {"schema_change", "volume"}
+    table.refresh_from_db()
+    assert table.lease_token == second.token and table.last_checked_at is None  # left to its owner
     on_time = batch_run(connection=table.connection, claim=second, tables=second.tables)
     assert {r.kind for r in on_time} >= {"schema_change", "volume"}
-    assert CheckResult.objects.filter(table=table, kind="volume").count() == 1
+    assert CheckResult.objects.filter(table=table, kind="volume").count() == 2
+    table.refresh_from_db()
+    assert table.lease_token is None and table.last_checked_at is not None
+
+
+@pytest.mark.django_db
+def test_a_late_batch_does_not_regress_a_newer_check(tables):
+    """A batch recorded after its lease expired, once the table was checked again since, adds history only."""
+    now = timezone.now()
+    table = tables[0]
+    first = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[table.id])
+    MonitoredTable.objects.filter(pk=table.pk).update(
+        lease_token=None, lease_expires_at=None, last_checked_at=now + LEASE, status="failing"
+    )
+    batch_run(connection=table.connection, claim=first, tables=first.tables)
+    table.refresh_from_db()
+    assert table.status == "failing" and table.last_checked_at == now + LEASE
+    assert CheckResult.objects.filter(table=table, kind="volume").exists()
+
+
+@pytest.mark.django_db
+def test_a_late_batch_sets_the_state_of_a_table_nobody_checked_since(tables):
+    now = timezone.now()
+    table = tables[0]
+    first = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[table.id])
+    MonitoredTable.objects.filter(pk=table.pk).update(lease_expires_at=now - LEASE)  # expired, not taken
+    MonitoredTable.objects.filter(pk=table.pk).update(lease_token=None)
+    results = batch_run(connection=table.connection, claim=first, tables=first.tables)
+    assert {r.kind for r in results} >= {"schema_change", "volume"}
+    table.refresh_from_db()
+    assert table.last_checked_at is not None and table.next_check_at > now
+
+
+@pytest.mark.django_db
+def test_a_claim_holds_tables_of_one_connection(tables, make_connection):
+    other = make_connection(name="other-replica")
+    theirs = [MonitoredTable.objects.create(connection=other, table_name=f"o{i}") for i in range(3)]
+    now = timezone.now()
+    first = tables_claim_due(now=now, lease=LEASE, limit=100)
+    second = tables_claim_due(now=now, lease=LEASE, limit=100)
+    assert {t.connection_id for t in first.tables} == {tables[0].connection_id}
+    assert {t.id for t in second.tables} == {t.id for t in theirs}
+
+
+@pytest.mark.django_db
+def test_a_claim_skips_excluded_connections_and_tables(tables, make_connection):
+    other = make_connection(name="other-replica")
+    theirs = MonitoredTable.objects.create(connection=other, table_name="o1")
+    now = timezone.now()
+    claim = tables_claim_due(
+        now=now,
+        lease=LEASE,
+        limit=100,
+        exclude_connections=[tables[0].connection_id],
+    )
+    assert [t.id for t in claim.tables] == [theirs.id]
+    forced = tables_claim_due(now=now, lease=LEASE, limit=100, force=True, exclude_tables=[tables[0].id])
+    assert {t.id for t in forced.tables} == {t.id for t in tables[1:]}
+
+
+@pytest.mark.django_db
+def test_renewal_extends_only_leases_still_held(tables):
+    now = timezone.now()
+    mine = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[tables[0].id])
+    taken = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[tables[1].id])
+    MonitoredTable.objects.filter(pk=tables[1].pk).update(lease_token=uuid.uuid4())  # another process's now
+    assert leases_renew(tokens=[mine.token, taken.token], lease=timedelta(hours=1)) == 1
+    renewed = MonitoredTable.objects.get(pk=tables[0].pk).lease_expires_at
+    assert renewed > now + timedelta(minutes=30)
+    assert MonitoredTable.objects.get(pk=tables[1].pk).lease_expires_at < now + timedelta(minutes=30)
+
+
+@pytest.mark.django_db
+def test_the_keeper_stops_renewing_a_batch_past_its_time_limit(tables):
+    now = timezone.now()
+    claim = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[tables[0].id])
+    keeper = LeaseKeeper(lease=timedelta(hours=1))
+    try:
+        keeper.hold(claim.token, seconds=-1)  # its time limit has passed
+        assert keeper.renew() == 0
+        keeper.hold(claim.token, seconds=600)
+        assert keeper.renew() == 1
+        keeper.drop(claim.token)
+        assert keeper.renew() == 0
+    finally:
+        keeper.stop()
 
 
 @pytest.mark.django_db

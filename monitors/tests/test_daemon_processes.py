@@ -1,66 +1,21 @@
 """runchecks as real processes: sharing work, SIGKILL and leases, SIGTERM, Pulse DB and replica outages."""
 
-import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
+from django_apscheduler.models import DjangoJob
 
 from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+from monitors.tests.daemons import finish, start_runchecks, stop, wait_for
 from pulse_project.pgcluster import ReplicaPair
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SAMPLE_TABLES = ["orders", "customers", "stale_events", "empty_events"]
-
-
-def start_runchecks(*args) -> subprocess.Popen:
-    db = pulse_db.settings_dict
-    env = {
-        **os.environ,
-        "PULSE_DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "PYTHONUNBUFFERED": "1",
-        "PULSE_WEBHOOK_ALLOW_PRIVATE": "true",  # test receivers listen on 127.0.0.1
-        "PULSE_CONNECTION_ALLOW_LOCAL": "on",  # the test replica pair listens on 127.0.0.1
-    }
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "runchecks", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def wait_for(condition, timeout=30.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return False
-
-
-def finish(process: subprocess.Popen) -> str:
-    """Wait for a `--once` run to end by itself."""
-    out, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, out
-    return out
-
-
-def stop(process: subprocess.Popen) -> str:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-    out, _ = process.communicate(timeout=60)
-    return out
 
 
 @pytest.fixture
@@ -82,7 +37,7 @@ def test_three_processes_share_the_work_and_check_each_table_exactly_once(make_c
         connection = make_connection(name=f"replica-{n}", max_concurrent_queries=2)
         tables += [MonitoredTable.objects.create(connection=connection, table_name=t) for t in SAMPLE_TABLES]
     processes = [start_runchecks("--once", "--workers", "2", "--batch-size", "2") for _ in range(3)]
-    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    outputs = [finish(p) for p in processes]
     assert all(p.returncode == 0 for p in processes), outputs
     for table in tables:
         kinds = list(CheckResult.objects.filter(table=table).values_list("kind", flat=True))
@@ -112,7 +67,7 @@ def test_a_killed_worker_loses_its_lease_and_another_takes_the_table(make_connec
     victim = start_runchecks("--once", "--workers", "1", "--lease", "10")
     assert wait_for(sleeping_on_replica, timeout=30)
     victim.send_signal(signal.SIGKILL)
-    victim.communicate(timeout=10)
+    victim.wait(timeout=10)
     assert not CheckResult.objects.filter(table=table).exists()
 
     during_lease = start_runchecks("--once", "--workers", "1")
@@ -209,3 +164,19 @@ def test_a_promoted_replica_is_refused_from_then_on(make_connection, own_pair):
     assert all(r.status == "error" and "not a read replica" in r.message and r.queries_used == 0 for r in refused)
     shop.refresh_from_db()
     assert shop.status == "not_replica"
+
+
+def test_several_daemons_keep_their_schedules_to_themselves(make_connection):
+    """No shared job store: N processes never collide on job rows (no duplicate keys, no vanished jobs)."""
+    table = MonitoredTable.objects.create(connection=make_connection(), table_name="orders", check_interval_seconds=10)
+    daemons = [start_runchecks("--tick", "1", "--workers", "1") for _ in range(3)]
+    try:
+        assert wait_for(lambda: SchedulerHeartbeat.objects.count() == 3, timeout=60)
+        assert wait_for(lambda: CheckResult.objects.filter(table=table, kind="volume").count() >= 2, timeout=60)
+        assert not DjangoJob.objects.exists()
+        assert all(d.poll() is None for d in daemons)
+    finally:
+        outputs = [stop(d) for d in daemons]
+    assert all(d.returncode == 0 for d in daemons), outputs
+    for out in outputs:
+        assert "no longer exists" not in out and "duplicate key" not in out and "Traceback" not in out, out

@@ -9,14 +9,21 @@ from apscheduler.triggers.interval import IntervalTrigger
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
-from django_apscheduler.jobstores import DjangoJobStore
 
 from monitors import daemon, jobs
 from monitors.models import MonitoredTable
 
 
 class Command(BaseCommand):
-    help = "Run replica checks: a daemon on django-apscheduler, or a single pass with --once."
+    help = (
+        "Run replica checks: a daemon on APScheduler, or a single pass with --once. "
+        "Claimed tables are leased to this process for --lease seconds and the lease is renewed every "
+        "lease/3 seconds while their batch runs, for at most the batch's time limit (statement timeout x "
+        "planned queries + 30 s slot wait + connect timeout + PULSE_RECORD_RETRY_SECONDS); a process that "
+        "dies stops renewing, so its tables are checked by another within --lease + --tick seconds. "
+        "Results are recorded with retries for PULSE_RECORD_RETRY_SECONDS (default 60) while Pulse's "
+        "database is unreachable, then spooled to PULSE_SPOOL_DIR and recorded when it is back."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="Run everything due, then exit.")
@@ -35,7 +42,10 @@ class Command(BaseCommand):
             "--lease",
             type=int,
             default=int(daemon.DEFAULT_LEASE.total_seconds()),
-            help="Seconds a claimed table stays leased to this process (default 300).",
+            help=(
+                "Seconds a claimed table stays leased to this process without renewal (default 15, at least 10); "
+                "renewed every lease/3 s while its batch runs, up to the batch's time limit."
+            ),
         )
         parser.add_argument(
             "--batch-size",
@@ -89,46 +99,34 @@ class Command(BaseCommand):
     def _serve(self, runner, *, tick: float):
         worker = daemon.worker_name()
         jobs.RUNTIME.update(runner=runner, worker=worker, started_at=timezone.now())
+        # The default in-memory job store: each process schedules its own jobs and nothing is shared, so
+        # N processes never collide on a job store (the claim in the database, not the scheduler, is what
+        # keeps them from doubling work). Job executions are therefore not stored; SchedulerHeartbeat rows
+        # (/api/health) and the daemon's log say what ran.
         scheduler = BlockingScheduler(
             timezone=settings.TIME_ZONE,
             executors={"default": SchedulerPool(4)},
             job_defaults={"coalesce": True, "max_instances": 1},
         )
-        scheduler.add_jobstore(DjangoJobStore(), "default")
-        # Fixed ids and replace_existing: every process shares the same few jobs in the job store.
         # coalesce: a late tick runs once, not once per missed interval; misfire grace of one tick.
         scheduler.add_job(
-            jobs.tick,
-            IntervalTrigger(seconds=tick),
-            id="pulse.tick",
-            replace_existing=True,
-            misfire_grace_time=max(1, int(tick)),
+            jobs.tick, IntervalTrigger(seconds=tick), id="pulse.tick", misfire_grace_time=max(1, int(tick))
         )
         scheduler.add_job(
             jobs.heartbeat,
             IntervalTrigger(seconds=10),
             id="pulse.heartbeat",
-            replace_existing=True,
             misfire_grace_time=10,
             next_run_time=timezone.now(),
         )
         # Notifications go out in their own job: a slow or failing channel never delays a check.
-        scheduler.add_job(
-            "alerts.jobs:notify",
-            IntervalTrigger(seconds=5),
-            id="pulse.notify",
-            replace_existing=True,
-            misfire_grace_time=5,
-        )
-        scheduler.add_job(
-            jobs.housekeeping,
-            IntervalTrigger(hours=6),
-            id="pulse.housekeeping",
-            replace_existing=True,
-            misfire_grace_time=3600,
-        )
+        scheduler.add_job("alerts.jobs:notify", IntervalTrigger(seconds=5), id="pulse.notify", misfire_grace_time=5)
+        scheduler.add_job(jobs.housekeeping, IntervalTrigger(hours=6), id="pulse.housekeeping", misfire_grace_time=3600)
         self._install_signal_handlers(runner, scheduler)
-        self.stdout.write(f"runchecks {worker}: ticking every {tick:g}s with {runner.workers} workers")
+        self.stdout.write(
+            f"runchecks {worker}: ticking every {tick:g}s with {runner.workers} workers, "
+            f"lease {runner.lease.total_seconds():g}s renewed every {runner.keeper.every:g}s"
+        )
         try:
             scheduler.start()
         finally:
