@@ -7,10 +7,11 @@ from django.utils import timezone
 
 from alerts.api.channels import REMINDER_MAX_MINUTES
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
-from alerts.models import Alert, AlertEvent, Channel, MaintenanceWindow, Notification
-from alerts.notifications import notification_test
+from alerts.models import Alert, AlertEvent, Channel, Notification
+from alerts.outbox import notification_test
 from alerts.transports import target_clean
-from connections.admin import TeamScopedAdmin
+from common.admin import TeamScopedAdmin
+from connections.models import MaintenanceWindow
 
 
 class AlertEventInline(admin.TabularInline):

@@ -5,7 +5,7 @@ import logging
 from django.utils import timezone
 from django_apscheduler.util import close_old_connections
 
-from alerts import notifier
+from alerts import delivery
 
 logger = logging.getLogger(__name__)
 
@@ -15,7 +15,7 @@ def notify() -> None:
     """Write due reminders, then send due notifications (the outbox), apart from the checks."""
     now = timezone.now()
     try:
-        notifier.reminders_write_due(now=now)
+        delivery.reminders_write_due(now=now)
     except Exception:
         logger.exception("writing reminders failed; sending due notifications anyway")
-    notifier.notifications_send_due(now=now)
+    delivery.notifications_send_due(now=now)

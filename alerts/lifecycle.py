@@ -24,9 +24,9 @@ from django.db import connection as pulse_db
 from django.db.models import F, Q
 from django.utils import timezone
 
-from alerts.models import Alert, AlertEvent, MaintenanceWindow
-from alerts.notifications import notifications_for_event
-from connections.models import Connection
+from alerts.models import Alert, AlertEvent
+from alerts.outbox import notifications_for_event
+from connections.models import Connection, MaintenanceWindow
 from monitors.models import CheckResult, MonitoredTable
 
 logger = logging.getLogger(__name__)

@@ -2,8 +2,8 @@ from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import models
 
+from common.secrets import decrypt_secret, encrypt_secret
 from connections.models import Connection
-from connections.secrets import decrypt_secret, encrypt_secret
 from monitors.models import MonitoredTable
 
 
@@ -172,23 +172,3 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.channel} ({self.status})"
-
-
-class MaintenanceWindow(models.Model):
-    """While a window is on, checks run but no alerts open, and the values do not train baselines."""
-
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="maintenance_windows")
-    starts_at = models.DateTimeField()
-    ends_at = models.DateTimeField()
-    reason = models.CharField(max_length=200, blank=True, default="")
-
-    class Meta:
-        ordering = ["-starts_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.connection}: {self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%Y-%m-%d %H:%M}"

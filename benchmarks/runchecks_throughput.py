@@ -395,8 +395,8 @@ def describe_capture(batches: list) -> list[str]:
 def size_runs(table_id: int, runs: int) -> tuple[dict, dict]:
     """Median CheckResult.duration_ms per kind, and median perf_counter microseconds per kind."""
     from monitors import checks
-    from monitors.daemon import CheckRunner
     from monitors.models import CheckResult
+    from monitors.runner import CheckRunner
 
     precise: dict[str, list[float]] = defaultdict(list)
     originals = {kind: module.run for kind, module in checks.BUILT_IN.items()}

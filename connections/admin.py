@@ -1,25 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
 
+from common.admin import TeamScopedAdmin
 from connections.models import Connection, QueryAllowance
-from connections.services import connection_change_problems, connection_test
-from connections.tenancy import scope_to_user, teams_of
-
-
-class TeamScopedAdmin(admin.ModelAdmin):
-    """Staff who are not superusers see and pick only their teams' objects."""
-
-    team_path = "team"
-
-    def get_queryset(self, request):
-        return scope_to_user(super().get_queryset(request), user=request.user, team_path=self.team_path)
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "team":
-            kwargs["queryset"] = teams_of(request.user)
-        elif db_field.name == "connection":
-            kwargs["queryset"] = scope_to_user(Connection.objects.all(), user=request.user, team_path="team")
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+from connections.state import connection_change_problems, connection_test
 
 
 class ConnectionAdminForm(forms.ModelForm):

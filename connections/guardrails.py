@@ -521,7 +521,7 @@ class QueryRunner:
         return cost
 
     def fetch_user(self, query: sql.Composable) -> UserRows:
-        """Run a user's query (from `custom_sql.composed`): cost-guarded, limits re-applied, fetched bounded.
+        """Run a user's query (from `custom_sql_policy.composed`): cost-guarded, limits re-applied, fetched bounded.
 
         In one READ ONLY transaction: the session limits are set again (not counted as a query), the query
         is planned (GuardrailStop over the cost limit) and run wrapped so that the server returns at most

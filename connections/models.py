@@ -2,7 +2,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
-from connections.secrets import decrypt_secret, encrypt_secret
+from common.secrets import decrypt_secret, encrypt_secret
 
 
 class Connection(models.Model):
@@ -127,3 +127,23 @@ class QueryAllowance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.connection_id}: {self.queries_used} since {self.window_start:%H:%M}"
+
+
+class MaintenanceWindow(models.Model):
+    """While a window is on, checks run but no alerts open, and the values do not train baselines."""
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="maintenance_windows")
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    reason = models.CharField(max_length=200, blank=True, default="")
+
+    class Meta:
+        ordering = ["-starts_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(ends_at__gt=models.F("starts_at")), name="window_ends_after_start"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.connection}: {self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%Y-%m-%d %H:%M}"

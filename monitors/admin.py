@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib import admin
 
-from connections.admin import ConnectionAdmin, TeamScopedAdmin
-from connections.tenancy import scope_to_user
+from common.admin import TeamScopedAdmin
+from common.tenancy import scope_to_user
+from connections.admin import ConnectionAdmin
 from monitors.anomalies import result_mark_expected, table_rebaseline
 from monitors.check_rules import check_problems
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat

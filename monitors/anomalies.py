@@ -18,10 +18,10 @@ import math
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.apps import apps
 from django.db.models import Q
 from django.utils import timezone
 
+from connections.models import MaintenanceWindow
 from monitors import baselines
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
@@ -33,12 +33,8 @@ MIN_DAILY_POINTS = 7
 
 
 def _maintenance_windows(connection_ids: set[int]) -> dict[int, list[tuple[datetime, datetime]]]:
-    """Maintenance windows live in the alerts app; monitors reads them without importing it."""
-    if not apps.is_installed("alerts"):
-        return {}
-    window_model = apps.get_model("alerts", "MaintenanceWindow")
     windows = defaultdict(list)
-    for connection_id, starts, ends in window_model.objects.filter(
+    for connection_id, starts, ends in MaintenanceWindow.objects.filter(
         connection_id__in=connection_ids, ends_at__gte=timezone.now() - 2 * TRAINING_WINDOW
     ).values_list("connection_id", "starts_at", "ends_at"):
         windows[connection_id].append((starts, ends))

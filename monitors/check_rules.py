@@ -7,7 +7,7 @@ import math
 import psycopg
 
 from connections import guardrails, replica
-from monitors import custom_sql
+from monitors import custom_sql_policy
 from monitors.models import Check, CheckKind
 
 CONFIGURABLE_KINDS = tuple(Check.Kind.values)
@@ -83,7 +83,7 @@ def _custom_sql_problems(*, column, sql_text, min_value, max_value) -> dict[str,
     if not sql_text:
         problems["sql"] = "custom_sql checks need sql: one SELECT returning one number"
     else:
-        problem = custom_sql.static_problem(sql_text)
+        problem = custom_sql_policy.static_problem(sql_text)
         if problem:
             problems["sql"] = problem
     return problems or _order_problem(min_value, max_value)
@@ -136,6 +136,6 @@ def check_problems(
         problem = column_problem(table=table, column=column)
         return {"column": problem} if problem else {}
     if kind == Check.Kind.CUSTOM_SQL:
-        problem = custom_sql.replica_problem(connection=table.connection, sql_text=sql_text)
+        problem = custom_sql_policy.replica_problem(connection=table.connection, sql_text=sql_text)
         return {"sql": problem} if problem else {}
     return {}

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 from django_apscheduler.util import close_old_connections
 
-from monitors import daemon
+from monitors.runner import CheckRunner, heartbeat_beat, heartbeats_prune, results_prune
 
 logger = logging.getLogger(__name__)
 RUNTIME: dict = {}
@@ -21,14 +21,14 @@ JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 @close_old_connections
 def tick() -> None:
-    runner: daemon.CheckRunner = RUNTIME["runner"]
+    runner: CheckRunner = RUNTIME["runner"]
     runner.cycle(wait=False)  # starts work on the free workers; a slow batch never holds up the next tick
 
 
 @close_old_connections
 def heartbeat() -> None:
     try:
-        daemon.heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
+        heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
     except (OperationalError, InterfaceError):
         logger.warning("Pulse's database is unreachable: heartbeat skipped")
 
@@ -36,6 +36,6 @@ def heartbeat() -> None:
 @close_old_connections
 def housekeeping() -> None:
     now = timezone.now()
-    daemon.results_prune(now=now)
-    daemon.heartbeats_prune(now=now)
+    results_prune(now=now)
+    heartbeats_prune(now=now)
     DjangoJobExecution.objects.delete_old_job_executions(JOB_EXECUTION_MAX_AGE_SECONDS)

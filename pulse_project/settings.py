@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "connections",
     "monitors",
     "alerts",
+    "pulse_project",  # last: the top layer (runchecks, demo, rotate_secrets) may use every app
 ]
 
 MIDDLEWARE = [
@@ -123,12 +124,12 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "pulse_project.api.exception_handler",
+    "EXCEPTION_HANDLER": "common.api.exception_handler",
     # DRF's parsers plus Pulse's limits: no lone surrogates, nesting depth, finite bounded numbers, body size.
     "DEFAULT_PARSER_CLASSES": [
-        "pulse_project.parsers.JSONBodyParser",
-        "pulse_project.parsers.FormBodyParser",
-        "pulse_project.parsers.MultiPartBodyParser",
+        "common.parsers.JSONBodyParser",
+        "common.parsers.FormBodyParser",
+        "common.parsers.MultiPartBodyParser",
     ],
 }
 

@@ -3,7 +3,7 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from pulse_project.api import AuthTokenView
+from common.api import AuthTokenView
 from pulse_project.health import health
 
 api_patterns = [

@@ -14,11 +14,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from alerts.models import Channel, Notification
-from alerts.notifications import notification_test
+from alerts.outbox import notification_test
 from alerts.transports import target_clean
-from connections.api.serializers import SoleTeamDefault, UserTeamField
-from connections.tenancy import scope_to_user
-from pulse_project.api import StrictModelSerializer, TeamModelPermissions
+from common.api import SoleTeamDefault, StrictModelSerializer, TeamModelPermissions, UserTeamField
+from common.tenancy import scope_to_user
 
 REMINDER_MAX_MINUTES = 7 * 24 * 60
 

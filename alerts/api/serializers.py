@@ -3,9 +3,10 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from alerts.models import Alert, AlertEvent
+from common.api import StrictModelSerializer
 from connections.api.serializers import UserConnectionField
-from pulse_project.api import StrictModelSerializer
+from connections.models import MaintenanceWindow
 
 MAX_SNOOZE = timedelta(days=30)
 

@@ -1,6 +1,6 @@
 from alerts.api.channels import ChannelViewSet
 from alerts.api.views import AlertViewSet, MaintenanceWindowViewSet
-from pulse_project.api import PulseRouter
+from common.api import PulseRouter
 
 router = PulseRouter()
 router.register("alerts", AlertViewSet, basename="alert")

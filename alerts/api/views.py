@@ -12,9 +12,10 @@ from alerts.api.serializers import (
     SnoozeSerializer,
 )
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
-from alerts.models import Alert, MaintenanceWindow
-from connections.tenancy import scope_to_user
-from pulse_project.api import IdFilter, TeamModelPermissions
+from alerts.models import Alert
+from common.api import IdFilter, TeamModelPermissions
+from common.tenancy import scope_to_user
+from connections.models import MaintenanceWindow
 
 
 class AlertFilter(django_filters.FilterSet):

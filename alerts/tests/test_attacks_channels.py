@@ -14,7 +14,7 @@ import requests
 
 from alerts import transports
 from alerts.models import Channel
-from alerts.notifications import notification_test
+from alerts.outbox import notification_test
 from alerts.transports import InternalPeer, TransportError, public_peers_only
 
 pytestmark = pytest.mark.django_db

@@ -7,7 +7,8 @@ import pytest
 from django.utils import timezone
 
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze, results_process
-from alerts.models import Alert, AlertEvent, MaintenanceWindow
+from alerts.models import Alert, AlertEvent
+from connections.models import MaintenanceWindow
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import TableRun, results_record

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, Notification
-from alerts.notifications import notification_for_channel, notification_test, notifications_for_event
+from alerts.outbox import notification_for_channel, notification_test, notifications_for_event
 from alerts.tests.test_transports import make_alert, make_channel
 from connections.models import Connection
 from monitors.models import CheckResult

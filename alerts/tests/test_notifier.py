@@ -8,10 +8,10 @@ from django.contrib.auth.models import Group
 from django.db import connection as pulse_db
 from django.utils import timezone
 
-from alerts import notifier
+from alerts import delivery
+from alerts.delivery import notification_deliver, notifications_claim_due, notifications_send_due, reminders_write_due
 from alerts.models import Alert, AlertEvent, Notification
-from alerts.notifications import notification_test, notifications_for_event
-from alerts.notifier import notification_deliver, notifications_claim_due, notifications_send_due, reminders_write_due
+from alerts.outbox import notification_test, notifications_for_event
 from alerts.tests.test_transports import Receiver, closed_port, make_alert, make_channel
 
 pytestmark = pytest.mark.django_db
@@ -225,7 +225,7 @@ def test_it_claims_at_most_limit_rows_oldest_first(alert, hook, receiver):
     now = timezone.now()
     claimed = notifications_claim_due(now=now, limit=3)
     assert [n.id for n in claimed] == ids[:3]
-    assert all(n.claimed_until == now + notifier.CLAIM_LEASE for n in claimed)
+    assert all(n.claimed_until == now + delivery.CLAIM_LEASE for n in claimed)
     # A second claimer gets only what is not leased.
     assert [n.id for n in notifications_claim_due(now=now, limit=10)] == ids[3:]
     assert notifications_claim_due(now=now, limit=10) == []
@@ -247,7 +247,7 @@ def test_a_channel_deactivated_before_sending_gets_nothing(alert, hook, receiver
 
 
 def test_a_slow_channel_costs_one_timeout_per_run(alert, acme, receiver, monkeypatch):
-    monkeypatch.setattr(notifier.transports, "TIMEOUT_SECONDS", 0.3)
+    monkeypatch.setattr(delivery.transports, "TIMEOUT_SECONDS", 0.3)
     slow = make_channel(acme, "webhook", receiver.url + "/slow", name="slow", secret=SECRET)
     for _ in range(3):
         notification_test(channel=slow)

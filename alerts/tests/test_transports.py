@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from alerts import transports
 from alerts.models import Alert, AlertEvent, Channel, Notification
-from alerts.notifications import message_for_event, notification_test
+from alerts.outbox import message_for_event, notification_test
 from alerts.transports import TransportError
 from connections.models import Connection
 from monitors.models import CheckResult, MonitoredTable

@@ -1,11 +1,11 @@
 from django.contrib.auth.models import Group
 from rest_framework import serializers
 
+from common.api import SoleTeamDefault, StrictModelSerializer, UserTeamField
+from common.tenancy import scope_to_user
 from connections import replica
 from connections.models import Connection
-from connections.services import connection_change_problems
-from connections.tenancy import scope_to_user, teams_of
-from pulse_project.api import StrictModelSerializer
+from connections.state import connection_change_problems
 
 # Changing any of these means Pulse must reach the replica again before saving.
 PROBED_FIELDS = ("host", "port", "database", "username", "password", "sslmode", "require_replica")
@@ -16,23 +16,6 @@ class UserConnectionField(serializers.PrimaryKeyRelatedField):
 
     def get_queryset(self):
         return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
-
-
-class UserTeamField(serializers.PrimaryKeyRelatedField):
-    def get_queryset(self):
-        return teams_of(self.context["request"].user)
-
-
-class SoleTeamDefault:
-    """`team` may be omitted when the user belongs to exactly one team."""
-
-    requires_context = True
-
-    def __call__(self, serializer_field):
-        teams = list(teams_of(serializer_field.context["request"].user)[:2])
-        if len(teams) != 1:
-            raise serializers.ValidationError("This field is required unless you belong to exactly one team.")
-        return teams[0]
 
 
 class ConnectionSerializer(StrictModelSerializer):

@@ -1,5 +1,5 @@
+from common.api import PulseRouter
 from connections.api.views import ConnectionViewSet
-from pulse_project.api import PulseRouter
 
 router = PulseRouter()
 router.register("connections", ConnectionViewSet, basename="connection")

@@ -3,11 +3,11 @@ from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from common.api import TeamModelPermissions
+from common.tenancy import scope_to_user
 from connections.api.serializers import ConnectionSerializer, ConnectionTestSerializer
 from connections.models import Connection
-from connections.services import connection_test
-from connections.tenancy import scope_to_user
-from pulse_project.api import TeamModelPermissions
+from connections.state import connection_test
 
 
 class ConnectionViewSet(viewsets.ModelViewSet):

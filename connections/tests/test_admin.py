@@ -4,8 +4,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from alerts.models import Alert, Channel, MaintenanceWindow, Notification
-from connections.models import Connection, QueryAllowance
+from alerts.models import Alert, Channel, Notification
+from connections.models import Connection, MaintenanceWindow, QueryAllowance
 from monitors.models import Check, CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
@@ -151,7 +151,7 @@ ADMIN_PAGES = [
             "monitors/check",
             "monitors/checkresult",
             "alerts/alert",
-            "alerts/maintenancewindow",
+            "connections/maintenancewindow",
             "alerts/channel",
             "alerts/notification",
         ]
@@ -162,7 +162,7 @@ ADMIN_PAGES = [
             "connections/connection",
             "monitors/monitoredtable",
             "monitors/check",
-            "alerts/maintenancewindow",
+            "connections/maintenancewindow",
             "alerts/channel",
         ]
     ),

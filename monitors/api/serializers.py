@@ -3,12 +3,12 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
+from common.api import StrictModelSerializer
+from common.tenancy import scope_to_user
 from connections.api.serializers import UserConnectionField
-from connections.tenancy import scope_to_user
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
 from monitors.models import Check, CheckResult, MonitoredTable
-from monitors.validation import table_problems
-from pulse_project.api import StrictModelSerializer
+from monitors.table_rules import table_problems
 
 # Changing any of these means the replica's catalog is consulted again before saving.
 CATALOG_FIELDS = ("connection", "schema_name", "table_name", "timestamp_column")

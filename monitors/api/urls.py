@@ -1,5 +1,5 @@
+from common.api import PulseRouter
 from monitors.api.views import CheckViewSet, MonitoredTableViewSet
-from pulse_project.api import PulseRouter
 
 router = PulseRouter()
 router.register("tables", MonitoredTableViewSet, basename="table")

@@ -5,7 +5,8 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from connections.tenancy import scope_to_user
+from common.api import IdFilter, TeamModelPermissions
+from common.tenancy import scope_to_user
 from monitors.anomalies import result_mark_expected, table_rebaseline
 from monitors.api.serializers import (
     CheckResultSerializer,
@@ -15,7 +16,6 @@ from monitors.api.serializers import (
     ResultFilterSerializer,
 )
 from monitors.models import Check, CheckKind, MonitoredTable
-from pulse_project.api import IdFilter, TeamModelPermissions
 
 
 class MonitoredTableFilter(django_filters.FilterSet):

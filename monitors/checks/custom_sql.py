@@ -4,7 +4,7 @@ import math
 from decimal import Decimal
 
 from connections.guardrails import USER_ROW_MAX_BYTES
-from monitors import custom_sql as custom_sql_rules
+from monitors import custom_sql_policy
 from monitors.checks.base import CheckContext, Outcome, judge_bounds
 
 KIND = "custom_sql"
@@ -13,10 +13,10 @@ QUERIES = 2
 
 def run(ctx: CheckContext, check=None) -> Outcome:
     # Stored checks are read again: one saved before today's rules (or behind the API's back) is refused here.
-    problem = custom_sql_rules.static_problem(check.sql)
+    problem = custom_sql_policy.static_problem(check.sql)
     if problem:
         return Outcome(kind="custom_sql", status="error", message=f"refused: {problem}")
-    found = ctx.runner.fetch_user(custom_sql_rules.composed(check.sql))
+    found = ctx.runner.fetch_user(custom_sql_policy.composed(check.sql))
     if found.oversized:
         return Outcome(
             kind="custom_sql",

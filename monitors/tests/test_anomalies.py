@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.models import Alert, MaintenanceWindow
+from alerts.models import Alert
+from connections.models import MaintenanceWindow
 from monitors.anomalies import result_mark_expected, table_rebaseline, training_history, volume_judge
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable

@@ -15,8 +15,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from monitors.batch import batch_run
 from monitors.claims import tables_claim_due
-from monitors.engine import batch_run
 from monitors.models import Check, MonitoredTable
 
 pytestmark = pytest.mark.django_db

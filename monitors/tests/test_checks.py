@@ -4,8 +4,8 @@ from datetime import timedelta
 
 import pytest
 
+from monitors.batch import batch_run
 from monitors.claims import tables_claim_due
-from monitors.engine import batch_run
 from monitors.models import Check, CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db

@@ -8,8 +8,8 @@ import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
 
+from monitors.batch import batch_run
 from monitors.claims import LeaseKeeper, lease_release, leases_renew, tables_claim_due
-from monitors.engine import batch_run
 from monitors.models import CheckResult, MonitoredTable
 
 LEASE = timedelta(minutes=1)

@@ -3,7 +3,7 @@ import time
 import pytest
 from psycopg import sql
 
-from monitors.custom_sql import MAX_LENGTH, Function, composed, read, replica_problem, static_problem
+from monitors.custom_sql_policy import MAX_LENGTH, Function, composed, read, replica_problem, static_problem
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from monitors.daemon import CheckRunner, heartbeat_beat, results_prune
 from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
+from monitors.runner import CheckRunner, heartbeat_beat, results_prune
 
 pytestmark = pytest.mark.django_db
 

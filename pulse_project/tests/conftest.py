@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from alerts.models import Alert, Channel, MaintenanceWindow
+from alerts.models import Alert, Channel
+from connections.models import MaintenanceWindow
 from monitors.models import Check, CheckResult, MonitoredTable
 
 

@@ -12,10 +12,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.test import APIClient
 
-from alerts.models import Alert, AlertEvent, Channel, MaintenanceWindow, Notification
-from connections.models import Connection
+from alerts.models import Alert, AlertEvent, Channel, Notification
+from common.api import exception_handler
+from connections.models import Connection, MaintenanceWindow
 from monitors.models import Check, CheckResult, MonitoredTable
-from pulse_project.api import exception_handler
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from monitors import daemon, jobs
+from monitors import jobs
 from monitors.models import MonitoredTable
+from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
 
 
 class Command(BaseCommand):
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lease",
             type=int,
-            default=int(daemon.DEFAULT_LEASE.total_seconds()),
+            default=int(DEFAULT_LEASE.total_seconds()),
             help=(
                 "Seconds a claimed table stays leased to this process without renewal (default 15, at least 10); "
                 "renewed every lease/3 s while its batch runs, up to the batch's time limit."
@@ -50,7 +51,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch-size",
             type=int,
-            default=daemon.DEFAULT_BATCH_SIZE,
+            default=DEFAULT_BATCH_SIZE,
             help="Tables checked in one replica session (default 50).",
         )
 
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             missing = set(tables) - set(MonitoredTable.objects.filter(id__in=tables).values_list("id", flat=True))
             if missing:
                 raise CommandError(f"No monitored table with id {', '.join(map(str, sorted(missing)))}.")
-        runner = daemon.CheckRunner(
+        runner = CheckRunner(
             workers=workers,
             lease=timedelta(seconds=lease),
             batch_size=batch_size,
@@ -97,7 +98,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, graceful)
 
     def _serve(self, runner, *, tick: float):
-        worker = daemon.worker_name()
+        worker = worker_name()
         jobs.RUNTIME.update(runner=runner, worker=worker, started_at=timezone.now())
         # The default in-memory job store: each process schedules its own jobs and nothing is shared, so
         # N processes never collide on a job store (the claim in the database, not the scheduler, is what

@@ -27,7 +27,7 @@ from django.db.models import F, Max, Q
 
 from alerts import transports
 from alerts.models import Alert, AlertEvent, Channel, Notification
-from alerts.notifications import notification_for_channel
+from alerts.outbox import notification_for_channel
 from alerts.transports import TransportError
 
 logger = logging.getLogger(__name__)

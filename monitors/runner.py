@@ -25,8 +25,8 @@ from django.db import connection as pulse_db
 from django.utils import timezone
 
 from monitors import spool
+from monitors.batch import ConnectionBusy, batch_run, batch_time_limit
 from monitors.claims import Claim, LeaseKeeper, lease_release, tables_claim_due
-from monitors.engine import ConnectionBusy, batch_run, batch_time_limit
 from monitors.models import CheckResult, SchedulerHeartbeat
 from monitors.recording import spool_flush
 

@@ -1,4 +1,4 @@
-"""What every Pulse API shares: permissions, strict input, error handling."""
+"""What every Pulse API shares: permissions, strict input, the team field, error handling."""
 
 import logging
 
@@ -12,7 +12,8 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from pulse_project.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser, text_encodable
+from common.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser, text_encodable
+from common.tenancy import teams_of
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,23 @@ class StrictModelSerializer(serializers.ModelSerializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class UserTeamField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return teams_of(self.context["request"].user)
+
+
+class SoleTeamDefault:
+    """`team` may be omitted when the user belongs to exactly one team."""
+
+    requires_context = True
+
+    def __call__(self, serializer_field):
+        teams = list(teams_of(serializer_field.context["request"].user)[:2])
+        if len(teams) != 1:
+            raise serializers.ValidationError("This field is required unless you belong to exactly one team.")
+        return teams[0]
 
 
 class AuthTokenView(ObtainAuthToken):

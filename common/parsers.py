@@ -4,7 +4,7 @@ DRF's parsers let through bodies that end in a 500 further down: a lone surrogat
 stored or rendered, `"[" * 100000` overflows the recursion limit, `1e400` is infinity, a 5000-digit integer
 exceeds Python's conversion limit. These refuse them with a ParseError (400) naming the problem.
 
-Kept apart from pulse_project.api: DRF imports the parser classes while defining APIView, so this module
+Kept apart from common.api: DRF imports the parser classes while defining APIView, so this module
 must not import DRF's views.
 """
 

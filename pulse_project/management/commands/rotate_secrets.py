@@ -7,8 +7,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from alerts.models import Channel
+from common.secrets import rotate_secret
 from connections.models import Connection
-from connections.secrets import rotate_secret
 
 SECRET_FIELDS = ((Connection, ("password_encrypted",)), (Channel, ("target_encrypted", "secret_encrypted")))
 

@@ -2,7 +2,7 @@
 
 Alert transitions write an AlertEvent; in the same transaction `notifications_for_event` renders the
 message and writes one pending Notification per active channel of the alert's team. Nothing is sent
-here: `alerts/notifier.py` claims due rows and sends them, so a slow or broken channel never delays a
+here: `alerts/delivery.py` claims due rows and sends them, so a slow or broken channel never delays a
 check and a crash never loses a message.
 """
 
