@@ -2,8 +2,9 @@ from django import forms
 from django.contrib import admin, messages
 
 from common.admin import TeamScopedAdmin
-from connections.models import Connection, QueryAllowance
-from connections.state import connection_change_problems, connection_test
+from connections.maintenance import maintenance_window_problems
+from connections.models import Connection, MaintenanceWindow, QueryAllowance
+from connections.state import connection_activation_apply, connection_change_problems, connection_test
 
 
 class ConnectionAdminForm(forms.ModelForm):
@@ -54,15 +55,13 @@ class ConnectionAdminForm(forms.ModelForm):
     def save(self, commit=True):
         if self.cleaned_data.get("password"):
             self.instance.set_password(self.cleaned_data["password"])
-        if not self.instance.is_active:
-            self.instance.status = Connection.Status.PAUSED
-        elif self.instance.status == Connection.Status.PAUSED:
-            self.instance.status = Connection.Status.UNKNOWN
+        connection_activation_apply(connection=self.instance, probed=False)
         return super().save(commit=commit)
 
 
-@admin.register(Connection)
 class ConnectionAdmin(TeamScopedAdmin):
+    """Registered by the project layer (pulse_project/admin.py), which adds the monitored tables inline."""
+
     form = ConnectionAdminForm
     list_display = ["status", "name", "team", "host", "port", "database", "is_active", "last_checked_at"]
     # RelatedOnly: the choices come from the (team-scoped) list, never the names of other teams.
@@ -80,7 +79,6 @@ class ConnectionAdmin(TeamScopedAdmin):
         "updated_at",
     ]
     actions = ["test_connection"]
-    inlines = []  # monitors.admin adds the monitored tables inline (imports flow monitors -> connections)
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -116,3 +114,25 @@ class QueryAllowanceAdmin(TeamScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+class MaintenanceWindowAdminForm(forms.ModelForm):
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["connection", "starts_at", "ends_at", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        problems = maintenance_window_problems(window=self.instance if self.instance.pk else None, changes=cleaned)
+        for field, message in problems.items():
+            self.add_error(field, message)
+        return cleaned
+
+
+@admin.register(MaintenanceWindow)
+class MaintenanceWindowAdmin(TeamScopedAdmin):
+    form = MaintenanceWindowAdminForm
+    team_path = "connection__team"
+    list_display = ["connection", "starts_at", "ends_at", "reason"]
+    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
+    ordering = ["-starts_at"]

@@ -1,11 +1,11 @@
-from django.contrib.auth.models import Group
 from rest_framework import serializers
 
 from common.api import SoleTeamDefault, StrictModelSerializer, UserTeamField
 from common.tenancy import scope_to_user
 from connections import replica
-from connections.models import Connection
-from connections.state import connection_change_problems
+from connections.maintenance import maintenance_window_problems
+from connections.models import Connection, MaintenanceWindow
+from connections.state import connection_activation_apply, connection_change_problems
 
 # Changing any of these means Pulse must reach the replica again before saving.
 PROBED_FIELDS = ("host", "port", "database", "username", "password", "sslmode", "require_replica")
@@ -70,11 +70,6 @@ class ConnectionSerializer(StrictModelSerializer):
             "updated_at",
         ]
 
-    def validate_team(self, team: Group) -> Group:
-        if self.instance is not None and team.pk != self.instance.team_id:
-            raise serializers.ValidationError("A connection cannot move to another team.")
-        return team
-
     def validate(self, attrs):
         problems = connection_change_problems(
             connection=self.instance,
@@ -116,13 +111,7 @@ class ConnectionSerializer(StrictModelSerializer):
         """Save after a successful probe (or a change that needs none); a deactivated connection is paused."""
         if password is not None:
             instance.set_password(password)
-        if not instance.is_active:
-            instance.status = Connection.Status.PAUSED
-        elif hasattr(self, "probe_result") or instance.status == Connection.Status.PAUSED:
-            instance.status = Connection.Status.OK if hasattr(self, "probe_result") else Connection.Status.UNKNOWN
-            instance.last_error = ""
-            instance.consecutive_failures = 0
-            instance.backoff_until = None
+        connection_activation_apply(connection=instance, probed=hasattr(self, "probe_result"))
         instance.save()
         return instance
 
@@ -142,3 +131,17 @@ class ConnectionTestSerializer(serializers.Serializer):
     in_recovery = serializers.BooleanField(allow_null=True)
     server_version = serializers.CharField(allow_null=True)
     error = serializers.CharField(allow_null=True)
+
+
+class MaintenanceWindowSerializer(StrictModelSerializer):
+    connection = UserConnectionField()
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["id", "connection", "starts_at", "ends_at", "reason"]
+
+    def validate(self, attrs):
+        problems = maintenance_window_problems(window=self.instance, changes=attrs)
+        if problems:
+            raise serializers.ValidationError({field: [message] for field, message in problems.items()})
+        return attrs

@@ -1,26 +1,43 @@
+import django_filters
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
-from rest_framework import viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from common.api import TeamModelPermissions
-from common.tenancy import scope_to_user
-from connections.api.serializers import ConnectionSerializer, ConnectionTestSerializer
-from connections.models import Connection
+from common.api import IdFilter
+from common.viewsets import TeamScopedViewSet
+from connections.api.serializers import ConnectionSerializer, ConnectionTestSerializer, MaintenanceWindowSerializer
+from connections.models import Connection, MaintenanceWindow
 from connections.state import connection_test
 
 
-class ConnectionViewSet(viewsets.ModelViewSet):
+class ConnectionViewSet(TeamScopedViewSet):
     serializer_class = ConnectionSerializer
-    permission_classes = [TeamModelPermissions]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     action_permissions = {"test": "change"}
 
-    def get_queryset(self):
-        return scope_to_user(Connection.objects.all(), user=self.request.user, team_path="team")
+    def base_queryset(self):
+        return Connection.objects.all()
 
     @extend_schema(request=None, responses=ConnectionTestSerializer)
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
         result = connection_test(connection=self.get_object())
         return Response(ConnectionTestSerializer(result).data)
+
+
+class MaintenanceWindowFilter(django_filters.FilterSet):
+    connection = IdFilter(field_name="connection_id")
+
+    class Meta:
+        model = MaintenanceWindow
+        fields = ["connection"]
+
+
+class MaintenanceWindowViewSet(TeamScopedViewSet):
+    serializer_class = MaintenanceWindowSerializer
+    team_path = "connection__team"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = MaintenanceWindowFilter
+
+    def base_queryset(self):
+        return MaintenanceWindow.objects.all()

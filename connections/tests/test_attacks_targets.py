@@ -5,12 +5,10 @@ for what is not PostgreSQL). Every refusal must name the problem, save nothing a
 """
 
 import socket
-from io import StringIO
 
 import psycopg
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 
 from connections import replica, targets
 from connections.models import Connection
@@ -22,7 +20,6 @@ from connections.tests.fake_servers import (
     cleartext_password_listener,
     silent_listener,
 )
-from monitors.models import CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
 
@@ -398,20 +395,18 @@ def test_the_admin_does_not_send_the_stored_password_to_a_new_target(
 def test_a_stored_connection_is_refused_at_connect_time_when_the_policy_changes(
     owner_client, make_connection, fake_server, settings
 ):
-    """Saved while local targets were allowed; then the operator turns them off: /test and runchecks refuse."""
+    """Saved while local targets were allowed; then the operator turns them off: /test and the checks' session
+    (`replica.connect`, what a batch of checks opens) refuse, and the server never hears from Pulse."""
     server = fake_server(cleartext_password_listener)
     connection = make_connection(port=server.port)
-    MonitoredTable.objects.create(connection=connection, table_name="orders")
     settings.PULSE_CONNECTION_ALLOW_LOCAL = False
 
     response = owner_client.post(f"/api/connections/{connection.id}/test")
     assert response.data["ok"] is False
     assert "PULSE_CONNECTION_ALLOW_LOCAL" in response.data["error"]
 
-    call_command("runchecks", "--once", "--all", "--workers", "1", stdout=StringIO())
-    results = CheckResult.objects.filter(connection=connection)
-    assert results.exists() and all(r.status == "error" for r in results)
-    assert all("PULSE_CONNECTION_ALLOW_LOCAL" in r.message for r in results)
+    with pytest.raises(replica.ReplicaError, match="PULSE_CONNECTION_ALLOW_LOCAL"):
+        replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
     assert server.connections == 0 and server.passwords == []
 
 

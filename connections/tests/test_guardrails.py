@@ -10,7 +10,8 @@ from django.db import connection as pulse_db
 from django.utils import timezone
 
 from connections import guardrails
-from connections.models import Connection, QueryAllowance
+from connections.guardrails import lookup
+from connections.models import QueryAllowance
 
 pytestmark = pytest.mark.django_db
 
@@ -108,7 +109,7 @@ def test_concurrency_slots_hold_across_database_sessions(make_connection):
 @pytest.mark.django_db(transaction=True)
 def test_a_lookup_session_waits_for_a_free_slot_and_gives_up_naming_it(make_connection, monkeypatch):
     shop = make_connection(max_concurrent_queries=1)
-    monkeypatch.setattr(guardrails, "LOOKUP_SLOT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(lookup, "LOOKUP_SLOT_WAIT_SECONDS", 0.2)
     with (
         slots_held_elsewhere(shop, 1),
         pytest.raises(guardrails.GuardrailStop, match="1 concurrent session slots"),
@@ -119,26 +120,6 @@ def test_a_lookup_session_waits_for_a_free_slot_and_gives_up_naming_it(make_conn
     with guardrails.lookup_session(connection=shop, queries=1) as session:
         assert session.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
     assert QueryAllowance.objects.get(connection=shop).queries_used == 2
-
-
-def test_the_breaker_opens_after_repeated_failures_and_backs_off_exponentially(make_connection):
-    shop = make_connection()
-    now = timezone.now()
-    for _ in range(guardrails.BREAKER_THRESHOLD - 1):
-        guardrails.contact_failed(connection=shop, status="error", error="cannot connect", now=now)
-    shop.refresh_from_db()
-    assert shop.backoff_until is None and shop.status == "error"
-    backoffs = []
-    for _ in range(10):
-        guardrails.contact_failed(connection=shop, status="error", error="cannot connect", now=now)
-        shop.refresh_from_db()
-        backoffs.append(shop.backoff_until - now)
-    assert backoffs[0] == timedelta(seconds=30)
-    assert backoffs[1] == timedelta(seconds=60)
-    assert backoffs[-1] == guardrails.BREAKER_MAX_BACKOFF
-    guardrails.contact_succeeded(connection=shop, now=now)
-    shop.refresh_from_db()
-    assert (shop.consecutive_failures, shop.backoff_until, shop.status) == (0, None, Connection.Status.OK)
 
 
 def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, replica_pair, replica_settings):

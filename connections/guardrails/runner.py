@@ -1,23 +1,11 @@
-"""Guardrails that bound Pulse's load on a replica, kept in Pulse's database so they hold across processes.
+"""Running queries on a replica session under the guardrails.
 
-- Query budget: at most `max_queries_per_hour` queries per connection per clock hour. Work that would
-  exceed it is skipped with the reason; no query is sent.
-- Rate: queries to one replica are spaced at least `1 / max_queries_per_second` seconds apart. Each
-  batch reserves its queries on a shared schedule (`QueryAllowance.next_query_at`), so two processes
-  never send at once and a cycle never bursts.
-- Concurrency: at most `max_concurrent_queries` sessions per replica, as PostgreSQL advisory locks in
-  Pulse's database (released automatically if a process dies).
 - Timeouts: statement and lock timeouts end the check with an error "timed out after N ms"; not retried.
   A client-side deadline backs them up: cancel at the timeout + 1 s, close the session if that goes unanswered.
 - User SQL runs with the session limits set again, alone (extended protocol), fetched bounded on the server.
 - Recovery conflicts (SQLSTATE 40001 on a hot standby) are retried up to twice with jittered backoff;
   each try counts against the budget.
-- Circuit breaker: after `BREAKER_THRESHOLD` consecutive failed contacts a connection is not tried again
-  for 30 s, doubling on each further failure up to 30 minutes.
 - Cost guard: a query whose planner estimate exceeds `max_query_cost` is not run.
-
-Save-time lookups (the catalog lookup and EXPLAIN behind the API and admin) take their session from
-`lookup_session`, under the same budget, rate and concurrency slots.
 """
 
 from __future__ import annotations
@@ -31,259 +19,20 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import psycopg
-from django.db import DatabaseError
-from django.db import connection as pulse_db
-from django.db.models import F
 from django.utils import timezone
 from psycopg import errors, sql
 
 from connections import replica
+from connections.guardrails.budget import Allowance
+from connections.guardrails.errors import CheckError, GuardrailStop, SessionLost
 from connections.models import Connection
 
-BREAKER_THRESHOLD = 3
-BREAKER_BASE_BACKOFF = timedelta(seconds=30)
-BREAKER_MAX_BACKOFF = timedelta(minutes=30)
 RECOVERY_CONFLICT_RETRIES = 2
 RECOVERY_CONFLICT_BACKOFF_SECONDS = 0.2
-LOOKUP_SLOT_WAIT_SECONDS = 5.0
-SLOT_LOCK_NAMESPACE = 0x5055  # "PU": advisory lock keys are (namespace << 32) | (connection id * 64 + slot)
-
-
-class GuardrailStop(Exception):
-    """A guardrail stopped a query before it was sent; the check is `skipped` with this message.
-
-    `reason` names the guardrail: budget, concurrency, cost, missing (the table is gone) or bookkeeping
-    (Pulse's own database could not be reached to reserve queries).
-    """
-
-    def __init__(self, message: str, *, reason: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-class CheckError(Exception):
-    """A query was sent and failed (timeout, error); the check is an `error` with this message."""
-
-
-class SessionLost(CheckError):
-    """The replica session broke; nothing more can run on it."""
-
-
-# --- query budget and rate ----------------------------------------------------------------------------
-
-_RESERVE = """
-WITH seed AS (
-    INSERT INTO connections_queryallowance (connection_id, window_start, queries_used, next_query_at)
-    VALUES (%(id)s, %(window)s, 0, clock_timestamp())
-    ON CONFLICT (connection_id) DO NOTHING
-)
-UPDATE connections_queryallowance SET
-    queries_used = (CASE WHEN window_start = %(window)s THEN queries_used ELSE 0 END) + %(n)s,
-    window_start = %(window)s,
-    next_query_at = GREATEST(next_query_at, clock_timestamp()) + %(n)s * make_interval(secs => %(spacing)s)
-WHERE connection_id = %(id)s
-  AND (CASE WHEN window_start = %(window)s THEN queries_used ELSE 0 END) + %(n)s <= %(limit)s
-RETURNING EXTRACT(EPOCH FROM (next_query_at - %(n)s * make_interval(secs => %(spacing)s) - clock_timestamp()))
-"""
-
-_REFUND = """
-UPDATE connections_queryallowance SET queries_used = GREATEST(queries_used - %(n)s, 0)
-WHERE connection_id = %(id)s AND window_start = %(window)s
-"""
-
-
-def _window(now: datetime) -> datetime:
-    return now.replace(minute=0, second=0, microsecond=0)
-
-
-def allowance_reserve(*, connection: Connection, queries: int, now: datetime) -> float | None:
-    """Reserve `queries` from this hour's budget and the rate schedule.
-
-    Returns the delay in seconds before the first of them may be sent, or None when the budget is spent.
-    """
-    params = {
-        "id": connection.pk,
-        "window": _window(now),
-        "n": queries,
-        "limit": connection.max_queries_per_hour,
-        "spacing": connection.min_query_interval,
-    }
-    with pulse_db.cursor() as cursor:
-        cursor.execute(_RESERVE, params)
-        row = cursor.fetchone()
-    if row is None:
-        # The seed row may not have been visible to the UPDATE in the same statement: try once more.
-        with pulse_db.cursor() as cursor:
-            cursor.execute(_RESERVE, params)
-            row = cursor.fetchone()
-    return None if row is None else max(0.0, float(row[0]))
-
-
-def allowance_refund(*, connection: Connection, queries: int, now: datetime) -> None:
-    if queries > 0:
-        with pulse_db.cursor() as cursor:
-            cursor.execute(_REFUND, {"id": connection.pk, "window": _window(now), "n": queries})
-
-
-@dataclass
-class Allowance:
-    """The queries a batch may send: reserved up front, spaced by the rate, topped up one at a time."""
-
-    connection: Connection
-    now: datetime
-    granted: int = 0
-    used: int = 0
-    _next_at: float = field(default_factory=time.monotonic)
-
-    def reserve(self, queries: int) -> bool:
-        delay = allowance_reserve(connection=self.connection, queries=queries, now=self.now)
-        if delay is None:
-            return False
-        if self.used >= self.granted:
-            self._next_at = max(self._next_at, time.monotonic() + delay)
-        self.granted += queries
-        return True
-
-    def take(self) -> None:
-        """Account for one query about to be sent; sleep as the rate requires.
-
-        A top-up that cannot reach Pulse's database stops the remaining queries (`skipped`) instead of
-        failing the batch: what was already read from the replica is still recorded.
-        """
-        if self.used >= self.granted:
-            try:
-                reserved = self.reserve(1)
-            except DatabaseError:
-                raise GuardrailStop(
-                    "Pulse's database is unreachable: no further queries could be reserved", reason="bookkeeping"
-                ) from None
-            if not reserved:
-                raise self.spent()
-        wait = self._next_at - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        self._next_at = max(self._next_at, time.monotonic()) + self.connection.min_query_interval
-        self.used += 1
-
-    def spent(self) -> GuardrailStop:
-        return GuardrailStop(
-            f"query budget of {self.connection.max_queries_per_hour}/h for this connection is spent", reason="budget"
-        )
-
-    @property
-    def unused(self) -> int:
-        """Queries reserved but not sent: what `settle` (or a batch's recording) gives back."""
-        return self.granted - self.used
-
-    def settle(self) -> None:
-        """Give back what was reserved but not sent."""
-        allowance_refund(connection=self.connection, queries=self.unused, now=self.now)
-        self.granted = self.used
-
-
-# --- concurrency ----------------------------------------------------------------------------------------
-
-
-def _slot_key(connection_id: int, slot: int) -> int:
-    return (SLOT_LOCK_NAMESPACE << 32) | (connection_id * 64 + slot)
-
-
-@contextmanager
-def replica_slot(*, connection: Connection, wait_seconds: float) -> Iterator[int]:
-    """Hold one of the connection's `max_concurrent_queries` session slots, across all processes."""
-    deadline = time.monotonic() + wait_seconds
-    held = None
-    while held is None:
-        with pulse_db.cursor() as cursor:
-            for slot in range(connection.max_concurrent_queries):
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [_slot_key(connection.pk, slot)])
-                if cursor.fetchone()[0]:
-                    held = slot
-                    break
-        if held is None:
-            if time.monotonic() >= deadline:
-                raise GuardrailStop(
-                    f"all {connection.max_concurrent_queries} concurrent session slots of this connection are busy",
-                    reason="concurrency",
-                )
-            time.sleep(0.05 + random.random() * 0.05)
-    try:
-        yield held
-    finally:
-        try:
-            with pulse_db.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s)", [_slot_key(connection.pk, held)])
-        except DatabaseError:
-            pass  # the session that held the lock is gone, and the lock with it
-
-
-@contextmanager
-def lookup_session(*, connection: Connection, queries: int) -> Iterator[psycopg.Connection]:
-    """A replica session for a one-off lookup of `queries` statements, under the connection's guardrails.
-
-    The statements and the session's recovery check are taken from the hourly budget and spaced by
-    the rate, inside one of the connection's concurrency slots; GuardrailStop when one of them says no.
-    """
-    allowance = Allowance(connection=connection, now=timezone.now())
-    if not allowance.reserve(queries + 1):
-        raise allowance.spent()
-    try:
-        with replica_slot(connection=connection, wait_seconds=LOOKUP_SLOT_WAIT_SECONDS):
-            for _ in range(queries + 1):
-                allowance.take()
-            with replica.session_for(connection) as session:
-                yield session
-    finally:
-        allowance.settle()
-
-
-# --- circuit breaker --------------------------------------------------------------------------------------
-
-
-def backoff_for(failures: int) -> timedelta | None:
-    """How long to leave a connection alone after `failures` consecutive failed contacts."""
-    if failures < BREAKER_THRESHOLD:
-        return None
-    return min(BREAKER_MAX_BACKOFF, BREAKER_BASE_BACKOFF * 2 ** (failures - BREAKER_THRESHOLD))
-
-
-def contact_failed(*, connection: Connection, status: str, error: str, now: datetime) -> None:
-    """Record a failed contact; after enough of them, open the breaker."""
-    Connection.objects.filter(pk=connection.pk).update(consecutive_failures=F("consecutive_failures") + 1)
-    failures = Connection.objects.values_list("consecutive_failures", flat=True).get(pk=connection.pk)
-    backoff = backoff_for(failures)
-    Connection.objects.filter(pk=connection.pk).update(
-        status=status, last_error=error, last_checked_at=now, backoff_until=now + backoff if backoff else None
-    )
-
-
-CONTACT_REFRESH = timedelta(seconds=10)
-
-
-def contact_succeeded(*, connection: Connection, now: datetime) -> None:
-    """Record a good contact; a connection already known to be fine is written at most every 10 s."""
-    healthy = (
-        connection.status == Connection.Status.OK
-        and not connection.consecutive_failures
-        and connection.backoff_until is None
-        and connection.last_checked_at is not None
-        and now - connection.last_checked_at < CONTACT_REFRESH
-    )
-    if healthy:
-        return
-    Connection.objects.filter(pk=connection.pk).update(
-        status=Connection.Status.OK, last_error="", last_checked_at=now, consecutive_failures=0, backoff_until=None
-    )
-    connection.status, connection.last_error, connection.last_checked_at = Connection.Status.OK, "", now
-    connection.consecutive_failures, connection.backoff_until = 0, None
-
-
-# --- running queries ------------------------------------------------------------------------------------
-
 CLIENT_DEADLINE_GRACE_SECONDS = 1.0
 """The client cancels a statement this long after its statement_timeout, in case the server did not."""
 CANCEL_WAIT_SECONDS = 2.0

@@ -1,0 +1,54 @@
+"""Guardrails that bound Pulse's load on a replica, kept in Pulse's database so they hold across processes.
+
+One module per guardrail:
+- `budget`: at most `max_queries_per_hour` queries per connection per clock hour, spaced by the rate
+  (`1 / max_queries_per_second` seconds apart) on a schedule shared by every process.
+- `slots`: at most `max_concurrent_queries` sessions per replica (advisory locks in Pulse's database).
+- `runner`: `QueryRunner` sends the queries of a session: statement and lock timeouts backed by a client-side
+  deadline, recovery conflicts retried (each try counts), the cost guard, user SQL fetched bounded.
+- `lookup`: the one-off session of save-time lookups (API and admin), under the same budget, rate and slots.
+- `errors`: what a guardrail makes of a check: `GuardrailStop` (skipped), `CheckError`, `SessionLost` (error).
+
+The circuit breaker (leave a failing connection alone for a while) is connection state: `connections.state`.
+"""
+
+from connections.guardrails.budget import Allowance, allowance_refund, allowance_reserve
+from connections.guardrails.errors import CheckError, GuardrailStop, SessionLost
+from connections.guardrails.lookup import lookup_session
+from connections.guardrails.runner import (
+    CANCEL_WAIT_SECONDS,
+    CLIENT_DEADLINE_GRACE_SECONDS,
+    RECOVERY_CONFLICT_BACKOFF_SECONDS,
+    RECOVERY_CONFLICT_RETRIES,
+    USER_ROW_MAX_BYTES,
+    USER_ROWS,
+    Deadline,
+    QueryRunner,
+    UserRows,
+    session_limits,
+    statement_deadline,
+)
+from connections.guardrails.slots import SLOT_LOCK_NAMESPACE, replica_slot
+
+__all__ = [
+    "CANCEL_WAIT_SECONDS",
+    "CLIENT_DEADLINE_GRACE_SECONDS",
+    "RECOVERY_CONFLICT_BACKOFF_SECONDS",
+    "RECOVERY_CONFLICT_RETRIES",
+    "SLOT_LOCK_NAMESPACE",
+    "USER_ROWS",
+    "USER_ROW_MAX_BYTES",
+    "Allowance",
+    "CheckError",
+    "Deadline",
+    "GuardrailStop",
+    "QueryRunner",
+    "SessionLost",
+    "UserRows",
+    "allowance_refund",
+    "allowance_reserve",
+    "lookup_session",
+    "replica_slot",
+    "session_limits",
+    "statement_deadline",
+]
