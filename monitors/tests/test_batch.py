@@ -71,3 +71,28 @@ def test_the_lag_check_is_claimed_by_one_batch_per_interval(make_connection):
     assert shop.lag_checked_at is not None
     lag = CheckResult.objects.get(kind="replication_lag")
     assert lag.status == "pass" and lag.expected_upper == shop.replication_lag_threshold_seconds
+
+
+def test_a_session_lost_mid_table_errors_the_rest_of_the_batch(make_connection, replica_pair, monkeypatch):
+    """The replica session is terminated (by a superuser on the standby) when the volume check starts."""
+    from monitors.checks import volume
+
+    shop = make_connection()
+    orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    customers = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    real_run = volume.run
+
+    def terminated_first(ctx, check=None):
+        pid = ctx.runner.session.info.backend_pid
+        with replica_pair.standby.connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        return real_run(ctx, check)
+
+    monkeypatch.setattr(volume, "run", terminated_first)
+    results = run_batch(orders, customers)
+    by_table = {(r.table_id, r.kind): r for r in results if r.table_id}
+    assert by_table[(orders.id, "schema_change")].status == "pass"  # checked before the session was lost
+    lost = [r for key, r in by_table.items() if key != (orders.id, "schema_change")]
+    assert len(lost) == 3 and all(r.status == "error" and "connection lost" in r.message for r in lost)
+    shop.refresh_from_db()
+    assert shop.status == "error" and "connection lost" in shop.last_error

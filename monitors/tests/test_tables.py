@@ -220,3 +220,11 @@ def test_schema_accept_takes_the_latest_observed_columns(orders):
     table_schema_accept_current(table=orders)
     orders.refresh_from_db()
     assert orders.schema_reference == columns
+
+
+def test_tables_cannot_be_added_inline_to_a_connection_not_saved_yet(teams, owner, replica_settings):
+    unsaved = Connection(name="new", team=teams[0], **{k: v for k, v in replica_settings.items() if k != "password"})
+    row = {"schema_name": "public", "table_name": "orders", "timestamp_column": "", "check_interval_seconds": 300}
+    errors = inline_save(unsaved, owner, [{**row, "is_active": True}])
+    assert "Save the connection first" in str(errors)
+    assert not MonitoredTable.objects.exists()
