@@ -24,8 +24,9 @@ Pulse runs with production settings (PULSE_DEBUG=off, throwaway keys) unless --d
    read-only statement, or inside BEGIN READ ONLY … COMMIT where Pulse asks for one), same rows fetched. So the floor sends exactly Pulse's steady-state queries (no EXPLAINs:
    Pulse's steady state sends none either) and nothing else. Floor and Pulse runs alternate, so load
    drift on a shared machine hits both alike; raw/Pulse is taken per pair.
-5. Check cost vs table size: 20 runs of `CheckRunner(workers=1).cycle(force=True, table_ids=[id])` per
-   table after one warm-up run; median CheckResult.duration_ms per kind (whole ms) and the same interval
+5. Check cost vs table size: 20 runs of
+   `CheckRunner(on_recorded=results_intake, workers=1).cycle(force=True, table_ids=[id])` per table
+   after one warm-up run; median CheckResult.duration_ms per kind (whole ms) and the same interval
    measured with perf_counter around each check module's run() (microseconds).
 6. Peak memory: `manage.py runchecks --once --all` in a child process over 10,000 registered tables
    (10 connections to the same standby, each with the same 1,000 tables), peak RSS from GNU time.
@@ -394,6 +395,8 @@ def describe_capture(batches: list) -> list[str]:
 
 def size_runs(table_id: int, runs: int) -> tuple[dict, dict]:
     """Median CheckResult.duration_ms per kind, and median perf_counter microseconds per kind."""
+    from alerts.intake import results_intake
+
     from monitors import checks
     from monitors.models import CheckResult
     from monitors.runner import CheckRunner
@@ -411,7 +414,7 @@ def size_runs(table_id: int, runs: int) -> tuple[dict, dict]:
 
         return wrapper
 
-    runner = CheckRunner(workers=1, verbosity=0)
+    runner = CheckRunner(on_recorded=results_intake, workers=1, verbosity=0)  # the real path, alerts included
     try:
         runner.cycle(force=True, table_ids=[table_id])  # warm-up: first run sends the EXPLAINs for the cost guard
         before = last_result_id()

@@ -3,10 +3,11 @@ from django.contrib import admin
 
 from common.admin import TeamScopedAdmin
 from common.tenancy import scope_to_user
-from connections.admin import ConnectionAdmin
-from monitors.anomalies import result_mark_expected, table_rebaseline
+from monitors import tables
 from monitors.check_rules import check_problems
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+from monitors.results import result_mark_expected
+from monitors.table_rules import CATALOG_FIELDS, table_problems
 
 CHECK_RULE_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
 CHECK_REPLICA_FIELDS = ("table", "column", "sql")
@@ -62,19 +63,63 @@ class CheckInline(admin.TabularInline):
     show_change_link = True
 
 
+class MonitoredTableAdminForm(forms.ModelForm):
+    """The table's change form and the inline under its connection: the REST API's rules (the catalog
+    check, no move to another connection) and its pause/resume rule (monitors.tables)."""
+
+    def _value(self, field):
+        if field in self.fields:
+            return self.cleaned_data.get(field)
+        return getattr(self.instance, field, None)
+
+    def clean(self):
+        cleaned_data = super().clean()
+        if any(field in self.errors for field in CATALOG_FIELDS):
+            return cleaned_data  # a field is already refused: its value is unknown
+        connection = self._value("connection")
+        adding = self.instance.pk is None
+        if not adding and connection is not None and connection.pk != self.instance.connection_id:
+            self.add_error("connection", "A monitored table cannot move to another connection.")
+            return cleaned_data
+        if not adding and not any(field in self.changed_data for field in CATALOG_FIELDS):
+            return cleaned_data
+        if connection is None:
+            return cleaned_data  # the connection field says why
+        if connection.pk is None:
+            self.add_error(None, "Save the connection first: its tables are looked up on the replica.")
+            return cleaned_data
+        problems = table_problems(
+            connection=connection,
+            schema_name=self._value("schema_name") or "public",
+            table_name=self._value("table_name"),
+            timestamp_column=self._value("timestamp_column") or "",
+        )
+        for field, message in problems.items():
+            self.add_error(field if field in self.fields else None, message)
+        return cleaned_data
+
+    def save(self, commit=True):
+        was_active = None if self.instance.pk is None else self.initial.get("is_active")
+        tables.table_activation_apply(table=self.instance, was_active=was_active)
+        return super().save(commit=commit)
+
+
 class MonitoredTableInline(admin.TabularInline):
+    """The tables under their connection's change page (the project's admin puts it on ConnectionAdmin)."""
+
     model = MonitoredTable
+    form = MonitoredTableAdminForm
     extra = 0
     fields = ["schema_name", "table_name", "timestamp_column", "check_interval_seconds", "is_active", "status"]
     readonly_fields = ["status"]
     show_change_link = True
 
 
-ConnectionAdmin.inlines = [*ConnectionAdmin.inlines, MonitoredTableInline]
-
-
-@admin.register(MonitoredTable)
 class MonitoredTableAdmin(TeamScopedAdmin):
+    """Registered by the project's admin, which binds `table_rebaseline` to the alert-resolving version."""
+
+    table_rebaseline = staticmethod(tables.table_rebaseline)
+    form = MonitoredTableAdminForm
     team_path = "connection__team"
     list_display = [
         "status",
@@ -102,15 +147,10 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     inlines = [CheckInline]
     actions = ["rebaseline"]
 
-    def save_model(self, request, obj, form, change):
-        if "is_active" in form.changed_data:
-            obj.status = MonitoredTable.Status.UNKNOWN if obj.is_active else MonitoredTable.Status.PAUSED
-        super().save_model(request, obj, form, change)
-
     @admin.action(description="Rebaseline volume (accept the current level)", permissions=["change"])
     def rebaseline(self, request, queryset):
         for table in queryset:
-            table_rebaseline(table=table)
+            self.table_rebaseline(table=table)
         self.message_user(request, f"{queryset.count()} table(s) rebaselined; volume training restarts now.")
 
 

@@ -21,24 +21,15 @@ from datetime import datetime, timedelta
 from django.db.models import Q
 from django.utils import timezone
 
-from connections.models import MaintenanceWindow
+from connections.maintenance import windows_by_connection
 from monitors import baselines
-from monitors.checks import Outcome
+from monitors.checks import Outcome, Status
+from monitors.checks.volume import KIND as VOLUME
 from monitors.models import CheckResult, MonitoredTable
-from monitors.signals import table_rebaselined
 
 TRAINING_WINDOW = baselines.DEFAULT_TRAINING_WINDOW
 # Rows per day (date columns): a 14-day window never holds 24 points, so a week of days is enough.
 MIN_DAILY_POINTS = 7
-
-
-def _maintenance_windows(connection_ids: set[int]) -> dict[int, list[tuple[datetime, datetime]]]:
-    windows = defaultdict(list)
-    for connection_id, starts, ends in MaintenanceWindow.objects.filter(
-        connection_id__in=connection_ids, ends_at__gte=timezone.now() - 2 * TRAINING_WINDOW
-    ).values_list("connection_id", "starts_at", "ends_at"):
-        windows[connection_id].append((starts, ends))
-    return windows
 
 
 def training_history(*, tables: list[MonitoredTable], until: datetime) -> dict[int, dict[datetime, float]]:
@@ -48,19 +39,21 @@ def training_history(*, tables: list[MonitoredTable], until: datetime) -> dict[i
     rows = (
         CheckResult.objects.filter(
             table_id__in=[t.id for t in tables],
-            kind="volume",
+            kind=VOLUME,
             bucket_start__gte=until - TRAINING_WINDOW,
             bucket_start__lt=until,
             observed_value__isnull=False,
         )
         .filter(Q(is_anomaly=False) | Q(marked_expected=True))
-        .exclude(status__in=("error", "skipped"))
+        .exclude(status__in=(Status.ERROR, Status.SKIPPED))
         .order_by("table_id", "bucket_start", "-started_at")
         .distinct("table_id", "bucket_start")
         .values_list("table_id", "bucket_start", "observed_value")
     )
     since = {t.id: t.baseline_since for t in tables}
-    windows = _maintenance_windows({t.connection_id for t in tables})
+    windows = windows_by_connection(
+        connection_ids={t.connection_id for t in tables}, since=timezone.now() - 2 * TRAINING_WINDOW
+    )
     connection_of = {t.id: t.connection_id for t in tables}
     history: dict[int, dict[datetime, float]] = defaultdict(dict)
     for table_id, bucket, value in rows:
@@ -79,7 +72,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
     candidates = (
         CheckResult.objects.filter(
             table_id__in=list(volume),
-            kind="volume",
+            kind=VOLUME,
             bucket_start__in={o.bucket_start for o in volume.values()},
             details__judged=True,
             details__repeats_verdict_of__isnull=True,  # the judgement itself, not the runs that repeated it
@@ -113,7 +106,7 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict) -> None:
     outcome.expected_lower = _finite(verdict.expected_lower)
     outcome.expected_upper = _finite(verdict.expected_upper)
     outcome.is_anomaly = verdict.is_anomaly
-    outcome.status = "fail" if verdict.is_anomaly else "pass"
+    outcome.status = Status.FAIL if verdict.is_anomaly else Status.PASS
     outcome.details.update(
         judged=True, learning=verdict.learning, seasonality=verdict.seasonality, score=_finite(verdict.score)
     )
@@ -136,7 +129,7 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     else:
         verdict, anomaly = "within the expected band", False
     outcome.is_anomaly = anomaly
-    outcome.status = "fail" if anomaly else "pass"
+    outcome.status = Status.FAIL if anomaly else Status.PASS
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
     band = "" if lower is None or upper is None else f" {lower:,.0f}–{upper:,.0f}"
     outcome.message = f"{value:,.0f} rows: {verdict}{band} — {outcome.message}"
@@ -148,7 +141,7 @@ def volume_judge(*, runs) -> None:
     tables: dict[int, MonitoredTable] = {}
     for run in runs:
         for outcome in run.outcomes:
-            if outcome.kind == "volume" and outcome.status == "pass" and outcome.bucket_start is not None:
+            if outcome.kind == VOLUME and outcome.status == Status.PASS and outcome.bucket_start is not None:
                 volume[run.table.id] = outcome
                 tables[run.table.id] = run.table
     for table_id, previous in _already_judged(volume).items():
@@ -177,22 +170,3 @@ def volume_judge(*, runs) -> None:
             unit="rows",
         )
         _apply(outcome, verdict)
-
-
-def table_rebaseline(*, table: MonitoredTable, since: datetime | None = None) -> MonitoredTable:
-    """Accept a level shift: training restarts from `since` (default now), backfilled again from there."""
-    table.baseline_since = since or timezone.now()
-    table.backfilled_at = None
-    MonitoredTable.objects.filter(pk=table.pk).update(baseline_since=table.baseline_since, backfilled_at=None)
-    table_rebaselined.send(sender=MonitoredTable, table=table)
-    return table
-
-
-def result_mark_expected(*, result: CheckResult) -> CheckResult:
-    """An operator says this anomalous value was legitimate: it trains the baseline from now on."""
-    same_value = CheckResult.objects.filter(pk=result.pk)
-    if result.bucket_start is not None:
-        same_value = CheckResult.objects.filter(table=result.table, kind=result.kind, bucket_start=result.bucket_start)
-    same_value.update(marked_expected=True)
-    result.marked_expected = True
-    return result

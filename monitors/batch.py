@@ -9,52 +9,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django.conf import settings
 from django.db import DatabaseError
-from django.db.models import Q
 from django.utils import timezone
-from psycopg import sql
 
-from connections import guardrails, replica
+from connections import guardrails, replica, state
 from connections.models import Connection
 from monitors import checks
-from monitors.checks import CheckContext, Outcome
+from monitors.checks import CheckContext, Outcome, Status, replication_lag
+from monitors.checks.replication_lag import ReplicaState
 from monitors.claims import Claim, lease_release
 from monitors.models import Check, CheckResult, MonitoredTable
-from monitors.recording import Bookkeeping, TableRun, batch_bookkeep
+from monitors.recording import Bookkeeping, ResultsHandler, TableRun, batch_bookkeep
 
 logger = logging.getLogger(__name__)
 
 SLOT_WAIT_SECONDS = 30.0
-LAG_CHECK_INTERVAL = timedelta(seconds=30)
-_REPLICA_STATE = sql.SQL(
-    "SELECT pg_is_in_recovery(), clock_timestamp(), pg_last_xact_replay_timestamp(),"
-    " pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(),"
-    " pg_catalog.pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())"
-)
-
-
-@dataclass(frozen=True)
-class ReplicaState:
-    in_recovery: bool
-    now: datetime
-    replay_timestamp: datetime | None
-    caught_up: bool
-    lag_bytes: float
-
-    @property
-    def data_as_of(self) -> datetime:
-        """The point in time the replica's data reflects: now when caught up, else the last replayed commit."""
-        if not self.in_recovery or self.caught_up or self.replay_timestamp is None:
-            return self.now
-        return min(self.now, self.replay_timestamp)
-
-    @property
-    def lag_seconds(self) -> float:
-        return max(0.0, (self.now - self.data_as_of).total_seconds())
 
 
 def planned_checks(table: MonitoredTable) -> list[tuple[object, Check | None]]:
@@ -78,49 +50,22 @@ def _timed(module, check: Check | None, ctx: CheckContext) -> Outcome:
     except guardrails.SessionLost:
         raise
     except guardrails.GuardrailStop as stop:
-        outcome = Outcome(kind=kind, status="skipped", message=str(stop), details={"reason": stop.reason})
+        outcome = Outcome(kind=kind, status=Status.SKIPPED, message=str(stop), details={"reason": stop.reason})
     except guardrails.CheckError as exc:
-        outcome = Outcome(kind=kind, status="error", message=str(exc))
+        outcome = Outcome(kind=kind, status=Status.ERROR, message=str(exc))
     outcome.duration_ms = int((time.monotonic() - started) * 1000)
     outcome.queries_used = runner.queries_sent - sent_before
     outcome.check_id = check.pk if check else None
     return outcome
 
 
-def _lag_outcome(connection: Connection, state: ReplicaState) -> Outcome:
-    threshold = connection.replication_lag_threshold_seconds
-    lag = round(state.lag_seconds, 3)
-    details = {"lag_bytes": state.lag_bytes, "caught_up": state.caught_up}
-    if lag > threshold:
-        return Outcome(
-            kind="replication_lag",
-            status="fail",
-            observed_value=lag,
-            expected_upper=threshold,
-            details=details,
-            message=f"replica is {lag:,.0f} s behind (limit {threshold} s); {state.lag_bytes:,.0f} bytes to replay",
-        )
-    return Outcome(
-        kind="replication_lag",
-        status="pass",
-        observed_value=lag,
-        expected_upper=threshold,
-        details=details,
-        message="replica is caught up" if state.caught_up else f"replica is {lag:,.1f} s behind",
-    )
-
-
 def _lag_due(connection: Connection, now: datetime) -> bool:
-    """Claim this cycle's replication-lag check of a connection: one process wins (conditional UPDATE).
+    """Claim this cycle's replication-lag check of the connection (one process wins).
 
     With Pulse's database unreachable nobody can win it: the lag check waits for a later batch."""
-    if connection.lag_checked_at is not None and now - connection.lag_checked_at < LAG_CHECK_INTERVAL:
-        return False  # known to be taken already, without asking the database
     try:
-        return bool(
-            Connection.objects.filter(pk=connection.pk)
-            .filter(Q(lag_checked_at__isnull=True) | Q(lag_checked_at__lte=now - LAG_CHECK_INTERVAL))
-            .update(lag_checked_at=now)
+        return state.connection_lag_check_claim(
+            connection=connection, now=now, interval=replication_lag.LAG_CHECK_INTERVAL
         )
     except DatabaseError:
         logger.warning("Pulse's database unreachable: the replication-lag check of connection %s waits", connection.pk)
@@ -145,7 +90,7 @@ def batch_time_limit(*, connection: Connection, tables: list[MonitoredTable]) ->
     )
 
 
-def _everything(runs: list[TableRun], plans: dict, *, status: str, message: str, reason: str = "") -> None:
+def _everything(runs: list[TableRun], plans: dict, *, status: Status, message: str, reason: str = "") -> None:
     details = {"reason": reason} if reason else {}
     for run in runs:
         run.outcomes = [
@@ -165,10 +110,12 @@ def batch_run(
     connection: Connection,
     claim: Claim,
     tables: list[MonitoredTable],
+    on_recorded: ResultsHandler,
     slot_wait_seconds: float = SLOT_WAIT_SECONDS,
     release_when_busy: bool = False,
 ) -> list[CheckResult]:
-    """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results.
+    """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results;
+    `on_recorded` gets the recorded results inside the recording transaction (see monitors.recording).
 
     With every session slot busy for `slot_wait_seconds`, the tables are `skipped` (concurrency), or with
     `release_when_busy` given back unchecked (their due time unchanged) and ConnectionBusy is raised.
@@ -189,9 +136,9 @@ def batch_run(
         if stop.reason == "concurrency" and release_when_busy:
             lease_release(table_ids=[t.id for t in tables], token=claim.token)
             raise ConnectionBusy(str(stop)) from None
-        _everything(runs, plans, status="skipped", message=str(stop), reason=stop.reason)
+        _everything(runs, plans, status=Status.SKIPPED, message=str(stop), reason=stop.reason)
     book.unused_queries = allowance.unused
-    return batch_bookkeep(book)
+    return batch_bookkeep(book, on_recorded=on_recorded)
 
 
 def _contact(book: Bookkeeping, status: str, error: str = "") -> None:
@@ -205,37 +152,30 @@ def _run_on_replica(connection, runs, plans, allowance, book: Bookkeeping) -> No
         session = replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
     except (replica.ReplicaError, ValueError) as exc:
         _contact(book, Connection.Status.ERROR, str(exc))
-        _everything(runs, plans, status="error", message=str(exc))
+        _everything(runs, plans, status=Status.ERROR, message=str(exc))
         return
     try:
         runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance)
         try:
-            in_recovery, now, replayed_at, caught_up, lag_bytes = runner.fetchone(_REPLICA_STATE)
-            state = ReplicaState(
-                in_recovery=in_recovery,
-                now=now,
-                replay_timestamp=replayed_at,
-                caught_up=caught_up is not False,
-                lag_bytes=float(lag_bytes or 0),
-            )
+            replica_state = ReplicaState.from_row(runner.fetchone(replication_lag.STATE_QUERY))
         except guardrails.CheckError as exc:
             _contact(book, Connection.Status.ERROR, str(exc))
-            _everything(runs, plans, status="error", message=str(exc))
+            _everything(runs, plans, status=Status.ERROR, message=str(exc))
             return
-        if connection.require_replica and not state.in_recovery:
+        if connection.require_replica and not replica_state.in_recovery:
             message = "not a read replica (pg_is_in_recovery() is false): no checks run"
             _contact(book, Connection.Status.NOT_REPLICA, message)
-            _everything(runs, plans, status="error", message=message)
+            _everything(runs, plans, status=Status.ERROR, message=message)
             return
         _contact(book, Connection.Status.OK)
-        if state.in_recovery and _lag_due(connection, started_at):
-            book.connection_outcomes.append(_lag_outcome(connection, state))
+        if replica_state.in_recovery and _lag_due(connection, started_at):
+            book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
         for index, run in enumerate(runs):
             ctx = CheckContext(
                 runner=runner,
                 table=run.table,
-                now=state.now,
-                data_as_of=state.data_as_of,
+                now=replica_state.now,
+                data_as_of=replica_state.data_as_of,
                 plan_costs=run.plan_costs,
                 update_times=run.update_times,
             )
@@ -248,8 +188,10 @@ def _run_on_replica(connection, runs, plans, allowance, book: Bookkeeping) -> No
                 for module, check in plans[run.table.id]:
                     key = (module.KIND, check.pk if check else None)
                     if key not in done:
-                        run.outcomes.append(Outcome(kind=key[0], status="error", message=str(lost), check_id=key[1]))
-                _everything(runs[index + 1 :], plans, status="error", message=str(lost))
+                        run.outcomes.append(
+                            Outcome(kind=key[0], status=Status.ERROR, message=str(lost), check_id=key[1])
+                        )
+                _everything(runs[index + 1 :], plans, status=Status.ERROR, message=str(lost))
                 break
     finally:
         session.close()

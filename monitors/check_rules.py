@@ -7,11 +7,11 @@ import math
 import psycopg
 
 from connections import guardrails, replica
-from monitors import custom_sql_policy
-from monitors.models import Check, CheckKind
+from monitors import checks, custom_sql_policy
+from monitors.models import Check
 
-CONFIGURABLE_KINDS = tuple(Check.Kind.values)
-AUTOMATIC_KINDS = tuple(kind for kind in CheckKind.values if kind not in CONFIGURABLE_KINDS)
+CONFIGURABLE_KINDS = tuple(checks.CONFIGURABLE)
+AUTOMATIC_KINDS = tuple(kind for kind in checks.KINDS if kind not in checks.CONFIGURABLE)
 
 
 def kind_problem(kind) -> str | None:

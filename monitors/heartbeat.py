@@ -1,10 +1,20 @@
-"""Liveness of the `runchecks` daemon, as /api/health reports it."""
+"""Liveness of the `runchecks` daemon: each process's beat, their pruning, and what /api/health reports."""
 
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.utils import timezone
 
 from monitors.models import SchedulerHeartbeat
+
+
+def heartbeat_beat(*, worker: str, started_at) -> None:
+    now = timezone.now()
+    SchedulerHeartbeat.objects.update_or_create(worker=worker, defaults={"beat_at": now, "started_at": started_at})
+
+
+def heartbeats_prune(*, now, older_than: timedelta = timedelta(days=1)) -> int:
+    return SchedulerHeartbeat.objects.filter(beat_at__lt=now - older_than).delete()[0]
 
 
 def scheduler_status(*, now: datetime) -> dict:

@@ -2,16 +2,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from connections.models import Connection
+from monitors import checks
 
-
-class CheckKind(models.TextChoices):
-    FRESHNESS = "freshness"
-    VOLUME = "volume"
-    SCHEMA_CHANGE = "schema_change"
-    NULL_RATE = "null_rate"
-    ROW_COUNT = "row_count"
-    CUSTOM_SQL = "custom_sql"
-    REPLICATION_LAG = "replication_lag"
+# The kinds and statuses are declared once, by the check modules (monitors/checks/); these are their names here.
+CheckKind = checks.CheckKind
 
 
 class MonitoredTable(models.Model):
@@ -123,10 +117,7 @@ class MonitoredTable(models.Model):
 class Check(models.Model):
     """A configurable check on a table: null_rate, row_count or custom_sql."""
 
-    class Kind(models.TextChoices):
-        NULL_RATE = "null_rate"
-        ROW_COUNT = "row_count"
-        CUSTOM_SQL = "custom_sql"
+    Kind = checks.ConfigurableKind
 
     table = models.ForeignKey(MonitoredTable, on_delete=models.CASCADE, related_name="checks")
     kind = models.CharField(max_length=20, choices=Kind.choices)
@@ -151,11 +142,7 @@ class Check(models.Model):
 class CheckResult(models.Model):
     """One outcome of one check kind on one table: the time series behind history and baselines."""
 
-    class Status(models.TextChoices):
-        PASS = "pass"
-        FAIL = "fail"
-        ERROR = "error"
-        SKIPPED = "skipped"
+    Status = checks.Status
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results")
     table = models.ForeignKey(

@@ -12,6 +12,12 @@ Recording against the lease:
   if nobody holds the table now and no newer check of it was recorded; otherwise the table is left to
   its newer state. Alerts only react to results whose table state was written (and to the connection's
   replication lag), so a late result never reopens or resolves an alert behind a newer one.
+
+The hand-off: whoever records a batch names what reacts to its results, an `on_recorded` handler
+(`ResultsHandler`). It is called once per batch with the results whose table state was written, inside
+the recording transaction, so what it writes (alerts, notifications) commits together with the results,
+and an exception it raises rolls the whole batch back. `runchecks` binds alerts' intake; tools that only
+check (benchmarks, tests of checking) pass `results_ignore`.
 """
 
 import json
@@ -20,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import psycopg
 from django.conf import settings
@@ -27,16 +34,25 @@ from django.db import InterfaceError, OperationalError, close_old_connections, t
 from django.db import connection as pulse_db
 from django.utils import timezone
 
-from connections import guardrails
+from connections import guardrails, state
 from connections.models import Connection
 from monitors import spool
 from monitors.anomalies import volume_judge
-from monitors.checks import Outcome
+from monitors.checks import Outcome, Status, schema_change, volume
 from monitors.models import CheckResult, MonitoredTable
-from monitors.signals import results_recorded
 
 logger = logging.getLogger(__name__)
 RETRY_BACKOFF_MAX_SECONDS = 5.0
+
+
+class ResultsHandler(Protocol):
+    """What reacts to a batch's recorded results; called inside the recording transaction."""
+
+    def __call__(self, *, connection: Connection, results: list[CheckResult]) -> None: ...
+
+
+def results_ignore(*, connection: Connection, results: list[CheckResult]) -> None:
+    """A handler for tools that only check: nothing reacts to the results."""
 
 
 @dataclass
@@ -49,11 +65,11 @@ class TableRun:
     @property
     def status(self) -> str:
         statuses = {o.status for o in self.outcomes}
-        if "error" in statuses:
+        if Status.ERROR in statuses:
             return MonitoredTable.Status.ERROR
-        if "fail" in statuses:
+        if Status.FAIL in statuses:
             return MonitoredTable.Status.FAILING
-        if statuses <= {"skipped"}:
+        if statuses <= {Status.SKIPPED}:
             return self.table.status
         if any(o.details.get("learning") for o in self.outcomes):
             return MonitoredTable.Status.LEARNING
@@ -65,14 +81,15 @@ class TableRun:
 
     @property
     def error(self) -> str:
-        return next((o.message for o in self.outcomes if o.status in ("error", "skipped")), "")
+        return next((o.message for o in self.outcomes if o.status in (Status.ERROR, Status.SKIPPED)), "")
 
     @property
     def schema_reference(self):
         if self.table.schema_reference is not None:
             return None
         return next(
-            (o.details["columns"] for o in self.outcomes if o.kind == "schema_change" and o.status == "pass"), None
+            (o.details["columns"] for o in self.outcomes if o.kind == schema_change.KIND and o.status == Status.PASS),
+            None,
         )
 
 
@@ -161,8 +178,8 @@ def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResu
         CheckResult(
             connection=connection,
             table=run.table,
-            kind="volume",
-            status="pass",
+            kind=volume.KIND,
+            status=Status.PASS,
             observed_value=value,
             bucket_start=bucket,
             started_at=bucket,
@@ -241,9 +258,11 @@ def results_record(
     runs: list[TableRun],
     connection_outcomes: list[Outcome],
     started_at: datetime,
+    on_recorded: ResultsHandler,
 ) -> list[CheckResult]:
-    """Record a batch in one transaction: every result as history; table state and alerts as described
-    in the module docstring. Returns the results alerts reacted to."""
+    """Record a batch in one transaction: every result as history; table state as described in the module
+    docstring. `on_recorded` gets the results whose table state was written (and the connection's), in the
+    same transaction. Returns those results."""
     with transaction.atomic():
         kept = _update_tables(runs=runs, token=token, checked_at=started_at) if runs else set()
         late = [run.table.id for run in runs if run.table.id not in kept]
@@ -265,7 +284,7 @@ def results_record(
         ]
         history += [r for run in runs if run.table.id in kept for r in _backfilled_results(run, connection)]
         _insert_results(history + current)
-        results_recorded.send(sender=CheckResult, connection=connection, results=current)
+        on_recorded(connection=connection, results=current)
     return current
 
 
@@ -283,14 +302,15 @@ class Bookkeeping:
     contact_error: str = ""
 
 
-def bookkeeping_write(book: Bookkeeping) -> list[CheckResult]:
-    """One try, in one transaction: refund, contact status, volume verdicts, results and table state."""
+def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list[CheckResult]:
+    """One try, in one transaction: refund, contact status, volume verdicts, results, table state and
+    `on_recorded`."""
     with transaction.atomic():
         guardrails.allowance_refund(connection=book.connection, queries=book.unused_queries, now=book.started_at)
         if book.contact_status == Connection.Status.OK:
-            guardrails.contact_succeeded(connection=book.connection, now=book.started_at)
+            state.contact_succeeded(connection=book.connection, now=book.started_at)
         elif book.contact_status:
-            guardrails.contact_failed(
+            state.contact_failed(
                 connection=book.connection, status=book.contact_status, error=book.contact_error, now=book.started_at
             )
         volume_judge(runs=book.runs)
@@ -300,10 +320,13 @@ def bookkeeping_write(book: Bookkeeping) -> list[CheckResult]:
             runs=book.runs,
             connection_outcomes=book.connection_outcomes,
             started_at=book.started_at,
+            on_recorded=on_recorded,
         )
 
 
-def batch_bookkeep(book: Bookkeeping, *, retry_seconds: float | None = None) -> list[CheckResult]:
+def batch_bookkeep(
+    book: Bookkeeping, *, on_recorded: ResultsHandler, retry_seconds: float | None = None
+) -> list[CheckResult]:
     """Write `book`, riding out a restart or an outage of Pulse's own database: reconnect and retry with
     backoff for `retry_seconds` (default `PULSE_RECORD_RETRY_SECONDS`), then hand it to the spool."""
     budget = settings.PULSE_RECORD_RETRY_SECONDS if retry_seconds is None else retry_seconds
@@ -311,7 +334,7 @@ def batch_bookkeep(book: Bookkeeping, *, retry_seconds: float | None = None) -> 
     delay = 0.5
     while True:
         try:
-            return bookkeeping_write(book)
+            return bookkeeping_write(book, on_recorded=on_recorded)
         except (OperationalError, InterfaceError):  # the database went away: not a bad row
             if pulse_db.in_atomic_block:
                 raise
@@ -398,8 +421,9 @@ def bookkeeping_load(data: dict) -> Bookkeeping | None:
     )
 
 
-def spool_flush() -> int:
-    """Record spooled batches while Pulse's database answers; returns how many were recorded.
+def spool_flush(*, on_recorded: ResultsHandler) -> int:
+    """Record spooled batches while Pulse's database answers, handing their results to `on_recorded` as a
+    batch recorded in time would; returns how many were recorded.
 
     A spooled batch's lease is usually gone by now: see the module docstring for what it may change.
     """
@@ -408,7 +432,7 @@ def spool_flush() -> int:
         try:
             book = bookkeeping_load(payload)
             if book is not None:
-                bookkeeping_write(book)
+                bookkeeping_write(book, on_recorded=on_recorded)
         except (OperationalError, InterfaceError):
             spool.spool_return(path)
             pulse_db.close()

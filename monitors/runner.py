@@ -19,16 +19,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db import connection as pulse_db
 from django.utils import timezone
 
 from monitors import spool
 from monitors.batch import ConnectionBusy, batch_run, batch_time_limit
+from monitors.checks import Status
 from monitors.claims import Claim, LeaseKeeper, lease_release, tables_claim_due
-from monitors.models import CheckResult, SchedulerHeartbeat
-from monitors.recording import spool_flush
+from monitors.models import CheckResult
+from monitors.recording import ResultsHandler, spool_flush
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ class CycleSummary:
     def line(self) -> str:
         s = self.statuses
         return (
-            f"cycle: checked {self.tables} tables, {sum(s.values())} results: {s['pass']} passed, "
-            f"{s['fail']} failed, {s['error']} errors, {s['skipped']} skipped in {self.seconds:.2f}s"
+            f"cycle: checked {self.tables} tables, {sum(s.values())} results: {s[Status.PASS]} passed, "
+            f"{s[Status.FAIL]} failed, {s[Status.ERROR]} errors, {s[Status.SKIPPED]} skipped in {self.seconds:.2f}s"
         )
 
 
@@ -78,17 +78,23 @@ class _Pass:
 
 
 class CheckRunner:
-    """One process's executor of passes. With workers <= 1 batches run in the calling thread."""
+    """One process's executor of passes. With workers <= 1 batches run in the calling thread.
+
+    `on_recorded` gets every recorded batch's results inside its recording transaction (spooled batches
+    included): the one place where checking hands over to what reacts to results.
+    """
 
     def __init__(
         self,
         *,
+        on_recorded: ResultsHandler,
         workers: int = 4,
         lease: timedelta = DEFAULT_LEASE,
         batch_size: int = DEFAULT_BATCH_SIZE,
         report=None,
         verbosity: int = 1,
     ):
+        self.on_recorded = on_recorded
         self.workers = workers
         self.lease = lease
         self.batch_size = batch_size
@@ -137,7 +143,7 @@ class CheckRunner:
         if not spool.spool_pending():
             return
         try:
-            recorded = spool_flush()
+            recorded = spool_flush(on_recorded=self.on_recorded)
             if recorded:
                 self.report(f"recorded {recorded} spooled batches")
         except Exception:
@@ -201,11 +207,12 @@ class CheckRunner:
                 return []
             self.keeper.hold(claim.token, seconds=batch_time_limit(connection=connection, tables=tables))
             if run.wait:
-                return batch_run(connection=connection, claim=claim, tables=tables)
+                return batch_run(connection=connection, claim=claim, tables=tables, on_recorded=self.on_recorded)
             return batch_run(
                 connection=connection,
                 claim=claim,
                 tables=tables,
+                on_recorded=self.on_recorded,
                 slot_wait_seconds=BUSY_SLOT_WAIT_SECONDS,
                 release_when_busy=True,
             )
@@ -233,24 +240,3 @@ class CheckRunner:
             if self.verbosity >= 2:
                 where = result.table.qualified_name if result.table_id else result.connection.name
                 self.report(f"  {where} {result.kind}: {result.status} — {result.message}")
-
-
-def heartbeat_beat(*, worker: str, started_at) -> None:
-    now = timezone.now()
-    SchedulerHeartbeat.objects.update_or_create(worker=worker, defaults={"beat_at": now, "started_at": started_at})
-
-
-def results_prune(*, now, retention_days: int | None = None, chunk: int = 10_000) -> int:
-    """Delete results older than the retention period, in chunks to keep transactions short."""
-    days = settings.PULSE_RESULT_RETENTION_DAYS if retention_days is None else retention_days
-    cutoff = now - timedelta(days=days)
-    deleted = 0
-    while True:
-        ids = list(CheckResult.objects.filter(started_at__lt=cutoff).values_list("id", flat=True)[:chunk])
-        if not ids:
-            return deleted
-        deleted += CheckResult.objects.filter(id__in=ids).delete()[0]
-
-
-def heartbeats_prune(*, now, older_than: timedelta = timedelta(days=1)) -> int:
-    return SchedulerHeartbeat.objects.filter(beat_at__lt=now - older_than).delete()[0]

@@ -3,6 +3,9 @@
 from connections import guardrails, replica
 from connections.models import Connection
 
+# Changing any of these means the replica's catalog is consulted again before saving.
+CATALOG_FIELDS = ("connection", "schema_name", "table_name", "timestamp_column")
+
 
 def table_problems(*, connection: Connection, schema_name: str, table_name: str, timestamp_column: str) -> dict:
     """Return {field: message} for what is wrong with a table definition; empty when it is fine."""

@@ -8,10 +8,8 @@ from common.tenancy import scope_to_user
 from connections.api.serializers import UserConnectionField
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
 from monitors.models import Check, CheckResult, MonitoredTable
-from monitors.table_rules import table_problems
-
-# Changing any of these means the replica's catalog is consulted again before saving.
-CATALOG_FIELDS = ("connection", "schema_name", "table_name", "timestamp_column")
+from monitors.table_rules import CATALOG_FIELDS, table_problems
+from monitors.tables import table_activation_apply
 
 
 class MonitoredTableSerializer(StrictModelSerializer):
@@ -52,16 +50,20 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "updated_at",
         ]
 
-    def save(self, **kwargs):
+    def create(self, validated_data):
+        table = MonitoredTable(**validated_data)
+        table_activation_apply(table=table, was_active=None)
+        table.save()
+        return table
+
+    def update(self, instance, validated_data):
         """Deactivating a table pauses it (status `paused`: no checks, no alerts); reactivating makes it due now."""
-        if "is_active" in self.validated_data and (
-            self.instance is None or self.validated_data["is_active"] != self.instance.is_active
-        ):
-            active = self.validated_data["is_active"]
-            kwargs["status"] = MonitoredTable.Status.UNKNOWN if active else MonitoredTable.Status.PAUSED
-            if active:
-                kwargs["next_check_at"] = None
-        return super().save(**kwargs)
+        was_active = instance.is_active
+        for field, value in validated_data.items():
+            setattr(instance, field, value)
+        table_activation_apply(table=instance, was_active=was_active)
+        instance.save()
+        return instance
 
     def validate_connection(self, connection):
         if self.instance is not None and connection.pk != self.instance.connection_id:

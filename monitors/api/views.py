@@ -1,13 +1,13 @@
 import django_filters
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import serializers
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from common.api import IdFilter, TeamModelPermissions
-from common.tenancy import scope_to_user
-from monitors.anomalies import result_mark_expected, table_rebaseline
+from common.api import IdFilter
+from common.viewsets import TeamScopedViewSet
+from monitors import tables
 from monitors.api.serializers import (
     CheckResultSerializer,
     CheckSerializer,
@@ -16,6 +16,7 @@ from monitors.api.serializers import (
     ResultFilterSerializer,
 )
 from monitors.models import Check, CheckKind, MonitoredTable
+from monitors.results import result_mark_expected
 
 
 class MonitoredTableFilter(django_filters.FilterSet):
@@ -26,18 +27,18 @@ class MonitoredTableFilter(django_filters.FilterSet):
         fields = ["connection"]
 
 
-class MonitoredTableViewSet(viewsets.ModelViewSet):
+class MonitoredTableViewSet(TeamScopedViewSet):
+    """The project registers a subclass that binds `table_rebaseline` to the alert-resolving version."""
+
     serializer_class = MonitoredTableSerializer
-    permission_classes = [TeamModelPermissions]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    team_path = "connection__team"
     filter_backends = [DjangoFilterBackend]
     filterset_class = MonitoredTableFilter
     action_permissions = {"rebaseline": "change", "mark_expected": "change"}
+    table_rebaseline = staticmethod(tables.table_rebaseline)
 
-    def get_queryset(self):
-        return scope_to_user(
-            MonitoredTable.objects.select_related("connection"), user=self.request.user, team_path="connection__team"
-        )
+    def base_queryset(self):
+        return MonitoredTable.objects.select_related("connection")
 
     @extend_schema(request=RebaselineSerializer, responses=MonitoredTableSerializer)
     @action(detail=True, methods=["post"])
@@ -46,7 +47,7 @@ class MonitoredTableViewSet(viewsets.ModelViewSet):
         table = self.get_object()
         params = RebaselineSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        table = table_rebaseline(table=table, since=params.validated_data.get("since"))
+        table = self.table_rebaseline(table=table, since=params.validated_data.get("since"))
         return Response(MonitoredTableSerializer(table, context=self.get_serializer_context()).data)
 
     @extend_schema(request=None, responses=CheckResultSerializer)
@@ -86,16 +87,11 @@ class CheckFilter(django_filters.FilterSet):
         fields = ["table", "kind"]
 
 
-class CheckViewSet(viewsets.ModelViewSet):
+class CheckViewSet(TeamScopedViewSet):
     serializer_class = CheckSerializer
-    permission_classes = [TeamModelPermissions]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    team_path = "table__connection__team"
     filter_backends = [DjangoFilterBackend]
     filterset_class = CheckFilter
 
-    def get_queryset(self):
-        return scope_to_user(
-            Check.objects.select_related("table", "table__connection"),
-            user=self.request.user,
-            team_path="table__connection__team",
-        )
+    def base_queryset(self):
+        return Check.objects.select_related("table", "table__connection")

@@ -3,9 +3,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.db import models
 from psycopg import sql
 
 from connections.guardrails import QueryRunner
+
+
+class Status(models.TextChoices):
+    """What one check found: the status of a CheckResult (stored as its value, 'pass' ...)."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    ERROR = "error"
+    SKIPPED = "skipped"
 
 
 @dataclass
@@ -13,7 +23,7 @@ class Outcome:
     """What one check found; becomes a CheckResult row."""
 
     kind: str
-    status: str
+    status: Status
     observed_value: float | None = None
     expected_lower: float | None = None
     expected_upper: float | None = None
@@ -50,13 +60,35 @@ def fmt_number(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.4g}"
 
 
-def judge_bounds(value: float, *, low: float | None, high: float | None, what: str) -> tuple[str, str]:
+def judge_bounds(value: float, *, low: float | None, high: float | None, what: str) -> tuple[Status, str]:
     """Pass or fail `value` against optional static bounds, with a message."""
     if low is not None and value < low:
-        return "fail", f"{what} {fmt_number(value)} is below the minimum {fmt_number(low)}"
+        return Status.FAIL, f"{what} {fmt_number(value)} is below the minimum {fmt_number(low)}"
     if high is not None and value > high:
-        return "fail", f"{what} {fmt_number(value)} is above the maximum {fmt_number(high)}"
-    return "pass", f"{what} {fmt_number(value)} is within bounds"
+        return Status.FAIL, f"{what} {fmt_number(value)} is above the maximum {fmt_number(high)}"
+    return Status.PASS, f"{what} {fmt_number(value)} is within bounds"
+
+
+def format_quantity(value: float) -> str:
+    """A number for people: whole numbers with thousands separators, else six significant digits."""
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds for people, at the two coarsest units: '2 d 3 h', '1 h 5 min', '4 min', '12 s'."""
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes} min"
+    if minutes:
+        return f"{minutes} min"
+    return f"{secs} s"
 
 
 # One catalog query per table and run: size (for volume) and columns (for schema_change).

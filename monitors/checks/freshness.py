@@ -12,13 +12,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from psycopg import sql
 
 from monitors import baselines
-from monitors.checks.base import CheckContext, Outcome
+from monitors.checks.base import CheckContext, Outcome, Status, format_duration
 
 KIND = "freshness"
+LABEL = "Freshness"
+SCOPE = "table"
+CONFIGURABLE = False
 QUERIES = 2  # the max() and, at most daily, its EXPLAIN for the cost guard
 UPDATE_TIMES_KEPT = 30
 MIN_LEARNED_LIMIT = timedelta(minutes=15)
 _LATEST = "SELECT max({column}) FROM {relation}"
+
+
+def format_value(value: float) -> str:
+    """The data's age in seconds."""
+    return format_duration(value)
 
 
 def latest_timestamp(value) -> datetime | None:
@@ -55,7 +63,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     if latest is None:
         return Outcome(
             kind=KIND,
-            status="fail",
+            status=Status.FAIL,
             expected_upper=hard_limit,
             message=f"{table.qualified_name} has no rows: nothing to judge freshness by",
         )
@@ -66,10 +74,10 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     minutes = age / 60
     how = "learned from its update cadence" if limit < hard_limit else "limit"
     if age > limit:
-        status = "fail"
+        status = Status.FAIL
         message = f"newest {table.timestamp_column} is {minutes:,.0f} min old ({how} {limit / 60:,.0f} min)"
     else:
-        status = "pass"
+        status = Status.PASS
         message = f"newest {table.timestamp_column} is {minutes:,.1f} min old"
     return Outcome(
         kind=KIND,

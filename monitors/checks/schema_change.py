@@ -1,9 +1,16 @@
 """Schema change: columns (name, type, nullability, order) against the accepted reference."""
 
-from monitors.checks.base import CheckContext, Outcome, table_catalog
+from monitors.checks.base import CheckContext, Outcome, Status, format_quantity, table_catalog
 
 KIND = "schema_change"
+LABEL = "Schema change"
+SCOPE = "table"
+CONFIGURABLE = False
 QUERIES = 1
+
+
+def format_value(value: float) -> str:
+    return format_quantity(value)
 
 
 def describe_changes(reference: list[list], current: list[list]) -> list[str]:
@@ -40,8 +47,8 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     current = [[name, type_, bool(not_null)] for name, type_, not_null in (catalog.columns if catalog else [])]
     if not current:
         return Outcome(
-            kind="schema_change",
-            status="fail",
+            kind=KIND,
+            status=Status.FAIL,
             observed_value=0,
             details={"columns": []},
             message=f"{table.qualified_name} no longer exists on the replica",
@@ -49,8 +56,8 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     reference = table.schema_reference
     if reference is None:
         return Outcome(
-            kind="schema_change",
-            status="pass",
+            kind=KIND,
+            status=Status.PASS,
             observed_value=len(current),
             details={"columns": current},
             message=f"{len(current)} columns recorded as the reference schema",
@@ -58,15 +65,15 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     changes = describe_changes(reference, current)
     if changes:
         return Outcome(
-            kind="schema_change",
-            status="fail",
+            kind=KIND,
+            status=Status.FAIL,
             observed_value=len(current),
             details={"columns": current},
             message="schema changed: " + "; ".join(changes),
         )
     return Outcome(
-        kind="schema_change",
-        status="pass",
+        kind=KIND,
+        status=Status.PASS,
         observed_value=len(current),
         details={"columns": current},
         message=f"{len(current)} columns, unchanged",

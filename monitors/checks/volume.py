@@ -18,9 +18,12 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 
 from connections.guardrails import GuardrailStop
-from monitors.checks.base import CheckContext, Outcome, fmt_number, table_catalog
+from monitors.checks.base import CheckContext, Outcome, Status, fmt_number, format_quantity, table_catalog
 
 KIND = "volume"
+LABEL = "Volume"
+SCOPE = "table"
+CONFIGURABLE = False
 QUERIES = 4
 EXACT_COUNT_MAX_PAGES = 128
 HOUR = timedelta(hours=1)
@@ -36,6 +39,11 @@ _BACKFILL = (
     "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
 )
+
+
+def format_value(value: float) -> str:
+    """Rows."""
+    return format_quantity(value)
 
 
 def _size(ctx: CheckContext) -> tuple:
@@ -120,7 +128,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         details["series"] = "total_rows"
         return Outcome(
             kind=KIND,
-            status="pass",
+            status=Status.PASS,
             observed_value=total,
             bucket_start=hour,
             details=details,
@@ -136,7 +144,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         details.update(series="total_rows", bucket_refused=str(refused))
         return Outcome(
             kind=KIND,
-            status="pass",
+            status=Status.PASS,
             observed_value=total,
             bucket_start=hour,
             details=details,
@@ -168,7 +176,7 @@ def _bucketed(ctx: CheckContext, *, in_bucket: int, bucket: timedelta, bucket_st
     details["series"] = "rows_per_day" if bucket == DAY else "rows_per_hour"
     outcome = Outcome(
         kind=KIND,
-        status="pass",
+        status=Status.PASS,
         observed_value=in_bucket,
         bucket_start=bucket_start,
         details=details,

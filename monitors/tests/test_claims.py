@@ -11,6 +11,7 @@ from django.utils import timezone
 from monitors.batch import batch_run
 from monitors.claims import LeaseKeeper, lease_release, leases_renew, tables_claim_due
 from monitors.models import CheckResult, MonitoredTable
+from monitors.recording import results_ignore
 
 LEASE = timedelta(minutes=1)
 
@@ -63,12 +64,12 @@ def test_a_worker_whose_lease_was_taken_over_keeps_its_results_but_not_the_table
     first = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[table.id])
     second = tables_claim_due(now=now + LEASE * 2, lease=LEASE, limit=1, table_ids=[table.id])
     assert first.tables and second.tables
-    late = batch_run(connection=table.connection, claim=first, tables=first.tables)
+    late = batch_run(connection=table.connection, claim=first, tables=first.tables, on_recorded=results_ignore)
     assert [r.kind for r in late] == ["replication_lag"]  # alerts react to connection-level results only
     assert set(CheckResult.objects.filter(table=table).values_list("kind", flat=True)) == {"schema_change", "volume"}
     table.refresh_from_db()
     assert table.lease_token == second.token and table.last_checked_at is None  # left to its owner
-    on_time = batch_run(connection=table.connection, claim=second, tables=second.tables)
+    on_time = batch_run(connection=table.connection, claim=second, tables=second.tables, on_recorded=results_ignore)
     assert {r.kind for r in on_time} >= {"schema_change", "volume"}
     assert CheckResult.objects.filter(table=table, kind="volume").count() == 2
     table.refresh_from_db()
@@ -84,7 +85,7 @@ def test_a_late_batch_does_not_regress_a_newer_check(tables):
     MonitoredTable.objects.filter(pk=table.pk).update(
         lease_token=None, lease_expires_at=None, last_checked_at=now + LEASE, status="failing"
     )
-    batch_run(connection=table.connection, claim=first, tables=first.tables)
+    batch_run(connection=table.connection, claim=first, tables=first.tables, on_recorded=results_ignore)
     table.refresh_from_db()
     assert table.status == "failing" and table.last_checked_at == now + LEASE
     assert CheckResult.objects.filter(table=table, kind="volume").exists()
@@ -97,7 +98,7 @@ def test_a_late_batch_sets_the_state_of_a_table_nobody_checked_since(tables):
     first = tables_claim_due(now=now, lease=LEASE, limit=1, table_ids=[table.id])
     MonitoredTable.objects.filter(pk=table.pk).update(lease_expires_at=now - LEASE)  # expired, not taken
     MonitoredTable.objects.filter(pk=table.pk).update(lease_token=None)
-    results = batch_run(connection=table.connection, claim=first, tables=first.tables)
+    results = batch_run(connection=table.connection, claim=first, tables=first.tables, on_recorded=results_ignore)
     assert {r.kind for r in results} >= {"schema_change", "volume"}
     table.refresh_from_db()
     assert table.last_checked_at is not None and table.next_check_at > now

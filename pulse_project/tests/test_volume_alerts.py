@@ -1,0 +1,138 @@
+"""What the alert lifecycle makes of synthetic volume series, recorded through the real path with the
+hand-off runchecks binds (`alerts.intake.results_intake`). The judging itself: monitors/tests/test_anomalies.py."""
+
+import math
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alerts.intake import results_intake
+
+from alerts.lifecycle import table_rebaseline_accept
+from alerts.models import Alert
+from connections.models import MaintenanceWindow
+from monitors.anomalies import volume_judge
+from monitors.checks import Outcome
+from monitors.models import CheckResult, MonitoredTable
+from monitors.recording import TableRun, results_record
+
+pytestmark = pytest.mark.django_db
+START = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+def day_night(at: datetime, rng: random.Random, level: float = 1000.0) -> float:
+    """Strong day/night seasonality: busy afternoons, quiet nights, 3% noise."""
+    seasonal = level * (1 + 0.8 * math.sin((at.hour - 8) / 24 * 2 * math.pi))
+    return max(0.0, round(seasonal * (1 + rng.gauss(0, 0.03))))
+
+
+@pytest.fixture
+def table(make_connection):
+    return MonitoredTable.objects.create(
+        connection=make_connection(),
+        table_name="orders",
+        timestamp_column="created_at",
+        failure_threshold=1,
+        backfilled_at=START,
+    )
+
+
+def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
+    CheckResult.objects.bulk_create(
+        CheckResult(
+            connection=table.connection,
+            table=table,
+            kind="volume",
+            status="pass",
+            observed_value=value_at(at),
+            bucket_start=at,
+            started_at=at + timedelta(hours=1),
+            details={"backfill": True},
+        )
+        for at in (until - timedelta(hours=h) for h in range(hours, 0, -1))
+    )
+
+
+def observe(table, at: datetime, value: float) -> CheckResult:
+    """One hourly run's volume outcome, judged and recorded the way a batch does, alerts included."""
+    table.refresh_from_db()
+    run = TableRun(
+        table=table,
+        outcomes=[
+            Outcome(kind="volume", status="pass", observed_value=value, bucket_start=at, message=f"{value} rows")
+        ],
+    )
+    volume_judge(runs=[run])
+    token = uuid.uuid4()
+    MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
+    results = results_record(
+        connection=table.connection,
+        token=token,
+        runs=[run],
+        connection_outcomes=[],
+        started_at=at + timedelta(hours=1, minutes=1),
+        on_recorded=results_intake,
+    )
+    return results[0]
+
+
+def test_strong_seasonality_raises_no_false_alert_over_two_weeks(table):
+    rng = random.Random(7)
+    MonitoredTable.objects.filter(pk=table.pk).update(failure_threshold=2)  # the default: 2 buckets in a row
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    results = [
+        observe(table, START + timedelta(hours=h), day_night(START + timedelta(hours=h), rng)) for h in range(14 * 24)
+    ]
+    assert not Alert.objects.exists()
+    # Single borderline verdicts happen with Gaussian noise (~0.3 a week at 3.5); none come in pairs.
+    assert [r.status for r in results].count("fail") <= 4
+    last = results[-1]
+    assert last.expected_lower is not None and last.expected_lower < last.observed_value < last.expected_upper
+    assert last.details["seasonality"] != "none"
+
+
+def test_a_drop_to_zero_opens_the_volume_alert_and_a_normal_value_resolves_it(table):
+    rng = random.Random(8)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    zero = observe(table, START, 0)
+    assert zero.status == "fail" and zero.is_anomaly
+    assert Alert.objects.get(kind="volume").status == "open"
+    observe(table, START + timedelta(hours=1), day_night(START + timedelta(hours=1), rng) * 4)
+    assert Alert.objects.get(kind="volume").status == "open"
+    normal = observe(table, START + timedelta(hours=2), day_night(START + timedelta(hours=2), rng))
+    assert normal.status == "pass"
+    assert Alert.objects.get(kind="volume").status == "resolved"
+
+
+def test_a_rebaseline_resolves_the_volume_alert(table):
+    rng = random.Random(13)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    assert observe(table, START, 2000).status == "fail"
+    alert = Alert.objects.get(kind="volume")
+    table_rebaseline_accept(table=table, since=START)
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+    assert list(alert.events.values_list("kind", flat=True))[-1] == "resolved"
+    table.refresh_from_db()
+    assert table.baseline_since == START
+
+
+def test_no_volume_alert_opens_during_maintenance(table):
+    rng = random.Random(14)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    MaintenanceWindow.objects.create(connection=table.connection, starts_at=START, ends_at=START + timedelta(hours=32))
+    for h in range(30):
+        observe(table, START + timedelta(hours=h), 3000)
+    assert not Alert.objects.exists()
+
+
+def test_volume_alerts_need_anomalous_buckets_in_a_row_not_runs(table):
+    rng = random.Random(16)
+    MonitoredTable.objects.filter(pk=table.pk).update(failure_threshold=2)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    observe(table, START, 0)
+    observe(table, START, 0)  # a second run in the same hour repeats the verdict: still one bucket
+    assert not Alert.objects.exists()
+    observe(table, START + timedelta(hours=1), 0)
+    assert Alert.objects.get(kind="volume").consecutive_failures == 2
