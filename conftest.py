@@ -1,10 +1,22 @@
-"""Shared fixtures: a real primary + hot-standby pair, tenants, and API clients."""
+"""Shared fixtures: a real primary + hot-standby pair, tenants, API clients, and notification receivers."""
+
+import json
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
+from django.utils import timezone
 from rest_framework.test import APIClient
 
+from alerts.models import Alert, AlertEvent, Channel, Notification
+from alerts.outbox import message_for_event
 from connections.models import Connection
+from monitors.models import CheckResult, MonitoredTable
 from pulse_project.pgcluster import ReplicaPair
 
 READER = "pulse_reader"
@@ -156,3 +168,164 @@ def make_connection(teams, replica_settings):
         return connection
 
     return make
+
+
+# --- notification receivers and alerts (alerts and pulse_project tests) --------------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict
+    body: bytes
+
+    def json(self):
+        return json.loads(self.body)
+
+
+class Receiver:
+    """ThreadingHTTPServer on 127.0.0.1 (port 0) that records requests and answers scripted statuses.
+
+    `script(500, 200, (200, 1.5))`: one answer per request in order (a tuple adds a delay in seconds);
+    when the script runs out, 200.
+    """
+
+    def __init__(self):
+        self.requests: list[Received] = []
+        self.answers: list[tuple[int, float, bytes]] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    headers = {key.lower(): value for key, value in self.headers.items()}
+                    receiver.requests.append(Received(path=self.path, headers=headers, body=body))
+                    status, delay, text = receiver.answers.pop(0) if receiver.answers else (200, 0.0, b"ok")
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    if 300 <= status < 400:
+                        self.send_header("Location", "http://127.0.0.1:9/elsewhere")
+                    self.send_header("Content-Length", str(len(text)))
+                    self.end_headers()
+                    self.wfile.write(text)
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+    def script(self, *answers):
+        for answer in answers:
+            if isinstance(answer, int):
+                answer = (answer, 0.0, b"")
+            elif len(answer) == 2:
+                answer = (*answer, b"")
+            self.answers.append(answer)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port nothing listens on (connection refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def make_channel():
+    """Store a channel: make_channel(team, kind, target, *, name=None, secret=None, **fields)."""
+    return _channel
+
+
+def _channel(team, kind, target, *, name=None, secret=None, **fields) -> Channel:
+    channel = Channel(team=team, name=name or f"{kind}-channel", kind=kind, **fields)
+    channel.set_target(target)
+    if secret:
+        channel.set_secret(secret)
+    channel.save()
+    return channel
+
+
+@pytest.fixture
+def make_alert():
+    """Store an alert: make_alert(team, *, connection_name="shop-replica", **fields)."""
+    return _alert
+
+
+def _alert(team, *, connection_name="shop-replica", **fields) -> Alert:
+    """An open freshness alert on public.orders, opened two hours ago, with its failing result."""
+    connection = Connection.objects.filter(team=team, name=connection_name).first()
+    if connection is None:
+        connection = Connection.objects.create(
+            team=team, name=connection_name, host="replica.invalid", database="shop", username="pulse"
+        )
+    table, _ = MonitoredTable.objects.get_or_create(connection=connection, table_name="orders")
+    now = timezone.now()
+    CheckResult.objects.create(
+        connection=connection,
+        table=table,
+        kind="freshness",
+        status="fail",
+        observed_value=7200,
+        expected_upper=3600,
+        message="newest created_at is 120 min old (limit 60 min)",
+        started_at=now - timedelta(minutes=1),
+    )
+    values = {
+        "kind": "freshness",
+        "severity": "critical",
+        "message": "newest created_at is 120 min old (limit 60 min)",
+        "opened_at": now - timedelta(hours=2),
+        "last_seen_at": now,
+        **fields,
+    }
+    return Alert.objects.create(connection=connection, table=table, **values)
+
+
+@pytest.fixture
+def event_notification():
+    """Store an outbox row of a fresh event: event_notification(channel, alert, kind="opened")."""
+    return _event_notification
+
+
+def _event_notification(channel, alert, kind="opened") -> Notification:
+    """A saved outbox row of a fresh event of `alert`, for `channel` only."""
+    event = AlertEvent.objects.create(alert=alert, kind=kind, at=timezone.now(), message=alert.message)
+    message = message_for_event(event=event)
+    return Notification.objects.create(
+        channel=channel,
+        event=event,
+        subject=message["subject"],
+        body=message["body"],
+        payload=message["payload"],
+        next_try_at=timezone.now(),
+    )
+
+
+@pytest.fixture
+def receiver():
+    """A local HTTP receiver that records requests and answers scripted statuses."""
+    server = Receiver()
+    yield server
+    server.close()

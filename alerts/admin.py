@@ -1,17 +1,23 @@
-import secrets
 from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
 
-from alerts.api.channels import REMINDER_MAX_MINUTES
+from alerts.channels import (
+    REMINDER_MAX_MINUTES,
+    SECRET_MAX_LENGTH,
+    SECRET_MIN_LENGTH,
+    TARGET_HELP,
+    TARGET_MAX_LENGTH,
+    channel_create,
+    channel_problems,
+    channel_update,
+)
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
-from alerts.models import Alert, AlertEvent, Channel, Notification
+from alerts.models import Alert, AlertEvent, Channel, LifecycleBacklog, Notification
 from alerts.outbox import notification_test
-from alerts.transports import target_clean
 from common.admin import TeamScopedAdmin
-from connections.models import MaintenanceWindow
 
 
 class AlertEventInline(admin.TabularInline):
@@ -87,69 +93,68 @@ class AlertAdmin(TeamScopedAdmin):
         self._apply(request, queryset, lambda **kw: alert_snooze(until=until, **kw), "snoozed for an hour")
 
 
-@admin.register(MaintenanceWindow)
-class MaintenanceWindowAdmin(TeamScopedAdmin):
-    team_path = "connection__team"
-    list_display = ["connection", "starts_at", "ends_at", "reason"]
-    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
-    ordering = ["-starts_at"]
-
-
 class ChannelAdminForm(forms.ModelForm):
-    """`target` and `secret` are masked and never rendered back; blank keeps the stored value."""
+    """`target` and `secret` are masked and never rendered back; blank keeps the stored value.
+
+    Validation and saving go through alerts.channels, like the API: same limits, same refusals.
+    """
 
     target = forms.CharField(
         required=False,
-        max_length=2000,
+        max_length=TARGET_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
-        help_text="email: comma-separated addresses; slack: https://hooks.slack.com/… URL; webhook: http(s) URL; "
-        "apprise: an Apprise URL. Stored encrypted. Leave blank to keep the current one.",
+        help_text=TARGET_HELP + " Leave blank to keep the current one.",
     )
     secret = forms.CharField(
         required=False,
         strip=False,
-        min_length=16,
-        max_length=200,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=SECRET_MAX_LENGTH,
         widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
         help_text="Webhook only: the signing key. Leave blank to keep it (a new webhook gets a generated one, "
         "shown once after saving).",
+    )
+    reminder_interval_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=REMINDER_MAX_MINUTES,
+        help_text="Remind while an alert stays open and unacknowledged; empty: never.",
     )
 
     class Meta:
         model = Channel
         fields = ["name", "team", "kind", "target", "secret", "reminder_interval_minutes", "is_active"]
 
-    def clean_reminder_interval_minutes(self):
-        minutes = self.cleaned_data.get("reminder_interval_minutes")
-        if minutes is not None and not 1 <= minutes <= REMINDER_MAX_MINUTES:
-            raise forms.ValidationError(f"Between 1 and {REMINDER_MAX_MINUTES} minutes, or empty.")
-        return minutes
-
     def clean(self):
         cleaned = super().clean()
-        kind = cleaned.get("kind") or self.instance.kind
-        target = cleaned.get("target")
-        if target:
-            try:
-                cleaned["target"] = target_clean(kind=kind, target=target)
-            except ValueError as exc:
-                self.add_error("target", str(exc))
-        elif not self.instance.target_encrypted:
-            self.add_error("target", "This field is required.")
-        if cleaned.get("secret") and kind != Channel.Kind.WEBHOOK:
-            self.add_error("secret", "Only webhook channels have a signing secret.")
+        problems = channel_problems(
+            kind=cleaned.get("kind"),
+            target=cleaned.get("target") or None,
+            secret=cleaned.get("secret") or None,
+            instance=self.instance if self.instance.pk else None,
+            team=cleaned.get("team"),
+        )
+        for field, message in problems.items():
+            self.add_error(field if field in self.fields else None, message)
         return cleaned
 
     def save(self, commit=True):
+        """Save through alerts.channels (whatever `commit` says: the service writes the row)."""
+        data = self.cleaned_data
+        fields = {
+            "name": data["name"],
+            "reminder_interval_minutes": data.get("reminder_interval_minutes"),
+            "is_active": data.get("is_active", False),
+        }
         self.generated_secret = None
-        if self.cleaned_data.get("target"):
-            self.instance.set_target(self.cleaned_data["target"])
-        if self.cleaned_data.get("secret"):
-            self.instance.set_secret(self.cleaned_data["secret"])
-        elif self.instance.kind == Channel.Kind.WEBHOOK and not self.instance.secret_encrypted:
-            self.generated_secret = secrets.token_urlsafe(32)
-            self.instance.set_secret(self.generated_secret)
-        return super().save(commit=commit)
+        if self.instance.pk is None:
+            self.instance, self.generated_secret = channel_create(
+                team=data["team"], kind=data["kind"], target=data["target"], secret=data.get("secret") or None, **fields
+            )
+        else:
+            channel_update(channel=self.instance, target=data.get("target"), secret=data.get("secret"), **fields)
+        self.save_m2m = lambda: None
+        return self.instance
 
 
 @admin.register(Channel)
@@ -179,7 +184,7 @@ class ChannelAdmin(TeamScopedAdmin):
         return bool(obj.secret_encrypted)
 
     def save_model(self, request, obj, form, change):
-        super().save_model(request, obj, form, change)
+        # The form saved it through alerts.channels.
         if getattr(form, "generated_secret", None):
             self.message_user(
                 request,
@@ -224,6 +229,24 @@ class NotificationAdmin(TeamScopedAdmin):
         "last_error",
         "created_at",
     ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(LifecycleBacklog)
+class LifecycleBacklogAdmin(TeamScopedAdmin):
+    """Batches whose alert lifecycle failed, waiting for the notify job to replay them; read-only."""
+
+    team_path = "connection__team"
+    list_display = ["connection", "error", "tries", "next_try_at", "created_at"]
+    list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
+    ordering = ["next_try_at", "id"]
+    list_select_related = ["connection"]
+    readonly_fields = ["connection", "result_ids", "error", "tries", "next_try_at", "created_at"]
 
     def has_add_permission(self, request):
         return False

@@ -1,7 +1,7 @@
-"""Sending the outbox: claim due notifications, deliver them, retry with backoff; write reminders.
+"""Sending the outbox: claim due notifications, deliver them, retry with backoff; write reminders first.
 
-Runs as its own APScheduler job (`alerts.jobs.notify`, every 5 s in each runchecks process), so a slow
-or failing channel never delays checks. Several processes share the work safely:
+`outbox_run` is the notify job's body (scheduled apart from the checks in each runchecks process, every
+5 s), so a slow or failing channel never delays checks. Several processes share the work safely:
 
 - A claim takes due pending rows with `SELECT … FOR UPDATE SKIP LOCKED` and sets `claimed_until` (a
   lease of CLAIM_LEASE) in the same short transaction; sending happens after it commits.
@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Q
 
 from alerts import transports
-from alerts.models import Alert, AlertEvent, Channel, Notification
-from alerts.outbox import notification_for_channel
-from alerts.transports import TransportError
+from alerts.models import AlertEvent, Channel, Notification
+from alerts.reminders import reminders_write_due
+from alerts.transports.base import TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,15 @@ BACKOFF = (timedelta(seconds=30), timedelta(minutes=2))
 # Stop starting sends this long after the claim; the rest is released for the next run.
 TIME_BUDGET = timedelta(seconds=40)
 ERROR_MAX = 1000
+
+
+def outbox_run(*, now: datetime) -> dict:
+    """Write due reminders, then send due notifications; a failure writing reminders never stops sending."""
+    try:
+        reminders_write_due(now=now)
+    except Exception:
+        logger.exception("writing reminders failed; sending due notifications anyway")
+    return notifications_send_due(now=now)
 
 
 def notifications_send_due(*, now: datetime, limit: int = 50) -> dict:
@@ -188,50 +197,3 @@ def _record_failure(notification: Notification, error: TransportError, at: datet
         message,
     )
     return "retrying"
-
-
-def reminders_write_due(*, now: datetime) -> int:
-    """Remind about open, unacknowledged, unsnoozed alerts on channels with a reminder interval.
-
-    For each such alert and channel, when the last notification of the alert to the channel (or, with
-    none, the alert's opening) is at least the interval old, write a `reminded` event and its
-    notification for that channel. Returns the number written. Alerts are locked (SKIP LOCKED) while
-    deciding, so concurrent processes never remind twice.
-    """
-    channels_by_team: dict[int, list[Channel]] = defaultdict(list)
-    channels = Channel.objects.filter(is_active=True, reminder_interval_minutes__isnull=False).order_by("id")
-    for channel in channels:
-        channels_by_team[channel.team_id].append(channel)
-    if not channels_by_team:
-        return 0
-    written = 0
-    with transaction.atomic():
-        alerts = list(
-            Alert.objects.filter(status=Alert.Status.OPEN, connection__team_id__in=list(channels_by_team))
-            .filter(Q(snoozed_until__isnull=True) | Q(snoozed_until__lte=now))
-            .select_for_update(skip_locked=True, of=("self",))
-            .select_related("connection", "table")
-            .order_by("id")
-        )
-        if not alerts:
-            return 0
-        last_notified = {
-            (row["channel_id"], row["event__alert_id"]): row["last"]
-            for row in Notification.objects.filter(
-                channel__in=[c for team in channels_by_team.values() for c in team],
-                event__alert__in=[alert.id for alert in alerts],
-            )
-            .values("channel_id", "event__alert_id")
-            .annotate(last=Max("event__at"))
-        }
-        for alert in alerts:
-            for channel in channels_by_team[alert.connection.team_id]:
-                since = last_notified.get((channel.id, alert.id)) or alert.opened_at
-                if now - since < timedelta(minutes=channel.reminder_interval_minutes):
-                    continue
-                event = AlertEvent.objects.create(
-                    alert=alert, kind=AlertEvent.Kind.REMINDED, at=now, message=f"reminder to {channel.name}"
-                )
-                if notification_for_channel(event=event, channel=channel, now=now):
-                    written += 1
-    return written

@@ -20,13 +20,16 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db import connection as pulse_db
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
 from alerts.outbox import notifications_for_event
-from connections.models import Connection, MaintenanceWindow
+from connections import maintenance
+from connections.models import Connection
+from connections.state import connection_error_streak_bump, connection_error_streak_reset
+from monitors import tables
+from monitors.checks import TABLE_KINDS, CheckKind, Status
 from monitors.models import CheckResult, MonitoredTable
 
 logger = logging.getLogger(__name__)
@@ -34,7 +37,8 @@ logger = logging.getLogger(__name__)
 REOPEN_WITHIN = timedelta(hours=1)
 LAG_ALERT_THRESHOLD = 2
 LAG_HOLDS_FRESHNESS_FOR = timedelta(minutes=10)
-DATA_KINDS = {"freshness", "volume", "schema_change", "null_rate", "row_count", "custom_sql"}
+# The problems that have alerts of their own: every table-level kind, and the connection's replication lag.
+TRACKED_KINDS = frozenset({*TABLE_KINDS, CheckKind.REPLICATION_LAG})
 UNRESOLVED = (Alert.Status.OPEN, Alert.Status.ACKNOWLEDGED)
 # Skips that mean Pulse could not run a check, counted like errors toward connection_error.
 COULD_NOT_RUN_REASONS = {"budget", "concurrency"}
@@ -51,10 +55,6 @@ def event_write(*, alert: Alert, kind: str, at: datetime, message: str = "", act
     return event
 
 
-def in_maintenance(*, connection: Connection, at: datetime) -> bool:
-    return MaintenanceWindow.objects.filter(connection=connection, starts_at__lte=at, ends_at__gt=at).exists()
-
-
 def _unresolved(connection: Connection) -> dict[tuple[int | None, str], Alert]:
     alerts = Alert.objects.filter(connection=connection, status__in=UNRESOLVED).select_related("table")
     return {(a.table_id, a.kind): a for a in alerts}
@@ -68,14 +68,14 @@ def _failing_streak(*, connection: Connection, table_id: int | None, kind: str, 
     """
     rows = (
         CheckResult.objects.filter(connection=connection, table_id=table_id, kind=kind)
-        .exclude(status__in=("error", "skipped"))
+        .exclude(status__in=(Status.ERROR, Status.SKIPPED))
         .order_by("-started_at", "-id")
         .values_list("started_at", "bucket_start", "status")[: runs * 50]
     )
     by_run: dict[datetime, bool] = {}
     for started_at, bucket_start, status in rows:
-        key = bucket_start if kind == "volume" and bucket_start is not None else started_at
-        by_run[key] = by_run.get(key, False) or status == "fail"
+        key = bucket_start if kind == CheckKind.VOLUME and bucket_start is not None else started_at
+        by_run[key] = by_run.get(key, False) or status == Status.FAIL
     streak = 0
     for failed in list(by_run.values())[:runs]:
         if not failed:
@@ -135,41 +135,39 @@ def _auto_resolve(alert: Alert, *, message: str, now: datetime) -> None:
 
 
 def _lag_holds_freshness(connection: Connection, unresolved: dict, now: datetime) -> bool:
-    if (None, "replication_lag") in unresolved:
+    if (None, CheckKind.REPLICATION_LAG) in unresolved:
         return True
     latest = (
         CheckResult.objects.filter(
-            connection=connection, table=None, kind="replication_lag", started_at__gte=now - LAG_HOLDS_FRESHNESS_FOR
+            connection=connection,
+            table=None,
+            kind=CheckKind.REPLICATION_LAG,
+            started_at__gte=now - LAG_HOLDS_FRESHNESS_FOR,
         )
         .order_by("-started_at")
         .values_list("status", flat=True)
         .first()
     )
-    return latest == "fail"
+    return latest == Status.FAIL
 
 
 def _could_not_run(result: CheckResult) -> bool:
-    return result.status == "error" or (
-        result.status == "skipped" and (result.details or {}).get("reason") in COULD_NOT_RUN_REASONS
+    return result.status == Status.ERROR or (
+        result.status == Status.SKIPPED and (result.details or {}).get("reason") in COULD_NOT_RUN_REASONS
     )
-
-
-_RESET_ERROR_STREAK = "UPDATE connections_connection SET error_streak = 0 WHERE id = %s AND error_streak > 0"
 
 
 def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> None:
     failed = [r for r in results if _could_not_run(r)]
     if not failed:
-        if any(r.status in ("pass", "fail") for r in results):
-            with pulse_db.cursor() as cursor:  # every batch: plain SQL keeps it cheap
-                cursor.execute(_RESET_ERROR_STREAK, [connection.pk])
+        if any(r.status in (Status.PASS, Status.FAIL) for r in results):
+            connection_error_streak_reset(connection=connection)
             connection.error_streak = 0
             alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
             if alert:
                 _auto_resolve(alert, message="checks run again", now=now)
         return
-    Connection.objects.filter(pk=connection.pk).update(error_streak=F("error_streak") + 1)
-    streak = Connection.objects.values_list("error_streak", flat=True).get(pk=connection.pk)
+    streak = connection_error_streak_bump(connection=connection)
     where = failed[0].table.qualified_name + " " if failed[0].table_id else ""
     message = f"{len(failed)} check(s) could not run, e.g. {where}{failed[0].kind}: {failed[0].message}"
     alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
@@ -193,21 +191,20 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
         return
     now = now or max(r.started_at for r in results)
     unresolved = _unresolved(connection)
-    if not unresolved and all(r.status == "pass" for r in results):
-        with pulse_db.cursor() as cursor:  # nothing open and nothing wrong: the common case, kept cheap
-            cursor.execute(_RESET_ERROR_STREAK, [connection.pk])
+    if not unresolved and all(r.status == Status.PASS for r in results):
+        connection_error_streak_reset(connection=connection)  # nothing open and nothing wrong: the common case
         return
-    quiet = in_maintenance(connection=connection, at=now)
+    quiet = maintenance.in_maintenance(connection=connection, at=now)
     _track_connection_errors(connection=connection, results=results, unresolved=unresolved, quiet=quiet, now=now)
 
     by_problem: dict[tuple[int | None, str], list[CheckResult]] = defaultdict(list)
     for result in results:
-        if result.kind in DATA_KINDS or result.kind == "replication_lag":
+        if result.kind in TRACKED_KINDS:
             by_problem[(result.table_id, result.kind)].append(result)
     holding = None
     for (table_id, kind), problem_results in by_problem.items():
-        failing = [r for r in problem_results if r.status == "fail"]
-        passing = [r for r in problem_results if r.status == "pass"]
+        failing = [r for r in problem_results if r.status == Status.FAIL]
+        passing = [r for r in problem_results if r.status == Status.PASS]
         alert = unresolved.get((table_id, kind))
         if failing:
             message = "; ".join(r.message for r in failing)
@@ -218,7 +215,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
             threshold = table.failure_threshold if table else LAG_ALERT_THRESHOLD
             if quiet:
                 continue
-            if kind == "freshness":
+            if kind == CheckKind.FRESHNESS:
                 holding = _lag_holds_freshness(connection, unresolved, now) if holding is None else holding
                 if holding:
                     continue
@@ -265,7 +262,7 @@ def alert_resolve(*, alert: Alert, user=None) -> Alert:
         alert.resolved_at = now
         alert.save(update_fields=["status", "resolved_at"])
         if alert.kind == Alert.Kind.SCHEMA_CHANGE and alert.table_id:
-            schema_accept_current(table=alert.table)
+            tables.table_schema_accept_current(table=alert.table)
         event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message="resolved by hand")
     return alert
 
@@ -286,18 +283,6 @@ def alert_snooze(*, alert: Alert, until: datetime, user=None) -> Alert:
     return alert
 
 
-def schema_accept_current(*, table: MonitoredTable) -> None:
-    """Make the table's latest observed columns the schema_change reference."""
-    latest = (
-        CheckResult.objects.filter(table=table, kind="schema_change")
-        .exclude(Q(details__columns__isnull=True) | Q(details__columns=[]))
-        .order_by("-started_at", "-id")
-        .first()
-    )
-    if latest is not None:
-        MonitoredTable.objects.filter(pk=table.pk).update(schema_reference=latest.details["columns"])
-
-
 def volume_alert_resolve_for_rebaseline(*, table: MonitoredTable) -> None:
     """A rebaseline accepts the new level: the open volume alert of the table resolves."""
     now = timezone.now()
@@ -307,3 +292,11 @@ def volume_alert_resolve_for_rebaseline(*, table: MonitoredTable) -> None:
             alert.resolved_at = now
             alert.save(update_fields=["status", "resolved_at"])
             event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, message="rebaselined: new level accepted")
+
+
+def table_rebaseline_accept(*, table: MonitoredTable, since: datetime | None = None) -> MonitoredTable:
+    """Rebaseline the table (monitors.tables) and resolve its open volume alert, in one transaction."""
+    with transaction.atomic():
+        table = tables.table_rebaseline(table=table, since=since)
+        volume_alert_resolve_for_rebaseline(table=table)
+    return table

@@ -1,24 +1,25 @@
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from common.secrets import decrypt_secret, encrypt_secret
 from connections.models import Connection
+from monitors.checks import CheckKind
 from monitors.models import MonitoredTable
+
+# Every check kind (from the monitors registry), plus the connection-level problem of checks not running.
+AlertKind = models.TextChoices(
+    "AlertKind",
+    [(member.name, (member.value, member.label)) for member in CheckKind]
+    + [("CONNECTION_ERROR", ("connection_error", "Connection error"))],
+)
 
 
 class Alert(models.Model):
     """A problem Pulse has seen; at most one unresolved alert per (connection, table, kind)."""
 
-    class Kind(models.TextChoices):
-        FRESHNESS = "freshness"
-        VOLUME = "volume"
-        SCHEMA_CHANGE = "schema_change"
-        NULL_RATE = "null_rate"
-        ROW_COUNT = "row_count"
-        CUSTOM_SQL = "custom_sql"
-        REPLICATION_LAG = "replication_lag"
-        CONNECTION_ERROR = "connection_error"
+    Kind = AlertKind
 
     class Severity(models.TextChoices):
         INFO = "info"
@@ -172,3 +173,25 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} → {self.channel} ({self.status})"
+
+
+class LifecycleBacklog(models.Model):
+    """A batch of recorded results whose alert lifecycle failed; the notify job replays it later.
+
+    Written by `alerts.intake.results_intake` in the transaction that records the results, so a bug or a
+    passing database error in alerting never loses the alerts those results should open or resolve.
+    """
+
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="+")
+    result_ids = ArrayField(models.BigIntegerField())
+    error = models.CharField(max_length=200, help_text="The exception's class name (its text may hold data).")
+    tries = models.PositiveSmallIntegerField(default=0)
+    next_try_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["next_try_at", "id"]
+        indexes = [models.Index(fields=["next_try_at"], name="lifecyclebacklog_due")]
+
+    def __str__(self) -> str:
+        return f"{len(self.result_ids)} result(s) of connection {self.connection_id} ({self.error}, {self.tries} tries)"

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, Channel, Notification
+from monitors import checks
 from monitors.models import CheckResult
 
 # Events that tell people something; the others (notified, acknowledged, snoozed) are bookkeeping.
@@ -22,16 +23,6 @@ NOTIFYING_KINDS = frozenset(
     {AlertEvent.Kind.OPENED, AlertEvent.Kind.REOPENED, AlertEvent.Kind.RESOLVED, AlertEvent.Kind.REMINDED}
 )
 
-KIND_LABELS = {
-    "freshness": "Freshness",
-    "volume": "Volume",
-    "schema_change": "Schema change",
-    "null_rate": "Null rate",
-    "row_count": "Row count",
-    "custom_sql": "Custom SQL check",
-    "replication_lag": "Replication lag",
-    "connection_error": "Connection error",
-}
 SUBJECT_MAX = 300
 MESSAGE_MAX = 2000
 
@@ -120,7 +111,7 @@ def message_for_event(*, event: AlertEvent) -> dict:
     connection = alert.connection
     table = alert.table if alert.table_id else None
     result = _latest_result(alert)
-    label = KIND_LABELS.get(alert.kind, alert.kind)
+    label = Alert.Kind(alert.kind).label
     where = f"{table.qualified_name} on {connection.name}" if table else connection.name
     severity = alert.severity.upper()
     admin_url = f"{_base_url()}/admin/alerts/alert/{alert.id}/change/"
@@ -204,24 +195,14 @@ def _latest_result(alert: Alert) -> CheckResult | None:
 def _value_line(kind: str, observed, lower, upper) -> str:
     if observed is None and lower is None and upper is None:
         return ""
-    text = _value(kind, observed) if observed is not None else "unknown"
+    text = checks.format_value(kind, observed) if observed is not None else "unknown"
     if lower is not None and upper is not None:
-        text += f" — expected between {_value(kind, lower)} and {_value(kind, upper)}"
+        text += f" — expected between {checks.format_value(kind, lower)} and {checks.format_value(kind, upper)}"
     elif upper is not None:
-        text += f" — expected at most {_value(kind, upper)}"
+        text += f" — expected at most {checks.format_value(kind, upper)}"
     elif lower is not None:
-        text += f" — expected at least {_value(kind, lower)}"
+        text += f" — expected at least {checks.format_value(kind, lower)}"
     return text
-
-
-def _value(kind: str, value: float) -> str:
-    if kind in ("freshness", "replication_lag"):
-        return _duration(value)
-    if kind == "null_rate":
-        return f"{value * 100:.4g}% NULL"
-    if value == int(value):
-        return f"{int(value):,}"
-    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
 
 
 def _duration(seconds: float) -> str:

@@ -5,21 +5,25 @@ carry `has_target` and `has_secret`. A webhook created without a secret gets a g
 once, in the create response only.
 """
 
-import secrets
-
-from django.contrib.auth.models import Group
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status, viewsets
+from rest_framework import serializers, status
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from alerts.channels import (
+    REMINDER_MAX_MINUTES,
+    SECRET_MAX_LENGTH,
+    SECRET_MIN_LENGTH,
+    TARGET_HELP,
+    TARGET_MAX_LENGTH,
+    channel_create,
+    channel_problems,
+    channel_update,
+)
 from alerts.models import Channel, Notification
 from alerts.outbox import notification_test
-from alerts.transports import target_clean
-from common.api import SoleTeamDefault, StrictModelSerializer, TeamModelPermissions, UserTeamField
-from common.tenancy import scope_to_user
-
-REMINDER_MAX_MINUTES = 7 * 24 * 60
+from common.api import SoleTeamDefault, StrictModelSerializer, UserTeamField
+from common.viewsets import TeamScopedViewSet
 
 
 class ChannelSerializer(StrictModelSerializer):
@@ -29,16 +33,15 @@ class ChannelSerializer(StrictModelSerializer):
     target = serializers.CharField(
         write_only=True,
         required=False,
-        max_length=2000,
+        max_length=TARGET_MAX_LENGTH,
         style={"input_type": "password"},
-        help_text="email: comma-separated addresses; slack: https://hooks.slack.com/… URL; webhook: http(s) URL; "
-        "apprise: an Apprise URL. Write-only, stored encrypted.",
+        help_text=TARGET_HELP + " Write-only.",
     )
     secret = serializers.CharField(
         write_only=True,
         required=False,
-        min_length=16,
-        max_length=200,
+        min_length=SECRET_MIN_LENGTH,
+        max_length=SECRET_MAX_LENGTH,
         trim_whitespace=False,
         style={"input_type": "password"},
         help_text="webhook only: the HMAC-SHA256 signing key. Generated when omitted on create and then returned "
@@ -76,53 +79,26 @@ class ChannelSerializer(StrictModelSerializer):
     def get_has_secret(self, channel: Channel) -> bool:
         return bool(channel.secret_encrypted)
 
-    def validate_team(self, team: Group) -> Group:
-        if self.instance is not None and team.pk != self.instance.team_id:
-            raise serializers.ValidationError("A channel cannot move to another team.")
-        return team
-
-    def validate_kind(self, kind: str) -> str:
-        if self.instance is not None and kind != self.instance.kind:
-            raise serializers.ValidationError("A channel's kind cannot change; create a new channel.")
-        return kind
-
     def validate(self, attrs):
-        kind = attrs.get("kind", self.instance.kind if self.instance else None)
-        errors = {}
-        if "target" in attrs:
-            try:
-                attrs["target"] = target_clean(kind=kind, target=attrs["target"])
-            except ValueError as exc:
-                errors["target"] = [str(exc)]
-        elif self.instance is None:
-            errors["target"] = ["This field is required."]
-        if "secret" in attrs and kind != Channel.Kind.WEBHOOK:
-            errors["secret"] = ["Only webhook channels have a signing secret."]
-        if errors:
-            raise serializers.ValidationError(errors)
+        problems = channel_problems(
+            kind=attrs.get("kind"),
+            target=attrs.get("target"),
+            secret=attrs.get("secret"),
+            instance=self.instance,
+            team=attrs.get("team"),
+        )
+        if problems:
+            raise serializers.ValidationError({field: [message] for field, message in problems.items()})
         return attrs
 
     def create(self, validated_data):
-        target = validated_data.pop("target")
-        secret = validated_data.pop("secret", None)
-        channel = Channel(**validated_data)
-        channel.set_target(target)
+        channel, generated = channel_create(**validated_data)
         if channel.kind == Channel.Kind.WEBHOOK:
-            secret = secret or secrets.token_urlsafe(32)
-            channel.set_secret(secret)
-            self.created_secret = secret
-        channel.save()
+            self.created_secret = validated_data.get("secret") or generated
         return channel
 
     def update(self, instance, validated_data):
-        if "target" in validated_data:
-            instance.set_target(validated_data.pop("target"))
-        if "secret" in validated_data:
-            instance.set_secret(validated_data.pop("secret"))
-        for field, value in validated_data.items():
-            setattr(instance, field, value)
-        instance.save()
-        return instance
+        return channel_update(channel=instance, **validated_data)
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -144,14 +120,13 @@ class NotificationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ChannelViewSet(viewsets.ModelViewSet):
+class ChannelViewSet(TeamScopedViewSet):
     serializer_class = ChannelSerializer
-    permission_classes = [TeamModelPermissions]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    team_path = "team"
     action_permissions = {"test": "change"}
 
-    def get_queryset(self):
-        return scope_to_user(Channel.objects.select_related("team"), user=self.request.user, team_path="team")
+    def base_queryset(self):
+        return Channel.objects.select_related("team")
 
     @extend_schema(
         description="Creates a channel. For a webhook the response also carries `secret`, the signing key "

@@ -4,9 +4,6 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertEvent
-from common.api import StrictModelSerializer
-from connections.api.serializers import UserConnectionField
-from connections.models import MaintenanceWindow
 
 MAX_SNOOZE = timedelta(days=30)
 
@@ -59,24 +56,3 @@ class SnoozeSerializer(serializers.Serializer):
         if until > now + MAX_SNOOZE:
             raise serializers.ValidationError({"until": ["Must be at most 30 days ahead."]})
         return {"until": until}
-
-
-class MaintenanceWindowSerializer(StrictModelSerializer):
-    connection = UserConnectionField()
-
-    class Meta:
-        model = MaintenanceWindow
-        fields = ["id", "connection", "starts_at", "ends_at", "reason"]
-
-    def validate(self, attrs):
-        starts = attrs.get("starts_at", getattr(self.instance, "starts_at", None))
-        ends = attrs.get("ends_at", getattr(self.instance, "ends_at", None))
-        if starts and ends and ends <= starts:
-            raise serializers.ValidationError({"ends_at": ["Must be after starts_at."]})
-        if (
-            self.instance is not None
-            and "connection" in attrs
-            and attrs["connection"].pk != self.instance.connection_id
-        ):
-            raise serializers.ValidationError({"connection": ["A window cannot move to another connection."]})
-        return attrs

@@ -5,17 +5,11 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from alerts.api.serializers import (
-    AlertEventSerializer,
-    AlertSerializer,
-    MaintenanceWindowSerializer,
-    SnoozeSerializer,
-)
+from alerts.api.serializers import AlertEventSerializer, AlertSerializer, SnoozeSerializer
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
 from alerts.models import Alert
-from common.api import IdFilter, TeamModelPermissions
-from common.tenancy import scope_to_user
-from connections.models import MaintenanceWindow
+from common.api import IdFilter
+from common.viewsets import TeamScopedMixin
 
 
 class AlertFilter(django_filters.FilterSet):
@@ -29,19 +23,15 @@ class AlertFilter(django_filters.FilterSet):
         fields = ["status", "kind", "table", "connection"]
 
 
-class AlertViewSet(viewsets.ReadOnlyModelViewSet):
+class AlertViewSet(TeamScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = AlertSerializer
-    permission_classes = [TeamModelPermissions]
+    team_path = "connection__team"
     filter_backends = [DjangoFilterBackend]
     filterset_class = AlertFilter
     action_permissions = {"acknowledge": "change", "resolve": "change", "snooze": "change"}
 
-    def get_queryset(self):
-        return scope_to_user(
-            Alert.objects.select_related("connection", "table"),
-            user=self.request.user,
-            team_path="connection__team",
-        )
+    def base_queryset(self):
+        return Alert.objects.select_related("connection", "table")
 
     def _transition(self, transition, **kwargs):
         try:
@@ -74,22 +64,3 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         events = self.get_object().events.select_related("actor").order_by("at", "id")
         page = self.paginate_queryset(events)
         return self.get_paginated_response(AlertEventSerializer(page, many=True).data)
-
-
-class MaintenanceWindowFilter(django_filters.FilterSet):
-    connection = IdFilter(field_name="connection_id")
-
-    class Meta:
-        model = MaintenanceWindow
-        fields = ["connection"]
-
-
-class MaintenanceWindowViewSet(viewsets.ModelViewSet):
-    serializer_class = MaintenanceWindowSerializer
-    permission_classes = [TeamModelPermissions]
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    filter_backends = [DjangoFilterBackend]
-    filterset_class = MaintenanceWindowFilter
-
-    def get_queryset(self):
-        return scope_to_user(MaintenanceWindow.objects.all(), user=self.request.user, team_path="connection__team")

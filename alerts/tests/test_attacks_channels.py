@@ -15,7 +15,8 @@ import requests
 from alerts import transports
 from alerts.models import Channel
 from alerts.outbox import notification_test
-from alerts.transports import InternalPeer, TransportError, public_peers_only
+from alerts.transports import TransportError, address_guard
+from alerts.transports.address_guard import InternalPeer, public_peers_only
 
 pytestmark = pytest.mark.django_db
 
@@ -209,7 +210,7 @@ def test_it_refuses_to_send_through_a_stored_internal_apprise_target(teams, guar
 def test_the_socket_guard_refuses_what_the_dns_check_missed(teams, guard_on, receiver, target, monkeypatch):
     """DNS rebinding, or an address a plugin derives its own way: the address each socket is about to reach
     is what counts, also in the worker threads Apprise uses for several URLs."""
-    monkeypatch.setattr(transports, "_refuse_internal_host", lambda host, *, port, what: None)
+    monkeypatch.setattr(address_guard, "refuse_internal_host", lambda host, *, port, what: None)
     channel = stored_channel(teams[0], target.format(port=receiver.port))
     with pytest.raises(TransportError) as error:
         transports.send(channel, notification_test(channel=channel))

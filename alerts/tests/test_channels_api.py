@@ -5,7 +5,6 @@ import logging
 import pytest
 
 from alerts.models import Channel, Notification
-from alerts.tests.test_transports import make_channel
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +19,7 @@ def create(client, **fields):
 
 
 @pytest.fixture
-def channel(teams):
+def channel(make_channel, teams):
     return make_channel(teams[0], "slack", SLACK_URL, name="team-slack")
 
 
@@ -186,7 +185,7 @@ def test_it_refuses_to_change_kind_or_team(owner_client, owner, channel, teams):
     assert (channel.kind, channel.team) == ("slack", teams[0])
 
 
-def test_it_refuses_a_duplicate_name_in_the_team(owner_client, channel):
+def test_it_refuses_a_duplicate_name_in_the_team(make_channel, owner_client, channel):
     response = create(owner_client, name="team-slack")
     assert response.status_code == 400
     assert "unique" in str(response.data)
@@ -327,7 +326,7 @@ def test_the_admin_generates_a_webhook_secret_and_shows_it_once(client, staff, t
     assert secret not in client.get(f"/admin/alerts/channel/{channel.id}/change/").content.decode()
 
 
-def test_the_admin_sends_test_notifications_for_its_teams_channels_only(client, staff, channel, teams):
+def test_the_admin_sends_test_notifications_for_its_teams_channels_only(make_channel, client, staff, channel, teams):
     theirs = make_channel(teams[1], "email", "them@example.com", name="theirs")
     client.force_login(staff)
     listing = client.get("/admin/alerts/channel/").content.decode()

@@ -1,4 +1,4 @@
-"""Alert lifecycle driven by real recorded results (the results_recorded signal path)."""
+"""Alert lifecycle driven by real recorded results (recording hands them to alerts.intake.results_intake)."""
 
 import uuid
 from datetime import timedelta
@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from alerts.intake import results_intake
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze, results_process
 from alerts.models import Alert, AlertEvent
 from connections.models import MaintenanceWindow
@@ -42,6 +43,7 @@ class Clock:
             runs=[TableRun(table=table, outcomes=list(outcomes))],
             connection_outcomes=list(connection_outcomes),
             started_at=self.now,
+            on_recorded=results_intake,
         )
 
 

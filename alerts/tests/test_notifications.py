@@ -8,7 +8,6 @@ from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, Notification
 from alerts.outbox import notification_for_channel, notification_test, notifications_for_event
-from alerts.tests.test_transports import make_alert, make_channel
 from connections.models import Connection
 from monitors.models import CheckResult
 
@@ -26,7 +25,7 @@ def globex(db):
 
 
 @pytest.fixture
-def channels(acme, globex):
+def channels(make_channel, acme, globex):
     return {
         "email": make_channel(acme, "email", "oncall@example.com"),
         "webhook": make_channel(acme, "webhook", "https://example.com/hook", secret="s" * 32),
@@ -36,7 +35,7 @@ def channels(acme, globex):
 
 
 @pytest.fixture
-def alert(acme):
+def alert(make_alert, acme):
     return make_alert(acme)
 
 
@@ -213,7 +212,7 @@ def test_it_keeps_non_finite_values_out_of_the_payload(alert, channels):
     assert notification.payload["alert"]["expected_upper"] is None
 
 
-def test_it_keeps_subjects_on_one_line_and_short(acme, channels):
+def test_it_keeps_subjects_on_one_line_and_short(make_alert, acme, channels):
     alert = make_alert(acme, connection_name="evil\nBcc: victim@example.com" + "x" * 60)
     alert.message = "m" * 5000
     alert.save()

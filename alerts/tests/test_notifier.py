@@ -9,21 +9,14 @@ from django.db import connection as pulse_db
 from django.utils import timezone
 
 from alerts import delivery
-from alerts.delivery import notification_deliver, notifications_claim_due, notifications_send_due, reminders_write_due
+from alerts.delivery import notification_deliver, notifications_claim_due, notifications_send_due
 from alerts.models import Alert, AlertEvent, Notification
 from alerts.outbox import notification_test, notifications_for_event
-from alerts.tests.test_transports import Receiver, closed_port, make_alert, make_channel
+from alerts.transports import base
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "whsec-test-0123456789abcdef"
-
-
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -32,12 +25,12 @@ def acme(db):
 
 
 @pytest.fixture
-def alert(acme):
+def alert(make_alert, acme):
     return make_alert(acme)
 
 
 @pytest.fixture
-def hook(acme, receiver):
+def hook(make_channel, acme, receiver):
     return make_channel(acme, "webhook", receiver.url + "/hook", name="hook", secret=SECRET)
 
 
@@ -162,8 +155,10 @@ def test_a_success_clears_the_channels_last_error(alert, hook, receiver):
     assert hook.last_error_at is None
 
 
-def test_a_receiver_that_is_down_keeps_its_rows_pending_and_the_rest_still_go_out(acme, alert, receiver):
-    down = make_channel(acme, "webhook", f"http://127.0.0.1:{closed_port()}/hook", name="down", secret=SECRET)
+def test_a_receiver_that_is_down_keeps_its_rows_pending_and_the_rest_still_go_out(
+    make_channel, closed_port, acme, alert, receiver
+):
+    down = make_channel(acme, "webhook", f"http://127.0.0.1:{closed_port}/hook", name="down", secret=SECRET)
     make_channel(acme, "slack", receiver.url + "/services/T/B/X", name="slack")
     make_channel(acme, "apprise", f"json://127.0.0.1:{receiver.port}/apprise", name="apprise")
     open_event(alert)
@@ -246,8 +241,8 @@ def test_a_channel_deactivated_before_sending_gets_nothing(alert, hook, receiver
     assert notifications_send_due(now=timezone.now()) == {"claimed": 1, "sent": 1}
 
 
-def test_a_slow_channel_costs_one_timeout_per_run(alert, acme, receiver, monkeypatch):
-    monkeypatch.setattr(delivery.transports, "TIMEOUT_SECONDS", 0.3)
+def test_a_slow_channel_costs_one_timeout_per_run(make_channel, alert, acme, receiver, monkeypatch):
+    monkeypatch.setattr(base, "TIMEOUT_SECONDS", 0.3)
     slow = make_channel(acme, "webhook", receiver.url + "/slow", name="slow", secret=SECRET)
     for _ in range(3):
         notification_test(channel=slow)
@@ -256,81 +251,11 @@ def test_a_slow_channel_costs_one_timeout_per_run(alert, acme, receiver, monkeyp
     assert counts == {"claimed": 3, "retrying": 1, "deferred": 2}
 
 
-# --- reminders -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def reminding(acme):
-    return make_channel(acme, "email", "oncall@example.com", name="pager", reminder_interval_minutes=60)
-
-
-def reminders_of(alert):
-    return list(AlertEvent.objects.filter(alert=alert, kind="reminded").order_by("at", "id"))
-
-
-def test_it_reminds_after_the_interval_and_not_before(acme, alert, reminding):
-    quiet = make_channel(acme, "email", "quiet@example.com", name="quiet")
-    start = timezone.now()
-    open_event(alert, at=start)
-
-    assert reminders_write_due(now=start + timedelta(minutes=59)) == 0
-    assert reminders_of(alert) == []
-
-    assert reminders_write_due(now=start + timedelta(minutes=61)) == 1
-    [reminder] = reminders_of(alert)
-    assert reminder.at == start + timedelta(minutes=61)
-    [notification] = reminder.notifications.all()
-    assert notification.channel == reminding
-    assert notification.subject.startswith("[Pulse] Reminder:")
-    assert not Notification.objects.filter(channel=quiet, event=reminder).exists()
-
-    # The reminder counts as the last notification: the next one is an interval later.
-    assert reminders_write_due(now=start + timedelta(minutes=62)) == 0
-    assert reminders_write_due(now=start + timedelta(minutes=120)) == 0
-    assert reminders_write_due(now=start + timedelta(minutes=122)) == 1
-    assert len(reminders_of(alert)) == 2
-
-
-def test_it_reminds_of_an_alert_nobody_was_told_about_since_it_opened(alert, reminding):
-    # The alert opened two hours ago (make_alert) and no notification was ever written to this channel.
-    assert reminders_write_due(now=timezone.now()) == 1
-
-
-@pytest.mark.parametrize("state", ["acknowledged", "resolved", "snoozed"])
-def test_it_does_not_remind_of_acknowledged_resolved_or_snoozed_alerts(alert, reminding, state):
-    now = timezone.now()
-    if state == "snoozed":
-        alert.snoozed_until = now + timedelta(hours=1)
-    else:
-        alert.status = state
-    alert.save()
-    assert reminders_write_due(now=now) == 0
-    assert reminders_of(alert) == []
-    if state == "snoozed":
-        assert reminders_write_due(now=now + timedelta(hours=1, minutes=1)) == 1
-
-
-def test_it_does_not_remind_other_teams_or_inactive_channels(alert, reminding):
-    globex = Group.objects.create(name="globex")
-    make_channel(globex, "email", "them@example.com", name="theirs", reminder_interval_minutes=1)
-    reminding.is_active = False
-    reminding.save()
-    assert reminders_write_due(now=timezone.now()) == 0
-
-
-def test_reminders_go_out_through_the_notifier(acme, alert, receiver):
-    make_channel(acme, "webhook", receiver.url + "/hook", name="hook", secret=SECRET, reminder_interval_minutes=30)
-    now = timezone.now()
-    assert reminders_write_due(now=now) == 1
-    assert notifications_send_due(now=now) == {"claimed": 1, "sent": 1}
-    assert receiver.requests[0].json()["event"] == "reminded"
-
-
 # --- several processes at once (real transactions) -------------------------------------------------------
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_notifiers_send_each_notification_exactly_once(receiver):
+def test_concurrent_notifiers_send_each_notification_exactly_once(make_channel, receiver):
     acme = Group.objects.create(name="acme")
     hooks = [
         make_channel(acme, "webhook", receiver.url + f"/hook{i}", name=f"hook{i}", secret=SECRET) for i in range(3)
@@ -364,14 +289,12 @@ def test_concurrent_notifiers_send_each_notification_exactly_once(receiver):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_scheduler_job_writes_reminders_and_sends(receiver):
-    from alerts import jobs
-
+def test_the_outbox_run_writes_reminders_and_sends(make_channel, make_alert, receiver):
     acme = Group.objects.create(name="acme")
     alert = make_alert(acme)
     make_channel(acme, "webhook", receiver.url + "/hook", name="hook", secret=SECRET, reminder_interval_minutes=5)
 
-    jobs.notify()
+    delivery.outbox_run(now=timezone.now())
 
     assert [r.json()["event"] for r in receiver.requests] == ["reminded"]
     assert Alert.objects.get(pk=alert.pk).events.filter(kind="notified").count() == 1

@@ -1,0 +1,58 @@
+"""Email channels: comma-separated addresses, sent through Django's mail backend."""
+
+from __future__ import annotations
+
+import smtplib
+
+from django.conf import settings
+from django.core import mail
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from alerts.models import Channel, Notification
+from alerts.transports import base
+from alerts.transports.base import TransportError
+
+KIND = Channel.Kind.EMAIL
+MAX_EMAIL_RECIPIENTS = 50
+
+
+def send(channel: Channel, notification: Notification) -> None:
+    addresses = email_addresses(base.target(channel))
+    if not addresses:
+        raise TransportError("email: no recipient addresses", permanent=True)
+    try:
+        connection = mail.get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or base.TIMEOUT_SECONDS)
+        mail.send_mail(
+            subject=notification.subject,
+            message=notification.body,
+            from_email=settings.DEFAULT_FROM_EMAIL,
+            recipient_list=addresses,
+            connection=connection,
+        )
+    except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+        raise TransportError(f"email: refused by the mail server ({type(exc).__name__})", permanent=True) from None
+    except smtplib.SMTPResponseException as exc:
+        permanent = 500 <= exc.smtp_code < 600
+        raise TransportError(f"email: mail server answered {exc.smtp_code}", permanent=permanent) from None
+    except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+        raise TransportError(f"email: could not reach the mail server ({type(exc).__name__})") from None
+
+
+def clean_target(target: str) -> str:
+    """The addresses, normalized; a ValueError naming the problem (never repeating the address)."""
+    addresses = email_addresses(target)
+    if not addresses:
+        raise ValueError("Enter one or more email addresses, separated by commas.")
+    if len(addresses) > MAX_EMAIL_RECIPIENTS:
+        raise ValueError(f"At most {MAX_EMAIL_RECIPIENTS} addresses.")
+    for number, address in enumerate(addresses, start=1):
+        try:
+            validate_email(address)
+        except ValidationError:
+            raise ValueError(f"Address {number} is not a valid email address.") from None
+    return ", ".join(addresses)
+
+
+def email_addresses(target: str) -> list[str]:
+    return [address.strip() for address in target.split(",") if address.strip()]
