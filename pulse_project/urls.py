@@ -3,17 +3,29 @@ from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from common.api import AuthTokenView
+from alerts.api.channels import ChannelViewSet
+from alerts.api.views import AlertViewSet
+from common.api import AuthTokenView, PulseRouter
+from connections.api.views import ConnectionViewSet, MaintenanceWindowViewSet
+from monitors.api.views import CheckViewSet
 from pulse_project.health import health
+from pulse_project.views import TableViewSet
+
+# Every API endpoint of every app, in one place: adding one is a viewset plus one line here.
+router = PulseRouter()
+router.register("connections", ConnectionViewSet, basename="connection")
+router.register("tables", TableViewSet, basename="table")
+router.register("checks", CheckViewSet, basename="check")
+router.register("alerts", AlertViewSet, basename="alert")
+router.register("channels", ChannelViewSet, basename="channel")
+router.register("maintenance-windows", MaintenanceWindowViewSet, basename="maintenance-window")
 
 api_patterns = [
     re_path(r"^health/?$", health, name="health"),
     re_path(r"^auth/token/?$", AuthTokenView.as_view(), name="auth-token"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("", include("connections.api.urls")),
-    path("", include("monitors.api.urls")),
-    path("", include("alerts.api.urls")),
+    *router.urls,
 ]
 
 urlpatterns = [

@@ -1,4 +1,8 @@
-"""`manage.py runchecks`: the daemon that checks replicas on schedule (or once, with --once)."""
+"""`manage.py runchecks`: the daemon that checks replicas on schedule (or once, with --once).
+
+It lives in the project layer because it wires checking to alerting: the runner records results and hands
+them to `alerts.intake.results_intake` (bound here, as `on_recorded`), and the scheduler runs the jobs of
+`pulse_project.jobs` (functions, not names as text)."""
 
 import signal
 from datetime import timedelta
@@ -10,9 +14,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from monitors import jobs
+from alerts.intake import results_intake
 from monitors.models import MonitoredTable
 from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
+from pulse_project import jobs
 
 
 class Command(BaseCommand):
@@ -72,6 +77,7 @@ class Command(BaseCommand):
             batch_size=batch_size,
             report=lambda line: self.stdout.write(line),
             verbosity=verbosity,
+            on_recorded=results_intake,
         )
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         self._install_signal_handlers(runner)
@@ -121,7 +127,7 @@ class Command(BaseCommand):
             next_run_time=timezone.now(),
         )
         # Notifications go out in their own job: a slow or failing channel never delays a check.
-        scheduler.add_job("alerts.jobs:notify", IntervalTrigger(seconds=5), id="pulse.notify", misfire_grace_time=5)
+        scheduler.add_job(jobs.notify, IntervalTrigger(seconds=5), id="pulse.notify", misfire_grace_time=5)
         scheduler.add_job(jobs.housekeeping, IntervalTrigger(hours=6), id="pulse.housekeeping", misfire_grace_time=3600)
         self._install_signal_handlers(runner, scheduler)
         self.stdout.write(

@@ -15,7 +15,8 @@ from django.utils import timezone
 
 from conftest import SAMPLE_DB
 from monitors.models import CheckResult, MonitoredTable
-from monitors.tests.daemons import (
+from pulse_project.pgcluster import standalone_server
+from pulse_project.testing.daemons import (
     TableLock,
     pulse_database_clone,
     pulse_sessions_waiting_on_a_lock,
@@ -24,7 +25,6 @@ from monitors.tests.daemons import (
     stop,
     wait_for,
 )
-from pulse_project.pgcluster import standalone_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 # Checked in this order within one batch (claims order tables by id): orders, blocked, comes last.

@@ -11,8 +11,8 @@ from django_apscheduler.models import DjangoJob
 
 from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
-from monitors.tests.daemons import finish, start_runchecks, stop, wait_for
 from pulse_project.pgcluster import ReplicaPair
+from pulse_project.testing.daemons import finish, start_runchecks, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SAMPLE_TABLES = ["orders", "customers", "stale_events", "empty_events"]

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SAMPLE_DB
 from monitors.models import Check, CheckResult, MonitoredTable
-from monitors.tests.daemons import TableLock, pulse_sessions_waiting_on_a_lock, start_runchecks, stop, wait_for
+from pulse_project.testing.daemons import TableLock, pulse_sessions_waiting_on_a_lock, start_runchecks, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -1,14 +1,12 @@
-"""The runchecks command in-process: options, summary lines, statuses; daemon helpers."""
+"""The runchecks command in-process: options, summary lines, statuses."""
 
-from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
-from monitors.runner import CheckRunner, heartbeat_beat, results_prune
+from monitors.models import CheckResult, MonitoredTable
 
 pytestmark = pytest.mark.django_db
 
@@ -113,22 +111,3 @@ def test_a_spent_budget_skips_the_remaining_checks_without_querying(make_connect
     skipped = [r for r in results.values() if r.status == "skipped"]
     assert skipped and all("query budget of 2/h" in r.message for r in skipped)
     assert sum(r.queries_used for r in CheckResult.objects.all()) <= 2
-
-
-def test_runner_cycle_summarises(tables):
-    lines = []
-    summary = CheckRunner(workers=1, report=lines.append).cycle()
-    assert summary.tables == 2 and summary.statuses["fail"] == 1
-    assert lines == [summary.line()]
-
-
-def test_heartbeat_and_pruning(tables):
-    now = timezone.now()
-    heartbeat_beat(worker="w1", started_at=now)
-    heartbeat_beat(worker="w1", started_at=now)
-    assert SchedulerHeartbeat.objects.count() == 1
-    runchecks("--once")
-    old = CheckResult.objects.first()
-    CheckResult.objects.filter(pk=old.pk).update(started_at=now - timedelta(days=91))
-    assert results_prune(now=now) == 1
-    assert not CheckResult.objects.filter(pk=old.pk).exists()

@@ -1,8 +1,8 @@
-"""APScheduler job functions of runchecks.
+"""APScheduler jobs of runchecks: the one place where checking (monitors) and alerting (alerts) meet on a schedule.
 
 Each process's runchecks sets `RUNTIME` before starting its own scheduler (an in-memory job store: no
 job is shared between processes); jobs only *tick*: claiming due work in the database is what makes
-several processes safe together.
+several processes safe together. runchecks schedules these functions themselves, never their names as text.
 """
 
 import logging
@@ -12,7 +12,11 @@ from django.utils import timezone
 from django_apscheduler.models import DjangoJobExecution
 from django_apscheduler.util import close_old_connections
 
-from monitors.runner import CheckRunner, heartbeat_beat, heartbeats_prune, results_prune
+from alerts.delivery import outbox_run
+from alerts.intake import lifecycle_backlog_run_due
+from monitors.heartbeat import heartbeat_beat, heartbeats_prune
+from monitors.results import results_prune
+from monitors.runner import CheckRunner
 
 logger = logging.getLogger(__name__)
 RUNTIME: dict = {}
@@ -21,8 +25,9 @@ JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
 
 @close_old_connections
 def tick() -> None:
+    """Record spooled batches, then start work on the free workers (a slow batch never holds up the next tick)."""
     runner: CheckRunner = RUNTIME["runner"]
-    runner.cycle(wait=False)  # starts work on the free workers; a slow batch never holds up the next tick
+    runner.cycle(wait=False)
 
 
 @close_old_connections
@@ -31,6 +36,19 @@ def heartbeat() -> None:
         heartbeat_beat(worker=RUNTIME["worker"], started_at=RUNTIME["started_at"])
     except (OperationalError, InterfaceError):
         logger.warning("Pulse's database is unreachable: heartbeat skipped")
+
+
+@close_old_connections
+def notify() -> None:
+    """Retry alert lifecycles that failed when their results were recorded, then run the outbox (reminders, sending).
+
+    Apart from the checks: a slow or failing channel never delays a check."""
+    now = timezone.now()
+    try:
+        lifecycle_backlog_run_due(now=now)
+    except Exception:
+        logger.exception("replaying the alert lifecycle backlog failed; sending due notifications anyway")
+    outbox_run(now=now)
 
 
 @close_old_connections

@@ -8,9 +8,8 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert, Notification
-from alerts.tests.test_transports import closed_port, make_channel
 from monitors.models import CheckResult, MonitoredTable
-from monitors.tests.daemons import start_runchecks, stop, wait_for
+from pulse_project.testing.daemons import start_runchecks, stop, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -40,8 +39,10 @@ class Inbox:
         self.server.server_close()
 
 
-def test_a_down_receiver_never_stops_checks_and_loses_nothing_across_a_restart(make_connection, teams):
-    port = closed_port()
+def test_a_down_receiver_never_stops_checks_and_loses_nothing_across_a_restart(
+    make_connection, teams, make_channel, closed_port
+):
+    port = closed_port
     channel = make_channel(teams[0], "webhook", f"http://127.0.0.1:{port}/hook", secret="s" * 32)
     table = MonitoredTable.objects.create(
         connection=make_connection(),
