@@ -681,7 +681,7 @@ def main() -> int:
                 + (f" + {backfill_rows:,} backfilled history rows" if backfill_rows else "")
                 + f"; peak RSS {rss:,.0f} MiB"
             )
-            for line in output.splitlines()[-3:]:
+            for line in output.splitlines()[-60:]:
                 say(f"      | {line}")
             if code != 0 or recorded_rows != registered * 3:
                 raise BenchmarkAborted(f"child runchecks exited {code} with {recorded_rows:,} table results")

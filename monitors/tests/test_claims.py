@@ -4,6 +4,7 @@ import threading
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
@@ -141,6 +142,28 @@ def test_renewal_extends_only_leases_still_held(tables):
     renewed = MonitoredTable.objects.get(pk=tables[0].pk).lease_expires_at
     assert renewed > now + timedelta(minutes=30)
     assert MonitoredTable.objects.get(pk=tables[1].pk).lease_expires_at < now + timedelta(minutes=30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_renewal_skips_a_row_locked_by_a_recording_instead_of_waiting_for_it(tables):
+    """A renewal that waited on rows a recording transaction holds could deadlock with it (lost batch)."""
+    now = timezone.now()
+    claim = tables_claim_due(now=now, lease=LEASE, limit=2, table_ids=[tables[0].id, tables[1].id])
+    db = pulse_db.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as recording:
+        recording.execute("SELECT id FROM monitors_monitoredtable WHERE id = %s FOR UPDATE", [tables[0].id])
+        with pulse_db.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")  # waiting would fail the test instead of hanging it
+        try:
+            assert leases_renew(tokens=[claim.token], lease=timedelta(hours=1)) == 1
+        finally:
+            with pulse_db.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
+    expires = dict(
+        MonitoredTable.objects.filter(pk__in=[tables[0].pk, tables[1].pk]).values_list("pk", "lease_expires_at")
+    )
+    assert expires[tables[1].pk] > now + timedelta(minutes=30)
+    assert expires[tables[0].pk] < now + timedelta(minutes=30)
 
 
 @pytest.mark.django_db
