@@ -112,6 +112,14 @@ def owner(teams):
 
 
 @pytest.fixture
+def staff(owner):
+    """The owner, allowed into the admin (a staff member of acme who is not a superuser)."""
+    owner.is_staff = True
+    owner.save()
+    return owner
+
+
+@pytest.fixture
 def member(teams):
     """Member of acme without model permissions: may read, may not write."""
     return _user("member", team=teams[0], with_permissions=False)

@@ -396,7 +396,6 @@ def describe_capture(batches: list) -> list[str]:
 def size_runs(table_id: int, runs: int) -> tuple[dict, dict]:
     """Median CheckResult.duration_ms per kind, and median perf_counter microseconds per kind."""
     from alerts.intake import results_intake
-
     from monitors import checks
     from monitors.models import CheckResult
     from monitors.runner import CheckRunner

@@ -265,13 +265,6 @@ def test_anonymous_users_get_nothing(client, channel):
 # --- admin -------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def admin_form(channel, **fields):
     return {
         "name": channel.name,

@@ -106,9 +106,9 @@ def cleartext_password_listener(server: FakeServer, conn: socket.socket) -> None
 
 
 def silent_listener(server: FakeServer, conn: socket.socket) -> None:
-    """Accepts, reads, and never answers (until the client gives up)."""
-    conn.recv(1024)
-    conn.recv(1024)
+    """Accepts, reads, and never answers: it keeps the connection open until the client gives up and closes it."""
+    while conn.recv(1024):
+        pass
 
 
 FAKE_LISTENERS = {

@@ -9,13 +9,6 @@ from connections.models import Connection, MaintenanceWindow, QueryAllowance
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def test_the_change_form_never_renders_the_password(client, staff, make_connection, replica_settings):
     connection = make_connection()
     client.force_login(staff)

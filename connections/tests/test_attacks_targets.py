@@ -67,13 +67,6 @@ def no_local(settings):
     settings.PULSE_CONNECTION_ALLOW_LOCAL = False
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def admin_form(connection_fields, team, **overrides):
     fields = {**ADMIN_FORM, "team": team.id, **connection_fields, **overrides}
     return {key: value for key, value in fields.items() if value is not None}

@@ -12,13 +12,6 @@ pytestmark = pytest.mark.django_db
 NOON = datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def window(connection, starts, hours, reason=""):
     return MaintenanceWindow.objects.create(
         connection=connection, starts_at=starts, ends_at=starts + timedelta(hours=hours), reason=reason

@@ -18,13 +18,6 @@ BREAKER_OPEN_UNTIL = timezone.now() + timedelta(days=1)
 STORED_STATE = ("is_active", "status", "last_error", "consecutive_failures", "backoff_until", "team_id")
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def failing_connection(make_connection, name):
     """A connection whose breaker is open after failed contacts."""
     return make_connection(

@@ -383,13 +383,6 @@ def test_the_schema_lists_the_checks_endpoints(owner_client):
 # --- admin -----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
 def admin_form(table, **fields):
     return {
         "table": table.id,

@@ -10,13 +10,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def staff(owner):
-    owner.is_staff = True
-    owner.save()
-    return owner
-
-
-@pytest.fixture
 def table_with_volume_alert(make_connection):
     table = MonitoredTable.objects.create(connection=make_connection(), table_name="orders")
     now = timezone.now()

@@ -7,8 +7,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alerts.intake import results_intake
 
+from alerts.intake import results_intake
 from alerts.lifecycle import table_rebaseline_accept
 from alerts.models import Alert
 from connections.models import MaintenanceWindow
