@@ -4,6 +4,7 @@ Connection and MonitoredTable are registered here only (connections and monitors
 not register them), so the connection page lists its tables and a rebaseline resolves the volume alert."""
 
 from django.contrib import admin
+from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from alerts.lifecycle import table_rebaseline_accept
 from connections.admin import ConnectionAdmin
@@ -20,3 +21,9 @@ class ConnectionWithTablesAdmin(ConnectionAdmin):
 @admin.register(MonitoredTable)
 class TableAdmin(MonitoredTableAdmin):
     table_rebaseline = staticmethod(table_rebaseline_accept)
+
+
+# runchecks keeps its jobs in each process's memory (nothing is shared through django-apscheduler's tables), so
+# their always-empty admin pages would only mislead; housekeeping still prunes executions of older versions.
+admin.site.unregister(DjangoJob)
+admin.site.unregister(DjangoJobExecution)
