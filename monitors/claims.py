@@ -33,7 +33,8 @@ _DUE = """{t}.is_active AND {c}.is_active
       AND ({c}.backoff_until IS NULL OR {c}.backoff_until <= %(now)s)
       AND (%(force)s OR {t}.next_check_at IS NULL OR {t}.next_check_at <= %(now)s)
       AND (%(ids)s::bigint[] IS NULL OR {t}.id = ANY(%(ids)s::bigint[]))
-      AND NOT ({t}.id = ANY(%(done)s::bigint[]))
+      AND {t}.id > COALESCE((SELECT w.after_id FROM unnest(%(walked)s::bigint[], %(walked_to)s::bigint[])
+                             AS w(connection_id, after_id) WHERE w.connection_id = {t}.connection_id), 0)
       AND NOT ({t}.connection_id = ANY(%(busy)s::bigint[]))"""
 _ORDER = "ORDER BY CASE WHEN %(force)s THEN NULL ELSE {t}.next_check_at END NULLS FIRST, {t}.id"
 
@@ -75,13 +76,15 @@ def tables_claim_due(
     limit: int,
     force: bool = False,
     table_ids: list[int] | None = None,
-    exclude_tables: list[int] | None = None,
+    walked: dict[int, int] | None = None,
     exclude_connections: list[int] | None = None,
 ) -> Claim:
     """Lease up to `limit` tables of one connection whose check is due (or, with `force`, every active
     table not leased).
 
-    `exclude_tables`: tables this pass already claimed (a forced pass takes each table once);
+    `walked`: connection id -> the highest table id this pass already claimed on it. A forced pass takes a
+    connection's tables in id order, so it takes each table once by walking past these ids (one number per
+    connection instead of a growing list of every claimed id);
     `exclude_connections`: connections this pass found busy (all session slots taken).
     """
     token = uuid.uuid4()
@@ -94,7 +97,8 @@ def tables_claim_due(
                 "now": now,
                 "force": force,
                 "ids": table_ids,
-                "done": list(exclude_tables or []),
+                "walked": list((walked or {}).keys()),
+                "walked_to": list((walked or {}).values()),
                 "busy": list(exclude_connections or []),
                 "limit": limit,
             },

@@ -70,7 +70,7 @@ class _Pass:
     wait: bool
     summary: CycleSummary = field(default_factory=CycleSummary)
     started: float = field(default_factory=time.monotonic)
-    claimed: set[int] = field(default_factory=set)  # forced passes take each table once
+    walked: dict[int, int] = field(default_factory=dict)  # forced passes: connection -> last table id taken
     busy: set[int] = field(default_factory=set)  # connections with every session slot taken
     loops: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -179,11 +179,11 @@ class CheckRunner:
                 limit=self.batch_size,
                 force=run.forced,
                 table_ids=run.table_ids,
-                exclude_tables=sorted(run.claimed) if run.forced else None,
+                walked=run.walked if run.forced else None,
                 exclude_connections=sorted(run.busy),
             )
-            if run.forced:
-                run.claimed.update(t.id for t in claim.tables)
+            if run.forced and claim.tables:
+                run.walked[claim.tables[0].connection_id] = max(t.id for t in claim.tables)
             run.summary.tables += len(claim.tables)
         return claim
 

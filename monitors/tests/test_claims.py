@@ -117,7 +117,7 @@ def test_a_claim_holds_tables_of_one_connection(tables, make_connection):
 
 
 @pytest.mark.django_db
-def test_a_claim_skips_excluded_connections_and_tables(tables, make_connection):
+def test_a_claim_skips_busy_connections_and_tables_this_pass_walked_past(tables, make_connection):
     other = make_connection(name="other-replica")
     theirs = MonitoredTable.objects.create(connection=other, table_name="o1")
     now = timezone.now()
@@ -128,8 +128,9 @@ def test_a_claim_skips_excluded_connections_and_tables(tables, make_connection):
         exclude_connections=[tables[0].connection_id],
     )
     assert [t.id for t in claim.tables] == [theirs.id]
-    forced = tables_claim_due(now=now, lease=LEASE, limit=100, force=True, exclude_tables=[tables[0].id])
-    assert {t.id for t in forced.tables} == {t.id for t in tables[1:]}
+    walked = {tables[0].connection_id: tables[1].id, other.id: theirs.id}  # this pass took these already
+    forced = tables_claim_due(now=now, lease=LEASE, limit=100, force=True, walked=walked)
+    assert {t.id for t in forced.tables} == {t.id for t in tables[2:]}
 
 
 @pytest.mark.django_db

@@ -55,3 +55,19 @@ def test_heartbeat_and_pruning(tables):
     CheckResult.objects.filter(pk=old.pk).update(started_at=now - timedelta(days=91))
     assert results_prune(now=now) == 1
     assert not CheckResult.objects.filter(pk=old.pk).exists()
+
+
+def test_a_forced_pass_checks_every_table_of_every_connection_once(make_connection):
+    """Tables of two connections with interleaved ids, small batches: each is checked exactly once."""
+    shop, other = make_connection(), make_connection(name="other-replica")
+    tables = [
+        MonitoredTable.objects.create(connection=connection, table_name=name)
+        for name in ("orders", "customers", "empty_events")
+        for connection in (shop, other)
+    ]
+    MonitoredTable.objects.update(next_check_at=timezone.now() + timedelta(hours=1))  # none due: forced only
+    handler = Recorder()
+    summary = CheckRunner(on_recorded=handler, workers=1, batch_size=2).cycle(force=True)
+    assert summary.tables == len(tables)
+    checked = [r.table_id for r in handler.results if r.kind == "schema_change"]
+    assert sorted(checked) == sorted(t.id for t in tables)
