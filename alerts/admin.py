@@ -17,7 +17,7 @@ from alerts.channels import (
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
 from alerts.models import Alert, AlertEvent, Channel, LifecycleBacklog, Notification
 from alerts.outbox import notification_test
-from common.admin import TeamScopedAdmin
+from common.admin import TeamScopedAdmin, place_label, short_time, status_label
 
 
 class AlertEventInline(admin.TabularInline):
@@ -35,17 +35,8 @@ class AlertEventInline(admin.TabularInline):
 @admin.register(Alert)
 class AlertAdmin(TeamScopedAdmin):
     team_path = "connection__team"
-    list_display = [
-        "status",
-        "severity",
-        "kind",
-        "connection",
-        "table",
-        "message",
-        "opened_at",
-        "last_seen_at",
-        "consecutive_failures",
-    ]
+    list_display = ["state", "level", "kind", "subject", "message", "opened", "last_seen", "failures"]
+    list_display_links = ["state"]
     list_filter = ["status", "severity", "kind", ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["message", "connection__name", "table__table_name"]
     ordering = ["-opened_at"]
@@ -65,6 +56,31 @@ class AlertAdmin(TeamScopedAdmin):
         "snoozed_until",
     ]
     actions = ["acknowledge", "resolve", "snooze_one_hour"]
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return status_label(obj.status, obj.get_status_display())
+
+    @admin.display(description="severity", ordering="severity")
+    def level(self, obj):
+        return status_label(obj.severity, obj.get_severity_display())
+
+    @admin.display(description="table", ordering="table__table_name")
+    def subject(self, obj):
+        """The table on its connection, or the connection for connection-level alerts."""
+        return place_label(obj.table, obj.connection)
+
+    @admin.display(description="opened", ordering="opened_at")
+    def opened(self, obj):
+        return short_time(obj.opened_at)
+
+    @admin.display(description="last seen", ordering="last_seen_at")
+    def last_seen(self, obj):
+        return short_time(obj.last_seen_at)
+
+    @admin.display(description="failures", ordering="consecutive_failures")
+    def failures(self, obj):
+        return obj.consecutive_failures
 
     def has_add_permission(self, request):
         return False

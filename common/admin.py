@@ -1,6 +1,8 @@
 """The admin base class every team-owned model shares."""
 
 from django.contrib import admin
+from django.utils import timezone
+from django.utils.html import format_html
 
 from common.tenancy import scope_to_user, teams_of
 
@@ -29,3 +31,45 @@ class TeamScopedAdmin(admin.ModelAdmin):
                 team_path=self.scoped_foreign_keys[db_field.name],
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+# The tone of each status word any Pulse model uses (results, tables, connections, alerts, severities, outbox).
+STATUS_TONES = {
+    "pass": "good",
+    "healthy": "good",
+    "ok": "good",
+    "sent": "good",
+    "fail": "bad",
+    "failing": "bad",
+    "error": "bad",
+    "not_replica": "bad",
+    "open": "bad",
+    "critical": "bad",
+    "failed": "bad",
+    "learning": "note",
+    "acknowledged": "note",
+    "warning": "note",
+    "pending": "note",
+}
+
+
+def status_label(value: str, text: str | None = None):
+    """A coloured label for a status value (its tone from STATUS_TONES, else neutral grey); styled in
+    templates/admin/base_site.html."""
+    tone = STATUS_TONES.get(value, "neutral")
+    return format_html('<span class="pulse-status pulse-{}">{}</span>', tone, text if text is not None else value)
+
+
+def short_time(value):
+    """A timestamp in the admin's time zone, short enough for a list column ('Nov 29 19:36'), in full on hover."""
+    if value is None:
+        return "-"
+    local = timezone.localtime(value)
+    return format_html('<span title="{}">{}</span>', local.isoformat(timespec="seconds"), local.strftime("%b %d %H:%M"))
+
+
+def place_label(table, connection):
+    """Where a result or alert is: the table with its connection below it, or the connection alone."""
+    if table is None:
+        return connection.name
+    return format_html('{}<br><span class="pulse-muted">{}</span>', table, connection.name)

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from common.admin import TeamScopedAdmin
+from common.admin import TeamScopedAdmin, short_time, status_label
 from connections.maintenance import maintenance_window_problems
 from connections.models import Connection, MaintenanceWindow, QueryAllowance
 from connections.state import connection_activation_apply, connection_change_problems, connection_test
@@ -63,14 +63,15 @@ class ConnectionAdmin(TeamScopedAdmin):
     """Registered by the project layer (pulse_project/admin.py), which adds the monitored tables inline."""
 
     form = ConnectionAdminForm
-    list_display = ["status", "name", "team", "host", "port", "database", "is_active", "last_checked_at"]
+    list_display = ["state", "name", "team", "host", "port", "database", "is_active", "last_checked"]
+    list_display_links = ["name"]
     # RelatedOnly: the choices come from the (team-scoped) list, never the names of other teams.
     list_filter = ["status", "is_active", ("team", admin.RelatedOnlyFieldListFilter), "require_replica"]
     search_fields = ["name", "host", "database"]
     ordering = ["name"]
     readonly_fields = [
         "has_password",
-        "status",
+        "state",
         "last_error",
         "last_checked_at",
         "consecutive_failures",
@@ -83,6 +84,14 @@ class ConnectionAdmin(TeamScopedAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"user": request.user})
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return status_label(obj.status, obj.get_status_display())
+
+    @admin.display(description="last checked", ordering="last_checked_at")
+    def last_checked(self, obj):
+        return short_time(obj.last_checked_at)
 
     @admin.display(boolean=True, description="password stored")
     def has_password(self, obj):

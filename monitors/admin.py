@@ -1,9 +1,10 @@
 from django import forms
 from django.contrib import admin
+from django.utils.html import format_html
 
-from common.admin import TeamScopedAdmin
+from common.admin import TeamScopedAdmin, place_label, short_time, status_label
 from common.tenancy import scope_to_user
-from monitors import tables
+from monitors import checks, tables
 from monitors.check_rules import check_problems
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
 from monitors.results import result_mark_expected
@@ -11,6 +12,22 @@ from monitors.table_rules import CATALOG_FIELDS, table_problems
 
 CHECK_RULE_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
 CHECK_REPLICA_FIELDS = ("table", "column", "sql")
+
+
+def value_text(kind: str, value: float | None) -> str:
+    """One value of a check kind as people read it (the registry's formatter), '-' when there is none."""
+    return "-" if value is None else checks.format_value(kind, value)
+
+
+def band_text(kind: str, lower: float | None, upper: float | None) -> str:
+    """The expected range of a check kind's value: both ends joined by an en dash, '≤ 1 h 0 min', '≥ 1', or '-'."""
+    if lower is not None and upper is not None:
+        return f"{checks.format_value(kind, lower)} – {checks.format_value(kind, upper)}"
+    if upper is not None:
+        return f"≤ {checks.format_value(kind, upper)}"
+    if lower is not None:
+        return f"≥ {checks.format_value(kind, lower)}"
+    return "-"
 
 
 class CheckAdminForm(forms.ModelForm):
@@ -104,15 +121,42 @@ class MonitoredTableAdminForm(forms.ModelForm):
         return super().save(commit=commit)
 
 
+class MonitoredTableInlineForm(MonitoredTableAdminForm):
+    """The inline's row: narrow inputs and short headers, so the connection page fits a 1400 px window."""
+
+    class Meta:
+        model = MonitoredTable
+        fields = ["schema_name", "table_name", "timestamp_column", "check_interval_seconds", "is_active"]
+        widgets = {
+            "schema_name": forms.TextInput(attrs={"size": 10}),
+            "table_name": forms.TextInput(attrs={"size": 22}),
+            "timestamp_column": forms.TextInput(attrs={"size": 14}),
+            "check_interval_seconds": forms.NumberInput(attrs={"style": "width: 6em"}),
+        }
+        labels = {"schema_name": "schema", "table_name": "table", "check_interval_seconds": "every (s)"}
+        help_texts = {"timestamp_column": "For freshness and hourly volume."}
+
+
 class MonitoredTableInline(admin.TabularInline):
-    """The tables under their connection's change page (the project's admin puts it on ConnectionAdmin)."""
+    """The tables under their connection's change page (the project's admin puts it on ConnectionAdmin):
+    the catalog fields, interval and pause switch; everything else is on the table's own page (its link)."""
 
     model = MonitoredTable
-    form = MonitoredTableAdminForm
+    form = MonitoredTableInlineForm
     extra = 0
-    fields = ["schema_name", "table_name", "timestamp_column", "check_interval_seconds", "is_active", "status"]
-    readonly_fields = ["status"]
+    fields = ["schema_name", "table_name", "timestamp_column", "check_interval_seconds", "is_active", "state"]
+    readonly_fields = ["state"]
     show_change_link = True
+
+    @admin.display(description="status")
+    def state(self, obj):
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            "{} <small>checked {}</small>",
+            status_label(obj.status, obj.get_status_display()),
+            short_time(obj.last_checked_at),
+        )
 
 
 class MonitoredTableAdmin(TeamScopedAdmin):
@@ -122,19 +166,22 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     form = MonitoredTableAdminForm
     team_path = "connection__team"
     list_display = [
-        "status",
+        "state",
         "qualified_name",
         "connection",
-        "timestamp_column",
-        "is_active",
-        "last_checked_at",
-        "next_check_at",
+        "timestamp",
+        "freshness_limit",
+        "interval",
+        "active",
+        "last_checked",
+        "next_check",
     ]
+    list_display_links = ["qualified_name"]
     list_filter = ["status", "is_active", ("connection", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["schema_name", "table_name", "connection__name"]
     ordering = ["connection__name", "schema_name", "table_name"]
     readonly_fields = [
-        "status",
+        "state",
         "last_checked_at",
         "next_check_at",
         "last_error",
@@ -147,6 +194,40 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     inlines = [CheckInline]
     actions = ["rebaseline"]
 
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return status_label(obj.status, obj.get_status_display())
+
+    @admin.display(description="table", ordering="table_name")
+    def qualified_name(self, obj):
+        return obj.qualified_name
+
+    @admin.display(description="timestamp", ordering="timestamp_column")
+    def timestamp(self, obj):
+        return obj.timestamp_column or "-"
+
+    @admin.display(description="stale after", ordering="freshness_threshold_minutes")
+    def freshness_limit(self, obj):
+        if not obj.timestamp_column:
+            return "-"
+        return checks.format_value("freshness", obj.freshness_threshold_minutes * 60)
+
+    @admin.display(boolean=True, description="active", ordering="is_active")
+    def active(self, obj):
+        return obj.is_active
+
+    @admin.display(description="every", ordering="check_interval_seconds")
+    def interval(self, obj):
+        return checks.format_duration(obj.check_interval_seconds)
+
+    @admin.display(description="last checked", ordering="last_checked_at")
+    def last_checked(self, obj):
+        return short_time(obj.last_checked_at)
+
+    @admin.display(description="next check", ordering="next_check_at")
+    def next_check(self, obj):
+        return short_time(obj.next_check_at)
+
     @admin.action(description="Rebaseline volume (accept the current level)", permissions=["change"])
     def rebaseline(self, request, queryset):
         for table in queryset:
@@ -158,7 +239,8 @@ class MonitoredTableAdmin(TeamScopedAdmin):
 class CheckAdmin(TeamScopedAdmin):
     team_path = "table__connection__team"
     form = CheckAdminForm
-    list_display = ["is_active", "kind", "table", "column", "min_value", "max_value", "updated_at"]
+    list_display = ["is_active", "kind", "table", "column", "limits", "updated"]
+    list_display_links = ["kind"]
     list_filter = [
         "is_active",
         "kind",
@@ -170,6 +252,14 @@ class CheckAdmin(TeamScopedAdmin):
     ordering = ["table__connection__name", "table__schema_name", "table__table_name", "kind", "id"]
     readonly_fields = ["created_at", "updated_at"]
     list_select_related = ["table", "table__connection"]
+
+    @admin.display(description="limits")
+    def limits(self, obj):
+        return band_text(obj.kind, obj.min_value, obj.max_value)
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj):
+        return short_time(obj.updated_at)
 
     def get_readonly_fields(self, request, obj=None):
         readonly = list(super().get_readonly_fields(request, obj))
@@ -188,25 +278,59 @@ class CheckAdmin(TeamScopedAdmin):
 @admin.register(CheckResult)
 class CheckResultAdmin(TeamScopedAdmin):
     team_path = "connection__team"
-    list_display = [
-        "status",
-        "kind",
+    list_display = ["state", "kind", "subject", "value", "expected", "message", "anomaly", "when"]
+    list_display_links = ["state"]
+    list_filter = ["status", "kind", "is_anomaly"]
+    # The result page (read-only): the value and band in their unit, like the list.
+    fields = [
         "connection",
         "table",
-        "observed_value",
-        "expected_lower",
-        "expected_upper",
-        "is_anomaly",
-        "marked_expected",
+        "check_definition",
+        "kind",
+        "state",
+        "value",
+        "expected",
+        "message",
+        "anomaly",
         "started_at",
+        "bucket_start",
         "duration_ms",
+        "queries_used",
+        "details",
     ]
-    list_filter = ["status", "kind", "is_anomaly"]
+    readonly_fields = ["state", "value", "expected", "anomaly"]
     actions = ["mark_expected"]
     search_fields = ["table__table_name", "message"]
     ordering = ["-started_at"]
-    list_select_related = ["table", "table__connection"]
+    list_select_related = ["connection", "table"]
     date_hierarchy = "started_at"
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return status_label(obj.status, obj.get_status_display())
+
+    @admin.display(description="table", ordering="table__table_name")
+    def subject(self, obj):
+        """The table on its connection, or the connection for connection-level kinds (replication lag)."""
+        return place_label(obj.table, obj.connection)
+
+    @admin.display(description="value")
+    def value(self, obj):
+        return value_text(obj.kind, obj.observed_value)
+
+    @admin.display(description="expected")
+    def expected(self, obj):
+        return band_text(obj.kind, obj.expected_lower, obj.expected_upper)
+
+    @admin.display(description="anomaly", ordering="is_anomaly")
+    def anomaly(self, obj):
+        if not obj.is_anomaly:
+            return "-"
+        return "yes, marked expected" if obj.marked_expected else "yes"
+
+    @admin.display(description="started", ordering="started_at")
+    def when(self, obj):
+        return short_time(obj.started_at)
 
     def has_add_permission(self, request):
         return False

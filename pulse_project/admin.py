@@ -23,6 +23,9 @@ class TableAdmin(MonitoredTableAdmin):
     table_rebaseline = staticmethod(table_rebaseline_accept)
 
 
+# The lists (results, alerts, tables) need the width: the index and breadcrumbs lead to every model anyway.
+admin.site.enable_nav_sidebar = False
+
 # runchecks keeps its jobs in each process's memory (nothing is shared through django-apscheduler's tables), so
 # their always-empty admin pages would only mislead; housekeeping still prunes executions of older versions.
 admin.site.unregister(DjangoJob)

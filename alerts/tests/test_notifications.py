@@ -155,7 +155,7 @@ def test_it_takes_values_from_the_latest_result_of_the_alerts_table_and_kind(ale
 
     [notification, _] = notifications_for_event(event=event(alert, "opened"))
 
-    assert "Observed: 12 — expected between 100.5 and 2,500" in notification.body
+    assert "Observed: 12 — expected between 100 and 2,500" in notification.body  # whole rows
     assert notification.payload["alert"]["observed_value"] == 12
     assert notification.payload["alert"]["expected_lower"] == 100.5
 

@@ -115,3 +115,12 @@ def test_every_admin_filter_and_choice_lists_only_the_users_teams(client, staff,
     text = response.content.decode()
     assert ("acme" if page.endswith("/add/") else "acmemark") in text  # the user's own are listed (a live page)
     assert "globex" not in text
+
+
+def test_the_connection_list_shows_a_coloured_status(client, staff, make_connection):
+    make_connection(name="up", status=Connection.Status.OK)
+    make_connection(name="down", status=Connection.Status.ERROR)
+    client.force_login(staff)
+    listing = client.get("/admin/connections/connection/").content.decode()
+    assert 'class="pulse-status pulse-good">Ok<' in listing
+    assert 'class="pulse-status pulse-bad">Error<' in listing

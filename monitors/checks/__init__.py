@@ -13,7 +13,7 @@ Adding a kind: one module here, one entry in KINDS, and `makemigrations` for the
 from django.db import models
 
 from monitors.checks import custom_sql, freshness, null_rate, replication_lag, row_count, schema_change, volume
-from monitors.checks.base import CheckContext, Outcome, Status, format_quantity
+from monitors.checks.base import CheckContext, Outcome, Status, format_duration, format_quantity
 
 KINDS = {
     module.KIND: module
@@ -52,6 +52,7 @@ __all__ = [
     "ConfigurableKind",
     "Outcome",
     "Status",
+    "format_duration",
     "format_value",
     "label",
 ]

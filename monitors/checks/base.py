@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -70,10 +71,16 @@ def judge_bounds(value: float, *, low: float | None, high: float | None, what: s
 
 
 def format_quantity(value: float) -> str:
-    """A number for people: whole numbers with thousands separators, else six significant digits."""
+    """A number for people: whole numbers with thousands separators; fractions from 10 up to one decimal
+    ('915.3', '7,242.8'), below 10 three significant digits ('0.125')."""
+    if not math.isfinite(value):
+        return str(value)
     if value == int(value):
         return f"{int(value):,}"
-    return f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if abs(value) >= 10:
+        text = f"{value:,.1f}"
+        return text.removesuffix(".0")
+    return f"{value:.3g}"
 
 
 def format_duration(seconds: float) -> str:

@@ -47,3 +47,11 @@ def test_values_are_formatted_by_their_kind():
     assert checks.format_value("null_rate", 0.125) == "12.5% NULL"
     assert checks.format_value("volume", 1234567) == "1,234,567"
     assert checks.format_value("custom_sql", 0.5) == "0.5"
+
+
+def test_fractions_are_rounded_for_people():
+    assert checks.format_value("volume", 915.2758163410024) == "915"  # whole rows
+    assert checks.format_value("custom_sql", 334.9738082796778) == "335"
+    assert checks.format_value("custom_sql", 7242.832) == "7,242.8"
+    assert checks.format_value("custom_sql", 0.123456) == "0.123"
+    assert checks.format_value("custom_sql", float("inf")) == "inf"  # no error on a non-finite value

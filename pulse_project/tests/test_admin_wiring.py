@@ -27,6 +27,21 @@ def test_tables_are_inline_under_their_connection(client, staff, make_connection
     assert "orders" in page and "tables-TOTAL_FORMS" in page
 
 
+def test_the_tables_inline_is_compact_with_a_status_label_and_a_link_to_each_table(client, staff, make_connection):
+    connection = make_connection()
+    table = MonitoredTable.objects.create(
+        connection=connection, table_name="inventory_snapshots", status=MonitoredTable.Status.FAILING
+    )
+    client.force_login(staff)
+    page = client.get(f"/admin/connections/connection/{connection.id}/change/").content.decode()
+    assert f'href="/admin/monitors/monitoredtable/{table.id}/change/"' in page
+    assert 'class="pulse-status pulse-bad">Failing<' in page
+    assert 'name="tables-0-table_name" value="inventory_snapshots" size="22"' in page
+    assert "every (s)" in page.lower()  # the interval header, short
+    for moved_to_the_table_page in ("tables-0-freshness_threshold_minutes", "tables-0-sensitivity"):
+        assert moved_to_the_table_page not in page
+
+
 def test_a_rebaseline_from_the_admin_resolves_the_volume_alert(client, staff, table_with_volume_alert):
     table, alert = table_with_volume_alert
     client.force_login(staff)
