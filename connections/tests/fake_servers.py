@@ -106,7 +106,9 @@ def cleartext_password_listener(server: FakeServer, conn: socket.socket) -> None
 
 
 def silent_listener(server: FakeServer, conn: socket.socket) -> None:
-    """Accepts, reads, and never answers: it keeps the connection open until the client gives up and closes it."""
+    """Accepts, reads, and never answers: it keeps the connection open until the client gives up and closes it
+    (longer than the client's 5 s connect timeout, which the server's own 5 s socket timeout would race)."""
+    conn.settimeout(60)
     while conn.recv(1024):
         pass
 
