@@ -682,7 +682,7 @@ def main() -> int:
             )
             for line in output.splitlines()[-60:]:
                 say(f"      | {line}")
-            if code != 0 or recorded_rows != registered * 3:
+            if code not in (0, 1) or recorded_rows != registered * 3:  # 1: some check failed, a valid run
                 raise BenchmarkAborted(f"child runchecks exited {code} with {recorded_rows:,} table results")
         rss_mb = max(r["rss"] for r in child_runs)
         _, idle_rss, _, _ = child_runchecks(["--once", "--workers", str(workers)])  # nothing due: fixed overhead

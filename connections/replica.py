@@ -45,10 +45,26 @@ def session_options(*, statement_timeout_ms: int) -> str:
     return " ".join(f"-c {name}={value}" for name, value in settings.items())
 
 
+def one_line(text: str) -> str:
+    """Join a multi-line libpq message into one line that still reads as sentences.
+
+    libpq puts a new sentence on a new line without a full stop ("Connection refused\n\tIs the server
+    running…") and wraps long sentences ("terminated abnormally\n\tbefore or while…"): a line that starts
+    with a capital letter after one that ends without punctuation begins a sentence, so it gets a full stop;
+    any other line break is a space.
+    """
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    joined = ""
+    for line in filter(None, lines):
+        if joined and line[0].isupper() and joined[-1] not in ".!?:;,":
+            joined += "."
+        joined = f"{joined} {line}" if joined else line
+    return joined
+
+
 def describe_error(exc: BaseException) -> str:
     """A one-line message for a psycopg error; libpq never echoes the password, and neither do we."""
-    text = str(exc).strip() or exc.__class__.__name__
-    text = re.sub(r"\s+", " ", text)
+    text = one_line(str(exc)) or exc.__class__.__name__
     text = re.sub(r'^connection failed: connection to server at "[^"]*"(, port \d+)? failed: ', "", text)
     return text[:500]
 

@@ -21,6 +21,8 @@ from datetime import datetime, timedelta
 
 from django.db import DatabaseError
 from django.db import connection as pulse_db
+from django.db.models import DateTimeField, Min, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from connections.models import Connection
@@ -60,6 +62,17 @@ RETURNING id, EXISTS (
     SELECT 1 FROM monitors_check ch WHERE ch.table_id = monitors_monitoredtable.id AND ch.is_active
 )
 """
+
+
+def tables_next_due(*, now: datetime, force: bool = False, table_ids: list[int] | None = None) -> datetime | None:
+    """When the first active table (of `table_ids`, if given) becomes claimable: the latest of its due time
+    (not with `force`), its lease's expiry and its connection's backoff, as in `_DUE`; None without any."""
+    tables = MonitoredTable.objects.filter(is_active=True, connection__is_active=True)
+    if table_ids is not None:
+        tables = tables.filter(id__in=table_ids)
+    waits = ["lease_expires_at", "connection__backoff_until"] + ([] if force else ["next_check_at"])
+    claimable_at = Coalesce(Greatest(*waits), Value(now, output_field=DateTimeField()))  # PostgreSQL skips NULLs
+    return tables.aggregate(first=Min(claimable_at))["first"]
 
 
 @dataclass(frozen=True)

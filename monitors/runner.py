@@ -25,8 +25,9 @@ from django.utils import timezone
 
 from monitors import spool
 from monitors.batch import ConnectionBusy, batch_run, batch_time_limit
-from monitors.checks import Status
-from monitors.claims import Claim, LeaseKeeper, lease_release, tables_claim_due
+from monitors.checks import Status, format_value, replication_lag
+from monitors.checks.base import format_duration
+from monitors.claims import Claim, LeaseKeeper, lease_release, tables_claim_due, tables_next_due
 from monitors.models import CheckResult
 from monitors.recording import ResultsHandler, spool_flush
 
@@ -49,16 +50,51 @@ def _close_stale_connections() -> None:
 
 @dataclass
 class CycleSummary:
+    """What one pass did: its summary line, its errors grouped by connection, and its exit status."""
+
     tables: int = 0
     statuses: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    lags: dict[str, str] = field(default_factory=dict)  # connection name -> its lag, for people
+    # (connection, status, message) -> the checks it hit
+    problems: dict[tuple[str, str, str], list[str]] = field(default_factory=dict)
+    lost_batches: int = 0  # batches or claims that ended before their results were recorded
+
+    def add(self, result: CheckResult) -> None:
+        self.statuses[result.status] += 1
+        connection = result.connection.name
+        if result.kind == replication_lag.KIND and result.observed_value is not None:
+            lag = format_value(result.kind, result.observed_value)
+            self.lags[connection] = lag if result.status == Status.PASS else f"{lag} ({result.status})"
+        if result.status in (Status.ERROR, Status.SKIPPED):
+            where = f"{result.table.qualified_name} {result.kind}" if result.table_id else f"{connection} {result.kind}"
+            self.problems.setdefault((connection, result.status, result.message), []).append(where)
 
     def line(self) -> str:
         s = self.statuses
-        return (
+        text = (
             f"cycle: checked {self.tables} tables, {sum(s.values())} results: {s[Status.PASS]} passed, "
             f"{s[Status.FAIL]} failed, {s[Status.ERROR]} errors, {s[Status.SKIPPED]} skipped in {self.seconds:.2f}s"
         )
+        if self.lags:
+            text += "; replication lag: " + ", ".join(f"{name} {lag}" for name, lag in sorted(self.lags.items()))
+        return text
+
+    def problem_lines(self) -> list[str]:
+        """One line per connection and distinct error (or skip reason), with the number of checks it hit."""
+        lines = []
+        for (connection, status, message), checks in self.problems.items():
+            where = checks[0] if len(checks) == 1 else f"{connection} ({len(checks)} checks)"
+            lines.append(f"  {where}: {status} — {message}")
+        return lines
+
+    @property
+    def exit_code(self) -> int:
+        """`runchecks --once`'s status: 2 if some check could not run (error, skipped, a lost batch), else 1 if
+        some check failed, else 0. Could-not-run wins: the failures seen are then not the whole story."""
+        if self.statuses[Status.ERROR] or self.statuses[Status.SKIPPED] or self.lost_batches:
+            return 2
+        return 1 if self.statuses[Status.FAIL] else 0
 
 
 @dataclass
@@ -156,8 +192,10 @@ class CheckRunner:
             self._work(run)
         except (OperationalError, InterfaceError):
             logger.warning("Pulse's database is unreachable: nothing is claimed until it answers again")
+            self._lost(run)
         except Exception:
             logger.exception("a check worker stopped early; the next tick carries on")
+            self._lost(run)
         finally:
             _close_stale_connections()
             with self._state_lock:
@@ -166,10 +204,44 @@ class CheckRunner:
                 run.loops -= 1
                 last = run.loops == 0
             if last:
-                run.summary.seconds = time.monotonic() - run.started
-                if run.summary.tables or self.verbosity >= 2:
-                    self.report(run.summary.line())
+                self._report_pass(run)
                 run.done.set()
+
+    def _report_pass(self, run: _Pass) -> None:
+        """The pass's errors (grouped) and summary line; a --once pass (or -v 2) that found nothing to check
+        says when the next table is due instead."""
+        summary = run.summary
+        summary.seconds = time.monotonic() - run.started
+        if summary.tables:
+            for line in summary.problem_lines():
+                self.report(line)
+            self.report(summary.line())
+        elif run.wait or self.verbosity >= 2:
+            try:
+                self.report(self._idle_line(run))
+            except (OperationalError, InterfaceError):
+                logger.warning("Pulse's database is unreachable: cannot tell when the next table is due")
+            finally:
+                _close_stale_connections()
+
+    def _idle_line(self, run: _Pass) -> str:
+        now = timezone.now()
+        first = tables_next_due(now=now, force=run.forced, table_ids=run.table_ids)
+        if first is None:
+            return "nothing to check: no active table on an active connection" + (
+                " among the tables given" if run.table_ids else ""
+            )
+        wait = (first - now).total_seconds()
+        when = "now" if wait <= 0 else f"in {format_duration(wait)} (at {timezone.localtime(first):%H:%M:%S %Z})"
+        if run.forced:
+            return f"nothing to check now: the tables are leased or their connection is backing off; claimable {when}"
+        line = f"nothing due: the next table is due {when}"
+        return f"{line}; --all checks every active table now" if run.wait else line
+
+    @staticmethod
+    def _lost(run: _Pass) -> None:
+        with run.lock:
+            run.summary.lost_batches += 1
 
     def _claim(self, run: _Pass) -> Claim:
         with run.lock:  # claims of one pass are serialized, so a forced pass never takes a table twice
@@ -225,18 +297,22 @@ class CheckRunner:
             # Pulse's database went away before the replica work began: nothing was obtained; the lease
             # runs out and the tables are claimed again.
             logger.warning("Pulse's database is unreachable: batch of %d tables not started", len(tables))
+            self._lost(run)
             return []
         except Exception:
             # One bad batch must not stop the daemon; its leases expire and the tables are tried again.
             logger.exception("batch of %d tables on connection %s failed", len(tables), connection.pk)
+            self._lost(run)
             return []
         finally:
             self.keeper.drop(claim.token)
             _close_stale_connections()
 
     def _tally(self, summary: CycleSummary, results: list[CheckResult]) -> None:
+        """Count the batch's results; with -v 2, one line per check that ran (errors and skips are grouped
+        at the end of the pass)."""
         for result in results:
-            summary.statuses[result.status] += 1
-            if self.verbosity >= 2:
+            summary.add(result)
+            if self.verbosity >= 2 and result.status not in (Status.ERROR, Status.SKIPPED):
                 where = result.table.qualified_name if result.table_id else result.connection.name
                 self.report(f"  {where} {result.kind}: {result.status} — {result.message}")

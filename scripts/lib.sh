@@ -25,3 +25,13 @@ with psycopg.connect(**{k: v for k, v in admin.items() if v is not None}) as con
         print(f"created database {url['NAME']}")
 PY
 }
+
+serve_settings() {
+  # The port Pulse serves on (PULSE_PORT, default 8000) and, unless set in the environment or in .env, its
+  # public address for links in notifications (PULSE_BASE_URL), exported so the server, runchecks and the
+  # demo all link to this server.
+  PORT=${PULSE_PORT:-8000}
+  if [ -z "${PULSE_BASE_URL:-}" ] && ! grep -qs '^PULSE_BASE_URL=' .env; then
+    export PULSE_BASE_URL="http://127.0.0.1:$PORT"
+  fi
+}

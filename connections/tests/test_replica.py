@@ -124,3 +124,19 @@ def test_describe_error_is_one_line_without_the_servers_address():
         'connection failed: connection to server at "10.1.2.3", port 5432 failed: server closed\n  the connection'
     )
     assert replica.describe_error(exc) == "server closed the connection"
+
+
+def test_describe_error_keeps_libpqs_sentences_apart(closed_port):
+    with pytest.raises(psycopg.OperationalError) as refused:
+        psycopg.connect(host="127.0.0.1", port=closed_port, dbname="shop", connect_timeout=5)
+    assert replica.describe_error(refused.value) == (
+        "Connection refused. Is the server running on that host and accepting TCP/IP connections?"
+    )
+    lost = psycopg.OperationalError(  # libpq's text when a session is cut, a sentence wrapped over two lines
+        "server closed the connection unexpectedly\n\tThis probably means the server terminated abnormally\n"
+        "\tbefore or while processing the request.\n"
+    )
+    assert replica.describe_error(lost) == (
+        "server closed the connection unexpectedly. This probably means the server terminated abnormally "
+        "before or while processing the request."
+    )

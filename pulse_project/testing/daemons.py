@@ -61,11 +61,11 @@ def wait_for(condition, timeout=30.0, interval=0.2):
     return False
 
 
-def finish(process: subprocess.Popen) -> str:
-    """Wait for a `--once` run to end by itself."""
+def finish(process: subprocess.Popen, *, returncode: int = 0) -> str:
+    """Wait for a `--once` run to end by itself with `returncode` (0 all passed, 1 failed, 2 could not run)."""
     process.wait(timeout=120)
     out = _output(process)
-    assert process.returncode == 0, out
+    assert process.returncode == returncode, out
     return out
 
 

@@ -7,6 +7,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from monitors.models import CheckResult, MonitoredTable
+from pulse_project.management.commands.runchecks import Command
+from pulse_project.testing.daemons import finish, start_runchecks
 
 pytestmark = pytest.mark.django_db
 
@@ -26,11 +28,21 @@ def runchecks(*args):
     return out.getvalue()
 
 
+def exit_code(*args):
+    command = Command()
+    call_command(command, *args, "--workers", "1", stdout=StringIO())
+    return command.exit_code
+
+
 def test_once_runs_due_tables_and_prints_one_summary_line(tables):
     out = runchecks("--once")
     assert "cycle: checked 2 tables, 7 results: 6 passed, 1 failed, 0 errors, 0 skipped" in out
+    assert "; replication lag: shop-replica 0 s" in out
     assert CheckResult.objects.filter(kind="replication_lag").count() == 1
-    assert runchecks("--once") == ""  # nothing due any more
+    recorded = CheckResult.objects.count()
+    idle = runchecks("--once")  # nothing due any more
+    assert idle.startswith("nothing due: the next table is due in ") and "--all checks every active table now" in idle
+    assert CheckResult.objects.count() == recorded
 
 
 def test_all_runs_every_active_table_due_or_not(tables):
@@ -53,6 +65,7 @@ def test_verbosity_2_prints_one_line_per_check(tables):
     lines = out.getvalue().splitlines()
     assert any("public.stale_events freshness: fail" in line for line in lines)
     assert sum(" volume: " in line for line in lines) == 2
+    assert "  shop-replica replication_lag: pass — replica is caught up" in lines
 
 
 @pytest.mark.parametrize(
@@ -64,8 +77,26 @@ def test_verbosity_2_prints_one_line_per_check(tables):
     ],
 )
 def test_bad_options_are_refused_clearly(args, message):
-    with pytest.raises(CommandError, match=message):
+    with pytest.raises(CommandError, match=message) as refused:
         call_command("runchecks", *args)
+    assert refused.value.returncode == 2  # as argparse's own refusals: nothing could run
+    assert not CheckResult.objects.exists()
+
+
+def test_the_exit_code_of_a_pass_says_passed_failed_or_could_not_run(make_connection, tables):
+    assert exit_code("--table", str(tables[0].id)) == 0
+    assert exit_code("--table", str(tables[1].id)) == 1  # stale_events: freshness failed
+    assert exit_code("--once") == 0  # nothing due: nothing failed
+    down = make_connection(name="down", port=1)
+    MonitoredTable.objects.create(connection=down, table_name="orders")
+    assert exit_code("--once", "--all") == 2  # failed on shop, could not run on down: could-not-run wins
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_exit_code_reaches_the_shell(tables):
+    finish(start_runchecks("--once", "--workers", "1"), returncode=1)
+    finish(start_runchecks("--table", str(tables[0].id), "--workers", "1"), returncode=0)
+    assert "No monitored table with id 999999" in finish(start_runchecks("--table", "999999"), returncode=2)
 
 
 def test_a_replica_that_is_down_gives_error_results_and_the_daemon_goes_on(make_connection, tables):
@@ -73,6 +104,7 @@ def test_a_replica_that_is_down_gives_error_results_and_the_daemon_goes_on(make_
     MonitoredTable.objects.create(connection=down, table_name="orders")
     out = runchecks("--once")
     assert "checked 3 tables" in out
+    assert "  down (2 checks): error — cannot connect: connection refused" in out.splitlines()
     errors = CheckResult.objects.filter(connection=down)
     assert errors.count() == 2 and all(r.status == "error" for r in errors)
     assert "cannot connect" in errors.first().message
@@ -87,7 +119,10 @@ def test_the_circuit_breaker_stops_claiming_a_failing_connection(make_connection
         runchecks("--once", "--all")
     down.refresh_from_db()
     assert down.consecutive_failures == 3 and down.backoff_until > timezone.now()
-    assert runchecks("--once", "--all") == ""  # backed off: not even tried
+    idle = runchecks("--once", "--all")  # backed off: not even tried
+    local = timezone.localtime(down.backoff_until)
+    assert idle.startswith("nothing to check now: the tables are leased or their connection is backing off")
+    assert f"(at {local:%H:%M:%S %Z})" in idle
     assert CheckResult.objects.filter(table=table, kind="volume").count() == 3
 
 

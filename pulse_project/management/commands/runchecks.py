@@ -5,6 +5,7 @@ them to `alerts.intake.results_intake` (bound here, as `on_recorded`), and the s
 `pulse_project.jobs` (functions, not names as text)."""
 
 import signal
+import sys
 from datetime import timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
@@ -19,6 +20,9 @@ from monitors.models import MonitoredTable
 from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
 from pulse_project import jobs
 
+# A refused command line exits 2, as argparse's own refusals do: nothing could run.
+USAGE_ERROR = 2
+
 
 class Command(BaseCommand):
     help = (
@@ -28,8 +32,11 @@ class Command(BaseCommand):
         "planned queries + 30 s slot wait + connect timeout + PULSE_RECORD_RETRY_SECONDS); a process that "
         "dies stops renewing, so its tables are checked by another within --lease + --tick seconds. "
         "Results are recorded with retries for PULSE_RECORD_RETRY_SECONDS (default 60) while Pulse's "
-        "database is unreachable, then spooled to PULSE_SPOOL_DIR and recorded when it is back."
+        "database is unreachable, then spooled to PULSE_SPOOL_DIR and recorded when it is back. "
+        "With --once or --table it exits 0 when every check passed, 1 when some check failed, and 2 when some "
+        "check could not run (error, skipped) or the command line was refused."
     )
+    exit_code = 0  # of the last --once/--table pass (CycleSummary.exit_code); the daemon exits 0
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="Run everything due, then exit.")
@@ -62,15 +69,19 @@ class Command(BaseCommand):
 
     def handle(self, *args, once, all, tables, workers, tick, lease, batch_size, verbosity, **options):
         if all and not once:
-            raise CommandError("--all only goes with --once.")
+            raise CommandError("--all only goes with --once.", returncode=USAGE_ERROR)
         if workers < 1 or workers > 64:
-            raise CommandError("--workers must be between 1 and 64.")
+            raise CommandError("--workers must be between 1 and 64.", returncode=USAGE_ERROR)
         if tick <= 0 or lease < 10 or batch_size < 1:
-            raise CommandError("--tick must be positive, --lease at least 10 seconds, --batch-size at least 1.")
+            raise CommandError(
+                "--tick must be positive, --lease at least 10 seconds, --batch-size at least 1.", returncode=USAGE_ERROR
+            )
         if tables:
             missing = set(tables) - set(MonitoredTable.objects.filter(id__in=tables).values_list("id", flat=True))
             if missing:
-                raise CommandError(f"No monitored table with id {', '.join(map(str, sorted(missing)))}.")
+                raise CommandError(
+                    f"No monitored table with id {', '.join(map(str, sorted(missing)))}.", returncode=USAGE_ERROR
+                )
         runner = CheckRunner(
             workers=workers,
             lease=timedelta(seconds=lease),
@@ -84,7 +95,7 @@ class Command(BaseCommand):
         try:
             if once or tables:
                 try:
-                    runner.cycle(force=all or bool(tables), table_ids=tables)
+                    self.exit_code = runner.cycle(force=all or bool(tables), table_ids=tables).exit_code
                 finally:
                     runner.stop()
                 return
@@ -92,6 +103,12 @@ class Command(BaseCommand):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    def run_from_argv(self, argv):
+        """From the shell, a --once/--table pass exits with its status (see `help`)."""
+        super().run_from_argv(argv)
+        if self.exit_code:
+            sys.exit(self.exit_code)
 
     def _install_signal_handlers(self, runner, scheduler=None):
         def graceful(signum, frame):
