@@ -23,7 +23,9 @@ NOTIFYING_KINDS = frozenset(
     {AlertEvent.Kind.OPENED, AlertEvent.Kind.REOPENED, AlertEvent.Kind.RESOLVED, AlertEvent.Kind.REMINDED}
 )
 
-SUBJECT_MAX = 300
+# A subject is one line (email headers, chat titles) of at most this many characters; a longer one is clipped
+# with "..." (ASCII, so an email subject needs no encoding for it).
+SUBJECT_MAX = 150
 MESSAGE_MAX = 2000
 
 
@@ -236,7 +238,7 @@ def _clip(text: str) -> str:
 
 def _one_line(text: str) -> str:
     text = " ".join(text.split())  # newlines in a subject would break an email header
-    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1] + "…"
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3].rstrip() + "..."
 
 
 def _base_url() -> str:

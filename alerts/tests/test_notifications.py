@@ -218,8 +218,14 @@ def test_it_keeps_subjects_on_one_line_and_short(make_alert, acme, channels):
     alert.save()
     [notification, _] = notifications_for_event(event=event(alert, "opened"))
     assert "\n" not in notification.subject
-    assert len(notification.subject) <= 300
+    assert len(notification.subject) <= 150
     assert len(notification.body) < 5000
+
+    Connection.objects.filter(pk=alert.connection_id).update(name="warehouse-" + "x" * 90)
+    alert = Alert.objects.get(pk=alert.pk)
+    [notification, _] = notifications_for_event(event=event(alert, "opened"))
+    assert len(notification.subject) == 150 and notification.subject.endswith("...")
+    assert notification.subject.isascii()  # the clip itself never forces an encoded email subject
 
 
 def test_it_writes_a_reminder_for_one_channel_only(alert, channels):
