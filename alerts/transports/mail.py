@@ -38,7 +38,6 @@ class OneLineSubjectEmail(mail.EmailMessage):
         return message
 
 
-
 def send(channel: Channel, notification: Notification) -> None:
     addresses = email_addresses(base.target(channel))
     if not addresses:
