@@ -123,7 +123,16 @@ class ChannelAdminForm(forms.ModelForm):
 
     class Meta:
         model = Channel
-        fields = ["name", "team", "kind", "target", "secret", "reminder_interval_minutes", "is_active"]
+        fields = [
+            "name",
+            "team",
+            "kind",
+            "target",
+            "secret",
+            "reminder_interval_minutes",
+            "remind_earlier_alerts",
+            "is_active",
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -144,6 +153,7 @@ class ChannelAdminForm(forms.ModelForm):
         fields = {
             "name": data["name"],
             "reminder_interval_minutes": data.get("reminder_interval_minutes"),
+            "remind_earlier_alerts": data.get("remind_earlier_alerts", False),
             "is_active": data.get("is_active", False),
         }
         self.generated_secret = None

@@ -110,6 +110,11 @@ class Channel(models.Model):
     reminder_interval_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Remind while an alert stays open and unacknowledged; empty: never."
     )
+    remind_earlier_alerts = models.BooleanField(
+        default=False,
+        help_text="Also remind of alerts that were already open when the channel was created; "
+        "otherwise the channel starts with the alerts that open after it.",
+    )
     is_active = models.BooleanField(default=True)
     last_error = models.TextField(blank=True, default="", editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
