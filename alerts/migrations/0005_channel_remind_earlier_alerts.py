@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('alerts', '0004_lifecyclebacklog_alert_kind_labels'),
+        ("alerts", "0004_lifecyclebacklog_alert_kind_labels"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='channel',
-            name='remind_earlier_alerts',
-            field=models.BooleanField(default=False, help_text='Also remind of alerts that were already open when the channel was created; otherwise the channel starts with the alerts that open after it.'),
+            model_name="channel",
+            name="remind_earlier_alerts",
+            field=models.BooleanField(
+                default=False,
+                help_text="Also remind of alerts that were already open when the channel was created; otherwise the channel starts with the alerts that open after it.",
+            ),
         ),
     ]
