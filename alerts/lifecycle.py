@@ -9,6 +9,8 @@
   the connection's tables while it lags.
 - During a maintenance window checks run but no alert opens. Paused tables and connections are not checked.
 - An alert that recurs within REOPEN_WITHIN of being resolved automatically is reopened, not duplicated.
+- Resolving an alert by hand while its check still fails holds until the check recovers: the failure
+  that goes on opens no new alert and pages nobody again; a failure after a passing run alerts as usual.
 - Every transition writes an AlertEvent; notifications are written with it (the outbox), in the same
   transaction as the results that caused it.
 """
@@ -100,6 +102,7 @@ def _open(*, connection, table, kind, severity, message, now, failures) -> Alert
     if recent is not None:
         recent.status = Alert.Status.OPEN
         recent.resolved_at = None
+        recent.resolved_while_failing_at = None
         recent.message = message
         recent.last_seen_at = now
         recent.consecutive_failures = failures
@@ -125,6 +128,47 @@ def _seen_again(alert: Alert, *, message: str, now: datetime) -> None:
     Alert.objects.filter(pk=alert.pk).update(
         last_seen_at=now, message=message, consecutive_failures=F("consecutive_failures") + 1
     )
+
+
+def _problem_results(*, connection_id: int, table_id: int | None, kind: str):
+    """The results that decide whether a problem fails: its check's, or for connection_error every check's."""
+    if kind == Alert.Kind.CONNECTION_ERROR:
+        return CheckResult.objects.filter(connection_id=connection_id)
+    return CheckResult.objects.filter(connection_id=connection_id, table_id=table_id, kind=kind)
+
+
+def _still_failing_at(alert: Alert) -> datetime | None:
+    """When the alert's check last failed, if that is still its latest verdict; else None.
+
+    A verdict is a pass or a fail (for connection_error: a run that could not run, or one that did).
+    """
+    results = _problem_results(connection_id=alert.connection_id, table_id=alert.table_id, kind=alert.kind)
+    latest = results.exclude(status=Status.SKIPPED).order_by("-started_at", "-id").values_list("started_at", "status")
+    if alert.kind != Alert.Kind.CONNECTION_ERROR:
+        latest = latest.exclude(status=Status.ERROR)
+    row = latest.first()
+    if row is None:
+        return None
+    started_at, status = row
+    failing = Status.ERROR if alert.kind == Alert.Kind.CONNECTION_ERROR else Status.FAIL
+    return started_at if status == failing else None
+
+
+def _held_by_hand(*, connection: Connection, table_id: int | None, kind: str) -> bool:
+    """Whether the problem's last alert was resolved by hand while failing, and its check has not passed since.
+
+    (For connection_error, "passed" means a check ran: a pass or a fail.)"""
+    held_at = (
+        Alert.objects.filter(connection=connection, table_id=table_id, kind=kind, status=Alert.Status.RESOLVED)
+        .order_by("-resolved_at", "-id")
+        .values_list("resolved_while_failing_at", flat=True)
+        .first()
+    )
+    if held_at is None:
+        return False
+    recovered = (Status.FAIL, Status.PASS) if kind == Alert.Kind.CONNECTION_ERROR else (Status.PASS,)
+    results = _problem_results(connection_id=connection.id, table_id=table_id, kind=kind)
+    return not results.filter(status__in=recovered, started_at__gt=held_at).exists()
 
 
 def _auto_resolve(alert: Alert, *, message: str, now: datetime) -> None:
@@ -173,7 +217,11 @@ def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> 
     alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
     if alert:
         _seen_again(alert, message=message, now=now)
-    elif streak >= connection.connection_error_threshold and not quiet:
+    elif (
+        streak >= connection.connection_error_threshold
+        and not quiet
+        and not _held_by_hand(connection=connection, table_id=None, kind=Alert.Kind.CONNECTION_ERROR)
+    ):
         _open(
             connection=connection,
             table=None,
@@ -220,7 +268,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                 if holding:
                     continue
             streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
-            if streak >= threshold:
+            if streak >= threshold and not _held_by_hand(connection=connection, table_id=table_id, kind=kind):
                 try:
                     with transaction.atomic():
                         _open(
@@ -252,18 +300,31 @@ def alert_acknowledge(*, alert: Alert, user=None) -> Alert:
     return alert
 
 
+RESOLVED_WHILE_FAILING = (
+    "resolved by hand while the check still fails: no new alert for this failure; "
+    "the check alerts again only if it fails after passing once"
+)
+
+
 def alert_resolve(*, alert: Alert, user=None) -> Alert:
-    """Close the alert by hand. For a schema change, the table's current columns become the reference."""
+    """Close the alert by hand. For a schema change, the table's current columns become the reference.
+
+    If the check still fails (its latest verdict), the resolve holds until the check recovers: the failure
+    that goes on opens no new alert (`resolved_while_failing_at`, read by `results_process`), so nobody is
+    paged "resolved" and then "failing again" for one problem. A failure after a pass alerts as usual.
+    """
     if alert.status == Alert.Status.RESOLVED:
         raise AlertStateError("The alert is already resolved.")
     now = timezone.now()
     with transaction.atomic():
         alert.status = Alert.Status.RESOLVED
         alert.resolved_at = now
-        alert.save(update_fields=["status", "resolved_at"])
+        alert.resolved_while_failing_at = _still_failing_at(alert)
+        alert.save(update_fields=["status", "resolved_at", "resolved_while_failing_at"])
         if alert.kind == Alert.Kind.SCHEMA_CHANGE and alert.table_id:
             tables.table_schema_accept_current(table=alert.table)
-        event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message="resolved by hand")
+        message = RESOLVED_WHILE_FAILING if alert.resolved_while_failing_at else "resolved by hand"
+        event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message=message)
     return alert
 
 

@@ -42,6 +42,12 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     snoozed_until = models.DateTimeField(null=True, blank=True)
+    resolved_while_failing_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Resolved by hand while its check still failed: the time of that failing run. The same failure "
+        "opens no new alert; only a failure after a passing run (later than this) alerts again.",
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
