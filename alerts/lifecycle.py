@@ -11,6 +11,8 @@
 - An alert that recurs within REOPEN_WITHIN of being resolved automatically is reopened, not duplicated.
 - Resolving an alert by hand while its check still fails holds until the check recovers: the failure
   that goes on opens no new alert and pages nobody again; a failure after a passing run alerts as usual.
+- Alerts of one table read as related: a table alert's message names the table's other unresolved alerts
+  ("Related: the table is also stale (freshness alert 12)."), since one cause often fails several checks.
 - Every transition writes an AlertEvent; notifications are written with it (the outbox), in the same
   transaction as the results that caused it.
 """
@@ -195,6 +197,29 @@ def _lag_holds_freshness(connection: Connection, unresolved: dict, now: datetime
     return latest == Status.FAIL
 
 
+# How a related alert reads in the message of another alert of the same table; other kinds: "<Label> also fails".
+RELATED_PHRASES = {
+    CheckKind.FRESHNESS: "the table is also stale",
+    CheckKind.VOLUME: "its row volume is also anomalous",
+    CheckKind.SCHEMA_CHANGE: "its schema also changed",
+}
+
+
+def _with_related(message: str, *, table_id: int | None, kind: str, open_now: dict) -> str:
+    """`message`, followed by the other unresolved alerts of the same table (one cause often fails several checks)."""
+    if table_id is None:
+        return message
+    related = [
+        f"{RELATED_PHRASES.get(other_kind, Alert.Kind(other_kind).label + ' also fails')} "
+        f"({Alert.Kind(other_kind).label.lower()} alert {alert.id})"
+        for (other_table_id, other_kind), alert in sorted(open_now.items(), key=lambda item: item[1].id)
+        if other_table_id == table_id and other_kind != kind
+    ]
+    if not related:
+        return message
+    return f"{message.rstrip('.')}. Related: {'; '.join(related)}."
+
+
 def _could_not_run(result: CheckResult) -> bool:
     return result.status == Status.ERROR or (
         result.status == Status.SKIPPED and (result.details or {}).get("reason") in COULD_NOT_RUN_REASONS
@@ -250,12 +275,21 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
         if result.kind in TRACKED_KINDS:
             by_problem[(result.table_id, result.kind)].append(result)
     holding = None
-    for (table_id, kind), problem_results in by_problem.items():
+    open_now = {problem: alert for problem, alert in unresolved.items() if problem[0] is not None}
+    for problem, problem_results in by_problem.items():
+        statuses = {r.status for r in problem_results}
+        if Status.PASS in statuses and Status.FAIL not in statuses:
+            open_now.pop(problem, None)  # resolves below: related no more
+    # Freshness first: a table that stopped receiving rows is stale before its volume drops, and an alert
+    # opened later in this run names the ones opened before it ("Related: the table is also stale").
+    problems = sorted(by_problem.items(), key=lambda item: item[0][1] != CheckKind.FRESHNESS)
+    for (table_id, kind), problem_results in problems:
         failing = [r for r in problem_results if r.status == Status.FAIL]
         passing = [r for r in problem_results if r.status == Status.PASS]
         alert = unresolved.get((table_id, kind))
         if failing:
             message = "; ".join(r.message for r in failing)
+            message = _with_related(message, table_id=table_id, kind=kind, open_now=open_now)
             if alert:
                 _seen_again(alert, message=message, now=now)
                 continue
@@ -271,7 +305,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
             if streak >= threshold and not _held_by_hand(connection=connection, table_id=table_id, kind=kind):
                 try:
                     with transaction.atomic():
-                        _open(
+                        open_now[(table_id, kind)] = _open(
                             connection=connection,
                             table=table,
                             kind=kind,

@@ -152,7 +152,7 @@ def message_for_event(*, event: AlertEvent) -> dict:
     what = alert.message or (result.message if result else "")
     if what:
         lines.append(f"What: {_clip(what)}")
-    if result and result.message and result.message != alert.message:
+    if result and result.message and result.message not in alert.message:  # it may add related alerts
         lines.append(f"Latest check ({result.started_at:%Y-%m-%d %H:%M} UTC): {_clip(result.message)}")
     value_line = _value_line(alert.kind, observed, lower, upper)
     if value_line:

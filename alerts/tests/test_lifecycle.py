@@ -180,6 +180,29 @@ def test_acknowledge_snooze_and_resolve_by_hand_write_events(orders, owner):
         alert_snooze(alert=alert, until=timezone.now() + timedelta(hours=1))
 
 
+def test_alerts_of_one_table_name_each_other_while_both_are_open(orders):
+    clock = Clock()
+    zero = fail(kind="volume", message="0 rows: a drop to zero from 59–61")
+    clock.run(orders, fail(), zero)
+    clock.run(orders, fail(), zero)
+    freshness, volume = alerts_of(orders).get(), alerts_of(orders, "volume").get()
+    # Opened in this order within one run: the second names the first at once...
+    assert freshness.message == "stale"
+    assert (
+        volume.message
+        == f"0 rows: a drop to zero from 59–61. Related: the table is also stale (freshness alert {freshness.id})."
+    )
+    assert volume.events.get(kind="opened").message == volume.message
+    # ...and from the next run on, each names the other.
+    clock.run(orders, fail(), zero)
+    freshness.refresh_from_db()
+    assert freshness.message == f"stale. Related: its row volume is also anomalous (volume alert {volume.id})."
+    # Once one resolves, the other no longer points at it.
+    clock.run(orders, ok(), zero)
+    volume.refresh_from_db()
+    assert volume.message == "0 rows: a drop to zero from 59–61"
+
+
 def subjects_to(channel):
     return list(Notification.objects.filter(channel=channel).order_by("id").values_list("subject", flat=True))
 
