@@ -118,6 +118,7 @@ def test_it_says_what_failed_where_against_what_since_when_with_links(alert, cha
         "message": alert.message,
         "opened_at": alert.opened_at.isoformat(),
         "resolved_at": None,
+        "resolved_while_failing_at": None,
         "connection": {"id": alert.connection_id, "name": "shop-replica"},
         "table": {"id": alert.table_id, "schema": "public", "name": "orders"},
         "observed_value": 7200,
