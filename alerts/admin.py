@@ -54,6 +54,7 @@ class AlertAdmin(TeamScopedAdmin):
         "resolved_at",
         "consecutive_failures",
         "snoozed_until",
+        "resolved_while_failing_at",
     ]
     actions = ["acknowledge", "resolve", "snooze_one_hour"]
 
@@ -85,23 +86,34 @@ class AlertAdmin(TeamScopedAdmin):
     def has_add_permission(self, request):
         return False
 
-    def _apply(self, request, queryset, transition, verb):
-        done = 0
+    def _apply(self, request, queryset, transition, verb) -> list[Alert]:
+        done = []
         for alert in queryset:
             try:
-                transition(alert=alert, user=request.user)
-                done += 1
+                done.append(transition(alert=alert, user=request.user))
             except AlertStateError as exc:
                 self.message_user(request, f"{alert}: {exc}", messages.WARNING)
-        self.message_user(request, f"{done} alert(s) {verb}.", messages.SUCCESS)
+        self.message_user(request, f"{len(done)} alert(s) {verb}.", messages.SUCCESS)
+        return done
 
     @admin.action(description="Acknowledge selected alerts", permissions=["change"])
     def acknowledge(self, request, queryset):
         self._apply(request, queryset, alert_acknowledge, "acknowledged")
 
-    @admin.action(description="Resolve selected alerts", permissions=["change"])
+    @admin.action(
+        description="Resolve selected alerts (a still-failing check stays quiet until it passes once)",
+        permissions=["change"],
+    )
     def resolve(self, request, queryset):
-        self._apply(request, queryset, alert_resolve, "resolved")
+        resolved = self._apply(request, queryset, alert_resolve, "resolved")
+        held = [alert for alert in resolved if alert.resolved_while_failing_at]
+        if held:
+            self.message_user(
+                request,
+                f"{len(held)} of them still fail: Pulse opens no new alert for these failures and alerts again "
+                "only if a check fails after passing once.",
+                messages.INFO,
+            )
 
     @admin.action(description="Snooze selected alerts for an hour", permissions=["change"])
     def snooze_one_hour(self, request, queryset):
@@ -139,7 +151,16 @@ class ChannelAdminForm(forms.ModelForm):
 
     class Meta:
         model = Channel
-        fields = ["name", "team", "kind", "target", "secret", "reminder_interval_minutes", "is_active"]
+        fields = [
+            "name",
+            "team",
+            "kind",
+            "target",
+            "secret",
+            "reminder_interval_minutes",
+            "remind_earlier_alerts",
+            "is_active",
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -160,6 +181,7 @@ class ChannelAdminForm(forms.ModelForm):
         fields = {
             "name": data["name"],
             "reminder_interval_minutes": data.get("reminder_interval_minutes"),
+            "remind_earlier_alerts": data.get("remind_earlier_alerts", False),
             "is_active": data.get("is_active", False),
         }
         self.generated_secret = None

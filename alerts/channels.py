@@ -66,11 +66,19 @@ def channel_create(
     target: str,
     secret: str | None = None,
     reminder_interval_minutes: int | None = None,
+    remind_earlier_alerts: bool = False,
     is_active: bool = True,
 ) -> tuple[Channel, str | None]:
-    """Create a channel; returns it and, for a webhook created without a secret, the generated one."""
+    """Create a channel; returns it and, for a webhook created without a secret, the generated one.
+
+    Reminders start with the alerts that open after the channel, unless `remind_earlier_alerts`."""
     channel = Channel(
-        team=team, name=name, kind=kind, reminder_interval_minutes=reminder_interval_minutes, is_active=is_active
+        team=team,
+        name=name,
+        kind=kind,
+        reminder_interval_minutes=reminder_interval_minutes,
+        remind_earlier_alerts=remind_earlier_alerts,
+        is_active=is_active,
     )
     channel.set_target(target_clean(kind=kind, target=target))
     generated = None
@@ -85,7 +93,8 @@ def channel_create(
 
 def channel_update(*, channel: Channel, **fields) -> Channel:
     """Change a channel: `target` and `secret` are encrypted (a blank or missing one keeps the stored
-    value); `name`, `reminder_interval_minutes` and `is_active` are set. Team and kind never change."""
+    value); `name`, `reminder_interval_minutes`, `remind_earlier_alerts` and `is_active` are set. Team and
+    kind never change."""
     target = fields.pop("target", None)
     secret = fields.pop("secret", None)
     fields.pop("team", None)

@@ -9,6 +9,10 @@
   the connection's tables while it lags.
 - During a maintenance window checks run but no alert opens. Paused tables and connections are not checked.
 - An alert that recurs within REOPEN_WITHIN of being resolved automatically is reopened, not duplicated.
+- Resolving an alert by hand while its check still fails holds until the check recovers: the failure
+  that goes on opens no new alert and pages nobody again; a failure after a passing run alerts as usual.
+- Alerts of one table read as related: a table alert's message names the table's other unresolved alerts
+  ("Related: the table is also stale (freshness alert 12)."), since one cause often fails several checks.
 - Every transition writes an AlertEvent; notifications are written with it (the outbox), in the same
   transaction as the results that caused it.
 """
@@ -100,6 +104,7 @@ def _open(*, connection, table, kind, severity, message, now, failures) -> Alert
     if recent is not None:
         recent.status = Alert.Status.OPEN
         recent.resolved_at = None
+        recent.resolved_while_failing_at = None
         recent.message = message
         recent.last_seen_at = now
         recent.consecutive_failures = failures
@@ -127,6 +132,47 @@ def _seen_again(alert: Alert, *, message: str, now: datetime) -> None:
     )
 
 
+def _problem_results(*, connection_id: int, table_id: int | None, kind: str):
+    """The results that decide whether a problem fails: its check's, or for connection_error every check's."""
+    if kind == Alert.Kind.CONNECTION_ERROR:
+        return CheckResult.objects.filter(connection_id=connection_id)
+    return CheckResult.objects.filter(connection_id=connection_id, table_id=table_id, kind=kind)
+
+
+def _still_failing_at(alert: Alert) -> datetime | None:
+    """When the alert's check last failed, if that is still its latest verdict; else None.
+
+    A verdict is a pass or a fail (for connection_error: a run that could not run, or one that did).
+    """
+    results = _problem_results(connection_id=alert.connection_id, table_id=alert.table_id, kind=alert.kind)
+    latest = results.exclude(status=Status.SKIPPED).order_by("-started_at", "-id").values_list("started_at", "status")
+    if alert.kind != Alert.Kind.CONNECTION_ERROR:
+        latest = latest.exclude(status=Status.ERROR)
+    row = latest.first()
+    if row is None:
+        return None
+    started_at, status = row
+    failing = Status.ERROR if alert.kind == Alert.Kind.CONNECTION_ERROR else Status.FAIL
+    return started_at if status == failing else None
+
+
+def _held_by_hand(*, connection: Connection, table_id: int | None, kind: str) -> bool:
+    """Whether the problem's last alert was resolved by hand while failing, and its check has not passed since.
+
+    (For connection_error, "passed" means a check ran: a pass or a fail.)"""
+    held_at = (
+        Alert.objects.filter(connection=connection, table_id=table_id, kind=kind, status=Alert.Status.RESOLVED)
+        .order_by("-resolved_at", "-id")
+        .values_list("resolved_while_failing_at", flat=True)
+        .first()
+    )
+    if held_at is None:
+        return False
+    recovered = (Status.FAIL, Status.PASS) if kind == Alert.Kind.CONNECTION_ERROR else (Status.PASS,)
+    results = _problem_results(connection_id=connection.id, table_id=table_id, kind=kind)
+    return not results.filter(status__in=recovered, started_at__gt=held_at).exists()
+
+
 def _auto_resolve(alert: Alert, *, message: str, now: datetime) -> None:
     alert.status = Alert.Status.RESOLVED
     alert.resolved_at = now
@@ -151,6 +197,29 @@ def _lag_holds_freshness(connection: Connection, unresolved: dict, now: datetime
     return latest == Status.FAIL
 
 
+# How a related alert reads in the message of another alert of the same table; other kinds: "<Label> also fails".
+RELATED_PHRASES = {
+    CheckKind.FRESHNESS: "the table is also stale",
+    CheckKind.VOLUME: "its row volume is also anomalous",
+    CheckKind.SCHEMA_CHANGE: "its schema also changed",
+}
+
+
+def _with_related(message: str, *, table_id: int | None, kind: str, open_now: dict) -> str:
+    """`message`, followed by the other unresolved alerts of the same table (one cause often fails several checks)."""
+    if table_id is None:
+        return message
+    related = [
+        f"{RELATED_PHRASES.get(other_kind, Alert.Kind(other_kind).label + ' also fails')} "
+        f"({Alert.Kind(other_kind).label.lower()} alert {alert.id})"
+        for (other_table_id, other_kind), alert in sorted(open_now.items(), key=lambda item: item[1].id)
+        if other_table_id == table_id and other_kind != kind
+    ]
+    if not related:
+        return message
+    return f"{message.rstrip('.')}. Related: {'; '.join(related)}."
+
+
 def _could_not_run(result: CheckResult) -> bool:
     return result.status == Status.ERROR or (
         result.status == Status.SKIPPED and (result.details or {}).get("reason") in COULD_NOT_RUN_REASONS
@@ -173,7 +242,11 @@ def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> 
     alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
     if alert:
         _seen_again(alert, message=message, now=now)
-    elif streak >= connection.connection_error_threshold and not quiet:
+    elif (
+        streak >= connection.connection_error_threshold
+        and not quiet
+        and not _held_by_hand(connection=connection, table_id=None, kind=Alert.Kind.CONNECTION_ERROR)
+    ):
         _open(
             connection=connection,
             table=None,
@@ -202,12 +275,21 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
         if result.kind in TRACKED_KINDS:
             by_problem[(result.table_id, result.kind)].append(result)
     holding = None
-    for (table_id, kind), problem_results in by_problem.items():
+    open_now = {problem: alert for problem, alert in unresolved.items() if problem[0] is not None}
+    for problem, problem_results in by_problem.items():
+        statuses = {r.status for r in problem_results}
+        if Status.PASS in statuses and Status.FAIL not in statuses:
+            open_now.pop(problem, None)  # resolves below: related no more
+    # Freshness first: a table that stopped receiving rows is stale before its volume drops, and an alert
+    # opened later in this run names the ones opened before it ("Related: the table is also stale").
+    problems = sorted(by_problem.items(), key=lambda item: item[0][1] != CheckKind.FRESHNESS)
+    for (table_id, kind), problem_results in problems:
         failing = [r for r in problem_results if r.status == Status.FAIL]
         passing = [r for r in problem_results if r.status == Status.PASS]
         alert = unresolved.get((table_id, kind))
         if failing:
             message = "; ".join(r.message for r in failing)
+            message = _with_related(message, table_id=table_id, kind=kind, open_now=open_now)
             if alert:
                 _seen_again(alert, message=message, now=now)
                 continue
@@ -220,10 +302,10 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                 if holding:
                     continue
             streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
-            if streak >= threshold:
+            if streak >= threshold and not _held_by_hand(connection=connection, table_id=table_id, kind=kind):
                 try:
                     with transaction.atomic():
-                        _open(
+                        open_now[(table_id, kind)] = _open(
                             connection=connection,
                             table=table,
                             kind=kind,
@@ -252,18 +334,31 @@ def alert_acknowledge(*, alert: Alert, user=None) -> Alert:
     return alert
 
 
+RESOLVED_WHILE_FAILING = (
+    "resolved by hand while the check still fails: no new alert for this failure; "
+    "the check alerts again only if it fails after passing once"
+)
+
+
 def alert_resolve(*, alert: Alert, user=None) -> Alert:
-    """Close the alert by hand. For a schema change, the table's current columns become the reference."""
+    """Close the alert by hand. For a schema change, the table's current columns become the reference.
+
+    If the check still fails (its latest verdict), the resolve holds until the check recovers: the failure
+    that goes on opens no new alert (`resolved_while_failing_at`, read by `results_process`), so nobody is
+    paged "resolved" and then "failing again" for one problem. A failure after a pass alerts as usual.
+    """
     if alert.status == Alert.Status.RESOLVED:
         raise AlertStateError("The alert is already resolved.")
     now = timezone.now()
     with transaction.atomic():
         alert.status = Alert.Status.RESOLVED
         alert.resolved_at = now
-        alert.save(update_fields=["status", "resolved_at"])
+        alert.resolved_while_failing_at = _still_failing_at(alert)
+        alert.save(update_fields=["status", "resolved_at", "resolved_while_failing_at"])
         if alert.kind == Alert.Kind.SCHEMA_CHANGE and alert.table_id:
             tables.table_schema_accept_current(table=alert.table)
-        event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message="resolved by hand")
+        message = RESOLVED_WHILE_FAILING if alert.resolved_while_failing_at else "resolved by hand"
+        event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, actor=user, message=message)
     return alert
 
 

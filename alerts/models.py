@@ -42,6 +42,12 @@ class Alert(models.Model):
     resolved_at = models.DateTimeField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     snoozed_until = models.DateTimeField(null=True, blank=True)
+    resolved_while_failing_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Resolved by hand while its check still failed: the time of that failing run. The same failure "
+        "opens no new alert; only a failure after a passing run (later than this) alerts again.",
+    )
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -109,6 +115,11 @@ class Channel(models.Model):
     secret_encrypted = models.TextField(blank=True, default="", editable=False)
     reminder_interval_minutes = models.PositiveIntegerField(
         null=True, blank=True, help_text="Remind while an alert stays open and unacknowledged; empty: never."
+    )
+    remind_earlier_alerts = models.BooleanField(
+        default=False,
+        help_text="Also remind of alerts that were already open when the channel was created; "
+        "otherwise the channel starts with the alerts that open after it.",
     )
     is_active = models.BooleanField(default=True)
     last_error = models.TextField(blank=True, default="", editable=False)

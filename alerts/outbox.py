@@ -23,7 +23,9 @@ NOTIFYING_KINDS = frozenset(
     {AlertEvent.Kind.OPENED, AlertEvent.Kind.REOPENED, AlertEvent.Kind.RESOLVED, AlertEvent.Kind.REMINDED}
 )
 
-SUBJECT_MAX = 300
+# A subject is one line (email headers, chat titles) of at most this many characters; a longer one is clipped
+# with "..." (ASCII, so an email subject needs no encoding for it).
+SUBJECT_MAX = 150
 MESSAGE_MAX = 2000
 
 
@@ -121,7 +123,18 @@ def message_for_event(*, event: AlertEvent) -> dict:
     upper = _finite(result.expected_upper) if result else None
 
     kind = event.kind
-    if kind == AlertEvent.Kind.RESOLVED:
+    who = event.actor.get_username() if event.actor_id else "hand"
+    held = kind == AlertEvent.Kind.RESOLVED and alert.resolved_while_failing_at is not None  # headline says it
+    if held:
+        subject = f"[Pulse] Resolved by {who}, still failing: {label} on {where}"
+        headline = (
+            f"Resolved by {who}, but the {label.lower()} check on {where} still fails. Pulse opens no new alert "
+            "for this failure; it alerts again only if the check fails after passing once."
+        )
+    elif kind == AlertEvent.Kind.RESOLVED and event.actor_id:
+        subject = f"[Pulse] Resolved by {who}: {label} on {where}"
+        headline = f"Resolved by {who}: the {label.lower()} problem on {where}."
+    elif kind == AlertEvent.Kind.RESOLVED:
         subject = f"[Pulse] Resolved: {label} on {where}"
         headline = f"Resolved: the {label.lower()} problem on {where} is over."
     elif kind == AlertEvent.Kind.REMINDED:
@@ -139,7 +152,7 @@ def message_for_event(*, event: AlertEvent) -> dict:
     what = alert.message or (result.message if result else "")
     if what:
         lines.append(f"What: {_clip(what)}")
-    if result and result.message and result.message != alert.message:
+    if result and result.message and result.message not in alert.message:  # it may add related alerts
         lines.append(f"Latest check ({result.started_at:%Y-%m-%d %H:%M} UTC): {_clip(result.message)}")
     value_line = _value_line(alert.kind, observed, lower, upper)
     if value_line:
@@ -150,7 +163,7 @@ def message_for_event(*, event: AlertEvent) -> dict:
     if kind == AlertEvent.Kind.RESOLVED:
         lines.append(f"Resolved: {_when(alert.resolved_at or event.at)}")
     lines.append(f"Severity: {alert.severity} · status: {alert.status}")
-    if event.message and event.message != alert.message:
+    if event.message and event.message != alert.message and not held:
         lines.append(f"Note: {_clip(event.message)}")
     lines += ["", f"Open in Pulse: {admin_url}", f"API: {api_url}"]
     body = "\n".join(lines)
@@ -170,6 +183,9 @@ def message_for_event(*, event: AlertEvent) -> dict:
             "message": alert.message,
             "opened_at": alert.opened_at.isoformat(),
             "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "resolved_while_failing_at": (
+                alert.resolved_while_failing_at.isoformat() if alert.resolved_while_failing_at else None
+            ),
             "connection": {"id": connection.id, "name": connection.name},
             "table": {"id": table.id, "schema": table.schema_name, "name": table.table_name} if table else None,
             "observed_value": observed,
@@ -236,7 +252,7 @@ def _clip(text: str) -> str:
 
 def _one_line(text: str) -> str:
     text = " ".join(text.split())  # newlines in a subject would break an email header
-    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 1] + "…"
+    return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3].rstrip() + "..."
 
 
 def _base_url() -> str:

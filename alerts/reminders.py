@@ -17,8 +17,10 @@ def reminders_write_due(*, now: datetime) -> int:
 
     For each such alert and channel, when the last notification of the alert to the channel (or, with
     none, the alert's opening) is at least the interval old, write a `reminded` event and its
-    notification for that channel. Returns the number written. Alerts are locked (SKIP LOCKED) while
-    deciding, so concurrent processes never remind twice.
+    notification for that channel. A channel starts with the alerts that open after it was created: an
+    alert that was already open, and that the channel has heard nothing of since, is not reminded of
+    unless the channel has `remind_earlier_alerts`. Returns the number written. Alerts are locked (SKIP
+    LOCKED) while deciding, so concurrent processes never remind twice.
     """
     channels_by_team: dict[int, list[Channel]] = defaultdict(list)
     channels = Channel.objects.filter(is_active=True, reminder_interval_minutes__isnull=False).order_by("id")
@@ -48,7 +50,11 @@ def reminders_write_due(*, now: datetime) -> int:
         }
         for alert in alerts:
             for channel in channels_by_team[alert.connection.team_id]:
-                since = last_notified.get((channel.id, alert.id)) or alert.opened_at
+                since = last_notified.get((channel.id, alert.id))
+                if since is None:
+                    if alert.opened_at < channel.created_at and not channel.remind_earlier_alerts:
+                        continue
+                    since = alert.opened_at
                 if now - since < timedelta(minutes=channel.reminder_interval_minutes):
                     continue
                 event = AlertEvent.objects.create(

@@ -346,6 +346,17 @@ def demo_stop(*, demo: Demo, report: Callable[[str], None] = print) -> None:
     report(f"stopped the demo pair (primary {demo.pair.primary.port}, standby {demo.pair.standby.port})")
 
 
+def demo_ready_line(*, demo: Demo) -> str:
+    """What the newcomer is told to expect: the two alerts of the table that stopped receiving rows."""
+    stale = demo.registration.tables["inventory_snapshots"]
+    return (
+        f"demo replica on 127.0.0.1:{demo.pair.standby.port} (primary {demo.pair.primary.port}) — "
+        "inventory_snapshots stopped receiving rows two hours ago: expect two alerts on it within a minute, "
+        "freshness (its newest row is 2 h old) and volume (no rows in the last hour, a drop to zero; its message "
+        f"says the table is also stale). Results: /api/tables/{stale.id}/results, alerts: /api/alerts"
+    )
+
+
 def demo_run(
     *,
     base_dir: Path,
@@ -364,12 +375,7 @@ def demo_run(
     try:
         if setup_only:
             return
-        stale = demo.registration.tables["inventory_snapshots"]
-        line = (
-            f"demo replica on 127.0.0.1:{demo.pair.standby.port} (primary {demo.pair.primary.port}) — "
-            f"inventory_snapshots is going stale; expect an alert within a minute "
-            f"(results: /api/tables/{stale.id}/results)"
-        )
+        line = demo_ready_line(demo=demo)
         report(line)
         ready_file.parent.mkdir(parents=True, exist_ok=True)
         ready_file.write_text(line + "\n")

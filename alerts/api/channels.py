@@ -65,6 +65,7 @@ class ChannelSerializer(StrictModelSerializer):
             "has_target",
             "has_secret",
             "reminder_interval_minutes",
+            "remind_earlier_alerts",
             "is_active",
             "last_error",
             "last_error_at",

@@ -24,6 +24,7 @@ class AlertSerializer(serializers.ModelSerializer):
             "resolved_at",
             "consecutive_failures",
             "snoozed_until",
+            "resolved_while_failing_at",
         ]
         read_only_fields = fields
 

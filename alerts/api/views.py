@@ -45,7 +45,13 @@ class AlertViewSet(TeamScopedMixin, viewsets.ReadOnlyModelViewSet):
     def acknowledge(self, request, pk=None):
         return self._transition(alert_acknowledge)
 
-    @extend_schema(request=None, responses=AlertSerializer)
+    @extend_schema(
+        request=None,
+        responses=AlertSerializer,
+        description="Resolve the alert by hand. If its check still fails, the resolve holds until the check "
+        "recovers: `resolved_while_failing_at` is set, the same failure opens no new alert, and only a failure "
+        "after a passing run alerts again. Resolving a schema_change alert accepts the new schema.",
+    )
     @action(detail=True, methods=["post"])
     def resolve(self, request, pk=None):
         return self._transition(alert_resolve)

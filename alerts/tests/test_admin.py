@@ -41,3 +41,16 @@ def test_the_alert_page_shows_its_events_and_snooze_works(client, owner, make_co
     assert alert.snoozed_until > now
     assert list(alert.events.values_list("kind", flat=True)) == ["opened", "snoozed"]
     assert alert.events.get(kind="snoozed").actor == owner
+
+
+def test_the_admin_says_when_a_resolve_holds_until_the_check_recovers(client, owner, make_alert, teams):
+    owner.is_staff = True
+    owner.save()
+    alert = make_alert(teams[0])  # its latest result fails
+    client.force_login(owner)
+    response = client.post("/admin/alerts/alert/", {"action": "resolve", "_selected_action": [alert.id]}, follow=True)
+    alert.refresh_from_db()
+    assert alert.status == "resolved" and alert.resolved_while_failing_at is not None
+    texts = [str(message) for message in response.context["messages"]]
+    assert "1 alert(s) resolved." in texts
+    assert any("still fail" in text and "passing once" in text for text in texts)

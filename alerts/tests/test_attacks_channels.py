@@ -119,7 +119,12 @@ def test_it_refuses_an_apprise_target_on_an_internal_address_at_save(owner_clien
     target = target.format(port=receiver.port)
     response = create(owner_client, target=target)
     assert response.status_code == 400, response.content
-    assert response.data == {"target": ["Apprise URLs may not point at private or internal addresses."]}
+    assert response.data == {
+        "target": [
+            "Apprise URLs may not point at private or internal addresses "
+            "(set PULSE_WEBHOOK_ALLOW_PRIVATE=on to allow receivers on a private network)."
+        ]
+    }
     assert str(receiver.port) not in response.content.decode()
     assert Channel.objects.count() == 0
     assert receiver.connections == 0

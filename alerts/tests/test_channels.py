@@ -72,6 +72,7 @@ def test_the_api_and_the_admin_refuse_the_same_input_and_save_nothing(
 ACCEPTED = [
     {"kind": "email", "target": " a@example.com,b@example.com ", "reminder_interval_minutes": REMINDER_MAX_MINUTES},
     {"kind": "slack", "target": SLACK_URL, "reminder_interval_minutes": 1},
+    {"kind": "email", "target": "c@example.com", "reminder_interval_minutes": 60, "remind_earlier_alerts": True},
     {"kind": "webhook", "target": WEBHOOK_URL, "secret": "s" * SECRET_MIN_LENGTH},
 ]
 
@@ -85,6 +86,7 @@ def test_the_api_and_the_admin_accept_the_same_input_and_store_the_same(owner_cl
     assert by_api.get_target() == by_admin.get_target() == fields["target"].strip().replace(",", ", ")
     assert by_api.get_secret() == by_admin.get_secret()
     assert by_api.reminder_interval_minutes == by_admin.reminder_interval_minutes
+    assert by_api.remind_earlier_alerts == by_admin.remind_earlier_alerts == fields.get("remind_earlier_alerts", False)
 
 
 def test_both_generate_a_webhook_secret_on_create_only(owner_client, staff_client, teams):

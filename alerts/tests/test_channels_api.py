@@ -138,6 +138,7 @@ def test_it_refuses_webhooks_to_private_or_internal_addresses(owner_client, sett
     response = create(owner_client, kind="webhook", target=target, secret="s" * 32)
     assert response.status_code == 400
     assert "private or internal" in str(response.data["target"])
+    assert "PULSE_WEBHOOK_ALLOW_PRIVATE=on" in str(response.data["target"])  # the setting a private network needs
     assert Channel.objects.count() == 0
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from alerts.intake import results_intake
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze, results_process
-from alerts.models import Alert, AlertEvent
+from alerts.models import Alert, AlertEvent, Notification
 from connections.models import MaintenanceWindow
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
@@ -64,7 +64,8 @@ def alerts_of(table, kind="freshness"):
 
 
 def events(alert):
-    return list(alert.events.values_list("kind", flat=True))
+    """In the order written (a resolve by hand is stamped with the real time, Clock's runs an hour earlier)."""
+    return list(alert.events.order_by("id").values_list("kind", flat=True))
 
 
 def test_the_threshold_of_consecutive_failures_opens_one_alert(orders):
@@ -177,6 +178,109 @@ def test_acknowledge_snooze_and_resolve_by_hand_write_events(orders, owner):
     assert alert.events.get(kind="acknowledged").actor == owner
     with pytest.raises(AlertStateError):
         alert_snooze(alert=alert, until=timezone.now() + timedelta(hours=1))
+
+
+def test_alerts_of_one_table_name_each_other_while_both_are_open(orders):
+    clock = Clock()
+    zero = fail(kind="volume", message="0 rows: a drop to zero from 59–61")
+    clock.run(orders, fail(), zero)
+    clock.run(orders, fail(), zero)
+    freshness, volume = alerts_of(orders).get(), alerts_of(orders, "volume").get()
+    # Opened in this order within one run: the second names the first at once...
+    assert freshness.message == "stale"
+    assert (
+        volume.message
+        == f"0 rows: a drop to zero from 59–61. Related: the table is also stale (freshness alert {freshness.id})."
+    )
+    assert volume.events.get(kind="opened").message == volume.message
+    # ...and from the next run on, each names the other.
+    clock.run(orders, fail(), zero)
+    freshness.refresh_from_db()
+    assert freshness.message == f"stale. Related: its row volume is also anomalous (volume alert {volume.id})."
+    # Once one resolves, the other no longer points at it.
+    clock.run(orders, ok(), zero)
+    volume.refresh_from_db()
+    assert volume.message == "0 rows: a drop to zero from 59–61"
+
+
+def subjects_to(channel):
+    return list(Notification.objects.filter(channel=channel).order_by("id").values_list("subject", flat=True))
+
+
+def test_resolving_a_still_failing_alert_by_hand_holds_until_the_check_recovers(
+    orders, shop, owner, owner_client, make_channel
+):
+    channel = make_channel(shop.team, "email", "oncall@example.com")
+    clock = Clock()
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    alert = alerts_of(orders).get()
+
+    response = owner_client.post(f"/api/alerts/{alert.id}/resolve")
+    assert response.status_code == 200
+    assert response.json()["status"] == "resolved" and response.json()["resolved_while_failing_at"] is not None
+    alert.refresh_from_db()
+    assert alert.resolved_while_failing_at == clock.now  # the failing run it was resolved on
+
+    # The same failure goes on: no new alert, no "failing again", the resolve holds.
+    for _ in range(5):
+        clock.run(orders, fail(message="still stale"))
+    alert.refresh_from_db()
+    assert alerts_of(orders).count() == 1 and alert.status == "resolved"
+    assert events(alert) == ["opened", "resolved"]
+    opened, resolved = subjects_to(channel)
+    assert opened.startswith("[Pulse] WARNING: Freshness failing")
+    assert resolved.startswith("[Pulse] Resolved by owner, still failing: Freshness")
+    body = Notification.objects.get(subject=resolved).body
+    assert "alerts again only if the check fails after passing once" in body
+
+    # It passes once (nothing to say: the alert is resolved); a failure after that alerts again.
+    clock.run(orders, ok())
+    clock.run(orders, fail())
+    assert events(alert) == ["opened", "resolved"]
+    clock.run(orders, fail())
+    alert.refresh_from_db()
+    assert alert.status == "open" and alert.resolved_while_failing_at is None
+    assert events(alert) == ["opened", "resolved", "reopened"]
+    assert subjects_to(channel)[2].startswith("[Pulse] WARNING: Freshness failing again")
+
+
+def test_resolving_a_connection_error_by_hand_holds_until_checks_run_again(orders, shop):
+    clock = Clock()
+    for _ in range(shop.connection_error_threshold):
+        clock.run(orders, error())
+    alert = Alert.objects.get(kind="connection_error")
+    alert_resolve(alert=alert)
+    alert.refresh_from_db()
+    assert alert.resolved_while_failing_at == clock.now
+    assert alert.events.last().message.startswith("resolved by hand while the check still fails")
+    for _ in range(shop.connection_error_threshold + 2):
+        clock.run(orders, error())
+    assert events(alert) == ["opened", "resolved"]
+
+    clock.run(orders, fail())  # the check ran (a data failure): the connection recovered
+    for _ in range(shop.connection_error_threshold):
+        clock.run(orders, error())
+    alert.refresh_from_db()
+    assert alert.status == "open" and events(alert) == ["opened", "resolved", "reopened"]
+
+
+def test_resolving_an_alert_whose_check_no_longer_fails_is_a_plain_resolve(orders, shop):
+    clock = Clock()
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    alert = alerts_of(orders).get()
+    alert_acknowledge(alert=alert)
+    clock.run(orders, error())  # the check could not run: no verdict, still failing as far as anyone knows
+    CheckResult.objects.filter(table=orders, status="fail").update(status="pass")  # as if it had passed last
+    alert_resolve(alert=alert)
+    alert.refresh_from_db()
+    assert alert.resolved_while_failing_at is None
+    assert alert.events.last().message == "resolved by hand"
+    clock.run(orders, fail())
+    clock.run(orders, fail())
+    alert.refresh_from_db()
+    assert alert.status == "open" and events(alert)[-1] == "reopened"
 
 
 def test_resolving_a_schema_change_accepts_the_new_schema(orders):

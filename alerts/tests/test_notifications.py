@@ -118,6 +118,7 @@ def test_it_says_what_failed_where_against_what_since_when_with_links(alert, cha
         "message": alert.message,
         "opened_at": alert.opened_at.isoformat(),
         "resolved_at": None,
+        "resolved_while_failing_at": None,
         "connection": {"id": alert.connection_id, "name": "shop-replica"},
         "table": {"id": alert.table_id, "schema": "public", "name": "orders"},
         "observed_value": 7200,
@@ -218,8 +219,14 @@ def test_it_keeps_subjects_on_one_line_and_short(make_alert, acme, channels):
     alert.save()
     [notification, _] = notifications_for_event(event=event(alert, "opened"))
     assert "\n" not in notification.subject
-    assert len(notification.subject) <= 300
+    assert len(notification.subject) <= 150
     assert len(notification.body) < 5000
+
+    Connection.objects.filter(pk=alert.connection_id).update(name="warehouse-" + "x" * 90)
+    alert = Alert.objects.get(pk=alert.pk)
+    [notification, _] = notifications_for_event(event=event(alert, "opened"))
+    assert len(notification.subject) == 150 and notification.subject.endswith("...")
+    assert notification.subject.isascii()  # the clip itself never forces an encoded email subject
 
 
 def test_it_writes_a_reminder_for_one_channel_only(alert, channels):

@@ -292,7 +292,15 @@ def test_concurrent_notifiers_send_each_notification_exactly_once(make_channel, 
 def test_the_outbox_run_writes_reminders_and_sends(make_channel, make_alert, receiver):
     acme = Group.objects.create(name="acme")
     alert = make_alert(acme)
-    make_channel(acme, "webhook", receiver.url + "/hook", name="hook", secret=SECRET, reminder_interval_minutes=5)
+    make_channel(
+        acme,
+        "webhook",
+        receiver.url + "/hook",
+        name="hook",
+        secret=SECRET,
+        reminder_interval_minutes=5,
+        remind_earlier_alerts=True,  # the alert opened before the channel
+    )
 
     delivery.outbox_run(now=timezone.now())
 

@@ -10,6 +10,7 @@ from django.contrib.auth.models import Group
 from alerts import transports
 from alerts.outbox import notification_test
 from alerts.transports import TransportError, address_guard, base
+from alerts.transports import mail as mail_transport
 
 pytestmark = pytest.mark.django_db
 
@@ -79,6 +80,7 @@ def test_it_refuses_receivers_on_private_or_internal_addresses(
             transports.send(channel, event_notification(channel, alert))
         assert error.value.permanent
         assert "private or internal address" in error.value.message
+        assert "PULSE_WEBHOOK_ALLOW_PRIVATE=on" in error.value.message  # the setting a private network needs
         assert str(receiver.port) not in error.value.message
     assert receiver.requests == []
 
@@ -98,6 +100,7 @@ def test_it_refuses_a_receiver_that_turns_internal_after_the_dns_check(
         transports.send(channel, event_notification(channel, alert))
     assert error.value.permanent
     assert "private or internal address" in error.value.message
+    assert "PULSE_WEBHOOK_ALLOW_PRIVATE=on" in error.value.message
     assert receiver.requests == []
 
 
@@ -221,6 +224,25 @@ def test_it_emails_every_address(make_channel, event_notification, team, alert, 
     assert message.subject == notification.subject
     assert message.body == notification.body
     assert "public.orders" in message.body
+
+
+def test_an_email_subject_stays_on_one_line_on_the_console_and_on_the_wire(
+    make_channel, make_alert, event_notification, team, settings, capsys
+):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    alert = make_alert(team, connection_name="warehouse-replica-eu-west-1")
+    channel = make_channel(team, "email", "oncall@example.com")
+    notification = event_notification(channel, alert, kind="reminded")
+    assert len("Subject: " + notification.subject) > 78  # long enough that Django would fold it
+
+    transports.send(channel, notification)
+
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("Subject: " + notification.subject)
+    assert not lines[at + 1].startswith((" ", "\t"))  # no continuation line
+    email = mail_transport.OneLineSubjectEmail(subject=notification.subject, body="b", to=["oncall@example.com"])
+    wire = email.message().as_bytes(linesep="\r\n")  # as the SMTP backend sends it
+    assert b"Subject: " + notification.subject.encode() + b"\r\n" in wire
 
 
 # --- Apprise -------------------------------------------------------------------------------------------

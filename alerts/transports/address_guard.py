@@ -24,10 +24,11 @@ from django.conf import settings
 from alerts.transports import base
 from alerts.transports.base import TransportError
 
+ALLOW_PRIVATE_HINT = "set PULSE_WEBHOOK_ALLOW_PRIVATE=on to allow receivers on a private network"
 INTERNAL_RECEIVER = (
-    "{what}: the receiver's host resolves to a private or internal address; refused "
-    "(PULSE_WEBHOOK_ALLOW_PRIVATE allows it)"
+    "{what}: the receiver's host resolves to a private or internal address; refused (" + ALLOW_PRIVATE_HINT + ")"
 )
+INTERNAL_TARGET = "{what} URLs may not point at private or internal addresses (" + ALLOW_PRIVATE_HINT + ")."
 
 
 def post_guarded(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data=None, headers=None) -> None:

@@ -52,5 +52,5 @@ def clean_target(target: str) -> str:
     if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and any(
         address_guard.names_internal_host(host) for host in apprise_hosts(notifier)
     ):
-        raise ValueError("Apprise URLs may not point at private or internal addresses.")
+        raise ValueError(address_guard.INTERNAL_TARGET.format(what="Apprise"))
     return target

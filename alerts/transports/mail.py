@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+from email.message import Message
 
 from django.conf import settings
 from django.core import mail
@@ -15,6 +16,26 @@ from alerts.transports.base import TransportError
 
 KIND = Channel.Kind.EMAIL
 MAX_EMAIL_RECIPIENTS = 50
+# RFC 5322's limit for a line; our subjects are far shorter (alerts.outbox.SUBJECT_MAX).
+MAX_HEADER_LINE = 998
+
+
+class OneLineSubjectEmail(mail.EmailMessage):
+    """An email whose ASCII subject stays on one line.
+
+    Django folds every subject longer than 76 characters onto continuation lines: legal, but the console
+    backend (and many log viewers) then show it over several lines. Our subjects are single lines of at
+    most SUBJECT_MAX characters; Django has already refused any newline when this runs. A non-ASCII
+    subject is left to Django: RFC 2047 encoded words must be split, and mail clients join them.
+    """
+
+    def message(self):
+        message = super().message()
+        if self.subject.isascii():
+            message.policy = message.policy.clone(max_line_length=MAX_HEADER_LINE)
+            del message["Subject"]
+            Message.__setitem__(message, "Subject", self.subject)  # past Django's folding, not its newline check
+        return message
 
 
 def send(channel: Channel, notification: Notification) -> None:
@@ -23,13 +44,13 @@ def send(channel: Channel, notification: Notification) -> None:
         raise TransportError("email: no recipient addresses", permanent=True)
     try:
         connection = mail.get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or base.TIMEOUT_SECONDS)
-        mail.send_mail(
+        OneLineSubjectEmail(
             subject=notification.subject,
-            message=notification.body,
+            body=notification.body,
             from_email=settings.DEFAULT_FROM_EMAIL,
-            recipient_list=addresses,
+            to=addresses,
             connection=connection,
-        )
+        ).send()
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
         raise TransportError(f"email: refused by the mail server ({type(exc).__name__})", permanent=True) from None
     except smtplib.SMTPResponseException as exc:

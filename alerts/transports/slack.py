@@ -26,7 +26,7 @@ def clean_target(target: str) -> str:
     if parts.scheme != "https" or parts.hostname != "hooks.slack.com" or parts.path.strip("/") == "":
         raise ValueError("Enter a Slack incoming-webhook URL (https://hooks.slack.com/services/...).")
     if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and address_guard.names_internal_host(parts.hostname):
-        raise ValueError("Webhook URLs may not point at private or internal addresses.")
+        raise ValueError(address_guard.INTERNAL_TARGET.format(what="Slack"))
     return target
 
 

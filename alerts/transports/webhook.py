@@ -64,5 +64,5 @@ def clean_target(target: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("Enter an http:// or https:// URL with a host.")
     if not settings.PULSE_WEBHOOK_ALLOW_PRIVATE and address_guard.names_internal_host(parts.hostname):
-        raise ValueError("Webhook URLs may not point at private or internal addresses.")
+        raise ValueError(address_guard.INTERNAL_TARGET.format(what="Webhook"))
     return target

@@ -10,8 +10,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from alerts.intake import results_intake
+from alerts.models import Alert
 from connections.models import Connection
 from monitors.models import Check, MonitoredTable
+from monitors.runner import CheckRunner
 from pulse_project import demo
 
 pytestmark = pytest.mark.django_db
@@ -114,6 +117,26 @@ def test_setup_registers_the_standby_with_a_stale_table_and_running_it_again_fol
     if first.pair.primary.port not in (second.pair.primary.port, second.pair.standby.port):
         with pytest.raises(psycopg.OperationalError):  # the first pair was stopped
             first.pair.primary.connect(connect_timeout=2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_first_checks_open_the_two_related_alerts_the_quick_start_announces(start_demo):
+    running = start_demo()
+    runner = CheckRunner(on_recorded=results_intake, workers=1)
+    try:
+        runner.cycle(force=True)
+    finally:
+        runner.stop()
+
+    stale = running.registration.tables["inventory_snapshots"]
+    alerts = {alert.kind: alert for alert in Alert.objects.filter(status="open")}
+    assert set(alerts) == {"freshness", "volume"}  # as the README's quick start and the ready line say
+    assert {alert.table_id for alert in alerts.values()} == {stale.id}
+    freshness, volume = alerts["freshness"], alerts["volume"]
+    assert "drop to zero" in volume.message
+    assert volume.message.endswith(f"Related: the table is also stale (freshness alert {freshness.id}).")
+    line = demo.demo_ready_line(demo=running)
+    assert "expect two alerts on it" in line and "freshness" in line and "volume" in line
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only as root do the servers run as another OS user")

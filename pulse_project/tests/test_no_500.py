@@ -55,7 +55,16 @@ WRITABLE = {
         "is_active",
     ],
     "checks": ["table", "kind", "column", "sql", "min_value", "max_value", "is_active"],
-    "channels": ["team", "name", "kind", "target", "secret", "reminder_interval_minutes", "is_active"],
+    "channels": [
+        "team",
+        "name",
+        "kind",
+        "target",
+        "secret",
+        "reminder_interval_minutes",
+        "remind_earlier_alerts",
+        "is_active",
+    ],
     "maintenance-windows": ["connection", "starts_at", "ends_at", "reason"],
 }
 

@@ -10,7 +10,7 @@ import pytest
 
 from alerts.intake import results_intake
 from alerts.lifecycle import table_rebaseline_accept
-from alerts.models import Alert
+from alerts.models import Alert, Notification
 from connections.models import MaintenanceWindow
 from monitors.anomalies import volume_judge
 from monitors.checks import Outcome
@@ -103,6 +103,37 @@ def test_a_drop_to_zero_opens_the_volume_alert_and_a_normal_value_resolves_it(ta
     normal = observe(table, START + timedelta(hours=2), day_night(START + timedelta(hours=2), rng))
     assert normal.status == "pass"
     assert Alert.objects.get(kind="volume").status == "resolved"
+
+
+def test_a_stale_table_whose_volume_drops_to_zero_opens_two_alerts_that_read_as_related(table, make_channel):
+    """The quick-start demo's inventory_snapshots: no rows for hours is both stale and a drop to zero."""
+    channel = make_channel(table.connection.team, "email", "oncall@example.com")
+    rng = random.Random(9)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    stale = Outcome(
+        kind="freshness", status="fail", observed_value=7200, expected_upper=3600, message="newest row is 2 h old"
+    )
+    run = TableRun(
+        table=table,
+        outcomes=[stale, Outcome(kind="volume", status="pass", observed_value=0, bucket_start=START, message="0 rows")],
+    )
+    volume_judge(runs=[run])
+    token = uuid.uuid4()
+    MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
+    results_record(
+        connection=table.connection,
+        token=token,
+        runs=[run],
+        connection_outcomes=[],
+        started_at=START + timedelta(hours=1, minutes=1),
+        on_recorded=results_intake,
+    )
+
+    freshness, volume = Alert.objects.get(kind="freshness"), Alert.objects.get(kind="volume")
+    assert volume.message.startswith("0 rows")
+    assert volume.message.endswith(f"Related: the table is also stale (freshness alert {freshness.id}).")
+    opened = Notification.objects.get(channel=channel, event__alert=volume, event__kind="opened")
+    assert f"the table is also stale (freshness alert {freshness.id})" in opened.body
 
 
 def test_a_rebaseline_resolves_the_volume_alert(table):
