@@ -324,6 +324,12 @@ def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list
         )
 
 
+# What a retry can outlive: Pulse's database went away, or PostgreSQL rolled the transaction back (a deadlock, a
+# lock timeout) — not a bad row. Raw psycopg errors are listed too: the binary cursor of `_binary_cursor` works
+# below Django, so its errors are not wrapped in Django's classes.
+RETRYABLE_DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
 def batch_bookkeep(
     book: Bookkeeping, *, on_recorded: ResultsHandler, retry_seconds: float | None = None
 ) -> list[CheckResult]:
@@ -335,15 +341,15 @@ def batch_bookkeep(
     while True:
         try:
             return bookkeeping_write(book, on_recorded=on_recorded)
-        except (OperationalError, InterfaceError):  # the database went away: not a bad row
+        except RETRYABLE_DATABASE_ERRORS as exc:
             if pulse_db.in_atomic_block:
                 raise
             pulse_db.close()
             if time.monotonic() + delay > deadline:
                 path = spool.spool_put(bookkeeping_dump(book), name=f"{book.started_at:%Y%m%dT%H%M%S%f}-{book.token}")
-                logger.warning("Pulse's database unreachable for %.0f s: batch spooled to %s", budget, path)
+                logger.warning("recording a batch failed for %.0f s: batch spooled to %s", budget, path)
                 return []
-            logger.warning("recording a batch failed (Pulse's database unreachable); retrying in %.1f s", delay)
+            logger.warning("recording a batch failed (%s); retrying in %.1f s", type(exc).__name__, delay)
             time.sleep(delay)
             delay = min(delay * 2, RETRY_BACKOFF_MAX_SECONDS)
             close_old_connections()
@@ -433,7 +439,7 @@ def spool_flush(*, on_recorded: ResultsHandler) -> int:
             book = bookkeeping_load(payload)
             if book is not None:
                 bookkeeping_write(book, on_recorded=on_recorded)
-        except (OperationalError, InterfaceError):
+        except RETRYABLE_DATABASE_ERRORS:
             spool.spool_return(path)
             pulse_db.close()
             logger.warning("Pulse's database is still unreachable; spooled batches wait for the next tick")
