@@ -157,9 +157,8 @@ def message_for_event(*, event: AlertEvent) -> dict:
     value_line = _value_line(alert.kind, observed, lower, upper)
     if value_line:
         lines.append(("Now: " if kind == AlertEvent.Kind.RESOLVED else "Observed: ") + value_line)
-    lines.append(
-        f"Since: {_when(alert.opened_at)} (open for {_duration((event.at - alert.opened_at).total_seconds())})"
-    )
+    open_for = checks.format_duration((event.at - alert.opened_at).total_seconds())
+    lines.append(f"Since: {_when(alert.opened_at)} (open for {open_for})")
     if kind == AlertEvent.Kind.RESOLVED:
         lines.append(f"Resolved: {_when(alert.resolved_at or event.at)}")
     lines.append(f"Severity: {alert.severity} · status: {alert.status}")
@@ -219,20 +218,6 @@ def _value_line(kind: str, observed, lower, upper) -> str:
     elif lower is not None:
         text += f" — expected at least {checks.format_value(kind, lower)}"
     return text
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
 
 
 def _when(at: datetime) -> str:

@@ -3,10 +3,9 @@
 What alerts make of these series is tested with the alert lifecycle, in pulse_project/tests/test_volume_alerts.py.
 """
 
-import math
 import random
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from functools import partial
 
 import pytest
 from django.utils import timezone
@@ -15,68 +14,19 @@ from connections.models import MaintenanceWindow
 from monitors.anomalies import training_history, volume_judge
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
-from monitors.recording import TableRun, results_ignore, results_record
+from monitors.recording import TableRun, results_ignore
 from monitors.results import result_mark_expected
 from monitors.tables import table_rebaseline
+from monitors.testing import START, day_night, seed_history, volume_table
+from monitors.testing import observe as volume_observe
 
 pytestmark = pytest.mark.django_db
-START = datetime(2026, 10, 1, tzinfo=UTC)
-
-
-def day_night(at: datetime, rng: random.Random, level: float = 1000.0) -> float:
-    """Strong day/night seasonality: busy afternoons, quiet nights, 3% noise."""
-    seasonal = level * (1 + 0.8 * math.sin((at.hour - 8) / 24 * 2 * math.pi))
-    return max(0.0, round(seasonal * (1 + rng.gauss(0, 0.03))))
+observe = partial(volume_observe, on_recorded=results_ignore)
 
 
 @pytest.fixture
 def table(make_connection):
-    return MonitoredTable.objects.create(
-        connection=make_connection(),
-        table_name="orders",
-        timestamp_column="created_at",
-        failure_threshold=1,
-        backfilled_at=START,
-    )
-
-
-def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
-    CheckResult.objects.bulk_create(
-        CheckResult(
-            connection=table.connection,
-            table=table,
-            kind="volume",
-            status="pass",
-            observed_value=value_at(at),
-            bucket_start=at,
-            started_at=at + timedelta(hours=1),
-            details={"backfill": True},
-        )
-        for at in (until - timedelta(hours=h) for h in range(hours, 0, -1))
-    )
-
-
-def observe(table, at: datetime, value: float) -> CheckResult:
-    """One hourly run's volume outcome, judged and recorded the way the engine does."""
-    table.refresh_from_db()
-    run = TableRun(
-        table=table,
-        outcomes=[
-            Outcome(kind="volume", status="pass", observed_value=value, bucket_start=at, message=f"{value} rows")
-        ],
-    )
-    volume_judge(runs=[run])
-    token = uuid.uuid4()
-    MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
-    results = results_record(
-        connection=table.connection,
-        token=token,
-        runs=[run],
-        connection_outcomes=[],
-        started_at=at + timedelta(hours=1, minutes=1),
-        on_recorded=results_ignore,
-    )
-    return results[0]
+    return volume_table(make_connection())
 
 
 def test_a_drop_to_zero_and_a_spike_fail(table):
