@@ -1,7 +1,5 @@
 """Fixtures of the connections tests: fake servers a tenant could point a connection at."""
 
-import socket
-
 import pytest
 
 from connections.tests.fake_servers import FakeServer
@@ -22,7 +20,32 @@ def fake_server():
 
 
 @pytest.fixture
-def closed_port() -> int:
-    """A local port nothing listens on (bound, then released)."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        return sock.getsockname()[1]
+def admin_form():
+    """The admin change form of a connection as a browser posts it, with `changes` (None leaves a field out)."""
+
+    def form_for(connection, **changes):
+        form = {
+            "name": connection.name,
+            "team": connection.team_id,
+            "host": connection.host,
+            "port": connection.port,
+            "database": connection.database,
+            "username": connection.username,
+            "password": "",
+            "sslmode": connection.sslmode,
+            "require_replica": "on",
+            "statement_timeout_ms": connection.statement_timeout_ms,
+            "max_queries_per_hour": connection.max_queries_per_hour,
+            "max_queries_per_second": connection.max_queries_per_second,
+            "max_query_cost": connection.max_query_cost,
+            "replication_lag_threshold_seconds": connection.replication_lag_threshold_seconds,
+            "connection_error_threshold": connection.connection_error_threshold,
+            "max_concurrent_queries": connection.max_concurrent_queries,
+            "is_active": "on",
+            "tables-TOTAL_FORMS": 0,  # the monitored tables inline the project layer adds
+            "tables-INITIAL_FORMS": 0,
+            **changes,
+        }
+        return {field: value for field, value in form.items() if value is not None}
+
+    return form_for

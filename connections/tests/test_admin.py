@@ -18,30 +18,10 @@ def test_the_change_form_never_renders_the_password(client, staff, make_connecti
     assert connection.password_encrypted not in page
 
 
-def test_a_blank_password_keeps_the_stored_one_and_a_new_one_is_encrypted(client, staff, make_connection, teams):
+def test_a_blank_password_keeps_the_stored_one_and_a_new_one_is_encrypted(client, staff, make_connection, admin_form):
     connection = make_connection()
     client.force_login(staff)
-    form = {
-        "name": "renamed",
-        "team": teams[0].id,
-        "host": connection.host,
-        "port": connection.port,
-        "database": connection.database,
-        "username": connection.username,
-        "password": "",
-        "sslmode": "disable",
-        "require_replica": "on",
-        "statement_timeout_ms": 5000,
-        "max_queries_per_hour": 1000,
-        "max_queries_per_second": 20,
-        "max_query_cost": 1000000,
-        "replication_lag_threshold_seconds": 300,
-        "connection_error_threshold": 3,
-        "max_concurrent_queries": 2,
-        "is_active": "on",
-        "tables-TOTAL_FORMS": 0,
-        "tables-INITIAL_FORMS": 0,
-    }
+    form = admin_form(connection, name="renamed")
     url = f"/admin/connections/connection/{connection.id}/change/"
     response = client.post(url, form)
     assert response.status_code == 302, response.content.decode()[:2000]

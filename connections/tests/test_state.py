@@ -34,34 +34,7 @@ def stored(connection):
     return tuple(getattr(connection, field) for field in STORED_STATE)
 
 
-def admin_form(connection, **changes):
-    """The admin change form of `connection` as a browser posts it, with `changes`."""
-    form = {
-        "name": connection.name,
-        "team": connection.team_id,
-        "host": connection.host,
-        "port": connection.port,
-        "database": connection.database,
-        "username": connection.username,
-        "password": "",
-        "sslmode": connection.sslmode,
-        "require_replica": "on",
-        "statement_timeout_ms": connection.statement_timeout_ms,
-        "max_queries_per_hour": connection.max_queries_per_hour,
-        "max_queries_per_second": connection.max_queries_per_second,
-        "max_query_cost": connection.max_query_cost,
-        "replication_lag_threshold_seconds": connection.replication_lag_threshold_seconds,
-        "connection_error_threshold": connection.connection_error_threshold,
-        "max_concurrent_queries": connection.max_concurrent_queries,
-        "is_active": "on",
-        "tables-TOTAL_FORMS": 0,  # the monitored tables inline the project layer adds
-        "tables-INITIAL_FORMS": 0,
-        **changes,
-    }
-    return {field: value for field, value in form.items() if value is not None}
-
-
-def admin_save(client, connection, **changes):
+def admin_save(client, admin_form, connection, **changes):
     response = client.post(f"/admin/connections/connection/{connection.id}/change/", admin_form(connection, **changes))
     assert response.status_code == 302, response.content.decode()[:2000]
 
@@ -75,28 +48,28 @@ def api_save(client, connection, body):
 
 
 def test_pausing_and_resuming_store_the_same_state_through_the_api_and_the_admin(
-    client, staff, owner_client, make_connection
+    client, staff, owner_client, make_connection, admin_form
 ):
     through_api = failing_connection(make_connection, "via-api")
     through_admin = failing_connection(make_connection, "via-admin")
     client.force_login(staff)
 
     api_save(owner_client, through_api, {"is_active": False})
-    admin_save(client, through_admin, is_active=None)  # an unticked checkbox is not posted
+    admin_save(client, admin_form, through_admin, is_active=None)  # an unticked checkbox is not posted
     paused = stored(through_api)
     assert paused == stored(through_admin)
     assert paused[:2] == (False, Connection.Status.PAUSED)
     assert paused[2:5] == ("cannot connect: connection refused", 5, BREAKER_OPEN_UNTIL)
 
     api_save(owner_client, through_api, {"is_active": True})
-    admin_save(client, through_admin)
+    admin_save(client, admin_form, through_admin)
     resumed = stored(through_api)
     assert resumed == stored(through_admin)
     assert resumed[:5] == (True, Connection.Status.UNKNOWN, "", 0, None)
 
 
 def test_an_edit_of_an_active_connection_leaves_its_status_alone_through_the_api_and_the_admin(
-    client, staff, owner_client, make_connection
+    client, staff, owner_client, make_connection, admin_form
 ):
     through_api = failing_connection(make_connection, "via-api")
     through_admin = failing_connection(make_connection, "via-admin")
@@ -104,7 +77,7 @@ def test_an_edit_of_an_active_connection_leaves_its_status_alone_through_the_api
     before = stored(through_admin)
 
     api_save(owner_client, through_api, {"max_query_cost": 5000})
-    admin_save(client, through_admin, max_query_cost=5000)
+    admin_save(client, admin_form, through_admin, max_query_cost=5000)
     assert stored(through_api) == stored(through_admin) == before
     assert through_admin.max_query_cost == 5000
 
@@ -125,7 +98,7 @@ def test_a_probed_connection_starts_afresh_and_an_inactive_one_is_paused(make_co
 
 
 def test_neither_the_api_nor_the_admin_moves_a_connection_to_another_team(
-    client, staff, owner_client, make_connection, teams
+    client, staff, owner_client, make_connection, teams, admin_form
 ):
     staff.groups.add(teams[1])
     connection = make_connection()
@@ -145,7 +118,9 @@ def test_neither_the_api_nor_the_admin_moves_a_connection_to_another_team(
     assert connection.name == "shop-replica"
 
 
-def test_a_new_connection_may_go_to_any_of_the_users_teams_in_the_admin(client, staff, make_connection, teams):
+def test_a_new_connection_may_go_to_any_of_the_users_teams_in_the_admin(
+    client, staff, make_connection, teams, admin_form
+):
     staff.groups.add(teams[1])
     template = make_connection()
     client.force_login(staff)
