@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 from django.db import connection as pulse_db
+from psycopg import sql
 
 from pulse_project.pgcluster import PG_BIN
 
@@ -91,7 +92,7 @@ class TableLock:
     def __init__(self, pair, dbname: str, table: str):
         self.pair = pair
         self.conn = psycopg.connect(**pair.primary.dsn(dbname=dbname))
-        self.conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        self.conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.Identifier(table)))
         with pair.primary.connect() as other:
             other.execute("SELECT pg_current_xact_id()")  # a commit flushes the WAL, the lock's record with it
         with pair.standby.connect(dbname) as standby:  # wait until the standby replayed the lock

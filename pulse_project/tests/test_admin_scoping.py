@@ -18,6 +18,7 @@ def test_every_model_is_registered(client, django_user_model):
     admin = django_user_model.objects.create_superuser("root", password="pw")
     client.force_login(admin)
     index = client.get("/admin/").content.decode()
+    assert "Pulse — data health for PostgreSQL replicas" in index  # templates/admin/base_site.html
     for page in [
         "connections/connection",
         "connections/queryallowance",
