@@ -1,0 +1,194 @@
+"""Pulse's state as Prometheus metrics, read from Pulse's database at scrape time.
+
+Nothing is counted in process memory: every web process answers the same, whichever the scrape reaches. Each
+metric family comes from one aggregated query (tables and connections join their latest results with LATERAL
+lookups on the `result_*_kind_latest` indexes), so a scrape costs a fixed number of queries, not one per table.
+The metric names are listed in the README ("Prometheus metrics").
+"""
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+from django.contrib.auth.models import Group
+from django.db import connection as pulse_db
+from django.db.models import Case, Count, F, Value, When
+from django.utils import timezone
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from alerts.models import Alert, Notification
+from connections.models import Connection, QueryAllowance
+from monitors.checks import Status
+from monitors.heartbeat import scheduler_status
+from monitors.models import CheckResult, MonitoredTable
+
+TABLE_LABELS = ["team", "connection", "schema", "table"]
+CONNECTION_LABELS = ["team", "connection"]
+RUNS_WINDOW_SECONDS = 3600
+
+# Every table with its latest measured freshness and volume (one LATERAL index lookup each).
+_TABLES_SQL = f"""
+SELECT g.name, c.name, t.schema_name, t.table_name, t.status, EXTRACT(EPOCH FROM t.last_checked_at),
+       f.observed_value, f.expected_upper, v.observed_value, v.expected_lower, v.expected_upper
+FROM {MonitoredTable._meta.db_table} t
+JOIN {Connection._meta.db_table} c ON c.id = t.connection_id
+JOIN {Group._meta.db_table} g ON g.id = c.team_id
+LEFT JOIN LATERAL (
+    SELECT r.observed_value, r.expected_upper FROM {CheckResult._meta.db_table} r
+    WHERE r.table_id = t.id AND r.kind = 'freshness' AND r.observed_value IS NOT NULL
+    ORDER BY r.started_at DESC LIMIT 1
+) f ON true
+LEFT JOIN LATERAL (
+    SELECT r.observed_value, r.expected_lower, r.expected_upper FROM {CheckResult._meta.db_table} r
+    WHERE r.table_id = t.id AND r.kind = 'volume' AND r.observed_value IS NOT NULL
+    ORDER BY r.started_at DESC LIMIT 1
+) v ON true
+"""
+
+# Every connection with this hour's query budget use and its latest measured replication lag.
+_CONNECTIONS_SQL = f"""
+SELECT g.name, c.name, c.status, EXTRACT(EPOCH FROM c.last_checked_at), c.max_queries_per_hour,
+       CASE WHEN a.window_start = %(window)s THEN a.queries_used ELSE 0 END, l.observed_value
+FROM {Connection._meta.db_table} c
+JOIN {Group._meta.db_table} g ON g.id = c.team_id
+LEFT JOIN {QueryAllowance._meta.db_table} a ON a.connection_id = c.id
+LEFT JOIN LATERAL (
+    SELECT r.observed_value FROM {CheckResult._meta.db_table} r
+    WHERE r.connection_id = c.id AND r.kind = 'replication_lag' AND r.table_id IS NULL
+      AND r.observed_value IS NOT NULL
+    ORDER BY r.started_at DESC LIMIT 1
+) l ON true
+"""
+
+
+def _gauge(name: str, documentation: str, labels: list[str] | None = None) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, documentation, labels=labels or [])
+
+
+def _table_families(now: datetime) -> Iterator[Metric]:
+    status = _gauge("pulse_table_status", "1 for the table's current status (label status).", [*TABLE_LABELS, "status"])
+    last_check = _gauge("pulse_table_last_check_timestamp_seconds", "When the table was last checked.", TABLE_LABELS)
+    age = _gauge(
+        "pulse_table_newest_row_age_seconds",
+        "Age of the newest row, as measured by the latest freshness check that measured it.",
+        TABLE_LABELS,
+    )
+    limit = _gauge("pulse_table_freshness_limit_seconds", "The freshness limit that check applied.", TABLE_LABELS)
+    volume = _gauge("pulse_table_volume_rows", "Latest volume value (rows per hour/day, or total rows).", TABLE_LABELS)
+    lower = _gauge("pulse_table_volume_expected_lower_rows", "Lower edge of the expected volume band.", TABLE_LABELS)
+    upper = _gauge("pulse_table_volume_expected_upper_rows", "Upper edge of the expected volume band.", TABLE_LABELS)
+    with pulse_db.cursor() as cursor:
+        cursor.execute(_TABLES_SQL)
+        rows = cursor.fetchall()
+    for team, conn, schema, table, state, checked, fresh, fresh_limit, value, low, high in rows:
+        labels = [team, conn, schema, table]
+        status.add_metric([*labels, state], 1)
+        for family, sample in (
+            (last_check, checked),
+            (age, fresh),
+            (limit, fresh_limit),
+            (volume, value),
+            (lower, low),
+            (upper, high),
+        ):
+            if sample is not None:
+                family.add_metric(labels, float(sample))
+    yield from (status, last_check, age, limit, volume, lower, upper)
+
+
+def _connection_families(now: datetime) -> Iterator[Metric]:
+    status = _gauge(
+        "pulse_connection_status",
+        "1 for the connection's current status (label status).",
+        [*CONNECTION_LABELS, "status"],
+    )
+    last_check = _gauge(
+        "pulse_connection_last_check_timestamp_seconds", "When the connection was last contacted.", CONNECTION_LABELS
+    )
+    lag = _gauge(
+        "pulse_connection_replication_lag_seconds", "Latest measured replication lag of the replica.", CONNECTION_LABELS
+    )
+    budget = _gauge("pulse_connection_query_budget", "Queries the connection may send per hour.", CONNECTION_LABELS)
+    used = _gauge("pulse_connection_queries_used", "Queries reserved in the current clock hour.", CONNECTION_LABELS)
+    share = _gauge(
+        "pulse_connection_budget_used_ratio", "Share of this hour's query budget used (0 to 1).", CONNECTION_LABELS
+    )
+    window = now.replace(minute=0, second=0, microsecond=0)
+    with pulse_db.cursor() as cursor:
+        cursor.execute(_CONNECTIONS_SQL, {"window": window})
+        rows = cursor.fetchall()
+    for team, conn, state, checked, per_hour, queries, lag_seconds in rows:
+        labels = [team, conn]
+        status.add_metric([*labels, state], 1)
+        if checked is not None:
+            last_check.add_metric(labels, float(checked))
+        if lag_seconds is not None:
+            lag.add_metric(labels, float(lag_seconds))
+        budget.add_metric(labels, per_hour)
+        used.add_metric(labels, queries)
+        share.add_metric(labels, queries / per_hour if per_hour else 0.0)
+    yield from (status, last_check, lag, budget, used, share)
+
+
+def _total_families(now: datetime) -> Iterator[Metric]:
+    runs = _gauge("pulse_check_runs_last_hour", "Check results recorded in the last hour, by result.", ["result"])
+    counted = dict(
+        CheckResult.objects.filter(started_at__gte=now - timedelta(seconds=RUNS_WINDOW_SECONDS))
+        .values("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    for result in Status.values:
+        runs.add_metric([result], counted.get(result, 0))
+    yield runs
+
+    alerts = _gauge(
+        "pulse_open_alerts", "Unresolved alerts by kind and state (open, acknowledged, snoozed).", ["kind", "state"]
+    )
+    state = Case(When(snoozed_until__gt=now, then=Value("snoozed")), default=F("status"))
+    unresolved = {
+        (kind, alert_state): n
+        for kind, alert_state, n in Alert.objects.exclude(status=Alert.Status.RESOLVED)
+        .annotate(state=state)
+        .values("kind", "state")
+        .annotate(n=Count("id"))
+        .values_list("kind", "state", "n")
+    }
+    for kind in Alert.Kind.values:
+        for alert_state in ("open", "acknowledged", "snoozed"):
+            alerts.add_metric([kind, alert_state], unresolved.get((kind, alert_state), 0))
+    yield alerts
+
+    notifications = _gauge("pulse_notifications", "Notifications in the outbox by outcome.", ["status"])
+    outcomes = dict(Notification.objects.values("status").annotate(n=Count("id")).values_list("status", "n"))
+    for outcome in Notification.Status.values:
+        notifications.add_metric([outcome], outcomes.get(outcome, 0))
+    yield notifications
+
+    scheduler = scheduler_status(now=now)
+    workers = _gauge("pulse_scheduler_workers", "runchecks processes with a fresh heartbeat.")
+    workers.add_metric([], scheduler.get("workers", 0))
+    yield workers
+    if scheduler["last_heartbeat_at"] is not None:
+        age = _gauge("pulse_scheduler_heartbeat_age_seconds", "Seconds since the newest runchecks heartbeat.")
+        age.add_metric([], (now - datetime.fromisoformat(scheduler["last_heartbeat_at"])).total_seconds())
+        yield age
+
+
+class PulseCollector:
+    """A prometheus-client collector that reads Pulse's database on each `collect()`."""
+
+    def collect(self) -> Iterator[Metric]:
+        now = timezone.now()
+        yield from _table_families(now)
+        yield from _connection_families(now)
+        yield from _total_families(now)
+
+
+REGISTRY = CollectorRegistry(auto_describe=False)
+REGISTRY.register(PulseCollector())
+
+
+def metrics_exposition() -> bytes:
+    """All metrics in Prometheus' text exposition format (version 0.0.4)."""
+    return generate_latest(REGISTRY)
