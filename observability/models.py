@@ -14,9 +14,9 @@ class Badge(models.Model):
     makes every earlier URL a 404.
     """
 
-    team = models.OneToOneField(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="badge")
-    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="badge")
-    table = models.OneToOneField(MonitoredTable, on_delete=models.CASCADE, null=True, blank=True, related_name="badge")
+    team = models.OneToOneField(Group, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    table = models.OneToOneField(MonitoredTable, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     key = models.CharField(max_length=64, unique=True, default=badge_key_new, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
