@@ -29,7 +29,9 @@ api_patterns = [
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI and Redoc from drf-spectacular-sidecar's static files: no CDN, pinned in requirements.txt.
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    re_path(r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"),
+    re_path(
+        r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"
+    ),
     *router.urls,
 ]
 
