@@ -123,7 +123,7 @@ def test_no_heartbeat_yet_means_no_heartbeat_age_sample(client, world):
 
 
 def test_tenant_names_cannot_forge_samples_or_break_the_format(client, teams):
-    hostile = 'x"} 1\npulse_forged 1\n# TYPE \\'
+    hostile = 'x"} 1\npulse_forged 1\n# TYPE \\n \\" é\\'
     connection = Connection.objects.create(team=teams[0], name=hostile, host="h.invalid", database="d", username="u")
     MonitoredTable.objects.create(connection=connection, schema_name=hostile, table_name=hostile)
     samples = scrape(client)
@@ -139,6 +139,7 @@ def test_a_scrape_costs_the_same_queries_for_1_or_30_tables(client, world):
         return len(captured)
 
     before = queries()
+    assert before >= 6  # tables, connections, runs, alerts, notifications, heartbeat (and the session's)
     MonitoredTable.objects.bulk_create(
         MonitoredTable(connection=world["shop"], table_name=f"t{n}", status="healthy") for n in range(30)
     )
