@@ -84,8 +84,13 @@ def load(*, tables: int, connections: int, hours: int) -> None:
     teams = [Group.objects.create(name=f"team-{n}") for n in range(4)]
     conns = [
         Connection.objects.create(
-            team=teams[n % 4], name=f"replica-{n:02d}", host="replica.invalid", database="db", username="pulse",
-            status="ok", last_checked_at=timezone.now(),
+            team=teams[n % 4],
+            name=f"replica-{n:02d}",
+            host="replica.invalid",
+            database="db",
+            username="pulse",
+            status="ok",
+            last_checked_at=timezone.now(),
         )
         for n in range(connections)
     ]
