@@ -8,8 +8,9 @@ Pulse's own database.
 
 1. Data: 4 teams, --connections connections, --tables tables spread over them (statuses mixed: 5% failing,
    2% error, 3% paused, the rest healthy), and for every table --hours hours of history at one run every
-   30 minutes: a freshness, a volume (with its band) and a schema_change result per run (3 x 2 x hours rows per
-   table), plus a replication_lag result per connection per run; 500 open alerts, 5,000 notifications, one
+   30 minutes, and the last hour again at the default 5-minute interval: a freshness, a volume (with its band)
+   and a schema_change result per run (3 x (2 x hours + 12) rows per table), plus a replication_lag result per
+   connection per 30-minute run; 500 open alerts, 5,000 notifications, one
    heartbeat; then VACUUM ANALYZE (the state autovacuum would reach).
 2. Scrapes: 2 warm-up scrapes, then --runs timed scrapes through Django's test client (the whole request:
    authentication, the queries, the exposition text), plus the collector alone and its SQL query count.
@@ -121,6 +122,19 @@ def load(*, tables: int, connections: int, hours: int) -> None:
             '', now() - make_interval(mins => 30 * r) - make_interval(secs => t.id % 600), 5, 1, '{{}}', false, false
         FROM monitors_monitoredtable t
         CROSS JOIN generate_series(0, {runs - 1}) r
+        CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
+        """,
+        # The last hour at the default interval (5 min): what the run counts of a scrape read.
+        f"""
+        INSERT INTO monitors_checkresult (connection_id, table_id, kind, status, observed_value, expected_lower,
+            expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected)
+        SELECT t.connection_id, t.id, k.kind, CASE WHEN t.status = 'failing' AND r = 0 THEN 'fail' ELSE 'pass' END,
+            CASE k.kind WHEN 'freshness' THEN 60 + (t.id % 600) WHEN 'volume' THEN 100 + (t.id + r) % 50 END,
+            CASE k.kind WHEN 'volume' THEN 90 END,
+            CASE k.kind WHEN 'freshness' THEN 3600 WHEN 'volume' THEN 160 END,
+            '', now() - make_interval(mins => 5 * r + 2) - make_interval(secs => t.id % 600), 5, 1, '{{}}', false, false
+        FROM monitors_monitoredtable t
+        CROSS JOIN generate_series(0, 11) r
         CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
         """,
         f"""

@@ -23,7 +23,9 @@ from monitors.heartbeat import scheduler_status
 from monitors.models import CheckResult, MonitoredTable
 
 CONNECTION_LABELS = ["team", "connection"]
-RUNS_WINDOW_SECONDS = 3600
+# Runs are counted over the last 15 minutes: 3 runs of a table at the default 5-minute interval, and a quarter
+# of the rows an hour would count (the count reads each result row of the window).
+RUNS_WINDOW_SECONDS = 900
 
 # Every table with its latest measured freshness and volume (one LATERAL index lookup each).
 _TABLES_SQL = f"""
@@ -162,7 +164,7 @@ def _connection_families(now: datetime) -> Iterator[Metric]:
 
 
 def _total_families(now: datetime) -> Iterator[Metric]:
-    runs = _gauge("pulse_check_runs_last_hour", "Check results recorded in the last hour, by result.", ["result"])
+    runs = _gauge("pulse_check_runs_last_15m", "Check results recorded in the last 15 minutes, by result.", ["result"])
     counted = dict(
         CheckResult.objects.filter(started_at__gte=now - timedelta(seconds=RUNS_WINDOW_SECONDS))
         .values("status")

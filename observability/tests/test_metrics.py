@@ -76,12 +76,12 @@ def test_per_connection_metrics_show_lag_and_this_hours_budget(client, world):
 
 def test_totals_count_runs_alerts_notifications_and_the_heartbeat(client, world, make_channel, event_notification):
     now = timezone.now()
-    CheckResult.objects.create(  # older than an hour: not counted
+    CheckResult.objects.create(  # older than 15 minutes: not counted
         connection=world["shop"],
         table=world["orders"],
         kind="volume",
         status="pass",
-        started_at=now - timedelta(hours=2),
+        started_at=now - timedelta(minutes=20),
     )
     alert = Alert.objects.create(
         connection=world["shop"], table=world["orders"], kind="freshness", opened_at=now, last_seen_at=now
@@ -103,8 +103,8 @@ def test_totals_count_runs_alerts_notifications_and_the_heartbeat(client, world,
     Notification.objects.filter(pk=sent.pk).update(status="sent")
     SchedulerHeartbeat.objects.create(worker="w1", beat_at=now - timedelta(seconds=30), started_at=now)
     samples = scrape(client)
-    runs = samples["pulse_check_runs_last_hour"]
-    assert runs[labels(result="fail")] == 2 and runs[labels(result="error")] == 1 and runs[labels(result="pass")] == 2
+    runs = samples["pulse_check_runs_last_15m"]
+    assert runs[labels(result="fail")] == 1 and runs[labels(result="error")] == 1 and runs[labels(result="pass")] == 2
     assert runs[labels(result="skipped")] == 0
     alerts = samples["pulse_open_alerts"]
     assert alerts[labels(kind="freshness", state="open")] == 1
