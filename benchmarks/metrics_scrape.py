@@ -125,14 +125,14 @@ def load(*, tables: int, connections: int, hours: int) -> None:
         CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
         """,
         # The last hour at the default interval (5 min): what the run counts of a scrape read.
-        f"""
+        """
         INSERT INTO monitors_checkresult (connection_id, table_id, kind, status, observed_value, expected_lower,
             expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected)
         SELECT t.connection_id, t.id, k.kind, CASE WHEN t.status = 'failing' AND r = 0 THEN 'fail' ELSE 'pass' END,
             CASE k.kind WHEN 'freshness' THEN 60 + (t.id % 600) WHEN 'volume' THEN 100 + (t.id + r) % 50 END,
             CASE k.kind WHEN 'volume' THEN 90 END,
             CASE k.kind WHEN 'freshness' THEN 3600 WHEN 'volume' THEN 160 END,
-            '', now() - make_interval(mins => 5 * r + 2) - make_interval(secs => t.id % 600), 5, 1, '{{}}', false, false
+            '', now() - make_interval(mins => 5 * r + 2) - make_interval(secs => t.id % 600), 5, 1, '{}', false, false
         FROM monitors_monitoredtable t
         CROSS JOIN generate_series(0, 11) r
         CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
