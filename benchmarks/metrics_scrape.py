@@ -54,6 +54,7 @@ def setup_django() -> None:
     os.environ["PULSE_DATABASE_URL"] = "postgres://{user}@{host}:{port}/".format(**PULSE_SERVER) + BENCH_DB
     os.environ["PULSE_DEBUG"] = "off"
     os.environ["PULSE_METRICS_TOKEN"] = TOKEN
+    os.environ["PULSE_DB_CONN_MAX_AGE"] = "3600"  # one backend for every scrape, so its CPU time can be read
     os.environ.setdefault("PULSE_SECRET_KEY", secrets.token_urlsafe(50))
     os.environ.setdefault("PULSE_ENCRYPTION_KEY", Fernet.generate_key().decode())
     with psycopg.connect(**PULSE_SERVER, dbname="postgres", autocommit=True) as conn:
@@ -172,6 +173,12 @@ def load(*, tables: int, connections: int, hours: int) -> None:
         conn.execute("VACUUM ANALYZE")
 
 
+def backend_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a PostgreSQL backend process has used so far, from /proc (same machine)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -196,7 +203,7 @@ def main() -> int:
         from monitors.models import CheckResult, MonitoredTable
         from observability.metrics import metrics_exposition
 
-        say(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        say(f"  load average at start ({os.cpu_count()} CPUs): {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         say(f"  DEBUG={settings.DEBUG}, PostgreSQL {pulse_db.cursor().connection.info.server_version}")
         phase(f"1. data: {args.tables:,} tables, {args.connections} connections, {args.hours} h of history")
         load(tables=args.tables, connections=args.connections, hours=args.hours)
@@ -218,11 +225,16 @@ def main() -> int:
 
         with pulse_db.execute_wrapper(count):
             metrics_exposition()
-        timings = []
+        with pulse_db.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid()")
+            backend = cursor.fetchone()[0]
+        timings, python_cpu, postgres_cpu = [], [], []
         for _ in range(args.runs):
-            start = time.perf_counter()
+            start, cpu, pg_cpu = time.perf_counter(), time.process_time(), backend_cpu_seconds(backend)
             response = client.get("/metrics", **headers)
             timings.append(time.perf_counter() - start)
+            python_cpu.append(time.process_time() - cpu)
+            postgres_cpu.append(backend_cpu_seconds(backend) - pg_cpu)
             assert response.status_code == 200
         collector = []
         for _ in range(5):
@@ -243,6 +255,11 @@ def main() -> int:
             f"  GET /metrics: median {statistics.median(timings) * 1000:,.0f} ms, "
             f"p95 {percentile(timings, 0.95) * 1000:,.0f} ms, max {max(timings) * 1000:,.0f} ms "
             f"over {args.runs} scrapes"
+        )
+        say(
+            f"  CPU per scrape (median; what the scrape costs without the other processes' load): Python "
+            f"{statistics.median(python_cpu) * 1000:,.0f} ms + PostgreSQL backend "
+            f"{statistics.median(postgres_cpu) * 1000:,.0f} ms"
         )
         say(f"  collector alone (median of 5): {statistics.median(collector) * 1000:,.0f} ms")
         say(f"  the per-table query alone (PostgreSQL writes the table lines): {tables_query * 1000:,.0f} ms")
