@@ -144,3 +144,9 @@ def test_a_scrape_costs_the_same_queries_for_1_or_30_tables(client, world):
         MonitoredTable(connection=world["shop"], table_name=f"t{n}", status="healthy") for n in range(30)
     )
     assert queries() == before
+
+
+def test_an_empty_pulse_scrapes_cleanly(client):
+    samples = scrape(client)
+    assert "pulse_table_status" not in samples and "pulse_connection_status" not in samples
+    assert samples["pulse_notifications"][labels(status="pending")] == 0
