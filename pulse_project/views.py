@@ -6,7 +6,7 @@ from rest_framework.reverse import reverse
 
 from alerts.lifecycle import table_rebaseline_accept
 from common.api import PulseRouter
-from connections.api.serializers import ConnectionSerializer
+from connections.api.serializers import ConnectionSerializer as BaseConnectionSerializer
 from connections.api.views import ConnectionViewSet as BaseConnectionViewSet
 from monitors.api.serializers import MonitoredTableSerializer
 from monitors.api.views import MonitoredTableViewSet
@@ -28,17 +28,19 @@ class TableViewSet(MonitoredTableViewSet):
     table_rebaseline = staticmethod(table_rebaseline_accept)
 
 
-class ConnectionWithBadgeSerializer(ConnectionSerializer):
+class ConnectionSerializer(BaseConnectionSerializer):
+    """The connection with its public badge URL (the OpenAPI component keeps the name `Connection`)."""
+
     badge_url = BadgeUrlField()
 
-    class Meta(ConnectionSerializer.Meta):
-        fields = [*ConnectionSerializer.Meta.fields, "badge_url"]
+    class Meta(BaseConnectionSerializer.Meta):
+        fields = [*BaseConnectionSerializer.Meta.fields, "badge_url"]
 
 
 class ConnectionViewSet(BaseConnectionViewSet):
     """`/api/connections`, with each connection's public badge URL."""
 
-    serializer_class = ConnectionWithBadgeSerializer
+    serializer_class = ConnectionSerializer
 
 
 class ApiRootView(routers.APIRootView):
