@@ -99,7 +99,8 @@ _LABELS = " || ".join(
     ]
 )
 # One text per family: its sample lines, written by PostgreSQL (string_agg skips the NULL lines of tables that
-# have no such value). MATERIALIZED: each table's label set is escaped once, not once per family. Float8 and numeric print as the format's numbers (shortest round-trip form).
+# have no such value). MATERIALIZED: each table's label set is escaped once, not once per family. Float8 and
+# numeric print as the format's numbers (shortest round-trip form).
 _TABLE_LINES_SQL = (
     f"WITH latest AS ({_TABLES_SQL}), labelled AS MATERIALIZED (SELECT {_LABELS} AS labels, * FROM latest) SELECT "
     + "string_agg('pulse_table_status{' || labels || ',status=\"' || "
