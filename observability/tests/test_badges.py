@@ -100,3 +100,18 @@ def test_the_admin_change_pages_show_the_badge_url(client, staff, world):
     assert f"/badges/{Badge.objects.get(table=world['orders']).key}.svg" in table_page
     connection_page = client.get(f"/admin/connections/connection/{world['shop'].id}/change/").content.decode()
     assert f"/badges/{Badge.objects.get(connection=world['shop']).key}.svg" in connection_page
+
+
+def test_badge_urls_cost_the_same_queries_for_2_or_22_tables(owner_client, world):
+    def queries():
+        with CaptureQueriesContext(pulse_db) as captured:
+            assert owner_client.get("/api/tables").status_code == 200
+        return len(captured)
+
+    owner_client.get("/api/tables")  # the first listing creates the badges
+    before = queries()
+    MonitoredTable.objects.bulk_create(
+        MonitoredTable(connection=world["shop"], table_name=f"t{n}", status="healthy") for n in range(20)
+    )
+    owner_client.get("/api/tables")
+    assert queries() == before
