@@ -2,6 +2,10 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseBadRequest, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils import timezone
 
 from alerts.channels import (
@@ -32,8 +36,15 @@ class AlertEventInline(admin.TabularInline):
         return False
 
 
+# The snoozes the alert page offers (POST field `hours`).
+SNOOZE_HOURS = {1: "1 hour", 24: "1 day", 168: "1 week"}
+
+
 @admin.register(Alert)
 class AlertAdmin(TeamScopedAdmin):
+    """Alerts of the user's teams; the change page (templates/admin/alerts/alert/change_form.html) has
+    Acknowledge, Snooze and Resolve buttons that POST to `<id>/acknowledge/`, `<id>/snooze/`, `<id>/resolve/`."""
+
     team_path = "connection__team"
     list_display = ["state", "level", "kind", "subject", "message", "opened", "last_seen", "failures"]
     list_display_links = ["state"]
@@ -86,6 +97,54 @@ class AlertAdmin(TeamScopedAdmin):
     def has_add_permission(self, request):
         return False
 
+    def get_urls(self):
+        buttons = [
+            path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(self.transition_view),
+                {"transition": name},
+                name=f"alerts_alert_{name}",
+            )
+            for name in ("acknowledge", "snooze", "resolve")
+        ]
+        return buttons + super().get_urls()
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "snooze_choices": SNOOZE_HOURS.items()}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def transition_view(self, request, object_id, transition):
+        """One button of the alert page: POST only (CSRF-checked by admin_view); another team's alert is a 404."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        alert = self.get_object(request, unquote(object_id))
+        if alert is None:
+            raise Http404("No such alert.")
+        if not self.has_change_permission(request, alert):
+            raise PermissionDenied
+        if transition == "snooze":
+            hours = request.POST.get("hours", "")
+            if not hours.isdigit() or int(hours) not in SNOOZE_HOURS:
+                return HttpResponseBadRequest(f"hours: choose one of {', '.join(map(str, SNOOZE_HOURS))}.")
+            until = timezone.now() + timedelta(hours=int(hours))
+            done = self._apply(request, [alert], lambda **kw: alert_snooze(until=until, **kw), "snoozed")
+        elif transition == "acknowledge":
+            done = self._apply(request, [alert], alert_acknowledge, "acknowledged")
+        else:
+            done = self._apply(request, [alert], alert_resolve, "resolved")
+            self._say_if_held(request, done)
+        return HttpResponseRedirect(reverse("admin:alerts_alert_change", args=[alert.pk]))
+
+    def _say_if_held(self, request, resolved: list[Alert]) -> None:
+        held = [alert for alert in resolved if alert.resolved_while_failing_at]
+        if held:
+            self.message_user(
+                request,
+                f"{len(held)} of them still fail: Pulse opens no new alert for these failures and alerts again "
+                "only if a check fails after passing once.",
+                messages.INFO,
+            )
+
     def _apply(self, request, queryset, transition, verb) -> list[Alert]:
         done = []
         for alert in queryset:
@@ -105,15 +164,7 @@ class AlertAdmin(TeamScopedAdmin):
         permissions=["change"],
     )
     def resolve(self, request, queryset):
-        resolved = self._apply(request, queryset, alert_resolve, "resolved")
-        held = [alert for alert in resolved if alert.resolved_while_failing_at]
-        if held:
-            self.message_user(
-                request,
-                f"{len(held)} of them still fail: Pulse opens no new alert for these failures and alerts again "
-                "only if a check fails after passing once.",
-                messages.INFO,
-            )
+        self._say_if_held(request, self._apply(request, queryset, alert_resolve, "resolved"))
 
     @admin.action(description="Snooze selected alerts for an hour", permissions=["change"])
     def snooze_one_hour(self, request, queryset):

@@ -1,7 +1,8 @@
 """Admin classes composed in the project layer: the apps' admins, joined where one app shows another's objects.
 
 Connection and MonitoredTable are registered here only (connections and monitors define their admins but do
-not register them), so the connection page lists its tables and a rebaseline resolves the volume alert."""
+not register them), so the connection page lists its tables, a rebaseline resolves the volume alert, and both
+pages show their public status badge."""
 
 from django.contrib import admin
 from django_apscheduler.models import DjangoJob, DjangoJobExecution
@@ -11,15 +12,16 @@ from connections.admin import ConnectionAdmin
 from connections.models import Connection
 from monitors.admin import MonitoredTableAdmin, MonitoredTableInline
 from monitors.models import MonitoredTable
+from observability.admin import BadgeUrlAdminMixin
 
 
 @admin.register(Connection)
-class ConnectionWithTablesAdmin(ConnectionAdmin):
+class ConnectionWithTablesAdmin(BadgeUrlAdminMixin, ConnectionAdmin):
     inlines = [MonitoredTableInline]
 
 
 @admin.register(MonitoredTable)
-class TableAdmin(MonitoredTableAdmin):
+class TableAdmin(BadgeUrlAdminMixin, MonitoredTableAdmin):
     table_rebaseline = staticmethod(table_rebaseline_accept)
 
 

@@ -49,11 +49,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: /api/docs and /api/redoc work offline
     "django_filters",
     "django_apscheduler",
     "connections",
     "monitors",
     "alerts",
+    "observability",
     "pulse_project",  # last: the top layer (runchecks, demo, rotate_secrets) may use every app
 ]
 
@@ -138,12 +140,21 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Data-health monitoring for PostgreSQL read replicas.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and Redoc from drf-spectacular-sidecar's static files; no online validator badge.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # /api/tables (with badge_url) and the rebaseline response share the table's status choices: one enum.
+    "ENUM_NAME_OVERRIDES": {"MonitoredTableStatusEnum": "monitors.models.MonitoredTable.Status"},
 }
 
 PULSE_VERSION = "0.1.0"
 # How long results are kept (days) and how stale the runchecks heartbeat may get (seconds).
 PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
 PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
+# The bearer token Prometheus sends to GET /metrics; empty (the default): /metrics answers 404.
+PULSE_METRICS_TOKEN = env.str("PULSE_METRICS_TOKEN", default="")
 # runchecks: how long a batch's recording retries while Pulse's database is unreachable (seconds), and
 # where batches go after that, to be recorded when the database is back (monitors/spool.py).
 PULSE_RECORD_RETRY_SECONDS = env.float("PULSE_RECORD_RETRY_SECONDS", default=60.0)

@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-PACKAGES = ("common", "connections", "monitors", "alerts", "pulse_project")
+PACKAGES = ("common", "connections", "monitors", "alerts", "observability", "pulse_project")
 JOB_PATH = re.compile(r"^[a-z_]+(\.[a-z_]+)+:[a-z_]+$")
-FOREIGN_WRITE = re.compile(r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(connections|monitors|alerts)_", re.IGNORECASE)
+FOREIGN_WRITE = re.compile(
+    r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(connections|monitors|alerts|observability)_", re.IGNORECASE
+)
 
 
 def test_imports_follow_the_layers():
