@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "connections",
     "monitors",
     "alerts",
+    "monitors_as_code",
     "pulse_project",  # last: the top layer (runchecks, demo, rotate_secrets) may use every app
 ]
 
