@@ -59,3 +59,11 @@ def managed_by_problem(value) -> str | None:
     if value not in ("", None):
         return 'only "" (opt out of the file) can be written here; a file marks the objects it manages'
     return None
+
+
+def changed_fields(*, instance, attrs: dict, write_only=()) -> list[str]:
+    """The fields of `attrs` that would change `instance`: a different value, or a write-only field (a secret
+    that cannot be compared) given at all."""
+    if instance is None:
+        return []
+    return [name for name, value in attrs.items() if name in write_only or getattr(instance, name, None) != value]

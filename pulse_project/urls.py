@@ -8,6 +8,7 @@ from alerts.api.views import AlertViewSet
 from common.api import AuthTokenView, PulseRouter
 from connections.api.views import ConnectionViewSet, MaintenanceWindowViewSet
 from monitors.api.views import CheckViewSet
+from monitors_as_code.api import ApplyView, PlanView
 from pulse_project.health import health
 from pulse_project.views import TableViewSet
 
@@ -25,6 +26,8 @@ api_patterns = [
     re_path(r"^auth/token/?$", AuthTokenView.as_view(), name="auth-token"),
     re_path(r"^schema/?$", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"^docs/?$", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    re_path(r"^monitors/plan/?$", PlanView.as_view(), name="monitors-plan"),
+    re_path(r"^monitors/apply/?$", ApplyView.as_view(), name="monitors-apply"),
     *router.urls,
 ]
 
