@@ -1,6 +1,8 @@
 import pytest
 from django.contrib.auth.models import Group
+from psycopg import sql
 
+from conftest import READER, SAMPLE_DB
 from monitors_as_code.apply import plan_apply
 from monitors_as_code.plan import plan_build
 
@@ -33,3 +35,29 @@ def apply(teams, env):
         return plan_apply(content=text, filename="pulse.yml", teams=teams or Group.objects.all(), env=env, prune=prune)
 
     return run
+
+
+@pytest.fixture
+def replica_tables(replica_pair):
+    """replica_tables(schema, names): create tables (id, created_at, note) on the primary, readable by the
+    reader, and wait until the standby has replayed them. The pair lives for the session: use fresh names."""
+
+    def create(schema: str, names) -> None:
+        reader = sql.Identifier(READER)
+        statements = [
+            sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)),
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(sql.Identifier(schema), reader),
+        ]
+        for name in names:
+            table = sql.Identifier(schema, name)
+            statements.append(
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {} (id int, created_at timestamptz DEFAULT now(), note text)"
+                ).format(table)
+            )
+            statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(table, reader))
+        with replica_pair.primary.connect(SAMPLE_DB) as conn:
+            conn.execute(sql.SQL("; ").join(statements))
+        replica_pair.wait_for_replay()
+
+    return create
