@@ -130,6 +130,7 @@ class _Converter:
                 if key in result:
                     _refuse(key_node.start_mark.line + 1, f'{field_name((*path, key))}: "{key}" is given twice')
                 result[key] = self.value(value_node, (*path, key))
+                self.lines[(*path, key)] = key_node.start_mark.line + 1  # where the field is named
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.value(item, (*path, index)) for index, item in enumerate(node.value)]

@@ -397,9 +397,8 @@ class _Reader:
             table_name=table.table_name,
             timestamp_column=table.settings["timestamp_column"],
         )
-        problems.update(_field_problems(instance, (*TABLE_SETTINGS, "schema_name", "table_name")))
         info = catalog.table(table.schema_name, table.table_name)
-        if not problems:
+        if not problems:  # names that can be looked up: the catalog's verdict, with the field validators'
             problems = table_catalog_problems(
                 info=info,
                 connection=table.connection,
@@ -407,6 +406,8 @@ class _Reader:
                 table_name=table.table_name,
                 timestamp_column=table.settings["timestamp_column"],
             )
+        catalog_ok = info.exists and info.readable and "table_name" not in problems and "schema_name" not in problems
+        problems = {**_field_problems(instance, (*TABLE_SETTINGS, "schema_name", "table_name")), **problems}
         for field_, message in problems.items():
             self._table_problem(table, field_, message)
         seen: dict[tuple, DesiredCheck] = {}
@@ -438,7 +439,7 @@ class _Reader:
                     sql_text=check.sql,
                     min_value=check.min_value,
                     max_value=check.max_value,
-                    consult_replica=not problems and check.kind == Check.Kind.NULL_RATE,
+                    consult_replica=catalog_ok and check.kind == Check.Kind.NULL_RATE,
                     table_info=info,
                 )
             for field_, message in check_found.items():
@@ -630,7 +631,8 @@ class _Differ:
             if key not in wanted and existing.managed_by == self.source:
                 self.gone("table", f"{existing.connection.name}: {existing.qualified_name}", existing)
 
-    def _check_create(self, check: DesiredCheck, table) -> None:
+    def _check_create(self, check: DesiredCheck, table: DesiredTable, existing_table=None) -> None:
+        """A new check, on the table created with it or on `existing_table`."""
         values = {"kind": check.kind, "column": check.column, "sql": check.sql}
         values.update({name: getattr(check, name) for name in CHECK_VALUES})
         self.changes.append(
@@ -641,7 +643,7 @@ class _Differ:
                 line=self.document.line(check.path),
                 fields={name: (None, value) for name, value in values.items() if value not in ("", None)},
                 desired=check,
-                table=table,
+                table=existing_table or table,
             )
         )
 
@@ -651,7 +653,7 @@ class _Differ:
         for check in table.checks:
             existing = next((c for c in unmatched if (c.kind, c.column, c.sql) == check.key), None)
             if existing is None:
-                self._check_create(check, table)
+                self._check_create(check, table, existing_table)
                 continue
             unmatched.remove(existing)
             fields = _differences(existing, {name: getattr(check, name) for name in CHECK_VALUES})
