@@ -19,6 +19,8 @@ import jsonschema
 import yaml
 from django.conf import settings
 
+from common.parsers import text_encodable
+
 MAX_FILE_BYTES = 2_000_000
 MAX_DEPTH = 16
 MAX_NODES = 250_000
@@ -143,6 +145,11 @@ class _Converter:
             value = self.constructor.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             _refuse(node.start_mark.line + 1, f"{field_name(path)}: {getattr(exc, 'problem', None) or exc}")
+        if isinstance(value, str) and ("\x00" in value or not text_encodable(value)):
+            _refuse(
+                node.start_mark.line + 1,
+                f"{field_name(path)}: must not contain NUL characters or unpaired surrogates (\\ud800-\\udfff)",
+            )
         if isinstance(value, float) and not math.isfinite(value):
             _refuse(node.start_mark.line + 1, f"{field_name(path)}: must be a finite number (not NaN or Infinity)")
         if isinstance(value, dt.datetime | dt.date):

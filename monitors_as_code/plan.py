@@ -457,7 +457,10 @@ class _Reader:
             window_path = (*path, "maintenance_windows", index)
             moments = {}
             for name in ("starts_at", "ends_at"):
-                value = parse_datetime(spec[name]) if isinstance(spec[name], str) else None
+                try:
+                    value = parse_datetime(spec[name])
+                except ValueError:  # well formed but not a date (February 30th)
+                    value = None
                 if value is None:
                     self.problem((*window_path, name), "not an ISO 8601 date and time (e.g. 2026-12-01T02:00:00Z)")
                 elif value.tzinfo is None:

@@ -140,3 +140,33 @@ def test_bad_bodies_answer_400_and_never_500(owner_client, shop, body, content_t
 def test_a_body_over_the_size_limit_is_refused(owner_client, shop):
     response = post(owner_client, "plan", "#" * (MAX_FILE_BYTES + 10) + "\n")
     assert response.status_code in (400, 413)
+
+
+ODD_FILES = [
+    FILE.replace("table: orders", "table: " + "x" * 64),
+    FILE + "        sensitivity: 1.0e+300\n",
+    FILE + "        check_interval_seconds: 10000000000000000000000000000000000000\n",
+    FILE + "        checks: [{kind: row_count, min_value: 1.0e+308}]\n",
+    FILE + "        checks: [{kind: volume, min_value: 1}]\n",
+    FILE + "        checks: [{kind: null_rate, column: 'a\\x01b', max_value: 0.5}]\n",
+    FILE + "    maintenance_windows: [{starts_at: '2026-02-30T00:00:00Z', ends_at: '2026-03-01T00:00:00Z'}]\n",
+    FILE + "    maintenance_windows: [{starts_at: '99999-01-01T00:00:00Z', ends_at: '2026-03-01T00:00:00Z'}]\n",
+    FILE
+    + "    maintenance_windows: [{starts_at: 2026-01-01T00:00:00Z, ends_at: 2026-01-02T00:00:00Z, reason: '"
+    + "r" * 201
+    + "'}]\n",
+    FILE + "    table_groups: [{schema: '\\x01', tables: '[!'}]\n",
+    FILE.replace("name: shop-replica", "name: '\\x01'"),
+    FILE + "channels: [{name: '\\x01', kind: email, target_env: A}]\n",
+    FILE + "channels: [{name: x, kind: apprise, target_env: A}]\n",
+]
+
+
+@pytest.mark.parametrize("text", ODD_FILES)
+def test_odd_values_in_a_file_never_give_a_500(owner_client, shop, text):
+    body = json.dumps({"file": text, "env": {"A": "not an address"}})
+    response = post(owner_client, "apply", body, content_type="application/json")
+    assert response.status_code in (200, 400), response.content
+    if response.status_code == 400:
+        assert response.json()["problems"]
+        assert not MonitoredTable.objects.exists()

@@ -111,8 +111,15 @@ def test_too_many_values_are_refused(monkeypatch):
         ("version: 1\n---\nversion: 1\n", "not valid YAML"),
         (b"version: 1\nteam: \xff\n", "not UTF-8"),
         ("? [a, b]\n: 1\n", "keys must be text"),
+        ('version: 1\nteam: "ac\\0me"\n', "team: must not contain NUL characters"),
     ],
 )
 def test_unsafe_or_malformed_yaml_is_refused_naming_the_problem(text, message):
     found = problems_of(text)
     assert message in found[0][2], found
+
+
+def test_a_lone_surrogate_is_refused_by_either_parser():
+    (line, _, message), *_ = problems_of('version: 1\nteam: "\\ud800"\n')
+    assert line == 2
+    assert "invalid Unicode character escape" in message or "unpaired surrogates" in message
