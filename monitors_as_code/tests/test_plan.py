@@ -339,3 +339,23 @@ def test_a_spent_budget_is_reported_on_the_connection_and_nothing_is_planned(mak
     result = plan(FILE)
     assert [(p.line, p.field) for p in result.problems] == [(9, "connections[0].name")]
     assert "query budget of 1/h" in result.problems[0].message
+
+
+def test_names_reach_the_catalog_as_data_not_sql(shop, plan):
+    text = """\
+version: 1
+team: acme
+connections:
+  - name: shop-replica
+    tables:
+      - schema: "public'; DROP TABLE public.orders; --"
+        table: orders
+      - table: 'orders" OR "1"="1'
+"""
+    result = plan(text)
+    assert [(p.line, p.field) for p in result.problems] == [
+        (7, "connections[0].tables[0].table"),
+        (8, "connections[0].tables[1].table"),
+    ]
+    assert all("not found on connection" in p.message for p in result.problems)
+    assert plan(FILE).problems == []  # public.orders is still there
