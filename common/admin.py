@@ -1,6 +1,6 @@
 """The admin base class every team-owned model shares."""
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 
@@ -34,22 +34,11 @@ class TeamScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_delete_permission(self, request, obj=None):
-        # An object a monitors-as-code file manages is deleted by that file (apply --prune), or opted out first.
+        # An object a monitors-as-code file manages is deleted by that file (apply --prune), or opted out first;
+        # the bulk "delete selected" checks this per object too, and deletes nothing when one is managed.
         if obj is not None and getattr(obj, "managed_by", ""):
             return False
         return super().has_delete_permission(request, obj)
-
-    def delete_queryset(self, request, queryset):
-        if hasattr(queryset.model, "managed_by"):
-            managed = queryset.exclude(managed_by="").count()
-            if managed:
-                self.message_user(
-                    request,
-                    f"{managed} object(s) managed by a monitors-as-code file were kept: opt them out first.",
-                    messages.WARNING,
-                )
-            queryset = queryset.filter(managed_by="")
-        super().delete_queryset(request, queryset)
 
 
 def managed_form_errors(form) -> bool:

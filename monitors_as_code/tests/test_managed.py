@@ -154,3 +154,29 @@ def test_the_admin_does_not_offer_to_delete_a_managed_object(client, staff, mana
     response = client.post(f"/admin/connections/maintenancewindow/{window.pk}/delete/", {"post": "yes"})
     assert response.status_code == 403
     assert MaintenanceWindow.objects.filter(pk=window.pk).exists()
+
+
+def test_the_admin_opt_out_action_releases_the_selected_objects(client, staff, managed):
+    client.force_login(staff)
+    check = managed["checks"]
+    response = client.post(
+        "/admin/monitors/check/", {"action": "release_from_file", "_selected_action": [check.pk]}, follow=True
+    )
+    assert response.status_code == 200
+    assert "1 object(s) opted out of their monitors-as-code file." in response.content.decode()
+    check.refresh_from_db()
+    assert check.managed_by == ""
+    assert MonitoredTable.objects.get().managed_by == "pulse.yml"  # only what was selected
+
+
+def test_the_admin_bulk_delete_refuses_a_selection_with_a_managed_object(client, staff, managed):
+    client.force_login(staff)
+    window = managed["maintenance-windows"]
+    by_hand = MaintenanceWindow.objects.create(
+        connection=window.connection, starts_at="2026-01-01T00:00Z", ends_at="2026-01-01T01:00Z"
+    )
+    url = "/admin/connections/maintenancewindow/"
+    client.post(url, {"action": "delete_selected", "_selected_action": [window.pk, by_hand.pk], "post": "yes"})
+    assert MaintenanceWindow.objects.count() == 2
+    client.post(url, {"action": "delete_selected", "_selected_action": [by_hand.pk], "post": "yes"})
+    assert list(MaintenanceWindow.objects.all()) == [window]
