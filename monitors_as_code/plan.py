@@ -31,20 +31,11 @@ from monitors_as_code.catalog import catalog_lookup
 from monitors_as_code.document import Document, FileRefused, Problem, load
 
 DEFAULT_SOURCE = "pulse.yml"
-TABLE_SETTINGS = (
-    "timestamp_column",
-    "freshness_threshold_minutes",
-    "check_interval_seconds",
-    "failure_threshold",
-    "sensitivity",
-    "direction",
-    "seasonality",
-    "min_relative_change",
-    "min_absolute_change",
+# A table's settings in the file: what a file manages, but for the names that identify the table.
+TABLE_SETTINGS = tuple(
+    name for name in MonitoredTable.MANAGED_FIELDS if name not in ("connection", "schema_name", "table_name")
 )
 CHECK_VALUES = ("min_value", "max_value")
-# The file's keys for the table's names; the model's field names everywhere else.
-NAME_KEYS = {"schema_name": "schema", "table_name": "table"}
 # Environment variables a file may not read: Pulse's own configuration and libpq's.
 RESERVED_ENV_PREFIXES = ("PULSE_", "DJANGO_", "DATABASE_", "PG")
 
@@ -305,7 +296,7 @@ class _Reader:
         declared: dict[tuple, DesiredTable] = {}
         for index, spec in enumerate(entry.get("tables", [])):
             table_path = (*path, "tables", index)
-            table = self._desired_table(connection, spec, spec, table_path, {}, from_group=False)
+            table = self._desired_table(connection, spec, table_path, {}, from_group=False)
             if table.key in declared:
                 self.problem(
                     (*table_path, "table"),
@@ -334,7 +325,7 @@ class _Reader:
                 override = overrides.get(name, {})
                 spec = {**group, **override, "schema": schema, "table": name}
                 override_paths = {key: (*group_path, "overrides", name, key) for key in override}
-                table = self._desired_table(connection, spec, group, group_path, override_paths, from_group=True)
+                table = self._desired_table(connection, spec, group_path, override_paths, from_group=True)
                 existing = declared.get(table.key)
                 if existing is not None and existing.from_group:
                     self.problem(
@@ -350,7 +341,7 @@ class _Reader:
             self._validate_table(table, catalog)
         return tables
 
-    def _desired_table(self, connection, spec, owner, path, override_paths, *, from_group) -> DesiredTable:
+    def _desired_table(self, connection, spec, path, override_paths, *, from_group) -> DesiredTable:
         settings = table_defaults()
         setting_paths = {}
         for name in TABLE_SETTINGS:
