@@ -1,8 +1,11 @@
 """plan_apply: exactly the plan's changes, in one transaction, or nothing."""
 
+import threading
 import uuid
 
+import psycopg
 import pytest
+from django.db import connection
 
 from alerts.models import Channel
 from connections.models import MaintenanceWindow, QueryAllowance
@@ -93,3 +96,42 @@ def test_a_change_made_by_hand_between_plan_and_apply_is_seen(shop, apply, plan)
     result = apply(FILE)
     assert [(c.action, c.fields) for c in result.changes] == [("change", {"check_interval_seconds": (900, 300)})]
     assert MonitoredTable.objects.get().check_interval_seconds == 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_applies_for_one_team_run_one_after_the_other_and_see_what_the_first_wrote(shop, apply, teams):
+    """The apply recomputes its changes under the team's row lock: a table written while it waited is changed,
+    not created a second time."""
+    result = {}
+
+    def run_apply():
+        try:
+            result["plan"] = apply(FILE)
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as holder:
+        holder.execute("SELECT id FROM auth_group WHERE id = %s FOR UPDATE", [teams[0].pk])
+        waiting = threading.Thread(target=run_apply)
+        waiting.start()
+        with psycopg.connect(**connection.get_connection_params(), autocommit=True) as observer:
+            for _ in range(6000):  # until the apply blocks on the lock (an event, checked every 10 ms)
+                row = observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                ).fetchone()
+                if row[0]:
+                    break
+                waiting.join(0.01)
+            else:
+                pytest.fail("the apply never waited for the team's lock")
+        MonitoredTable.objects.create(
+            connection=shop, table_name="orders", timestamp_column="created_at", sensitivity=9, managed_by="pulse.yml"
+        )
+        holder.rollback()  # releases the lock
+    waiting.join()
+    plan = result["plan"]
+    assert plan.problems == []
+    table_changes = [(c.action, c.fields) for c in plan.changes if c.kind == "table"]
+    assert table_changes == [("change", {"sensitivity": (9.0, 3.5)})]
+    assert MonitoredTable.objects.get().sensitivity == 3.5
