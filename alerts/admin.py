@@ -21,7 +21,7 @@ from alerts.channels import (
 from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze
 from alerts.models import Alert, AlertEvent, Channel, LifecycleBacklog, Notification
 from alerts.outbox import notification_test
-from common.admin import TeamScopedAdmin, place_label, short_time, status_label
+from common.admin import TeamScopedAdmin, managed_form_errors, place_label, release_from_file, short_time, status_label
 
 
 class AlertEventInline(admin.TabularInline):
@@ -215,6 +215,8 @@ class ChannelAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if managed_form_errors(self):
+            return cleaned
         problems = channel_problems(
             kind=cleaned.get("kind"),
             target=cleaned.get("target") or None,
@@ -250,15 +252,32 @@ class ChannelAdminForm(forms.ModelForm):
 class ChannelAdmin(TeamScopedAdmin):
     form = ChannelAdminForm
     team_path = "team"
-    list_display = ["is_active", "name", "kind", "team", "last_error_at", "reminder_interval_minutes", "updated_at"]
+    list_display = [
+        "is_active",
+        "name",
+        "kind",
+        "team",
+        "last_error_at",
+        "reminder_interval_minutes",
+        "managed_by",
+        "updated_at",
+    ]
     list_display_links = ["name"]
     # RelatedOnly: the filter lists only teams (and channels) the staff user can see.
     list_filter = ["is_active", "kind", ("team", admin.RelatedOnlyFieldListFilter)]
     search_fields = ["name"]
     ordering = ["team__name", "name"]
     list_select_related = ["team"]
-    readonly_fields = ["has_target", "has_secret", "last_error", "last_error_at", "created_at", "updated_at"]
-    actions = ["send_test"]
+    readonly_fields = [
+        "has_target",
+        "has_secret",
+        "managed_by",
+        "last_error",
+        "last_error_at",
+        "created_at",
+        "updated_at",
+    ]
+    actions = ["send_test", release_from_file]
 
     def get_readonly_fields(self, request, obj=None):
         # The kind decides what the target means: it cannot change (create another channel instead).

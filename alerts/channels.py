@@ -68,6 +68,7 @@ def channel_create(
     reminder_interval_minutes: int | None = None,
     remind_earlier_alerts: bool = False,
     is_active: bool = True,
+    managed_by: str = "",
 ) -> tuple[Channel, str | None]:
     """Create a channel; returns it and, for a webhook created without a secret, the generated one.
 
@@ -79,6 +80,7 @@ def channel_create(
         reminder_interval_minutes=reminder_interval_minutes,
         remind_earlier_alerts=remind_earlier_alerts,
         is_active=is_active,
+        managed_by=managed_by,
     )
     channel.set_target(target_clean(kind=kind, target=target))
     generated = None
@@ -93,8 +95,8 @@ def channel_create(
 
 def channel_update(*, channel: Channel, **fields) -> Channel:
     """Change a channel: `target` and `secret` are encrypted (a blank or missing one keeps the stored
-    value); `name`, `reminder_interval_minutes`, `remind_earlier_alerts` and `is_active` are set. Team and
-    kind never change."""
+    value); `name`, `reminder_interval_minutes`, `remind_earlier_alerts`, `is_active` and `managed_by` (the
+    monitors-as-code file that manages it) are set. Team and kind never change."""
     target = fields.pop("target", None)
     secret = fields.pop("secret", None)
     fields.pop("team", None)

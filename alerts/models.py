@@ -3,6 +3,7 @@ from django.contrib.auth.models import Group
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
+from common.managed import managed_by_field
 from common.secrets import decrypt_secret, encrypt_secret
 from connections.models import Connection
 from monitors.checks import CheckKind
@@ -124,8 +125,11 @@ class Channel(models.Model):
     is_active = models.BooleanField(default=True)
     last_error = models.TextField(blank=True, default="", editable=False)
     last_error_at = models.DateTimeField(null=True, blank=True, editable=False)
+    managed_by = managed_by_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    MANAGED_FIELDS = ("team", "name", "kind", "target", "secret", "reminder_interval_minutes", "remind_earlier_alerts")
 
     class Meta:
         ordering = ["team_id", "name"]

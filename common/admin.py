@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.utils import timezone
 from django.utils.html import format_html
 
+from common.managed import managed_change_problems
 from common.tenancy import scope_to_user, teams_of
 
 
@@ -31,6 +32,28 @@ class TeamScopedAdmin(admin.ModelAdmin):
                 team_path=self.scoped_foreign_keys[db_field.name],
             )
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def has_delete_permission(self, request, obj=None):
+        # An object a monitors-as-code file manages is deleted by that file (apply --prune), or opted out first;
+        # the bulk "delete selected" checks this per object too, and deletes nothing when one is managed.
+        if obj is not None and getattr(obj, "managed_by", ""):
+            return False
+        return super().has_delete_permission(request, obj)
+
+
+def managed_form_errors(form) -> bool:
+    """Add the refusals of common.managed to an admin form (a managed object's file fields stay as the file
+    says); True when there were any, so the form's own (replica) rules need not run."""
+    problems = managed_change_problems(instance=form.instance, changed=form.changed_data)
+    for field, message in problems.items():
+        form.add_error(field if field in form.fields else None, message)
+    return bool(problems)
+
+
+@admin.action(description="Opt out of monitors as code (edit here from now on)", permissions=["change"])
+def release_from_file(modeladmin, request, queryset):
+    released = queryset.exclude(managed_by="").update(managed_by="")
+    modeladmin.message_user(request, f"{released} object(s) opted out of their monitors-as-code file.")
 
 
 # The tone of each status word any Pulse model uses (results, tables, connections, alerts, severities, outbox).

@@ -12,6 +12,7 @@ from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from common.managed import changed_fields, managed_by_problem, managed_change_problems
 from common.parsers import FormBodyParser, JSONBodyParser, MultiPartBodyParser, text_encodable
 from common.tenancy import teams_of
 
@@ -74,6 +75,37 @@ class StrictModelSerializer(serializers.ModelSerializer):
             if errors:
                 raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
+
+
+class ManagedModelSerializer(StrictModelSerializer):
+    """A model a monitors-as-code file can manage (common/managed.py): `managed_by` is shown, can only be
+    cleared (the team opts the object out), and the file's fields of a managed object are refused, before
+    any other rule runs. `write_only_managed`: fields that cannot be compared (secrets): giving one is a change."""
+
+    managed_by = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text='The monitors-as-code file managing this object (read-only but for "", which opts it out).',
+    )
+    write_only_managed: tuple[str, ...] = ()
+
+    def validate_managed_by(self, value):
+        problem = managed_by_problem(value)
+        if problem:
+            raise serializers.ValidationError(problem)
+        return value
+
+    def to_internal_value(self, data):
+        attrs = super().to_internal_value(data)
+        problems = managed_change_problems(
+            instance=self.instance,
+            changed=changed_fields(instance=self.instance, attrs=attrs, write_only=self.write_only_managed),
+            releasing=attrs.get("managed_by") == "",
+        )
+        if problems:
+            raise serializers.ValidationError({field: [message] for field, message in problems.items()})
+        return attrs
 
 
 class UserTeamField(serializers.PrimaryKeyRelatedField):

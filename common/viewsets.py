@@ -1,8 +1,9 @@
 """The viewset base every team-owned model's API shares: scoped to the user's teams, permissions per model."""
 
-from rest_framework import viewsets
+from rest_framework import serializers, viewsets
 
 from common.api import TeamModelPermissions
+from common.managed import managed_delete_problem
 from common.tenancy import scope_to_user
 
 
@@ -27,3 +28,10 @@ class TeamScopedViewSet(TeamScopedMixin, viewsets.ModelViewSet):
     """Create, read, partial update and delete; no PUT (a partial update says what changes)."""
 
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def perform_destroy(self, instance):
+        """An object a monitors-as-code file manages is deleted by that file (apply --prune), or opted out first."""
+        problem = managed_delete_problem(instance=instance) if hasattr(instance, "managed_by") else None
+        if problem:
+            raise serializers.ValidationError({"managed_by": [problem]})
+        super().perform_destroy(instance)

@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from common.admin import TeamScopedAdmin, short_time, status_label
+from common.admin import TeamScopedAdmin, managed_form_errors, release_from_file, short_time, status_label
 from connections.maintenance import maintenance_window_problems
 from connections.models import Connection, MaintenanceWindow, QueryAllowance
 from connections.state import connection_activation_apply, connection_change_problems, connection_test
@@ -132,6 +132,8 @@ class MaintenanceWindowAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
+        if managed_form_errors(self):
+            return cleaned
         problems = maintenance_window_problems(window=self.instance if self.instance.pk else None, changes=cleaned)
         for field, message in problems.items():
             self.add_error(field, message)
@@ -142,6 +144,8 @@ class MaintenanceWindowAdminForm(forms.ModelForm):
 class MaintenanceWindowAdmin(TeamScopedAdmin):
     form = MaintenanceWindowAdminForm
     team_path = "connection__team"
-    list_display = ["connection", "starts_at", "ends_at", "reason"]
+    list_display = ["connection", "starts_at", "ends_at", "reason", "managed_by"]
     list_filter = [("connection", admin.RelatedOnlyFieldListFilter)]
+    readonly_fields = ["managed_by"]
+    actions = [release_from_file]
     ordering = ["-starts_at"]

@@ -2,6 +2,7 @@ from django.contrib.auth.models import Group
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from common.managed import managed_by_field
 from common.secrets import decrypt_secret, encrypt_secret
 
 
@@ -136,6 +137,9 @@ class MaintenanceWindow(models.Model):
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
     reason = models.CharField(max_length=200, blank=True, default="")
+    managed_by = managed_by_field()
+
+    MANAGED_FIELDS = ("connection", "starts_at", "ends_at", "reason")
 
     class Meta:
         ordering = ["-starts_at"]

@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.utils.html import format_html
 
-from common.admin import TeamScopedAdmin, place_label, short_time, status_label
+from common.admin import TeamScopedAdmin, managed_form_errors, place_label, release_from_file, short_time, status_label
 from common.tenancy import scope_to_user
 from monitors import checks, tables
 from monitors.check_rules import check_problems
@@ -44,6 +44,8 @@ class CheckAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned_data = super().clean()
+        if managed_form_errors(self):
+            return cleaned_data
         if any(field in self.errors for field in CHECK_RULE_FIELDS):
             return cleaned_data  # a field is already refused: its value is unknown
         if self.instance.pk is not None and self._value("kind") != self.instance.kind:
@@ -91,6 +93,8 @@ class MonitoredTableAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned_data = super().clean()
+        if managed_form_errors(self):
+            return cleaned_data
         if any(field in self.errors for field in CATALOG_FIELDS):
             return cleaned_data  # a field is already refused: its value is unknown
         connection = self._value("connection")
@@ -175,6 +179,7 @@ class MonitoredTableAdmin(TeamScopedAdmin):
         "active",
         "last_checked",
         "next_check",
+        "managed_by",
     ]
     list_display_links = ["qualified_name"]
     list_filter = ["status", "is_active", ("connection", admin.RelatedOnlyFieldListFilter)]
@@ -187,12 +192,13 @@ class MonitoredTableAdmin(TeamScopedAdmin):
         "last_error",
         "baseline_since",
         "backfilled_at",
+        "managed_by",
         "created_at",
         "updated_at",
     ]
     list_select_related = ["connection"]
     inlines = [CheckInline]
-    actions = ["rebaseline"]
+    actions = ["rebaseline", release_from_file]
 
     @admin.display(description="status", ordering="status")
     def state(self, obj):
@@ -239,7 +245,7 @@ class MonitoredTableAdmin(TeamScopedAdmin):
 class CheckAdmin(TeamScopedAdmin):
     team_path = "table__connection__team"
     form = CheckAdminForm
-    list_display = ["is_active", "kind", "table", "column", "limits", "updated"]
+    list_display = ["is_active", "kind", "table", "column", "limits", "managed_by", "updated"]
     list_display_links = ["kind"]
     list_filter = [
         "is_active",
@@ -250,8 +256,9 @@ class CheckAdmin(TeamScopedAdmin):
     ]
     search_fields = ["table__schema_name", "table__table_name", "table__connection__name", "column", "sql"]
     ordering = ["table__connection__name", "table__schema_name", "table__table_name", "kind", "id"]
-    readonly_fields = ["created_at", "updated_at"]
+    readonly_fields = ["managed_by", "created_at", "updated_at"]
     list_select_related = ["table", "table__connection"]
+    actions = [release_from_file]
 
     @admin.display(description="limits")
     def limits(self, obj):

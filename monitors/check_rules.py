@@ -96,9 +96,12 @@ _STATIC_RULES = {
 }
 
 
-def column_problem(*, table, column: str) -> str | None:
-    """Look the column up in the replica's catalog; a message if it cannot be found."""
+def column_problem(*, table, column: str, table_info: replica.TableInfo | None = None) -> str | None:
+    """Look the column up in the replica's catalog (or in `table_info`, the table as already looked up);
+    a message if it cannot be found."""
     connection = table.connection
+    if table_info is not None:
+        return _column_in(table_info, table=table, column=column)
     try:
         with guardrails.lookup_session(connection=connection, queries=replica.DESCRIBE_TABLE_QUERIES) as session:
             info = replica.describe_table(session, schema=table.schema_name, table=table.table_name)
@@ -106,6 +109,11 @@ def column_problem(*, table, column: str) -> str | None:
         return f'cannot look up column "{column}" on connection "{connection.name}": {exc}'
     except psycopg.Error as exc:
         return f'cannot look up column "{column}" on connection "{connection.name}": {replica.describe_error(exc)}'
+    return _column_in(info, table=table, column=column)
+
+
+def _column_in(info: replica.TableInfo, *, table, column: str) -> str | None:
+    connection = table.connection
     if not info.exists:
         return f'table "{table.qualified_name}" not found on connection "{connection.name}"'
     if info.column(column) is None:
@@ -114,12 +122,21 @@ def column_problem(*, table, column: str) -> str | None:
 
 
 def check_problems(
-    *, table, kind, column, sql_text, min_value, max_value, consult_replica: bool = True
+    *,
+    table,
+    kind,
+    column,
+    sql_text,
+    min_value,
+    max_value,
+    consult_replica: bool = True,
+    table_info: replica.TableInfo | None = None,
 ) -> dict[str, str]:
     """Return {field: message} for what is wrong with a check; empty when it is fine.
 
     The static rules run first; only when they pass, and `consult_replica` is set, is the replica asked
     (null_rate: does the column exist; custom_sql: its functions in pg_proc, its result shape, EXPLAIN rows and cost).
+    `table_info`: the table as already looked up in the catalog (a batched lookup), used for the column.
     """
     problem = kind_problem(kind)
     if problem:
@@ -133,7 +150,7 @@ def check_problems(
     if problems or not consult_replica:
         return problems
     if kind == Check.Kind.NULL_RATE:
-        problem = column_problem(table=table, column=column)
+        problem = column_problem(table=table, column=column, table_info=table_info)
         return {"column": problem} if problem else {}
     if kind == Check.Kind.CUSTOM_SQL:
         problem = custom_sql_policy.replica_problem(connection=table.connection, sql_text=sql_text)

@@ -1,6 +1,7 @@
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from common.managed import managed_by_field
 from connections.models import Connection
 from monitors import checks
 
@@ -84,8 +85,25 @@ class MonitoredTable(models.Model):
     plan_costs = models.JSONField(default=dict, blank=True, editable=False)
     # The last distinct max(timestamp_column) values seen: the table's update cadence, for freshness.
     update_times = models.JSONField(default=list, blank=True, editable=False)
+    managed_by = managed_by_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    # What a monitors-as-code file sets (common/managed.py): refused elsewhere while the table is managed.
+    MANAGED_FIELDS = (
+        "connection",
+        "schema_name",
+        "table_name",
+        "timestamp_column",
+        "freshness_threshold_minutes",
+        "check_interval_seconds",
+        "failure_threshold",
+        "sensitivity",
+        "direction",
+        "seasonality",
+        "min_relative_change",
+        "min_absolute_change",
+    )
 
     class Meta:
         ordering = ["connection_id", "schema_name", "table_name"]
@@ -128,8 +146,11 @@ class Check(models.Model):
     min_value = models.FloatField(null=True, blank=True)
     max_value = models.FloatField(null=True, blank=True, help_text="null_rate: the maximum fraction of NULLs (0 to 1).")
     is_active = models.BooleanField(default=True)
+    managed_by = managed_by_field()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    MANAGED_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
 
     class Meta:
         ordering = ["table_id", "id"]

@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "monitors",
     "alerts",
     "observability",
+    "monitors_as_code",
     "pulse_project",  # last: the top layer (runchecks, demo, rotate_secrets) may use every app
 ]
 

@@ -8,6 +8,7 @@ from alerts.api.views import AlertViewSet
 from common.api import AuthTokenView
 from connections.api.views import MaintenanceWindowViewSet
 from monitors.api.views import CheckViewSet
+from monitors_as_code.api import ApplyView, PlanView
 from observability.api.views import BadgeViewSet
 from observability.views import badge, metrics
 from pulse_project.health import health
@@ -32,6 +33,8 @@ api_patterns = [
     re_path(
         r"^redoc/?$", SpectacularRedocView.as_view(url_name="schema", template_name="api/redoc.html"), name="redoc"
     ),
+    re_path(r"^monitors/plan/?$", PlanView.as_view(), name="monitors-plan"),
+    re_path(r"^monitors/apply/?$", ApplyView.as_view(), name="monitors-apply"),
     *router.urls,
 ]
 

@@ -22,11 +22,11 @@ from alerts.channels import (
 )
 from alerts.models import Channel, Notification
 from alerts.outbox import notification_test
-from common.api import SoleTeamDefault, StrictModelSerializer, UserTeamField
+from common.api import ManagedModelSerializer, SoleTeamDefault, UserTeamField
 from common.viewsets import TeamScopedViewSet
 
 
-class ChannelSerializer(StrictModelSerializer):
+class ChannelSerializer(ManagedModelSerializer):
     """A notification channel; `target` and `secret` are write-only and stored encrypted."""
 
     team = UserTeamField(default=SoleTeamDefault())
@@ -52,6 +52,7 @@ class ChannelSerializer(StrictModelSerializer):
     reminder_interval_minutes = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=REMINDER_MAX_MINUTES
     )
+    write_only_managed = ("target", "secret")
 
     class Meta:
         model = Channel
@@ -67,6 +68,7 @@ class ChannelSerializer(StrictModelSerializer):
             "reminder_interval_minutes",
             "remind_earlier_alerts",
             "is_active",
+            "managed_by",
             "last_error",
             "last_error_at",
             "created_at",

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from common.api import SoleTeamDefault, StrictModelSerializer, UserTeamField
+from common.api import ManagedModelSerializer, SoleTeamDefault, StrictModelSerializer, UserTeamField
 from common.tenancy import scope_to_user
 from connections import replica
 from connections.maintenance import maintenance_window_problems
@@ -133,12 +133,12 @@ class ConnectionTestSerializer(serializers.Serializer):
     error = serializers.CharField(allow_null=True)
 
 
-class MaintenanceWindowSerializer(StrictModelSerializer):
+class MaintenanceWindowSerializer(ManagedModelSerializer):
     connection = UserConnectionField()
 
     class Meta:
         model = MaintenanceWindow
-        fields = ["id", "connection", "starts_at", "ends_at", "reason"]
+        fields = ["id", "connection", "starts_at", "ends_at", "reason", "managed_by"]
 
     def validate(self, attrs):
         problems = maintenance_window_problems(window=self.instance, changes=attrs)

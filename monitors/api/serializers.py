@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from common.api import StrictModelSerializer
+from common.api import ManagedModelSerializer
 from common.tenancy import scope_to_user
 from connections.api.serializers import UserConnectionField
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
@@ -12,7 +12,7 @@ from monitors.table_rules import CATALOG_FIELDS, table_problems
 from monitors.tables import table_activation_apply
 
 
-class MonitoredTableSerializer(StrictModelSerializer):
+class MonitoredTableSerializer(ManagedModelSerializer):
     connection = UserConnectionField()
 
     class Meta:
@@ -32,6 +32,7 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "min_relative_change",
             "min_absolute_change",
             "is_active",
+            "managed_by",
             "status",
             "last_checked_at",
             "next_check_at",
@@ -157,7 +158,7 @@ RULE_FIELDS = ("table", "kind", "column", "sql", "min_value", "max_value")
 RULE_DEFAULTS = {"column": "", "sql": "", "min_value": None, "max_value": None}
 
 
-class CheckSerializer(StrictModelSerializer):
+class CheckSerializer(ManagedModelSerializer):
     table = UserTableField()
     kind = CheckKindField()
 
@@ -172,6 +173,7 @@ class CheckSerializer(StrictModelSerializer):
             "min_value",
             "max_value",
             "is_active",
+            "managed_by",
             "created_at",
             "updated_at",
         ]

@@ -84,6 +84,7 @@ def test_it_creates_each_kind_of_check(owner_client, orders, fields):
         "min_value",
         "max_value",
         "is_active",
+        "managed_by",
         "created_at",
         "updated_at",
     }

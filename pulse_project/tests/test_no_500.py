@@ -53,8 +53,9 @@ WRITABLE = {
         "seasonality",
         "min_relative_change",
         "is_active",
+        "managed_by",
     ],
-    "checks": ["table", "kind", "column", "sql", "min_value", "max_value", "is_active"],
+    "checks": ["table", "kind", "column", "sql", "min_value", "max_value", "is_active", "managed_by"],
     "channels": [
         "team",
         "name",
@@ -64,8 +65,9 @@ WRITABLE = {
         "reminder_interval_minutes",
         "remind_earlier_alerts",
         "is_active",
+        "managed_by",
     ],
-    "maintenance-windows": ["connection", "starts_at", "ends_at", "reason"],
+    "maintenance-windows": ["connection", "starts_at", "ends_at", "reason", "managed_by"],
 }
 
 
