@@ -74,7 +74,40 @@ def nice_step(span: float, count: int) -> float:
     return 10 * magnitude
 
 
-def value_domain(values: Sequence[float], *, include_zero: bool = True, count: int = 4) -> tuple[float, float]:
+# Steps for axes of durations (seconds): round minutes, hours and days instead of 2,000 s.
+DURATION_STEPS = [
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    120,
+    300,
+    600,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    43200,
+    86400,
+    172800,
+    604800,
+]
+
+
+def duration_step(span: float, count: int) -> float:
+    """A round duration step in seconds giving about `count` ticks over `span` seconds."""
+    raw = span / max(count, 1)
+    return float(next((step for step in DURATION_STEPS if step >= raw), nice_step(span, count)))
+
+
+def value_domain(
+    values: Sequence[float], *, include_zero: bool = True, count: int = 4, durations: bool = False
+) -> tuple[float, float]:
     """The y domain for `values`: widened to round tick boundaries, from zero when told to."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
@@ -85,13 +118,13 @@ def value_domain(values: Sequence[float], *, include_zero: bool = True, count: i
     if low == high:
         pad = abs(high) * 0.1 or 1.0
         low, high = low - pad if not (include_zero and low == 0) else low, high + pad
-    step = nice_step(high - low, count)
+    step = (duration_step if durations else nice_step)(high - low, count)
     return math.floor(low / step) * step, math.ceil(high / step) * step
 
 
-def value_ticks(low: float, high: float, *, count: int = 4) -> list[float]:
+def value_ticks(low: float, high: float, *, count: int = 4, durations: bool = False) -> list[float]:
     """Round values from `low` to `high` (inclusive), about `count` intervals."""
-    step = nice_step(high - low, count)
+    step = (duration_step if durations else nice_step)(high - low, count)
     first = math.ceil(low / step) * step
     ticks, value = [], first
     while value <= high + step * 1e-9:
@@ -216,7 +249,7 @@ class Frame:
     high: float
     width: int = 900
     height: int = 240
-    left: int = 56
+    left: int = 72
     right: int = 12
     top: int = 12
     bottom: int = 26
@@ -228,9 +261,12 @@ class Frame:
         self.y = LinearScale(self.low, self.high, self.height - self.bottom, self.top)
 
 
+DURATION_KINDS = {"freshness", "replication_lag"}
+
+
 def _axes(frame: Frame, *, tz: tzinfo, kind: str) -> list[str]:
     parts = []
-    for tick in value_ticks(frame.low, frame.high):
+    for tick in value_ticks(frame.low, frame.high, durations=kind in DURATION_KINDS):
         y = frame.y(tick)
         parts.append(
             f'<line class="grid" x1="{frame.left}" x2="{frame.width - frame.right}" y1="{y:.1f}" y2="{y:.1f}"/>'
@@ -337,7 +373,7 @@ def volume_chart(
 def limit_chart(
     *,
     points: Sequence[tuple[datetime, float | None]],
-    limits: Sequence[tuple[str, Sequence[tuple[datetime, float | None]]]],
+    limits: Sequence[tuple[str, float | Sequence[tuple[datetime, float | None]]]],
     start: datetime,
     end: datetime,
     tz: tzinfo,
@@ -345,16 +381,26 @@ def limit_chart(
     label: str,
     marks: Sequence[tuple[datetime, str]] = (),
 ) -> SafeString:
-    """A value over time (age of the newest row, replication lag) against named limit lines."""
+    """A value over time (age of the newest row, replication lag) against named limit lines.
+
+    A limit is a constant (a straight line across the chart) or a series of (time, value), broken at gaps."""
     points = sorted((p for p in points if start <= p[0] <= end), key=lambda p: p[0])
-    limit_values = [v for _, series in limits for _, v in series]
-    low, high = value_domain([v for _, v in points] + limit_values)
+    limits = [
+        (
+            name,
+            [(start, series), (end, series)] if isinstance(series, int | float) else series,
+            isinstance(series, int | float),
+        )
+        for name, series in limits
+    ]
+    limit_values = [v for _, series, _ in limits for _, v in series]
+    low, high = value_domain([v for _, v in points] + limit_values, durations=kind in DURATION_KINDS)
     frame = Frame(start, end, low, high, height=200)
     parts = _axes(frame, tz=tz, kind=kind)
     max_gap = typical_step([at for at, _ in points]) * 3
-    for index, (name, series) in enumerate(limits):
+    for index, (name, series, constant) in enumerate(limits):
         series = sorted((p for p in series if start <= p[0] <= end), key=lambda p: p[0])
-        for run in split_at_gaps(series, max_gap=max_gap):
+        for run in [series] if constant else split_at_gaps(series, max_gap=max_gap):
             path = line_path([(frame.x(at), frame.y(v)) for at, v in run])
             parts.append(f'<path class="limit limit-{index}" d="{path}"><title>{escape(name)}</title></path>')
     for run in split_at_gaps(points, max_gap=max_gap):

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from alerts.lifecycle import event_write
 from alerts.models import Alert, AlertEvent
-from connections.models import Connection
+from connections.models import Connection, MaintenanceWindow
 from monitors.models import CheckResult, MonitoredTable
 
 HOURS = 14 * 24
@@ -97,6 +97,36 @@ def failing_table(connection: Connection, *, now: datetime, name: str = "orders"
         last_checked_at=now,
     )
     seed_history(table, now=now, drop_last=2)
+    top = now.replace(minute=0, second=0, microsecond=0)
+    # A spike an operator marked expected, a maintenance window, a rebaseline and a schema change, to be seen.
+    spike = CheckResult.objects.get(table=table, kind="volume", bucket_start=top - timedelta(days=9, hours=-2))
+    CheckResult.objects.filter(pk=spike.pk).update(
+        observed_value=spike.observed_value * 1.9, status="fail", is_anomaly=True, marked_expected=True
+    )
+    MaintenanceWindow.objects.create(
+        connection=connection,
+        starts_at=top - timedelta(days=5, hours=3),
+        ends_at=top - timedelta(days=5),
+        reason="nightly load moved",
+    )
+    MonitoredTable.objects.filter(pk=table.pk).update(baseline_since=top - timedelta(days=12))
+    table.baseline_since = top - timedelta(days=12)
+    CheckResult.objects.create(
+        connection=connection,
+        table=table,
+        kind="schema_change",
+        status="fail",
+        observed_value=1,
+        started_at=top - timedelta(days=3, hours=5),
+        message="public.orders changed: added: note (text)",
+        details={
+            "columns": [
+                ["id", "bigint", True],
+                ["created_at", "timestamp with time zone", True],
+                ["note", "text", False],
+            ]
+        },
+    )
     alert = Alert.objects.create(
         connection=connection,
         table=table,

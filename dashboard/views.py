@@ -151,7 +151,7 @@ def _freshness_chart(table: MonitoredTable, *, start, end, tz):
     ages = charts.downsample_max([(at, age) for at, age, _ in rows], bucket=bucket)
     learned = charts.downsample_max([(at, lim) for at, _, lim in rows], bucket=bucket)
     threshold = table.freshness_threshold_minutes * 60
-    limits = [("Threshold", [(start, threshold), (end, threshold)])]
+    limits = [("Threshold", float(threshold))]
     if learned:
         limits.append(("Learned from the update cadence", learned))
     return charts.limit_chart(
@@ -431,7 +431,7 @@ def connection_page(request, pk):
         threshold = connection.replication_lag_threshold_seconds
         lag_chart = charts.limit_chart(
             points=charts.downsample_max(lag_rows, bucket=timedelta(hours=1)),
-            limits=[("Lag threshold", [(start, threshold), (now, threshold)])],
+            limits=[("Lag threshold", float(threshold))],
             start=start,
             end=now,
             tz=tz,

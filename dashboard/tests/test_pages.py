@@ -80,7 +80,7 @@ def test_alerts_page_groups_alerts_with_their_timeline(scene, owner_browser):
     assert f'data-alert="{scene["alert"].pk}"' in html
     assert f'data-alert="{scene["foreign_alert"].pk}"' not in html
     assert "ev-opened" in html
-    assert f'{reverse("dashboard:table", args=[scene["table"].pk])}?at=' in html
+    assert f"{reverse('dashboard:table', args=[scene['table'].pk])}?at=" in html
 
 
 def test_connection_page_shows_guardrails_and_lag(scene, owner_browser):

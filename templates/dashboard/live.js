@@ -6,6 +6,13 @@
   if (zone && document.cookie.indexOf("pulse_tz=" + zone) === -1) {
     document.cookie = "pulse_tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
   }
+  // The snooze's "until" field is shown only when "until…" is chosen (always, with JavaScript off).
+  document.querySelectorAll("select[name=duration]").forEach(function (select) {
+    var until = select.form.querySelector("input.until");
+    function toggle() { until.style.display = select.value === "until" ? "" : "none"; }
+    select.addEventListener("change", toggle);
+    toggle();
+  });
   var url = document.body.getAttribute("data-live-url");
   var title = document.title.replace(/^\d+ failing · /, "");
   var timer = null;
