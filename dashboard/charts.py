@@ -63,15 +63,12 @@ class TimeScale:
 
 
 def nice_step(span: float, count: int) -> float:
-    """A round step (1, 2 or 5 times 10^n) giving about `count` ticks over `span`."""
+    """A round step (1, 2 or 5 times 10^n) giving the number of intervals over `span` nearest to `count`."""
     if span <= 0 or not math.isfinite(span):
         return 1.0
-    raw = span / max(count, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    for multiple in (1, 2, 5, 10):
-        if raw <= multiple * magnitude:
-            return multiple * magnitude
-    return 10 * magnitude
+    magnitude = 10 ** math.floor(math.log10(span / max(count, 1)))
+    candidates = [multiple * magnitude for multiple in (1, 2, 5, 10)]
+    return min(candidates, key=lambda step: (abs(span / step - count), -step))
 
 
 # Steps for axes of durations (seconds): round minutes, hours and days instead of 2,000 s.
