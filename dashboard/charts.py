@@ -412,9 +412,15 @@ def limit_chart(
     return _svg(frame, parts, label=label, css="limit-chart")
 
 
-def sparkline(values: Sequence[float | None], *, width: int = 120, height: int = 26) -> SafeString:
-    """A small line of the latest values (None breaks the line); empty when there is nothing to draw."""
+def sparkline(
+    values: Sequence[float | None], *, width: int = 120, height: int = 26, standalone: bool = False
+) -> SafeString:
+    """A small line of the latest values (None breaks the line); empty when there is nothing to draw.
+
+    `standalone`: a document of its own (served as an image), styled inline and empty but valid without data."""
     if not any(v is not None for v in values):
+        if standalone:
+            return mark_safe(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"/>')  # noqa: S308 - numbers only
         return mark_safe("")
     low, high = value_domain(values)
     x = LinearScale(0, max(len(values) - 1, 1), 1, width - 1)
@@ -430,9 +436,10 @@ def sparkline(values: Sequence[float | None], *, width: int = 120, height: int =
     if current:
         runs.append(current)
     path = "".join(line_path(run) for run in runs)
+    style = ' fill="none" stroke="#2563eb" stroke-width="1.4"' if standalone else ""
     return mark_safe(  # noqa: S308 - numbers only
-        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" aria-hidden="true">'
-        f'<path d="{path}"/></svg>'
+        f'<svg class="spark" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" '
+        f'height="{height}" aria-hidden="true"><path d="{path}"{style}/></svg>'
     )
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.overview, name="overview"),
     path("live/", views.live, name="live"),
     path("tables/<int:pk>/", views.table_page, name="table"),
+    path("tables/<int:pk>/sparkline.svg", views.table_sparkline, name="table-sparkline"),
     path("tables/<int:pk>/run-now/", views.table_run_now_view, name="table-run-now"),
     path("tables/<int:pk>/pause/", views.table_pause, name="table-pause"),
     path("tables/<int:pk>/resume/", views.table_resume, name="table-resume"),

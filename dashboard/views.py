@@ -13,6 +13,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.db import connection as pulse_db
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -87,12 +88,27 @@ def overview(request):
         state=filters.cleaned_data["status"],
         name=filters.cleaned_data["name"],
     )
-    rows = [(row, charts.sparkline(row.spark)) for row in data.tables]
     return _render(
         request,
         "dashboard/overview.html",
-        {"data": data, "rows": rows, "filters": filters, "states": status.TABLE_STATE_LABELS},
+        {
+            "data": data,
+            "filters": filters,
+            "states": status.TABLE_STATE_LABELS,
+            "rows_html": status.table_rows_html(data.tables, tables_url=reverse("dashboard:overview") + "tables/"),
+        },
     )
+
+
+@login_required
+@require_GET
+def table_sparkline(request, pk):
+    """The table's volume over the last 24 hours as a small SVG image (the overview loads it lazily)."""
+    table = _table(request, pk)
+    values = status.sparklines([table.pk], now=timezone.now()).get(table.pk, [])
+    response = HttpResponse(charts.sparkline(values, standalone=True), content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=60"
+    return response
 
 
 @login_required
@@ -140,22 +156,23 @@ def _volume_points(table: MonitoredTable, *, start: datetime, end: datetime) -> 
 
 
 def _freshness_chart(table: MonitoredTable, *, start, end, tz):
-    rows = list(
-        CheckResult.objects.filter(table=table, kind=CheckKind.FRESHNESS, started_at__gte=start, started_at__lte=end)
-        .order_by("started_at")
-        .values_list("started_at", "observed_value", "details__learned_limit")
-    )
+    """Age of the newest row (hourly max, summed up by PostgreSQL) against the threshold and learned limit."""
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            "SELECT max(started_at), max(observed_value), max((details ->> 'learned_limit')::float)"
+            " FROM monitors_checkresult WHERE table_id = %s AND kind = 'freshness' AND started_at BETWEEN %s AND %s"
+            " GROUP BY date_trunc('hour', started_at) ORDER BY 1",
+            [table.pk, start, end],
+        )
+        rows = cursor.fetchall()
     if not rows:
         return None
-    bucket = timedelta(hours=1) if (end - start) > timedelta(days=2) else timedelta(minutes=5)
-    ages = charts.downsample_max([(at, age) for at, age, _ in rows], bucket=bucket)
-    learned = charts.downsample_max([(at, lim) for at, _, lim in rows], bucket=bucket)
-    threshold = table.freshness_threshold_minutes * 60
-    limits = [("Threshold", float(threshold))]
+    limits = [("Threshold", float(table.freshness_threshold_minutes * 60))]
+    learned = [(at, limit) for at, _, limit in rows if limit is not None]
     if learned:
         limits.append(("Learned from the update cadence", learned))
     return charts.limit_chart(
-        points=ages,
+        points=[(at, age) for at, age, _ in rows],
         limits=limits,
         start=start,
         end=end,
@@ -165,8 +182,24 @@ def _freshness_chart(table: MonitoredTable, *, start, end, tz):
     )
 
 
-def _latest_by(results, field_name: str) -> dict:
-    return {getattr(r, field_name): r for r in results.order_by(field_name, "-started_at", "-id").distinct(field_name)}
+def _latest_of_each(results, kinds) -> dict:
+    """The latest result of each kind (one index lookup per kind)."""
+    latest = {}
+    for kind in kinds:
+        result = results.filter(kind=kind).order_by("-started_at", "-id").first()
+        if result is not None:
+            latest[kind] = result
+    return latest
+
+
+def _recent(table: MonitoredTable, *, count: int) -> list[CheckResult]:
+    """The newest `count` results of the table over every kind (each kind read through its index)."""
+    newest = []
+    for kind in checks.TABLE_KINDS:
+        newest += list(
+            table.results.filter(kind=kind).select_related("check_definition").order_by("-started_at", "-id")[:count]
+        )
+    return sorted(newest, key=lambda r: (r.started_at, r.pk), reverse=True)[:count]
 
 
 @login_required
@@ -197,9 +230,8 @@ def table_page(request, pk):
     )
     freshness = _freshness_chart(table, start=start, end=end, tz=tz) if table.timestamp_column else None
     results = table.results.all()
-    latest_kind = _latest_by(results.filter(check_definition__isnull=True), "kind")
-    latest_check = _latest_by(results.filter(check_definition__isnull=False), "check_definition_id")
-    configured = [(check, latest_check.get(check.pk)) for check in table.checks.all()]
+    latest_kind = _latest_of_each(results.filter(check_definition__isnull=True), checks.BUILT_IN)
+    configured = [(check, check.results.order_by("-started_at", "-id").first()) for check in table.checks.all()]
     schema_changes = list(
         results.filter(kind=CheckKind.SCHEMA_CHANGE, status=CheckResult.Status.FAIL).order_by("-started_at")[:20]
     )
@@ -224,7 +256,7 @@ def table_page(request, pk):
             ],
             "configured": configured,
             "schema_changes": schema_changes,
-            "recent": list(results.select_related("check_definition").order_by("-started_at", "-id")[:25]),
+            "recent": _recent(table, count=25),
             "alerts": alerts,
             "now": now,
             "start": start,

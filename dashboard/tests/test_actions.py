@@ -93,8 +93,12 @@ def test_snooze_for_an_hour_a_day_or_until_a_time(scene, owner_browser):
     assert timedelta(hours=23) < alert.snoozed_until - before < timedelta(hours=25)
     owner_browser.cookies["pulse_tz"] = "Asia/Tokyo"  # "until" is read in the viewer's time zone
     near = (timezone.now() + timedelta(days=2)).astimezone(timezone.get_fixed_timezone(9 * 60))
-    post(owner_browser, "dashboard:alert-snooze", alert.pk,
-         data={"duration": "until", "until": near.strftime("%Y-%m-%dT%H:%M")})
+    post(
+        owner_browser,
+        "dashboard:alert-snooze",
+        alert.pk,
+        data={"duration": "until", "until": near.strftime("%Y-%m-%dT%H:%M")},
+    )
     alert.refresh_from_db()
     assert abs(alert.snoozed_until - near.replace(second=0, microsecond=0)) < timedelta(seconds=1)
     assert alert.events.filter(kind="snoozed").count() == 3

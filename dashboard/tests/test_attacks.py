@@ -67,8 +67,9 @@ def test_another_teams_pages_are_not_found(scene, owner_browser):
 
 def test_every_action_on_another_teams_objects_is_not_found_and_changes_nothing(scene, owner_browser):
     before = snapshot(scene)
-    urls = action_urls(scene["foreign_table"], scene["foreign_alert"], scene["foreign_connection"],
-                       foreign_anomaly(scene))
+    urls = action_urls(
+        scene["foreign_table"], scene["foreign_alert"], scene["foreign_connection"], foreign_anomaly(scene)
+    )
     for url in urls:
         assert owner_browser.post(url, body_for(url)).status_code == 404, url
     assert snapshot(scene) == before
@@ -175,13 +176,19 @@ def test_marking_a_normal_result_expected_is_refused(scene, owner_browser):
 
 @pytest.mark.parametrize(
     "query",
-    [{"connection": "abc"}, {"connection": "-1"}, {"connection": "9" * 40}, {"status": "on-fire"}, {"name": "x" * 101},
-     {"name": "a\x00b"}],
+    [
+        {"connection": "abc"},
+        {"connection": "-1"},
+        {"connection": "9" * 40},
+        {"status": "on-fire"},
+        {"name": "x" * 101},
+        {"name": "a\x00b"},
+    ],
 )
 def test_bad_overview_filters_are_refused(scene, owner_browser, query):
     response = owner_browser.get(reverse("dashboard:overview"), query)
     assert response.status_code == 400
-    assert list(query)[0] in response.content.decode()
+    assert next(iter(query)) in response.content.decode()
 
 
 @pytest.mark.parametrize("at", ["soon", "2026-02-30T10:00", "9999-01-01T00:00"])

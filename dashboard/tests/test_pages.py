@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alerts.models import Alert
-from monitors.models import MonitoredTable
+from monitors.models import CheckResult, MonitoredTable
 
 
 def test_anonymous_visitor_is_sent_to_login():
@@ -33,7 +33,7 @@ def test_overview_lists_connections_and_tables_failing_first(scene, owner_browse
     assert rows == [("failing", str(scene["table"].pk)), ("healthy", str(scene["customers"].pk))]
     assert "shop-replica" in html and "globex-replica" not in html and "secret_orders" not in html
     assert f'data-connection="{scene["connection"].pk}"' in html
-    assert '<svg class="spark"' in html
+    assert f'src="/tables/{scene["table"].pk}/sparkline.svg"' in html
     assert "1 open" in html
 
 
@@ -105,3 +105,15 @@ def test_live_endpoint_reports_states_of_the_users_teams_only(scene, owner_brows
 
 def test_live_endpoint_needs_login(db):
     assert Client().get(reverse("dashboard:live")).status_code == 302
+
+
+def test_sparkline_draws_the_last_day_of_volume_with_a_break_where_none_came(scene, owner_browser):
+    top = scene["now"].replace(minute=0, second=0, microsecond=0)
+    CheckResult.objects.filter(table=scene["table"], kind="volume", bucket_start=top - timedelta(hours=6)).delete()
+    response = owner_browser.get(reverse("dashboard:table-sparkline", args=[scene["table"].pk]))
+    assert response["Content-Type"] == "image/svg+xml"
+    svg = response.content.decode()
+    assert svg.startswith('<svg class="spark" xmlns="http://www.w3.org/2000/svg"') and 'stroke="#2563eb"' in svg
+    assert svg.count("M") == 2 and svg.count("L") == 21  # 24 hourly buckets, one missing: two runs
+    foreign = reverse("dashboard:table-sparkline", args=[scene["foreign_table"].pk])
+    assert owner_browser.get(foreign).status_code == 404
