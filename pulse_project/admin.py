@@ -16,7 +16,6 @@ from connections.models import Connection
 from monitors.admin import MonitoredTableAdmin, MonitoredTableInline
 from monitors.models import MonitoredTable
 
-
 # "View on site" on a connection, table or alert opens its dashboard page.
 
 
