@@ -219,6 +219,14 @@ class Overview:
     def failing(self) -> int:
         return sum(1 for row in self.tables if row.state == "failing")
 
+    @property
+    def by_state(self) -> list[tuple[str, str, int]]:
+        """(state, label, number of tables) of each state that has tables, worst first."""
+        counts: dict[str, int] = defaultdict(int)
+        for row in self.tables:
+            counts[row.state] += 1
+        return [(state, TABLE_STATE_LABELS[state], counts[state]) for state in TABLE_STATES if counts.get(state)]
+
 
 def overview(*, user, now: datetime, connection_id: int | None = None, state: str = "", name: str = "") -> Overview:
     """Connections and tables of the user's teams, worst first, filtered by connection, state and name."""

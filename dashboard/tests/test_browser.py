@@ -115,3 +115,19 @@ def test_another_teams_pages_are_refused(live_server, page, scene, owner):
     page.goto(f"{live_server.url}/alerts/")
     expect(page.locator(f'[data-alert="{scene["foreign_alert"].pk}"]')).to_have_count(0)
     expect(page.get_by_text("secret_orders")).to_have_count(0)
+
+
+def test_pages_read_with_javascript_off(live_server, browser, scene, owner):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    log_in(page, live_server)
+    expect(page.locator(f'tr[data-table="{scene["table"].pk}"]')).to_have_class("row state-failing")
+    expect(page.locator("img.spark")).to_have_count(2)
+    page.goto(f"{live_server.url}/tables/{scene['table'].pk}/")
+    expect(page.locator("svg.volume-chart circle.anomaly")).to_have_count(2)
+    page.goto(f"{live_server.url}/alerts/")
+    card = page.locator(f'[data-alert="{scene["alert"].pk}"]')
+    card.locator("select[name=duration]").select_option("60")
+    card.get_by_role("button", name="Snooze").click()
+    expect(page.locator(f'[data-alert="{scene["alert"].pk}"] .pill')).to_have_text("Snoozed")
+    context.close()
