@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from playwright.sync_api import expect
+from playwright.sync_api import expect, sync_playwright
 
 from monitors.models import MonitoredTable
 
@@ -22,14 +22,45 @@ HEALTHY_GREEN = "rgb(26, 127, 55)"
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def sync_orm_beside_playwright():
-    """Playwright's sync API keeps an event loop running in this thread from its first use to the end of the
-    session, where Django refuses synchronous ORM calls; they are still synchronous here (and in the tests that
-    run after these), so Django's guard is lifted for the rest of the session."""
+    """Playwright's sync API keeps an event loop running in this thread while it is started, where Django
+    refuses synchronous ORM calls; the test's own calls are still synchronous, so the guard is lifted for this
+    module only (Playwright is started and stopped per module below)."""
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     yield
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+# pytest-playwright keeps Playwright (and its event loop) running to the end of the session; started per module
+# here, so the tests collected after this module run with no event loop in their thread, as everywhere else.
+@pytest.fixture(scope="module")
+def playwright(sync_orm_beside_playwright, _pw_api_request_contexts):
+    started = sync_playwright().start()
+    if _pw_api_request_contexts:
+        _pw_api_request_contexts.instrument(started)
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def browser_type(playwright, browser_name):
+    return getattr(playwright, browser_name)
+
+
+@pytest.fixture(scope="module")
+def launch_browser(browser_type_launch_args, browser_type):
+    def launch(**kwargs):
+        return browser_type.launch(**{**browser_type_launch_args, **kwargs})
+
+    return launch
+
+
+@pytest.fixture(scope="module")
+def browser(launch_browser):
+    launched = launch_browser()
+    yield launched
+    launched.close()
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +70,9 @@ def browser_type_launch_args(browser_type_launch_args):
     return {**browser_type_launch_args, "executable_path": chromium}
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1280, "height": 860}, "timezone_id": "Europe/Berlin"}
+@pytest.fixture(scope="module")
+def browser_context_args():
+    return {"viewport": {"width": 1280, "height": 860}, "timezone_id": "Europe/Berlin"}
 
 
 def log_in(page, live_server, username="owner", password="pw-owner"):  # noqa: S107 - the fixture's test password
