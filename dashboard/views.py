@@ -192,10 +192,10 @@ def _latest_of_each(results, kinds) -> dict:
     return latest
 
 
-def _recent(table: MonitoredTable, *, count: int) -> list[CheckResult]:
-    """The newest `count` results of the table over every kind (each kind read through its index)."""
+def _recent(table: MonitoredTable, *, count: int, kinds) -> list[CheckResult]:
+    """The newest `count` results of the table over its kinds (each kind read through its index)."""
     newest = []
-    for kind in checks.TABLE_KINDS:
+    for kind in kinds:
         newest += list(
             table.results.filter(kind=kind).select_related("check_definition").order_by("-started_at", "-id")[:count]
         )
@@ -256,7 +256,7 @@ def table_page(request, pk):
             ],
             "configured": configured,
             "schema_changes": schema_changes,
-            "recent": _recent(table, count=25),
+            "recent": _recent(table, count=25, kinds={*checks.BUILT_IN, *(check.kind for check, _ in configured)}),
             "alerts": alerts,
             "now": now,
             "start": start,
@@ -341,7 +341,6 @@ def table_thresholds(request, pk):
     _require(request, CHANGE_TABLE)
     form = ThresholdsForm(request.POST, instance=MonitoredTable.objects.get(pk=table.pk))
     if not form.is_valid():
-        messages.error(request, f"Nothing saved. {first_error(form)}")
         return _bad_request(request, f"Nothing saved. {first_error(form)}")
     form.save()
     messages.success(request, f"{table}: thresholds saved.")

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import reverse
 
 from alerts.models import Alert
-from monitors.models import CheckResult, MonitoredTable
+from monitors.models import Check, CheckResult, MonitoredTable
 
 
 def test_anonymous_visitor_is_sent_to_login():
@@ -117,3 +117,24 @@ def test_sparkline_draws_the_last_day_of_volume_with_a_break_where_none_came(sce
     assert svg.count("M") == 2 and svg.count("L") == 21  # 24 hourly buckets, one missing: two runs
     foreign = reverse("dashboard:table-sparkline", args=[scene["foreign_table"].pk])
     assert owner_browser.get(foreign).status_code == 404
+
+
+def test_table_page_lists_configured_checks_with_latest_value_and_bounds(scene, owner_browser):
+    table = scene["table"]
+    check = Check.objects.create(table=table, kind="row_count", min_value=1000, max_value=5000)
+    CheckResult.objects.create(
+        connection=table.connection,
+        table=table,
+        check_definition=check,
+        kind="row_count",
+        status="fail",
+        observed_value=12,
+        expected_lower=1000,
+        expected_upper=5000,
+        started_at=scene["now"],
+        message="row count 12 is below the minimum 1,000",
+    )
+    html = owner_browser.get(reverse("dashboard:table", args=[table.pk])).content.decode()
+    row = html.split("Row count", 1)[1].split("</tr>", 1)[0]
+    assert "≥ 1000.0" in row and "≤ 5000.0" in row and ">12<" in row and "1,000 – 5,000" in row
+    assert "row count 12 is below the minimum 1,000" in html  # among the recent results
