@@ -182,24 +182,19 @@ def _freshness_chart(table: MonitoredTable, *, start, end, tz):
     )
 
 
-def _latest_of_each(results, kinds) -> dict:
-    """The latest result of each kind (one index lookup per kind)."""
-    latest = {}
-    for kind in kinds:
-        result = results.filter(kind=kind).order_by("-started_at", "-id").first()
-        if result is not None:
-            latest[kind] = result
-    return latest
-
-
-def _recent(table: MonitoredTable, *, count: int, kinds) -> list[CheckResult]:
-    """The newest `count` results of the table over its kinds (each kind read through its index)."""
-    newest = []
-    for kind in kinds:
-        newest += list(
+def _newest_by_kind(table: MonitoredTable, *, kinds, count: int) -> dict[str, list[CheckResult]]:
+    """The newest `count` results of each kind of the table, newest first (each kind read through its index)."""
+    return {
+        kind: list(
             table.results.filter(kind=kind).select_related("check_definition").order_by("-started_at", "-id")[:count]
         )
-    return sorted(newest, key=lambda r: (r.started_at, r.pk), reverse=True)[:count]
+        for kind in kinds
+    }
+
+
+def _latest_of_check(check, newest: list[CheckResult]) -> CheckResult | None:
+    found = next((r for r in newest if r.check_definition_id == check.pk), None)
+    return found or check.results.order_by("-started_at", "-id").first()
 
 
 @login_required
@@ -229,11 +224,15 @@ def table_page(request, pk):
         marks=marks,
     )
     freshness = _freshness_chart(table, start=start, end=end, tz=tz) if table.timestamp_column else None
-    results = table.results.all()
-    latest_kind = _latest_of_each(results.filter(check_definition__isnull=True), checks.BUILT_IN)
-    configured = [(check, check.results.order_by("-started_at", "-id").first()) for check in table.checks.all()]
+    table_checks = list(table.checks.all())
+    newest = _newest_by_kind(table, kinds={*checks.BUILT_IN, *(check.kind for check in table_checks)}, count=25)
+    latest_kind = {
+        kind: next((r for r in newest[kind] if r.check_definition_id is None), None) for kind in checks.BUILT_IN
+    }
+    configured = [(check, _latest_of_check(check, newest[check.kind])) for check in table_checks]
+    recent = sorted((r for of_kind in newest.values() for r in of_kind), key=lambda r: (r.started_at, r.pk))
     schema_changes = list(
-        results.filter(kind=CheckKind.SCHEMA_CHANGE, status=CheckResult.Status.FAIL).order_by("-started_at")[:20]
+        table.results.filter(kind=CheckKind.SCHEMA_CHANGE, status=CheckResult.Status.FAIL).order_by("-started_at")[:20]
     )
     alerts = list(
         status.teams_alerts(request.user).filter(table=table, status__in=UNRESOLVED).prefetch_related("events__actor")
@@ -256,7 +255,7 @@ def table_page(request, pk):
             ],
             "configured": configured,
             "schema_changes": schema_changes,
-            "recent": _recent(table, count=25, kinds={*checks.BUILT_IN, *(check.kind for check, _ in configured)}),
+            "recent": recent[::-1][:25],
             "alerts": alerts,
             "now": now,
             "start": start,
