@@ -173,7 +173,7 @@ def connection_rows(connections, *, now: datetime) -> list[ConnectionRow]:
     """Each connection with its state and latest replication lag."""
     latest_lag = CheckResult.objects.filter(
         connection=OuterRef("pk"), table__isnull=True, kind=CheckKind.REPLICATION_LAG
-    ).order_by("-started_at", "-id")
+    ).order_by("-started_at")
     annotated = connections.annotate(
         lag_value=Subquery(latest_lag.values("observed_value")[:1]),
         lag_status=Subquery(latest_lag.values("status")[:1]),
@@ -236,7 +236,8 @@ def overview(*, user, now: datetime, connection_id: int | None = None, state: st
         tables = tables.filter(connection_id=connection_id)
     if name:
         tables = tables.filter(Q(table_name__icontains=name) | Q(schema_name__icontains=name))
-    newest = CheckResult.objects.filter(table=OuterRef("pk"), kind=CheckKind.FRESHNESS).order_by("-started_at", "-id")
+    # Ordered by the index alone (result_table_kind_latest): one index entry and one row per table, no sort.
+    newest = CheckResult.objects.filter(table=OuterRef("pk"), kind=CheckKind.FRESHNESS).order_by("-started_at")
     tables = list(
         tables.annotate(newest_row=Subquery(newest.values("details__latest")[:1])).values_list(
             "id", "schema_name", "table_name", "connection__name", "status", "newest_row"
