@@ -116,7 +116,7 @@ def failing_table(connection: Connection, *, now: datetime, name: str = "orders"
         table=table,
         kind="schema_change",
         status="fail",
-        observed_value=1,
+        observed_value=3,
         started_at=top - timedelta(days=3, hours=5),
         message="public.orders changed: added: note (text)",
         details={

@@ -9,7 +9,13 @@ register = template.Library()
 
 @register.filter
 def value_text(result) -> str:
-    return "—" if result.observed_value is None else format_value(result.kind, result.observed_value)
+    """The value in its kind's unit; a schema check's value is the table's number of columns."""
+    if result.observed_value is None:
+        return "—"
+    if result.kind == "schema_change":
+        columns = int(result.observed_value)
+        return f"{columns} column{'' if columns == 1 else 's'}"
+    return format_value(result.kind, result.observed_value)
 
 
 @register.filter

@@ -61,6 +61,9 @@ def test_table_page_draws_band_anomalies_and_the_open_alert(scene, owner_browser
     assert 'class="chart volume-chart"' in html and 'class="chart limit-chart"' in html  # volume and freshness charts
     assert reverse("dashboard:alert-acknowledge", args=[scene["alert"].pk]) in html
     assert "Run now" in html and "Save thresholds" in html
+    schema_row = html.split("<td>Schema change</td>", 1)[1].split("</tr>", 1)[0]
+    assert ">3 columns<" in schema_row  # the latest schema check, counted in columns
+    assert "public.orders changed: added: note (text)" in html  # on the schema change timeline
 
 
 def test_table_page_at_an_alert_time_marks_it(scene, owner_browser):
