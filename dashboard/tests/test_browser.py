@@ -134,6 +134,7 @@ def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, s
     MonitoredTable.objects.filter(pk=table.pk).update(status="healthy")
     expect(watched).to_have_class("row state-healthy", timeout=20_000)
     expect(watched.locator(".pill")).to_have_css("background-color", HEALTHY_GREEN)
+    expect(watcher.locator(".summary")).to_have_text("2 healthy")
     expect(watcher).to_have_title("Pulse")
     assert watcher.evaluate("window.notReloaded") is True
 

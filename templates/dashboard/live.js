@@ -39,6 +39,25 @@
       var state = entry ? entry.state : "resolved";
       setState(el, state, state.charAt(0).toUpperCase() + state.slice(1));
     });
+    var summary = document.querySelector(".summary");
+    if (summary) {  // the overview's counts per state, over the rows on the page
+      var counts = {};
+      document.querySelectorAll("tr[data-table]").forEach(function (row) {
+        var match = row.className.match(/\bstate-([a-z_]+)\b/);
+        if (match) { counts[match[1]] = (counts[match[1]] || 0) + 1; }
+      });
+      var order = ["failing", "error", "snoozed", "learning", "unknown", "healthy", "paused"];
+      summary.innerHTML = "";
+      order.forEach(function (state) {
+        if (!counts[state]) { return; }
+        var chip = document.createElement("a");
+        chip.className = "pill state-" + state;
+        chip.href = "?status=" + state;
+        var label = (document.querySelector("tr.state-" + state + " .label") || {}).textContent || state;
+        chip.textContent = counts[state] + " " + label.toLowerCase();
+        summary.appendChild(chip);
+      });
+    }
     if (document.body.hasAttribute("data-count-failing")) {
       document.title = (data.failing ? data.failing + " failing · " : "") + title;
     }
