@@ -234,6 +234,7 @@ class BandPoint:
     upper: float | None = None
     anomaly: bool = False
     expected: bool = False
+    result_id: int | None = None
 
 
 @dataclass

@@ -134,7 +134,13 @@ def _volume_points(table: MonitoredTable, *, start: datetime, end: datetime) -> 
             .order_by("bucket_start", "-started_at", "-id")
             .distinct("bucket_start")
             .values_list(
-                "bucket_start", "observed_value", "expected_lower", "expected_upper", "is_anomaly", "marked_expected"
+                "bucket_start",
+                "observed_value",
+                "expected_lower",
+                "expected_upper",
+                "is_anomaly",
+                "marked_expected",
+                "id",
             )
         )
     else:
@@ -142,17 +148,20 @@ def _volume_points(table: MonitoredTable, *, start: datetime, end: datetime) -> 
             results.filter(started_at__gte=start, started_at__lte=end)
             .order_by("started_at")
             .values_list(
-                "started_at", "observed_value", "expected_lower", "expected_upper", "is_anomaly", "marked_expected"
+                "started_at",
+                "observed_value",
+                "expected_lower",
+                "expected_upper",
+                "is_anomaly",
+                "marked_expected",
+                "id",
             )
         )
         by_hour = {}
         for row in rows:
             by_hour[row[0].replace(minute=0, second=0, microsecond=0)] = row
         rows = list(by_hour.values())
-    return [
-        charts.BandPoint(at, value, lower, upper, anomaly, expected)
-        for at, value, lower, upper, anomaly, expected in rows
-    ]
+    return [charts.BandPoint(*row) for row in rows]
 
 
 def _freshness_chart(table: MonitoredTable, *, start, end, tz):
@@ -215,8 +224,9 @@ def table_page(request, pk):
         marks.append((table.baseline_since, "rebaselined"))
     if at:
         marks.append((at, "alert"))
+    points = _volume_points(table, start=start, end=end)
     volume = charts.volume_chart(
-        points=_volume_points(table, start=start, end=end),
+        points=points,
         start=start,
         end=end,
         tz=tz,
@@ -247,6 +257,8 @@ def table_page(request, pk):
             ),
             "state_labels": status.TABLE_STATE_LABELS,
             "volume_chart": volume,
+            # The window's anomalies, newest first: each can be marked expected from here.
+            "anomalies": [p for p in reversed(points) if p.anomaly][:20],
             "freshness_chart": freshness,
             "built_in": [
                 (checks.label(kind), latest_kind.get(kind))
@@ -255,7 +267,7 @@ def table_page(request, pk):
             ],
             "configured": configured,
             "schema_changes": schema_changes,
-            "recent": recent[::-1][:25],
+            "recent": recent[::-1][:16],
             "alerts": alerts,
             "now": now,
             "start": start,

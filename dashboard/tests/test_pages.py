@@ -61,6 +61,8 @@ def test_table_page_draws_band_anomalies_and_the_open_alert(scene, owner_browser
     assert 'class="chart volume-chart"' in html and 'class="chart limit-chart"' in html  # volume and freshness charts
     assert reverse("dashboard:alert-acknowledge", args=[scene["alert"].pk]) in html
     assert "Run now" in html and "Save thresholds" in html
+    anomalies = html.split('<table class="list anomalies">', 1)[1].split("</table>", 1)[0]
+    assert anomalies.count("Mark expected") == 2 and anomalies.count("marked expected") == 1  # the spike
     schema_row = html.split("<td>Schema change</td>", 1)[1].split("</tr>", 1)[0]
     assert ">3 columns<" in schema_row  # the latest schema check, counted in columns
     assert "public.orders changed: added: note (text)" in html  # on the schema change timeline
