@@ -51,3 +51,10 @@ def table_schema_accept_current(*, table: MonitoredTable) -> None:
     )
     if latest is not None:
         MonitoredTable.objects.filter(pk=table.pk).update(schema_reference=latest.details["columns"])
+
+
+def table_run_now(*, table: MonitoredTable) -> None:
+    """Make an active table due at once: the next runchecks cycle checks it (a paused table stays paused)."""
+    if table.is_active:
+        table.next_check_at = None
+        MonitoredTable.objects.filter(pk=table.pk, is_active=True).update(next_check_at=None)

@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "alerts",
     "observability",
     "monitors_as_code",
+    "dashboard",
     "pulse_project",  # last: the top layer (runchecks, demo, rotate_secrets) may use every app
 ]
 
@@ -112,6 +113,10 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The dashboard's login (Django's auth views at /accounts/); after it, the overview.
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
 STATIC_ROOT = env.path("PULSE_STATIC_ROOT", default=BASE_DIR / "staticfiles")
 
 EMAIL_CONFIG = env.email("PULSE_EMAIL_URL", default="consolemail://")

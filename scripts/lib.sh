@@ -35,3 +35,20 @@ serve_settings() {
     export PULSE_BASE_URL="http://127.0.0.1:$PORT"
   fi
 }
+
+ensure_chromium() {
+  # The dashboard's browser tests drive Debian's chromium (pytest-playwright, no browser download).
+  if command -v chromium >/dev/null 2>&1; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (apt) for the browser tests"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  elif command -v sudo >/dev/null 2>&1; then
+    sudo apt-get update -qq
+    sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is missing: install it (apt-get install -y chromium) to run the browser tests" >&2
+  fi
+}

@@ -26,6 +26,6 @@ def test_the_browsable_api_renders(owner_client):
     assert b"Connection" in response.content
 
 
-def test_the_root_leads_to_the_admin(client):
+def test_the_root_is_the_dashboard_which_sends_anonymous_visitors_to_log_in(client):
     response = client.get("/")
-    assert response.status_code == 302 and response["Location"] == "/admin/"
+    assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/"
