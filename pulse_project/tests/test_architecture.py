@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-PACKAGES = ("common", "connections", "monitors", "alerts", "observability", "monitors_as_code", "dashboard", "pulse_project")
+PACKAGES = (
+    "common", "connections", "monitors", "alerts", "observability", "monitors_as_code", "dashboard", "pulse_project"
+)
 JOB_PATH = re.compile(r"^[a-z_]+(\.[a-z_]+)+:[a-z_]+$")
 FOREIGN_WRITE = re.compile(
     r"\b(?:UPDATE|INSERT\s+INTO|DELETE\s+FROM)\s+(connections|monitors|alerts|observability|dashboard)_", re.IGNORECASE
