@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 REOPEN_WITHIN = timedelta(hours=1)
 LAG_ALERT_THRESHOLD = 2
+# Connection-level problems other than lag: tables gone from the replica (discovery) alert at the first sighting.
+CONNECTION_ALERT_THRESHOLDS = {CheckKind.SCHEMA_CHANGE: 1}
 LAG_HOLDS_FRESHNESS_FOR = timedelta(minutes=10)
 # The problems that have alerts of their own: every table-level kind, and the connection's replication lag.
 TRACKED_KINDS = frozenset({*TABLE_KINDS, CheckKind.REPLICATION_LAG})
@@ -294,7 +296,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                 _seen_again(alert, message=message, now=now)
                 continue
             table = failing[0].table if table_id else None
-            threshold = table.failure_threshold if table else LAG_ALERT_THRESHOLD
+            threshold = table.failure_threshold if table else CONNECTION_ALERT_THRESHOLDS.get(kind, LAG_ALERT_THRESHOLD)
             if quiet:
                 continue
             if kind == CheckKind.FRESHNESS:
