@@ -40,6 +40,7 @@ LISTED_AT_MOST = 200
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 TIMESTAMP_TYPES = replica.TIMESTAMP_TYPES
 RECENT_SECONDS = 2 * 86_400
+SCOPE_FIELDS = ("schemas", "include_patterns", "exclude_patterns")
 
 CATALOG_QUERY = sql.SQL(
     """

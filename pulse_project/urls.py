@@ -6,10 +6,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from alerts.api.channels import ChannelViewSet
 from alerts.api.views import AlertViewSet
 from common.api import AuthTokenView, PulseRouter
-from connections.api.views import ConnectionViewSet, MaintenanceWindowViewSet
+from connections.api.views import MaintenanceWindowViewSet
 from monitors.api.views import CheckViewSet
 from pulse_project.health import health
-from pulse_project.views import TableViewSet
+from pulse_project.views import ConnectionViewSet, TableViewSet
 
 # Every API endpoint of every app, in one place: adding one is a viewset plus one line here.
 router = PulseRouter()

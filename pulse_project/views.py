@@ -1,7 +1,14 @@
 """API views composed in the project layer, where monitors and alerts are both visible."""
 
+from alerts.intake import results_intake
 from alerts.lifecycle import table_rebaseline_accept
-from monitors.api.views import MonitoredTableViewSet
+from monitors.api.views import ConnectionDiscoveryViewSet, MonitoredTableViewSet
+
+
+class ConnectionViewSet(ConnectionDiscoveryViewSet):
+    """`/api/connections`: a discovery's missing-tables result goes through the alert intake."""
+
+    on_recorded = staticmethod(results_intake)
 
 
 class TableViewSet(MonitoredTableViewSet):

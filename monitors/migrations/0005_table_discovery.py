@@ -6,61 +6,163 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0004_maintenancewindow_table'),
-        ('monitors', '0004_kind_labels_from_registry'),
+        ("connections", "0004_maintenancewindow_table"),
+        ("monitors", "0004_kind_labels_from_registry"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='monitoredtable',
-            name='discovered_at',
+            model_name="monitoredtable",
+            name="discovered_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='missing_since',
+            model_name="monitoredtable",
+            name="missing_since",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='timestamp_column_chosen_by',
-            field=models.CharField(choices=[('user', 'User'), ('discovery', 'Discovery')], default='user', editable=False, max_length=9),
+            model_name="monitoredtable",
+            name="timestamp_column_chosen_by",
+            field=models.CharField(
+                choices=[("user", "User"), ("discovery", "Discovery")], default="user", editable=False, max_length=9
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='timestamp_column_reason',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="monitoredtable",
+            name="timestamp_column_reason",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='status',
-            field=models.CharField(choices=[('unknown', 'Unknown'), ('learning', 'Learning'), ('healthy', 'Healthy'), ('failing', 'Failing'), ('error', 'Error'), ('paused', 'Paused'), ('missing', 'Missing')], default='unknown', editable=False, max_length=10),
+            model_name="monitoredtable",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("unknown", "Unknown"),
+                    ("learning", "Learning"),
+                    ("healthy", "Healthy"),
+                    ("failing", "Failing"),
+                    ("error", "Error"),
+                    ("paused", "Paused"),
+                    ("missing", "Missing"),
+                ],
+                default="unknown",
+                editable=False,
+                max_length=10,
+            ),
         ),
         migrations.CreateModel(
-            name='DiscoveryPolicy',
+            name="DiscoveryPolicy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('is_enabled', models.BooleanField(default=False, help_text='Rediscover on a schedule: add new tables, mark dropped ones missing.')),
-                ('interval_minutes', models.PositiveIntegerField(default=60, help_text='Rediscovery schedule.', validators=[django.core.validators.MinValueValidator(5), django.core.validators.MaxValueValidator(10080)])),
-                ('schemas', models.JSONField(blank=True, default=list, help_text='Schemas to include; empty: every non-system schema the user can read.')),
-                ('include_patterns', models.JSONField(blank=True, default=list, help_text='Table name patterns to include (* and ?); empty: every table.')),
-                ('exclude_patterns', models.JSONField(blank=True, default=list, help_text='Table name patterns to leave out.')),
-                ('max_tables', models.PositiveIntegerField(default=1000, help_text='Discovery adds tables until the connection monitors this many.', validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(20000)])),
-                ('first_checks_per_minute', models.PositiveIntegerField(default=20, help_text="New tables' first checks (with their history backfill) are spread at this rate.", validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(600)])),
-                ('check_interval_seconds', models.PositiveIntegerField(default=300, validators=[django.core.validators.MinValueValidator(10), django.core.validators.MaxValueValidator(604800)])),
-                ('freshness_threshold_minutes', models.PositiveIntegerField(default=1440, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(525600)])),
-                ('failure_threshold', models.PositiveSmallIntegerField(default=2, validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(10)])),
-                ('last_run_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('next_run_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_summary', models.JSONField(blank=True, default=dict, editable=False)),
-                ('last_error', models.TextField(blank=True, default='', editable=False)),
-                ('connection', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='discovery', to='connections.connection')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "is_enabled",
+                    models.BooleanField(
+                        default=False, help_text="Rediscover on a schedule: add new tables, mark dropped ones missing."
+                    ),
+                ),
+                (
+                    "interval_minutes",
+                    models.PositiveIntegerField(
+                        default=60,
+                        help_text="Rediscovery schedule.",
+                        validators=[
+                            django.core.validators.MinValueValidator(5),
+                            django.core.validators.MaxValueValidator(10080),
+                        ],
+                    ),
+                ),
+                (
+                    "schemas",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Schemas to include; empty: every non-system schema the user can read.",
+                    ),
+                ),
+                (
+                    "include_patterns",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="Table name patterns to include (* and ?); empty: every table.",
+                    ),
+                ),
+                (
+                    "exclude_patterns",
+                    models.JSONField(blank=True, default=list, help_text="Table name patterns to leave out."),
+                ),
+                (
+                    "max_tables",
+                    models.PositiveIntegerField(
+                        default=1000,
+                        help_text="Discovery adds tables until the connection monitors this many.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(20000),
+                        ],
+                    ),
+                ),
+                (
+                    "first_checks_per_minute",
+                    models.PositiveIntegerField(
+                        default=20,
+                        help_text="New tables' first checks (with their history backfill) are spread at this rate.",
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(600),
+                        ],
+                    ),
+                ),
+                (
+                    "check_interval_seconds",
+                    models.PositiveIntegerField(
+                        default=300,
+                        validators=[
+                            django.core.validators.MinValueValidator(10),
+                            django.core.validators.MaxValueValidator(604800),
+                        ],
+                    ),
+                ),
+                (
+                    "freshness_threshold_minutes",
+                    models.PositiveIntegerField(
+                        default=1440,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(525600),
+                        ],
+                    ),
+                ),
+                (
+                    "failure_threshold",
+                    models.PositiveSmallIntegerField(
+                        default=2,
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(10),
+                        ],
+                    ),
+                ),
+                ("last_run_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("next_run_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_summary", models.JSONField(blank=True, default=dict, editable=False)),
+                ("last_error", models.TextField(blank=True, default="", editable=False)),
+                (
+                    "connection",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="discovery",
+                        to="connections.connection",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'discovery policies',
-                'indexes': [models.Index(condition=models.Q(('is_enabled', True)), fields=['next_run_at'], name='discovery_due')],
+                "verbose_name_plural": "discovery policies",
+                "indexes": [
+                    models.Index(condition=models.Q(("is_enabled", True)), fields=["next_run_at"], name="discovery_due")
+                ],
             },
         ),
     ]
