@@ -507,7 +507,7 @@ def _first_check_at(*, now: datetime, index: int, policy: DiscoveryPolicy) -> da
     return now + timedelta(seconds=index * 60.0 / policy.first_checks_per_minute)
 
 
-def _staggered_start(*, connection: Connection, now: datetime) -> datetime:
+def _staggered_start(*, connection: Connection, policy: DiscoveryPolicy, now: datetime) -> datetime:
     """New tables queue behind the first checks a previous discovery already spread into the future."""
     latest = (
         MonitoredTable.objects.filter(connection=connection, discovered_at__isnull=False, backfilled_at__isnull=True)
@@ -516,7 +516,9 @@ def _staggered_start(*, connection: Connection, now: datetime) -> datetime:
         .values_list("next_check_at", flat=True)
         .first()
     )
-    return max(now, latest) if latest else now
+    if latest is None or latest < now:
+        return now
+    return latest + timedelta(seconds=60.0 / policy.first_checks_per_minute)
 
 
 def _usable_choice(table: MonitoredTable, found: CatalogTable) -> bool:
@@ -577,7 +579,7 @@ def discovery_run(*, connection: Connection, apply: bool, on_recorded, now: date
             if choice.column != table.timestamp_column:
                 rechosen.append((table, choice))
 
-    start = _staggered_start(connection=connection, now=now)
+    start = _staggered_start(connection=connection, policy=policy, now=now)
     for index, (table, choice) in enumerate(new_tables):
         summary.added.append(
             {
