@@ -251,114 +251,29 @@ def catalog_read(*, connection: Connection, policy: DiscoveryPolicy, known: list
 
 # --- the timestamp column -------------------------------------------------------------------------------
 
-_INSERT_WORDS = (
-    "created",
-    "create",
-    "creation",
-    "inserted",
-    "insert",
-    "loaded",
-    "load",
-    "ingested",
-    "ingest",
-    "event",
-    "occurred",
-    "recorded",
-    "logged",
-    "received",
-    "captured",
-    "arrived",
-    "submitted",
-    "placed",
-    "posted",
-    "published",
-    "observed",
-    "collected",
-    "measured",
-    "counted",
-    "viewed",
-    "sent",
-    "emitted",
-    "added",
-    "registered",
-    "signup",
-    "signed",
-    "timestamp",
-    "ts",
-    "time",
-    "at",
-    "date",
-    "day",
-    "dt",
-    "when",
+# Words of column names (split at underscores and camelCase): what kind of time a column's name says it holds.
+
+
+def _word_set(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_STRONG_INSERT_WORDS = _word_set(
+    "created create creation inserted insert loaded load ingested ingest event occurred recorded logged received"
+    " captured arrived"
 )
-_STRONG_INSERT_WORDS = {
-    "created",
-    "create",
-    "creation",
-    "inserted",
-    "insert",
-    "loaded",
-    "load",
-    "ingested",
-    "ingest",
-    "event",
-    "occurred",
-    "recorded",
-    "logged",
-    "received",
-    "captured",
-    "arrived",
-}
-_UPDATE_WORDS = {
-    "updated",
-    "update",
-    "modified",
-    "modify",
-    "changed",
-    "change",
-    "mtime",
-    "touched",
-    "refreshed",
-    "synced",
-    "sync",
-    "edited",
-    "last",
-}
-_NOT_INSERT_WORDS = {
-    "deleted",
-    "delete",
-    "expires",
-    "expire",
-    "expiry",
-    "expiration",
-    "expired",
-    "valid",
-    "until",
-    "due",
-    "deadline",
-    "scheduled",
-    "birth",
-    "birthday",
-    "dob",
-    "archived",
-    "cancelled",
-    "canceled",
-    "closed",
-    "ends",
-    "end",
-    "finished",
-    "completed",
-    "next",
-    "retry",
-    "lock",
-    "locked",
-    "removed",
-    "purged",
-    "ttl",
-    "renewal",
-    "renews",
-}
+_TIME_WORDS = _word_set(
+    "placed posted published observed collected measured counted viewed sent emitted added registered signup"
+    " signed timestamp ts time at date day dt when on"
+)
+_UPDATE_WORDS = _word_set(
+    "updated update modified modify changed change mtime touched refreshed synced sync edited last"
+)
+_NOT_INSERT_WORDS = _word_set(
+    "deleted delete expires expire expiry expiration expired valid until due deadline scheduled birth birthday dob"
+    " archived cancelled canceled closed ends end ended finished completed next retry lock locked removed purged ttl"
+    " renewal renews run runs planned starts effective from to"
+)
 
 
 def _words(name: str) -> list[str]:
@@ -375,7 +290,7 @@ def _name_kind(name: str) -> str:
         return "not_insert"
     if words & _STRONG_INSERT_WORDS:
         return "insert"
-    if words & set(_INSERT_WORDS):
+    if words & _TIME_WORDS:
         return "time"
     return "other"
 
@@ -424,7 +339,7 @@ def _score(column: ColumnFacts) -> tuple[float, list[str]]:
         evidence.append("NOT NULL")
     if column.newest_age_seconds is not None:
         if column.newest_age_seconds < -3600:
-            score -= 2
+            score -= 4
             evidence.append("newest value in the future (statistics)")
         elif column.newest_age_seconds <= RECENT_SECONDS:
             score += 1
