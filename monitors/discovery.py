@@ -16,6 +16,7 @@ layer); a table that reappears is checked again. A user's choice of timestamp co
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +41,8 @@ LISTED_AT_MOST = 200
 SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
 TIMESTAMP_TYPES = replica.TIMESTAMP_TYPES
 RECENT_SECONDS = 2 * 86_400
+STALE_INSERT_SECONDS = 7 * 86_400
+"""An insert-time column whose newest value is older than this, beside a recent update time: an upsert table."""
 SCOPE_FIELDS = ("schemas", "include_patterns", "exclude_patterns")
 
 CATALOG_QUERY = sql.SQL(
@@ -358,14 +361,22 @@ def timestamp_column_choose(columns: tuple[ColumnFacts, ...] | list[ColumnFacts]
     typed = [c for c in columns if c.type in TIMESTAMP_TYPES]
     indexed = [c for c in typed if c.indexed]
     inserts = [c for c in indexed if _name_kind(c.name) not in ("update", "not_insert")]
+    updates = [c for c in indexed if _name_kind(c.name) == "update"]
     if inserts:
         scored = sorted(
             ((_score(c), -i, c) for i, c in enumerate(inserts)), key=lambda t: (t[0][0], t[1]), reverse=True
         )
         (score, evidence), _, best = scored[0]
+        recent_update = next((c for c in updates if (c.newest_age_seconds or math.inf) < 86_400), None)
+        if recent_update and (best.newest_age_seconds or 0) > STALE_INSERT_SECONDS:
+            return Choice(
+                recent_update.name,
+                f"indexed {recent_update.type} column that records updates: rows are updated in place "
+                f"({best.name}'s newest value is {_age_text(best.newest_age_seconds)}, "
+                f"{recent_update.name}'s {_age_text(recent_update.newest_age_seconds)}, statistics)",
+            )
         if score >= 0:
             return Choice(best.name, f"indexed {best.type} column; " + ", ".join(evidence or ["the only candidate"]))
-    updates = [c for c in indexed if _name_kind(c.name) == "update"]
     if updates:
         best = updates[0]
         return Choice(

@@ -260,3 +260,8 @@ def test_choice_rules_on_facts():
     assert timestamp_column_choose([shipped, col("event_time", correlation=0.99)]).column == "event_time"
     assert timestamp_column_choose([col("created_at", indexed=False), col("updated_at")]).column == "updated_at"
     assert timestamp_column_choose([col("id", "bigint")]).reason.endswith("no date or timestamp column")
+    assert timestamp_column_choose([col("run_at", newest_age_seconds=-86_400)]).column == ""
+    # Rows inserted long ago and updated in place: the update time is what moves.
+    upserted = [col("created_at", newest_age_seconds=90 * 86_400), col("updated_at", newest_age_seconds=60)]
+    choice = timestamp_column_choose(upserted)
+    assert choice.column == "updated_at" and "updated in place" in choice.reason
