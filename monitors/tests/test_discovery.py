@@ -265,3 +265,16 @@ def test_choice_rules_on_facts():
     upserted = [col("created_at", newest_age_seconds=90 * 86_400), col("updated_at", newest_age_seconds=60)]
     choice = timestamp_column_choose(upserted)
     assert choice.column == "updated_at" and "updated in place" in choice.reason
+
+
+def test_newest_values_are_read_only_for_small_catalogs(disco, monkeypatch):
+    policy = discovery.policy_for(connection=disco)
+
+    def newest_of_events_created_at():
+        catalog = discovery.catalog_read(connection=disco, policy=policy, known=[])
+        events = next(t for t in catalog.tables if t.key == ("public", "events"))
+        return next(c for c in events.columns if c.name == "created_at").newest_age_seconds
+
+    assert 0 <= newest_of_events_created_at() < 86_400  # from the histogram's upper bound
+    monkeypatch.setattr(discovery, "NEWEST_VALUES_UP_TO", 3)
+    assert newest_of_events_created_at() is None
