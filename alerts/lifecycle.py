@@ -266,11 +266,14 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
         return
     now = now or max(r.started_at for r in results)
     unresolved = _unresolved(connection)
+    # A discovery's missing-tables result says nothing about whether checks run: it leaves connection_error alone.
+    checked = [r for r in results if not (r.details or {}).get("discovery")]
     if not unresolved and all(r.status == Status.PASS for r in results):
-        connection_error_streak_reset(connection=connection)  # nothing open and nothing wrong: the common case
+        if checked:
+            connection_error_streak_reset(connection=connection)  # nothing open and nothing wrong: the common case
         return
     quiet = maintenance.in_maintenance(connection=connection, at=now)
-    _track_connection_errors(connection=connection, results=results, unresolved=unresolved, quiet=quiet, now=now)
+    _track_connection_errors(connection=connection, results=checked, unresolved=unresolved, quiet=quiet, now=now)
 
     by_problem: dict[tuple[int | None, str], list[CheckResult]] = defaultdict(list)
     for result in results:

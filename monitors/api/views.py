@@ -1,6 +1,7 @@
 import django_filters
 import psycopg
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -110,7 +111,7 @@ class ConnectionDiscoveryViewSet(ConnectionViewSet):
     action_permissions = {**ConnectionViewSet.action_permissions, "discover": "change"}
     on_recorded = None
 
-    @extend_schema(request=DiscoverSerializer, responses=dict)
+    @extend_schema(request=DiscoverSerializer, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])
     def discover(self, request, pk=None):
         """Dry run by default: the tables discovery would add (chosen timestamp columns and why), skip and

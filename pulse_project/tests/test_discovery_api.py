@@ -189,3 +189,37 @@ def test_the_admin_actions_dry_run_then_apply(client, staff, disco):
     assert not MonitoredTable.objects.filter(connection=disco).exists()
     client.post(url, {"action": "discover_apply", "_selected_action": [disco.id]}, follow=True)
     assert MonitoredTable.objects.filter(connection=disco).count() == len(DISCOVERY_EXPECTED)
+
+
+def test_a_discovery_leaves_the_connection_error_alert_alone(owner_client, disco, replica_pair):
+    from django.utils import timezone
+
+    now = timezone.now()
+    error_alert = Alert.objects.create(
+        connection=disco, kind="connection_error", opened_at=now, last_seen_at=now, message="checks could not run"
+    )
+    MonitoredTable.objects.create(connection=disco, table_name="never_there")
+    discover(owner_client, disco, {"apply": True})
+    error_alert.refresh_from_db()
+    assert error_alert.status == "open"
+    assert Alert.objects.get(connection=disco, kind="schema_change", table=None).message.endswith("public.never_there")
+
+
+@pytest.mark.django_db(transaction=True)  # the job closes old connections, as runchecks' scheduler does
+def test_the_scheduled_job_discovers_enabled_connections(disco):
+    from pulse_project import jobs
+
+    DiscoveryPolicy.objects.create(connection=disco, is_enabled=True)
+    jobs.discover()
+    assert MonitoredTable.objects.filter(connection=disco).count() == len(DISCOVERY_EXPECTED)
+    assert DiscoveryPolicy.objects.get(connection=disco).last_summary["added_count"] == len(DISCOVERY_EXPECTED)
+
+
+def test_another_teams_staff_cannot_discover_from_the_admin(client, outsider, disco):
+    outsider.is_staff = True
+    outsider.save()
+    client.force_login(outsider)
+    url = "/admin/connections/connection/"
+    client.post(url, {"action": "discover_apply", "_selected_action": [disco.id]}, follow=True)
+    assert not MonitoredTable.objects.filter(connection=disco).exists()
+    assert client.get(f"/admin/connections/connection/{disco.id}/change/").status_code in (302, 404)
