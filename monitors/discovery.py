@@ -59,9 +59,10 @@ WITH known AS (
            (({schemas_given} AND n.nspname = ANY({schemas}::text[]))
              OR (NOT {schemas_given} AND pg_catalog.has_schema_privilege(n.oid, 'USAGE')))
            AND (cardinality({include}::text[]) = 0 OR c.relname LIKE ANY({include}::text[]))
-           AND NOT (c.relname LIKE ANY({exclude}::text[])) AS in_scope
+           AND NOT (c.relname LIKE ANY({exclude}::text[]))
+           AND c.relkind IN ('r', 'p') AND NOT c.relispartition AS in_scope
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+    WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
       AND n.nspname <> ALL({system_schemas}::text[]) AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
 ), wanted AS MATERIALIZED (
     SELECT r.* FROM rels r

@@ -107,6 +107,10 @@ INSERT INTO public.accounts SELECT g, now() - make_interval(mins => (g * 31) % 3
 -- Not readable by the reader.
 CREATE TABLE public.payroll (id int, paid_at timestamptz);
 CREATE INDEX ON public.payroll (paid_at);
+-- A view and a partition: never discovered, but they exist (a table registered by hand may be either).
+CREATE VIEW public.recent_events AS SELECT * FROM public.events;
+CREATE TABLE public.clicks (at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE public.clicks_2026 PARTITION OF public.clicks FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
 CREATE SCHEMA staging;
 CREATE TABLE staging.raw_events (id int, received_at timestamptz NOT NULL);
 CREATE INDEX ON staging.raw_events (received_at);
@@ -115,7 +119,7 @@ INSERT INTO staging.raw_events SELECT g, now() - make_interval(secs => 1000 - g)
 DISCOVERY_GRANTS = """
 GRANT USAGE ON SCHEMA staging TO {reader};
 GRANT SELECT ON public.events, public.profiles, public.imports, public.daily_totals, public.lookup_codes,
-    public.accounts, staging.raw_events TO {reader};
+    public.accounts, staging.raw_events, public.recent_events, public.clicks, public.clicks_2026 TO {reader};
 ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};
 """
 DISCOVERY_EXPECTED = {
@@ -127,6 +131,7 @@ DISCOVERY_EXPECTED = {
     "public.lookup_codes": "",
     "public.accounts": "modified_at",
     "staging.raw_events": "received_at",
+    "public.clicks": "",
 }
 
 

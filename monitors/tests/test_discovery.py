@@ -90,7 +90,7 @@ def test_a_scope_that_excludes_a_schema(disco):
 def test_patterns_include_and_exclude_table_names(disco):
     run(disco, include_patterns=["*s"], exclude_patterns=["account?", "lookup_*"])
     names = set(MonitoredTable.objects.filter(connection=disco).values_list("table_name", flat=True))
-    assert names == {"events", "profiles", "imports", "daily_totals", "raw_events"}
+    assert names == {"events", "profiles", "imports", "daily_totals", "raw_events", "clicks"}
 
 
 def test_the_cap_counts_tables_already_monitored(disco):
@@ -116,8 +116,8 @@ def test_a_second_discovery_queues_behind_the_first(disco):
     first.delete()
     discovery.discovery_run(connection=disco, apply=True, on_recorded=Recorder(), now=now + timedelta(seconds=1))
     again = MonitoredTable.objects.get(connection=disco, table_name=first.table_name)
-    # The six first checks still pending end at now + 18 s: the re-added table comes 3 s after them.
-    assert again.next_check_at == now + timedelta(seconds=21)
+    # The first checks still pending (3 s apart) end at now + 3 s x (n - 1): the re-added table comes 3 s later.
+    assert again.next_check_at == now + timedelta(seconds=3 * len(DISCOVERY_EXPECTED))
 
 
 def test_tables_that_come_and_go(disco, replica_pair):
@@ -164,6 +164,17 @@ def test_tables_that_come_and_go(disco, replica_pair):
         assert len(recorder.batches) == 3  # nothing missing and nothing was: no further result
     finally:
         on_primary(replica_pair, "DROP TABLE IF EXISTS public.doomed; DROP TABLE IF EXISTS public.newcomer")
+
+
+def test_views_and_partitions_are_not_discovered_but_never_missing(disco):
+    for name in ("recent_events", "clicks_2026"):
+        MonitoredTable.objects.create(connection=disco, table_name=name)  # registered by hand
+    summary = run(disco)
+    assert summary["missing"] == [] and "public.clicks" in {f"{t['schema']}.{t['table']}" for t in summary["added"]}
+    assert not {"recent_events", "clicks_2026"} & {t["table"] for t in summary["added"]}
+    assert set(
+        MonitoredTable.objects.filter(table_name__in=["recent_events", "clicks_2026"]).values_list("status", flat=True)
+    ) == {"unknown"}
 
 
 def test_a_missing_table_is_not_claimed(disco):
@@ -234,7 +245,9 @@ def test_scheduled_discovery_runs_enabled_due_policies_once(disco):
     assert discovery.discoveries_run_due(on_recorded=Recorder(), now=now) == 1
     assert MonitoredTable.objects.filter(connection=disco).count() == len(DISCOVERY_EXPECTED)
     policy = DiscoveryPolicy.objects.get(connection=disco)
-    assert policy.next_run_at == now + timedelta(minutes=60) and policy.last_summary["added_count"] == 7
+    assert policy.next_run_at == now + timedelta(minutes=60) and policy.last_summary["added_count"] == len(
+        DISCOVERY_EXPECTED
+    )
     assert discovery.discoveries_run_due(on_recorded=Recorder(), now=now + timedelta(minutes=1)) == 0
 
 
