@@ -16,6 +16,7 @@ layer); a table that reappears is checked again. A user's choice of timestamp co
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -326,6 +327,7 @@ def _words(name: str) -> list[str]:
     return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
 
 
+@functools.lru_cache(maxsize=4096)
 def _name_kind(name: str) -> str:
     """'update', 'not_insert', 'insert' (a name that says insert time), 'time' (a plain time name) or 'other'."""
     words = set(_words(name))
