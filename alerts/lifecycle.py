@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 REOPEN_WITHIN = timedelta(hours=1)
 LAG_ALERT_THRESHOLD = 2
+# Connection-level problems other than lag: tables gone from the replica (discovery) alert at the first sighting.
+CONNECTION_ALERT_THRESHOLDS = {CheckKind.SCHEMA_CHANGE: 1}
 LAG_HOLDS_FRESHNESS_FOR = timedelta(minutes=10)
 # The problems that have alerts of their own: every table-level kind, and the connection's replication lag.
 TRACKED_KINDS = frozenset({*TABLE_KINDS, CheckKind.REPLICATION_LAG})
@@ -264,11 +266,14 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
         return
     now = now or max(r.started_at for r in results)
     unresolved = _unresolved(connection)
+    # A discovery's missing-tables result says nothing about whether checks run: it leaves connection_error alone.
+    checked = [r for r in results if not (r.details or {}).get("discovery")]
     if not unresolved and all(r.status == Status.PASS for r in results):
-        connection_error_streak_reset(connection=connection)  # nothing open and nothing wrong: the common case
+        if checked:
+            connection_error_streak_reset(connection=connection)  # nothing open and nothing wrong: the common case
         return
     quiet = maintenance.in_maintenance(connection=connection, at=now)
-    _track_connection_errors(connection=connection, results=results, unresolved=unresolved, quiet=quiet, now=now)
+    _track_connection_errors(connection=connection, results=checked, unresolved=unresolved, quiet=quiet, now=now)
 
     by_problem: dict[tuple[int | None, str], list[CheckResult]] = defaultdict(list)
     for result in results:
@@ -294,7 +299,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                 _seen_again(alert, message=message, now=now)
                 continue
             table = failing[0].table if table_id else None
-            threshold = table.failure_threshold if table else LAG_ALERT_THRESHOLD
+            threshold = table.failure_threshold if table else CONNECTION_ALERT_THRESHOLDS.get(kind, LAG_ALERT_THRESHOLD)
             if quiet:
                 continue
             if kind == CheckKind.FRESHNESS:

@@ -4,9 +4,9 @@ from django.utils.html import format_html
 
 from common.admin import TeamScopedAdmin, managed_form_errors, place_label, release_from_file, short_time, status_label
 from common.tenancy import scope_to_user
-from monitors import checks, tables
+from monitors import checks, discovery, tables
 from monitors.check_rules import check_problems
-from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
+from monitors.models import Check, CheckResult, DiscoveryPolicy, MonitoredTable, SchedulerHeartbeat
 from monitors.results import result_mark_expected
 from monitors.table_rules import CATALOG_FIELDS, table_problems
 
@@ -122,6 +122,9 @@ class MonitoredTableAdminForm(forms.ModelForm):
     def save(self, commit=True):
         was_active = None if self.instance.pk is None else self.initial.get("is_active")
         tables.table_activation_apply(table=self.instance, was_active=was_active)
+        if "timestamp_column" in self.fields:
+            previous_column = None if self.instance.pk is None else (self.initial.get("timestamp_column") or "")
+            tables.table_timestamp_choice_apply(table=self.instance, previous_column=previous_column)
         return super().save(commit=commit)
 
 
@@ -148,9 +151,23 @@ class MonitoredTableInline(admin.TabularInline):
     model = MonitoredTable
     form = MonitoredTableInlineForm
     extra = 0
-    fields = ["schema_name", "table_name", "timestamp_column", "check_interval_seconds", "is_active", "state"]
-    readonly_fields = ["state"]
+    fields = [
+        "schema_name",
+        "table_name",
+        "timestamp_column",
+        "chosen",
+        "check_interval_seconds",
+        "is_active",
+        "state",
+    ]
+    readonly_fields = ["chosen", "state"]
     show_change_link = True
+
+    @admin.display(description="chosen by")
+    def chosen(self, obj):
+        if obj.pk is None:
+            return "-"
+        return format_html('<span title="{}">{}</span>', obj.timestamp_column_reason, obj.timestamp_column_chosen_by)
 
     @admin.display(description="status")
     def state(self, obj):
@@ -160,6 +177,61 @@ class MonitoredTableInline(admin.TabularInline):
             "{} <small>checked {}</small>",
             status_label(obj.status, obj.get_status_display()),
             short_time(obj.last_checked_at),
+        )
+
+
+class DiscoveryPolicyForm(forms.ModelForm):
+    """The connection page's discovery section: the API's scope rules (monitors.discovery)."""
+
+    class Meta:
+        model = DiscoveryPolicy
+        fields = [
+            "is_enabled",
+            "interval_minutes",
+            "schemas",
+            "include_patterns",
+            "exclude_patterns",
+            "max_tables",
+            "first_checks_per_minute",
+            "check_interval_seconds",
+            "freshness_threshold_minutes",
+            "failure_threshold",
+        ]
+
+    def clean(self):
+        cleaned = super().clean()
+        scope = {name: cleaned.get(name, getattr(self.instance, name)) for name in discovery.SCOPE_FIELDS}
+        scope = {name: [] if value is None else value for name, value in scope.items()}
+        for name, message in discovery.scope_problems(**scope).items():
+            self.add_error(name, message)
+        return cleaned
+
+    def save(self, commit=True):
+        if self.instance.is_enabled and {"is_enabled", "interval_minutes"} & set(self.changed_data):
+            self.instance.next_run_at = None  # due now
+        return super().save(commit=commit)
+
+
+class DiscoveryPolicyInline(admin.StackedInline):
+    """The discovery section of the connection's page (the project's admin puts it on ConnectionAdmin)."""
+
+    model = DiscoveryPolicy
+    form = DiscoveryPolicyForm
+    extra = 0
+    max_num = 1
+    can_delete = False
+    verbose_name = verbose_name_plural = "discovery"
+    readonly_fields = ["last_run_at", "next_run_at", "last_result", "last_error"]
+
+    @admin.display(description="last discovery")
+    def last_result(self, obj):
+        summary = obj.last_summary or {}
+        if not summary:
+            return "-"
+        return (
+            f"{summary.get('added_count', 0)} added, {summary.get('skipped_count', 0)} skipped, "
+            f"{summary.get('over_cap_count', 0)} over the cap, {summary.get('missing_count', 0)} missing, "
+            f"{summary.get('already_monitored', 0)} already monitored"
         )
 
 
@@ -187,6 +259,10 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     ordering = ["connection__name", "schema_name", "table_name"]
     readonly_fields = [
         "state",
+        "timestamp_column_chosen_by",
+        "timestamp_column_reason",
+        "discovered_at",
+        "missing_since",
         "last_checked_at",
         "next_check_at",
         "last_error",

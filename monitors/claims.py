@@ -30,7 +30,7 @@ from monitors.models import Check, MonitoredTable
 
 logger = logging.getLogger(__name__)
 
-_DUE = """{t}.is_active AND {c}.is_active
+_DUE = """{t}.is_active AND {c}.is_active AND {t}.status <> 'missing'
       AND ({t}.lease_expires_at IS NULL OR {t}.lease_expires_at < %(now)s)
       AND ({c}.backoff_until IS NULL OR {c}.backoff_until <= %(now)s)
       AND (%(force)s OR {t}.next_check_at IS NULL OR {t}.next_check_at <= %(now)s)
@@ -67,7 +67,9 @@ RETURNING id, EXISTS (
 def tables_next_due(*, now: datetime, force: bool = False, table_ids: list[int] | None = None) -> datetime | None:
     """When the first active table (of `table_ids`, if given) becomes claimable: the latest of its due time
     (not with `force`), its lease's expiry and its connection's backoff, as in `_DUE`; None without any."""
-    tables = MonitoredTable.objects.filter(is_active=True, connection__is_active=True)
+    tables = MonitoredTable.objects.filter(is_active=True, connection__is_active=True).exclude(
+        status=MonitoredTable.Status.MISSING
+    )
     if table_ids is not None:
         tables = tables.filter(id__in=table_ids)
     waits = ["lease_expires_at", "connection__backoff_until"] + ([] if force else ["next_check_at"])

@@ -31,6 +31,11 @@ class MonitoredTable(models.Model):
         FAILING = "failing"
         ERROR = "error"
         PAUSED = "paused"
+        MISSING = "missing"  # gone from the replica's catalog at the last discovery: not checked, history kept
+
+    class ChosenBy(models.TextChoices):
+        USER = "user"
+        DISCOVERY = "discovery"
 
     connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="tables")
     schema_name = models.CharField(max_length=63, default="public")
@@ -38,6 +43,13 @@ class MonitoredTable(models.Model):
     timestamp_column = models.CharField(
         max_length=63, blank=True, default="", help_text="Enables freshness and time-bucketed volume checks."
     )
+    # Who chose the timestamp column: a user's choice is kept across rediscovery; discovery says why it chose.
+    timestamp_column_chosen_by = models.CharField(
+        max_length=9, choices=ChosenBy.choices, default=ChosenBy.USER, editable=False
+    )
+    timestamp_column_reason = models.TextField(blank=True, default="", editable=False)
+    discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
+    missing_since = models.DateTimeField(null=True, blank=True, editable=False)
     freshness_threshold_minutes = models.PositiveIntegerField(
         default=60, validators=[MinValueValidator(1), MaxValueValidator(525_600)]
     )
@@ -130,6 +142,56 @@ class MonitoredTable(models.Model):
     @property
     def qualified_name(self) -> str:
         return f"{self.schema_name}.{self.table_name}"
+
+
+class DiscoveryPolicy(models.Model):
+    """How Pulse discovers a connection's tables (monitors/discovery.py): scope, schedule and new tables' defaults."""
+
+    connection = models.OneToOneField(Connection, on_delete=models.CASCADE, related_name="discovery")
+    is_enabled = models.BooleanField(
+        default=False, help_text="Rediscover on a schedule: add new tables, mark dropped ones missing."
+    )
+    interval_minutes = models.PositiveIntegerField(
+        default=60, validators=[MinValueValidator(5), MaxValueValidator(10_080)], help_text="Rediscovery schedule."
+    )
+    schemas = models.JSONField(
+        default=list, blank=True, help_text="Schemas to include; empty: every non-system schema the user can read."
+    )
+    include_patterns = models.JSONField(
+        default=list, blank=True, help_text="Table name patterns to include (* and ?); empty: every table."
+    )
+    exclude_patterns = models.JSONField(default=list, blank=True, help_text="Table name patterns to leave out.")
+    max_tables = models.PositiveIntegerField(
+        default=1000,
+        validators=[MinValueValidator(1), MaxValueValidator(20_000)],
+        help_text="Discovery adds tables until the connection monitors this many.",
+    )
+    first_checks_per_minute = models.PositiveIntegerField(
+        default=20,
+        validators=[MinValueValidator(1), MaxValueValidator(600)],
+        help_text="New tables' first checks (with their history backfill) are spread at this rate.",
+    )
+    # Defaults of the tables discovery adds.
+    check_interval_seconds = models.PositiveIntegerField(
+        default=300, validators=[MinValueValidator(10), MaxValueValidator(604_800)]
+    )
+    freshness_threshold_minutes = models.PositiveIntegerField(
+        default=1440, validators=[MinValueValidator(1), MaxValueValidator(525_600)]
+    )
+    failure_threshold = models.PositiveSmallIntegerField(
+        default=2, validators=[MinValueValidator(1), MaxValueValidator(10)]
+    )
+    last_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_summary = models.JSONField(default=dict, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
+
+    class Meta:
+        verbose_name_plural = "discovery policies"
+        indexes = [models.Index(fields=["next_run_at"], name="discovery_due", condition=models.Q(is_enabled=True))]
+
+    def __str__(self) -> str:
+        return f"discovery of {self.connection}"
 
 
 class Check(models.Model):

@@ -30,6 +30,18 @@ def table_activation_apply(*, table: MonitoredTable, was_active: bool | None) ->
         table.status = MonitoredTable.Status.PAUSED
 
 
+USER_CHOICE_REASON = "chosen by a user (kept across rediscovery)"
+
+
+def table_timestamp_choice_apply(*, table: MonitoredTable, previous_column: str | None) -> None:
+    """A timestamp column set by a user (API or admin; `previous_column` None for a new table) is theirs from
+    then on: discovery explains its own choices and re-chooses only those, never a user's."""
+    if previous_column is not None and table.timestamp_column == previous_column:
+        return
+    table.timestamp_column_chosen_by = MonitoredTable.ChosenBy.USER
+    table.timestamp_column_reason = USER_CHOICE_REASON
+
+
 def table_rebaseline(*, table: MonitoredTable, since: datetime | None = None) -> MonitoredTable:
     """Accept a level shift: training restarts from `since` (default now), backfilled again from there.
 

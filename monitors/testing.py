@@ -70,3 +70,83 @@ def observe(table, at: datetime, value: float, *, on_recorded: ResultsHandler) -
         on_recorded=on_recorded,
     )
     return results[0]
+
+
+# --- a replica database for discovery tests ---------------------------------------------------------------
+
+DISCOVERY_DB = "discovery_shop"
+# Tables built to mislead the timestamp choice, a table the reader may not read, and a second schema.
+DISCOVERY_SCHEMA = """
+CREATE TABLE public.events (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL, updated_at timestamptz);
+CREATE INDEX ON public.events (created_at);
+CREATE INDEX ON public.events (updated_at);
+INSERT INTO public.events (created_at, updated_at)
+    SELECT now() - make_interval(mins => 2000 - g), now() - make_interval(mins => (g * 7919) % 2000)
+    FROM generate_series(1, 2000) g;
+-- An updated_at that is not indexed, and a created_at of type text.
+CREATE TABLE public.profiles (id int PRIMARY KEY, created_at text, updated_at timestamptz);
+INSERT INTO public.profiles SELECT g, 'yesterday', now() - make_interval(mins => g) FROM generate_series(1, 200) g;
+-- A created_at of type text that is indexed, beside a real load time.
+CREATE TABLE public.imports (id int, created_at text, loaded_at timestamptz NOT NULL);
+CREATE INDEX ON public.imports (created_at);
+CREATE INDEX ON public.imports (loaded_at);
+INSERT INTO public.imports SELECT g, 'x', now() - make_interval(mins => 500 - g) FROM generate_series(1, 500) g;
+-- A date-only column.
+CREATE TABLE public.daily_totals (day date NOT NULL, total numeric);
+CREATE INDEX ON public.daily_totals (day);
+INSERT INTO public.daily_totals SELECT current_date - g, g FROM generate_series(0, 99) g ORDER BY 1;
+-- No time column at all.
+CREATE TABLE public.lookup_codes (code text PRIMARY KEY, label text);
+INSERT INTO public.lookup_codes SELECT 'c' || g, 'label' FROM generate_series(1, 20) g;
+-- Only an indexed update time: the fallback.
+CREATE TABLE public.accounts (id int PRIMARY KEY, modified_at timestamptz NOT NULL, expires_at timestamptz);
+CREATE INDEX ON public.accounts (modified_at);
+CREATE INDEX ON public.accounts (expires_at);
+INSERT INTO public.accounts SELECT g, now() - make_interval(mins => (g * 31) % 300), now() + interval '30 days'
+    FROM generate_series(1, 300) g;
+-- Not readable by the reader.
+CREATE TABLE public.payroll (id int, paid_at timestamptz);
+CREATE INDEX ON public.payroll (paid_at);
+-- A view and a partition: never discovered, but they exist (a table registered by hand may be either).
+CREATE VIEW public.recent_events AS SELECT * FROM public.events;
+CREATE TABLE public.clicks (at date NOT NULL) PARTITION BY RANGE (at);
+CREATE TABLE public.clicks_2026 PARTITION OF public.clicks FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE SCHEMA staging;
+CREATE TABLE staging.raw_events (id int, received_at timestamptz NOT NULL);
+CREATE INDEX ON staging.raw_events (received_at);
+INSERT INTO staging.raw_events SELECT g, now() - make_interval(secs => 1000 - g) FROM generate_series(1, 1000) g;
+"""
+DISCOVERY_GRANTS = """
+GRANT USAGE ON SCHEMA staging TO {reader};
+GRANT SELECT ON public.events, public.profiles, public.imports, public.daily_totals, public.lookup_codes,
+    public.accounts, staging.raw_events, public.recent_events, public.clicks, public.clicks_2026 TO {reader};
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {reader};
+"""
+DISCOVERY_EXPECTED = {
+    # table: the timestamp column discovery should choose
+    "public.events": "created_at",
+    "public.profiles": "",
+    "public.imports": "loaded_at",
+    "public.daily_totals": "day",
+    "public.lookup_codes": "",
+    "public.accounts": "modified_at",
+    "staging.raw_events": "received_at",
+    "public.clicks": "",
+}
+
+
+def discovery_database_create(*, pair, reader: str) -> str:
+    """Create (once per replica pair) the discovery test database on the primary, analyzed and replayed."""
+    from psycopg import sql
+
+    with pair.primary.connect() as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DISCOVERY_DB,)).fetchone()
+        if exists:
+            return DISCOVERY_DB
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DISCOVERY_DB)))
+    with pair.primary.connect(DISCOVERY_DB) as conn:
+        conn.execute(DISCOVERY_SCHEMA)
+        conn.execute(sql.SQL(DISCOVERY_GRANTS).format(reader=sql.Identifier(reader)))
+        conn.execute("ANALYZE")
+    pair.wait_for_replay(timeout=30)
+    return DISCOVERY_DB

@@ -2,7 +2,8 @@
 
 Four tables: `orders` and `page_views` get 14 days of day/night-seasonal history and live traffic,
 `customers` grows now and then, and `inventory_snapshots` stopped being written two hours ago: it is the
-table going stale. The standby is registered as connection "demo-replica" of team "demo".
+table going stale. The standby is registered as connection "demo-replica" of team "demo", and its tables are
+discovered (one catalog query; timestamp columns chosen by discovery), not registered one by one.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from django.db import connection as pulse_db
 from django.db import transaction
 from psycopg import sql
 
+from alerts.intake import results_intake
 from connections.models import Connection
-from monitors.models import Check, MonitoredTable
+from monitors.discovery import discovery_run
+from monitors.models import Check, DiscoveryPolicy, MonitoredTable
 from pulse_project.pgcluster import ReplicaPair, Server
 
 DATABASE = "shop"
@@ -49,22 +52,21 @@ PATHS = ["/", "/", "/products", "/products", "/products/42", "/products/7", "/ca
 STATUSES = ["paid", "paid", "paid", "paid", "shipped", "shipped", "delivered", "refunded"]
 FIRST_NAMES = ["Ada", "Ben", "Chloé", "Dmitri", "Ema", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kemi", "Lars"]
 LAST_NAMES = ["Ng", "Okafor", "Berg", "Silva", "Kowalski", "Haddad", "Murphy", "Sato", "Rossi", "Meyer", "Diaz"]
-# How each demo table is monitored when it is first registered; later edits in Pulse are kept.
+# The demo's tables are discovered (monitors/discovery.py): timestamp columns chosen by discovery, with the
+# policy's defaults; then each table newly added gets the demo's tuning below (later edits in Pulse are kept).
+DISCOVERY_DEFAULTS = {
+    "is_enabled": True,
+    "schemas": ["public"],
+    "check_interval_seconds": 30,
+    "freshness_threshold_minutes": 60,
+    "failure_threshold": 2,
+    "first_checks_per_minute": 60,
+}
 TABLES = {
-    "orders": {
-        "timestamp_column": "created_at",
-        "freshness_threshold_minutes": 15,
-        "check_interval_seconds": 30,
-        "failure_threshold": 2,
-    },
-    "page_views": {"timestamp_column": "viewed_at", "freshness_threshold_minutes": 15, "check_interval_seconds": 30},
-    "customers": {"timestamp_column": "", "check_interval_seconds": 60},
-    "inventory_snapshots": {
-        "timestamp_column": "counted_at",
-        "freshness_threshold_minutes": 60,
-        "check_interval_seconds": 30,
-        "failure_threshold": 1,
-    },
+    "orders": {"freshness_threshold_minutes": 15},
+    "page_views": {"freshness_threshold_minutes": 15},
+    "customers": {"check_interval_seconds": 60},
+    "inventory_snapshots": {"failure_threshold": 1},
 }
 
 SCHEMA = """
@@ -228,7 +230,7 @@ def demo_dir_clear(*, base_dir: Path) -> None:
 
 
 def demo_register(*, port: int, password: str, host: str = "127.0.0.1", team_name: str = TEAM) -> Registration:
-    """Create or update connection "demo-replica" (the standby), its four tables and the customers row-count check."""
+    """Create or update connection "demo-replica" (the standby), discover its tables and add the customers check."""
     with transaction.atomic():
         team, _ = Group.objects.get_or_create(name=team_name)
         connection = Connection.objects.select_for_update().filter(team=team, name=CONNECTION_NAME).first()
@@ -241,13 +243,15 @@ def demo_register(*, port: int, password: str, host: str = "127.0.0.1", team_nam
         connection.consecutive_failures, connection.backoff_until = 0, None
         connection.set_password(password)
         connection.save()
-        tables = {}
-        for name, monitoring in TABLES.items():
-            table, _ = MonitoredTable.objects.get_or_create(
-                connection=connection, schema_name="public", table_name=name, defaults=monitoring
-            )
-            tables[name] = table
+        DiscoveryPolicy.objects.get_or_create(connection=connection, defaults=DISCOVERY_DEFAULTS)
+    summary = discovery_run(connection=connection, apply=True, on_recorded=results_intake)
+    with transaction.atomic():
+        for added in summary["added"]:
+            MonitoredTable.objects.filter(
+                connection=connection, schema_name="public", table_name=added["table"]
+            ).update(**TABLES.get(added["table"], {}))
         MonitoredTable.objects.filter(connection=connection).update(next_check_at=None)
+        tables = {t.table_name: t for t in MonitoredTable.objects.filter(connection=connection, schema_name="public")}
         check, _ = Check.objects.get_or_create(
             table=tables["customers"], kind=Check.Kind.ROW_COUNT, defaults={"min_value": 1}
         )
@@ -276,7 +280,7 @@ def demo_setup(*, base_dir: Path, report: Callable[[str], None] = print, rng: ra
         tables = ", ".join(f"{name} {table.id}" for name, table in registered.tables.items())
         report(f"demo pair in {base_dir} ready in {time.monotonic() - started:.1f} s")
         report(f'registered connection "{CONNECTION_NAME}" (id {registered.connection.id}) in team "{TEAM}"')
-        report(f"monitored tables (id): {tables}; row_count check on customers (id {registered.check.id})")
+        report(f"discovered tables (id): {tables}; row_count check on customers (id {registered.check.id})")
     except BaseException:
         demo_stop(demo=demo, report=report)
         raise

@@ -13,7 +13,8 @@ from django_apscheduler.models import DjangoJobExecution
 from django_apscheduler.util import close_old_connections
 
 from alerts.delivery import outbox_run
-from alerts.intake import lifecycle_backlog_run_due
+from alerts.intake import lifecycle_backlog_run_due, results_intake
+from monitors.discovery import discoveries_run_due
 from monitors.heartbeat import heartbeat_beat, heartbeats_prune
 from monitors.results import results_prune
 from monitors.runner import CheckRunner
@@ -49,6 +50,16 @@ def notify() -> None:
     except Exception:
         logger.exception("replaying the alert lifecycle backlog failed; sending due notifications anyway")
     outbox_run(now=now)
+
+
+@close_old_connections
+def discover() -> None:
+    """Rediscover the connections whose discovery is enabled and due: new tables are added, dropped ones
+    marked missing, with one alert per connection listing them (through the alert intake)."""
+    try:
+        discoveries_run_due(on_recorded=results_intake)
+    except (OperationalError, InterfaceError):
+        logger.warning("Pulse's database is unreachable: discovery skipped")
 
 
 @close_old_connections

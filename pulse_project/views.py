@@ -4,12 +4,12 @@ from rest_framework import routers
 from rest_framework.permissions import AllowAny
 from rest_framework.reverse import reverse
 
+from alerts.intake import results_intake
 from alerts.lifecycle import table_rebaseline_accept
 from common.api import PulseRouter
 from connections.api.serializers import ConnectionSerializer as BaseConnectionSerializer
-from connections.api.views import ConnectionViewSet as BaseConnectionViewSet
 from monitors.api.serializers import MonitoredTableSerializer
-from monitors.api.views import MonitoredTableViewSet
+from monitors.api.views import ConnectionDiscoveryViewSet, MonitoredTableViewSet
 from observability.api.serializers import BadgeUrlField
 
 
@@ -37,10 +37,12 @@ class ConnectionSerializer(BaseConnectionSerializer):
         fields = [*BaseConnectionSerializer.Meta.fields, "badge_url"]
 
 
-class ConnectionViewSet(BaseConnectionViewSet):
-    """`/api/connections`, with each connection's public badge URL."""
+class ConnectionViewSet(ConnectionDiscoveryViewSet):
+    """`/api/connections`, with each connection's public badge URL; a discovery's missing-tables result goes
+    through the alert intake."""
 
     serializer_class = ConnectionSerializer
+    on_recorded = staticmethod(results_intake)
 
 
 class ApiRootView(routers.APIRootView):

@@ -3,13 +3,21 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from common.api import ManagedModelSerializer
+from common.api import ManagedModelSerializer, StrictModelSerializer
 from common.tenancy import scope_to_user
 from connections.api.serializers import UserConnectionField
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
-from monitors.models import Check, CheckResult, MonitoredTable
+from monitors.discovery import (
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
+    MAX_SCHEMAS,
+    SCOPE_FIELDS,
+    policy_update,
+    scope_problems,
+)
+from monitors.models import Check, CheckResult, DiscoveryPolicy, MonitoredTable
 from monitors.table_rules import CATALOG_FIELDS, table_problems
-from monitors.tables import table_activation_apply
+from monitors.tables import table_activation_apply, table_timestamp_choice_apply
 
 
 class MonitoredTableSerializer(ManagedModelSerializer):
@@ -23,6 +31,10 @@ class MonitoredTableSerializer(ManagedModelSerializer):
             "schema_name",
             "table_name",
             "timestamp_column",
+            "timestamp_column_chosen_by",
+            "timestamp_column_reason",
+            "discovered_at",
+            "missing_since",
             "freshness_threshold_minutes",
             "check_interval_seconds",
             "failure_threshold",
@@ -42,6 +54,10 @@ class MonitoredTableSerializer(ManagedModelSerializer):
             "updated_at",
         ]
         read_only_fields = [
+            "timestamp_column_chosen_by",
+            "timestamp_column_reason",
+            "discovered_at",
+            "missing_since",
             "status",
             "last_checked_at",
             "next_check_at",
@@ -54,15 +70,17 @@ class MonitoredTableSerializer(ManagedModelSerializer):
     def create(self, validated_data):
         table = MonitoredTable(**validated_data)
         table_activation_apply(table=table, was_active=None)
+        table_timestamp_choice_apply(table=table, previous_column=None)
         table.save()
         return table
 
     def update(self, instance, validated_data):
         """Deactivating a table pauses it (status `paused`: no checks, no alerts); reactivating makes it due now."""
-        was_active = instance.is_active
+        was_active, previous_column = instance.is_active, instance.timestamp_column
         for field, value in validated_data.items():
             setattr(instance, field, value)
         table_activation_apply(table=instance, was_active=was_active)
+        table_timestamp_choice_apply(table=instance, previous_column=previous_column)
         instance.save()
         return instance
 
@@ -205,4 +223,67 @@ class CheckSerializer(ManagedModelSerializer):
         )
         if problems:
             raise serializers.ValidationError({field: [message] for field, message in problems.items()})
+        return attrs
+
+
+class DiscoveryPolicySerializer(StrictModelSerializer):
+    """A connection's discovery settings: schedule, scope and the defaults of the tables it adds."""
+
+    schemas = serializers.ListField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=63),
+        required=False,
+        max_length=MAX_SCHEMAS,
+    )
+    include_patterns = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, max_length=MAX_PATTERN_LENGTH),
+        required=False,
+        max_length=MAX_PATTERNS,
+    )
+    exclude_patterns = serializers.ListField(
+        child=serializers.CharField(trim_whitespace=False, max_length=MAX_PATTERN_LENGTH),
+        required=False,
+        max_length=MAX_PATTERNS,
+    )
+
+    class Meta:
+        model = DiscoveryPolicy
+        fields = [
+            "is_enabled",
+            "interval_minutes",
+            "schemas",
+            "include_patterns",
+            "exclude_patterns",
+            "max_tables",
+            "first_checks_per_minute",
+            "check_interval_seconds",
+            "freshness_threshold_minutes",
+            "failure_threshold",
+            "last_run_at",
+            "next_run_at",
+            "last_summary",
+            "last_error",
+        ]
+        read_only_fields = ["last_run_at", "next_run_at", "last_summary", "last_error"]
+
+    def validate(self, attrs):
+        merged = {name: attrs.get(name, getattr(self.instance, name)) for name in SCOPE_FIELDS}
+        problems = scope_problems(**merged)
+        if problems:
+            raise serializers.ValidationError({name: [message] for name, message in problems.items()})
+        return attrs
+
+    def update(self, instance, validated_data):
+        return policy_update(policy=instance, changes=validated_data)
+
+
+class DiscoverSerializer(serializers.Serializer):
+    """`apply`: false (default) reports what discovery would do; true does it."""
+
+    apply = serializers.BooleanField(required=False, default=False)
+
+    def validate(self, attrs):
+        if isinstance(self.initial_data, dict):
+            unknown = set(self.initial_data) - {"apply"}
+            if unknown:
+                raise serializers.ValidationError({field: ["Unknown field."] for field in unknown})
         return attrs

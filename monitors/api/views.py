@@ -1,5 +1,7 @@
 import django_filters
+import psycopg
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import action
@@ -7,10 +9,14 @@ from rest_framework.response import Response
 
 from common.api import IdFilter
 from common.viewsets import TeamScopedViewSet
-from monitors import tables
+from connections import guardrails, replica
+from connections.api.views import ConnectionViewSet
+from monitors import discovery, tables
 from monitors.api.serializers import (
     CheckResultSerializer,
     CheckSerializer,
+    DiscoverSerializer,
+    DiscoveryPolicySerializer,
     MonitoredTableSerializer,
     RebaselineSerializer,
     ResultFilterSerializer,
@@ -95,3 +101,44 @@ class CheckViewSet(TeamScopedViewSet):
 
     def base_queryset(self):
         return Check.objects.select_related("table", "table__connection")
+
+
+class ConnectionDiscoveryViewSet(ConnectionViewSet):
+    """`/api/connections` with discovery: `POST {id}/discover` and `GET, PATCH {id}/discovery` (its settings).
+
+    The project registers a subclass that binds `on_recorded` to the alert intake (the missing-tables alert)."""
+
+    action_permissions = {**ConnectionViewSet.action_permissions, "discover": "change"}
+    on_recorded = None
+
+    @extend_schema(request=DiscoverSerializer, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def discover(self, request, pk=None):
+        """Dry run by default: the tables discovery would add (chosen timestamp columns and why), skip and
+        mark missing; `{"apply": true}` does it."""
+        connection = self.get_object()
+        params = DiscoverSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            summary = discovery.discovery_run(
+                connection=connection, apply=params.validated_data["apply"], on_recorded=self.on_recorded
+            )
+        except (replica.ReplicaError, guardrails.GuardrailStop, guardrails.CheckError) as exc:
+            raise serializers.ValidationError({"connection": [f"cannot read the replica's catalog: {exc}"]}) from None
+        except psycopg.Error as exc:  # the catalog query failed (timeout, conflict): a clear 400, never a 500
+            raise serializers.ValidationError(
+                {"connection": [f"cannot read the replica's catalog: {replica.describe_error(exc)}"]}
+            ) from None
+        return Response(summary)
+
+    @extend_schema(request=DiscoveryPolicySerializer, responses=DiscoveryPolicySerializer)
+    @action(detail=True, methods=["get", "patch"], filter_backends=[])
+    def discovery(self, request, pk=None):
+        """The connection's discovery settings (created disabled, with the defaults, when first read)."""
+        policy = discovery.policy_for(connection=self.get_object())
+        if request.method == "GET":
+            return Response(DiscoveryPolicySerializer(policy).data)
+        serializer = DiscoveryPolicySerializer(policy, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        serializer.save()
+        return Response(DiscoveryPolicySerializer(policy).data)

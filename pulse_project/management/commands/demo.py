@@ -14,8 +14,8 @@ from pulse_project import demo
 class Command(BaseCommand):
     help = (
         "Start a throwaway PostgreSQL primary + hot standby under var/demo-pg/ (recreated on every start) with a "
-        "demo 'shop' database, register the standby as connection 'demo-replica' of team 'demo' with four "
-        "monitored tables, then write shop traffic to the primary until SIGINT/SIGTERM and stop the pair. "
+        "demo 'shop' database, register the standby as connection 'demo-replica' of team 'demo' and discover its four "
+        "tables, then write shop traffic to the primary until SIGINT/SIGTERM and stop the pair. "
         "inventory_snapshots gets no traffic: it is the table going stale. While running, the ready line is in "
         "var/demo.ready."
     )
