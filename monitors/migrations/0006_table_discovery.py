@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("connections", "0004_maintenancewindow_table"),
-        ("monitors", "0004_kind_labels_from_registry"),
+        ("monitors", "0005_monitors_managed_by_file"),
     ]
 
     operations = [
