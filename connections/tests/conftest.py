@@ -44,6 +44,8 @@ def admin_form():
             "is_active": "on",
             "tables-TOTAL_FORMS": 0,  # the monitored tables inline the project layer adds
             "tables-INITIAL_FORMS": 0,
+            "discovery-TOTAL_FORMS": 0,  # and its discovery section
+            "discovery-INITIAL_FORMS": 0,
             **changes,
         }
         return {field: value for field, value in form.items() if value is not None}
