@@ -11,6 +11,8 @@ from monitors.api.views import CheckViewSet
 from pulse_project.health import health
 from pulse_project.views import TableViewSet
 
+admin.autodiscover()  # here rather than at start-up (settings: SimpleAdminConfig), for the processes that serve pages
+
 # Every API endpoint of every app, in one place: adding one is a viewset plus one line here.
 router = PulseRouter()
 router.register("connections", ConnectionViewSet, basename="connection")
