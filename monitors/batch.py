@@ -198,7 +198,8 @@ def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping
             book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
         for index, run in enumerate(runs):
             try:
-                share.checkpoint()
+                if index:  # the first table was admitted with the batch
+                    share.checkpoint()
             except guardrails.GuardrailStop as stop:
                 _everything(
                     runs[index:],

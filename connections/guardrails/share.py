@@ -50,7 +50,8 @@ WITH seed AS (
 UPDATE connections_queryallowance a SET
     time_balance_ms = LEAST(
         %(capacity)s::float8,
-        a.time_balance_ms + %(rate)s::float8 * COALESCE(EXTRACT(EPOCH FROM n.t - a.time_updated_at)::float8, 1e9)
+        a.time_balance_ms
+        + %(rate)s::float8 * GREATEST(0, COALESCE(EXTRACT(EPOCH FROM n.t - a.time_updated_at)::float8, 1e9))
     ) - %(spent)s::float8,
     time_recent_ms = a.time_recent_ms
         * exp(-LEAST(3600, GREATEST(0, COALESCE(EXTRACT(EPOCH FROM n.t - a.time_updated_at)::float8, 3600)))
