@@ -4,7 +4,9 @@ Each tick starts work loops on the workers that are free and returns: a worker b
 connection's slow batch never holds up the next tick, so other connections' tables are claimed and
 checked on time by the other workers. A claim holds tables of one connection only, and a connection
 whose session slots are all taken is given back at once (its tables keep their due time) instead of
-holding a worker for up to 30 s. Leases are renewed by the LeaseKeeper while batches run.
+holding a worker for up to 30 s. Fair lanes: a worker claims from a connection that has no batch in flight
+in this process while any such connection has due work, so a busy or slow connection's backlog never
+takes every worker ahead of another connection's tables. Leases are renewed by the LeaseKeeper while batches run.
 """
 
 from __future__ import annotations
@@ -142,6 +144,7 @@ class CheckRunner:
         self._cycle_lock = threading.Lock()  # inline passes (workers <= 1)
         self._state_lock = threading.Lock()
         self._running = 0  # work loops in flight on the pool
+        self._in_flight: Counter = Counter()  # connection id -> its batches in flight in this process
 
     def stop(self) -> None:
         """Claim nothing more; wait until the batches in flight are recorded."""
@@ -244,16 +247,27 @@ class CheckRunner:
             run.summary.lost_batches += 1
 
     def _claim(self, run: _Pass) -> Claim:
+        """Lease the next batch: from a connection with no batch in flight here if one has due work (its own
+        lane), else from any connection not found busy."""
         with run.lock:  # claims of one pass are serialized, so a forced pass never takes a table twice
-            claim = tables_claim_due(
-                now=timezone.now(),
-                lease=self.lease,
-                limit=self.batch_size,
-                force=run.forced,
-                table_ids=run.table_ids,
-                walked=run.walked if run.forced else None,
-                exclude_connections=sorted(run.busy),
-            )
+            with self._state_lock:
+                lanes_taken = {connection for connection, batches in self._in_flight.items() if batches}
+            claim = None
+            for exclude in ([run.busy | lanes_taken] if lanes_taken else []) + [run.busy]:
+                claim = tables_claim_due(
+                    now=timezone.now(),
+                    lease=self.lease,
+                    limit=self.batch_size,
+                    force=run.forced,
+                    table_ids=run.table_ids,
+                    walked=run.walked if run.forced else None,
+                    exclude_connections=sorted(exclude),
+                )
+                if claim.tables:
+                    break
+            if claim.tables:
+                with self._state_lock:
+                    self._in_flight[claim.tables[0].connection_id] += 1
             if run.forced and claim.tables:
                 run.walked[claim.tables[0].connection_id] = max(t.id for t in claim.tables)
             run.summary.tables += len(claim.tables)
@@ -306,6 +320,8 @@ class CheckRunner:
             return []
         finally:
             self.keeper.drop(claim.token)
+            with self._state_lock:
+                self._in_flight[connection.pk] -= 1
             _close_stale_connections()
 
     def _tally(self, summary: CycleSummary, results: list[CheckResult]) -> None:
