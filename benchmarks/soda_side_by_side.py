@@ -175,10 +175,22 @@ def timed(cmd: list[str], *, cwd: Path) -> tuple[float, int, str]:
     return time.perf_counter() - started, done.returncode, (done.stdout + done.stderr).strip()
 
 
+def charged_ms() -> float:
+    """Replica time charged to the time share of every connection this hour (Pulse's database)."""
+    from django.db.models import Sum
+
+    from connections.models import QueryAllowance
+
+    return QueryAllowance.objects.aggregate(total=Sum("time_hour_ms"))["total"] or 0.0
+
+
 def measured(pair: ReplicaPair, cmd: list[str], *, cwd: Path, overhead: int) -> tuple[float, int, int, str]:
-    before = standby_blocks(pair)
+    before, charged = standby_blocks(pair), charged_ms()
     seconds, code, output = timed(cmd, cwd=cwd)
-    return seconds, standby_blocks(pair) - before - overhead, code, output
+    blocks = standby_blocks(pair) - before - overhead
+    if "runchecks" in cmd:
+        output += f"\n    replica time charged to the share: {charged_ms() - charged:,.0f} ms"
+    return seconds, blocks, code, output
 
 
 def soda_files(directory: Path, pair: ReplicaPair, tables: list[str]) -> tuple[Path, Path]:
@@ -245,7 +257,7 @@ def main() -> int:
         phase("Pulse first run (EXPLAINs for the cost guard, one-off history backfill)")
         seconds, blocks, code, output = measured(pair, pulse_cmd, cwd=ROOT, overhead=overhead)
         say(f"  {seconds:.2f} s, {blocks:,} blocks ({blocks / args.tables:.1f}/table), exit {code}")
-        say("  " + output.splitlines()[-1] if output else "")
+        say("\n".join("  " + line.strip() for line in output.splitlines()[-2:]))
 
         tmp = Path(tempfile.mkdtemp(prefix="soda-bench-"))
         config, checks = soda_files(tmp, pair, names)
@@ -261,7 +273,7 @@ def main() -> int:
             say(
                 f"  Pulse run {run}: {seconds:.2f} s, {blocks:,} blocks ({blocks / args.tables:.1f}/table), exit {code}"
             )
-            say("    " + output.splitlines()[-1])
+            say("\n".join("    " + line.strip() for line in output.splitlines()[-2:]))
             if soda.exists():
                 seconds, blocks, code, output = measured(pair, soda_cmd, cwd=tmp, overhead=overhead)
                 soda_runs.append((seconds, blocks))
@@ -282,18 +294,43 @@ def main() -> int:
             say(f"  Pulse/Soda wall time {pulse_s / soda_s:.3f} (target <= 0.1)")
             say(f"  Pulse/Soda blocks {pulse_b / soda_b:.3f} (target <= 0.05)")
 
+        phase("replica time per table in the steady state (the share lifted so that nothing is held back)")
+        connection.replica_time_share_percent, connection.replica_time_burst_seconds = 100, 3600
+        connection.save(update_fields=["replica_time_share_percent", "replica_time_burst_seconds"])
+        per_table = []
+        for _ in range(3):
+            charged = charged_ms()
+            seconds, blocks, code, output = measured(pair, pulse_cmd, cwd=ROOT, overhead=overhead)
+            per_table.append((charged_ms() - charged) / args.tables)
+            say(f"  {seconds:.2f} s, {blocks:,} blocks, exit {code}; {per_table[-1]:.2f} ms of replica time per table")
+        median = statistics.median(per_table)
+        share = median * 10_000 / 300 / 1000 * 100
+        say(
+            f"  median {median:.2f} ms per table: 10,000 tables every 5 minutes would use {share:.1f}% of one "
+            f"backend (default share 5%)"
+        )
+        connection.replica_time_share_percent, connection.replica_time_burst_seconds = 5, 15
+        connection.save(update_fields=["replica_time_share_percent", "replica_time_burst_seconds"])
+
         if sizes:
             phase("blocks per table by table size (Pulse steady state, each size's tables alone)")
+            say("  (this connection's time share lifted to 100% so that no check is held back: blocks, not time)")
+            say("  marginal = (blocks of a run over the size's tables - blocks of a run over one of them) per extra")
+            say("  table: what a table costs beyond the session's fixed cost")
             connection.is_active, sized.is_active = False, True
+            sized.replica_time_share_percent, sized.replica_time_burst_seconds = 100, 3600
             connection.save(update_fields=["is_active"])
-            sized.save(update_fields=["is_active"])
+            sized.save(update_fields=["is_active", "replica_time_share_percent", "replica_time_burst_seconds"])
             for size, group in size_names.items():
-                cmd = [*pulse, *[a for n in group for a in ("--table", str(ids[n]))]]
-                measured(pair, cmd, cwd=ROOT, overhead=overhead)  # first run: EXPLAINs, backfill
-                runs = [measured(pair, cmd, cwd=ROOT, overhead=overhead)[1] for _ in range(3)]
-                blocks = statistics.median(runs)
+                every = [*pulse, *[a for n in group for a in ("--table", str(ids[n]))]]
+                one = [*pulse, "--table", str(ids[group[0]])]
+                measured(pair, every, cwd=ROOT, overhead=overhead)  # first run: EXPLAINs, backfill
+                all_runs = [measured(pair, every, cwd=ROOT, overhead=overhead)[1] for _ in range(3)]
+                one_runs = [measured(pair, one, cwd=ROOT, overhead=overhead)[1] for _ in range(3)]
+                marginal = (statistics.median(all_runs) - statistics.median(one_runs)) / max(1, len(group) - 1)
                 say(
-                    f"  {size:>11,} rows: {blocks:,.0f} blocks for {len(group)} tables ({blocks / len(group):.1f}/table)"
+                    f"  {size:>11,} rows: {statistics.median(all_runs):,.0f} blocks for {len(group)} tables, "
+                    f"{statistics.median(one_runs):,.0f} for one; marginal {marginal:.1f} blocks/table"
                 )
         return 0
     finally:

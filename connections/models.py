@@ -59,10 +59,10 @@ class Connection(models.Model):
         "a minute: the sum of its statements' durations across all runchecks processes.",
     )
     replica_time_burst_seconds = models.FloatField(
-        default=3.0,
+        default=15.0,
         validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
         help_text="Server time Pulse may use at once beyond the share after a quiet spell (the default is "
-        "a minute's worth of 5%).",
+        "five minutes' worth of 5%: a whole sweep, or a first run's one-off work, goes through at once).",
     )
     max_query_cost = models.FloatField(
         default=1_000_000.0,

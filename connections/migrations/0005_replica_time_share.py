@@ -22,8 +22,8 @@ class Migration(migrations.Migration):
             model_name="connection",
             name="replica_time_burst_seconds",
             field=models.FloatField(
-                default=3.0,
-                help_text="Server time Pulse may use at once beyond the share after a quiet spell (the default is a minute's worth of 5%).",
+                default=15.0,
+                help_text="Server time Pulse may use at once beyond the share after a quiet spell (the default is five minutes' worth of 5%: a whole sweep, or a first run's one-off work, goes through at once).",
                 validators=[
                     django.core.validators.MinValueValidator(0.1),
                     django.core.validators.MaxValueValidator(3600),

@@ -44,7 +44,7 @@ def test_the_bucket_refills_at_the_share_up_to_the_burst(make_connection):
 
 @pytest.mark.django_db(transaction=True)
 def test_charges_from_concurrent_sessions_add_up_exactly(make_connection):
-    shop = make_connection(replica_time_burst_seconds=3600)
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=3600)  # refills 1 ms/s
     errors = []
 
     def charge_many():
