@@ -6,7 +6,8 @@
 - Recovery conflicts (SQLSTATE 40001 on a hot standby) are retried up to twice with jittered backoff;
   each try counts against the budget.
 - Cost guard: a query whose planner estimate exceeds `max_query_cost` is not run.
-- Replica time: each statement's duration is spent from the batch's `TimeShare` (see share.py).
+- Replica time: each statement's duration beyond the session's round-trip floor (the quickest statement it
+  has sent: network and protocol, not the server's work) is spent from the batch's `TimeShare` (share.py).
 """
 
 from __future__ import annotations
@@ -187,6 +188,13 @@ class QueryRunner:
         self.allowance = allowance
         self.share = share if share is not None else TimeShare(connection=connection)
         self.queries_sent = 0
+        self._round_trip_ms = math.inf  # the quickest statement of this session so far
+
+    def _spend(self, started: float) -> None:
+        """Spend a statement's time on the replica: its duration less the session's round-trip floor."""
+        elapsed = (time.perf_counter() - started) * 1000
+        self._round_trip_ms = min(self._round_trip_ms, elapsed)
+        self.share.spend(elapsed - self._round_trip_ms)
 
     def _send(self, cur: psycopg.Cursor, query: sql.Composable, params=None, *, counted=True, user_sql=False):
         """Execute one statement under the client-side deadline; `user_sql` forces the extended protocol,
@@ -199,7 +207,7 @@ class QueryRunner:
             try:
                 cur.execute(query, params, binary=True if user_sql else None)
             except psycopg.Error as exc:
-                self.share.spend((time.perf_counter() - started) * 1000)
+                self._spend(started)
                 if deadline.severed:
                     raise SessionLost(
                         f"timed out after {self.connection.statement_timeout_ms} ms: the replica did not answer "
@@ -208,7 +216,7 @@ class QueryRunner:
                 if deadline.expired and isinstance(exc, errors.QueryCanceled):
                     raise CheckError(f"timed out after {self.connection.statement_timeout_ms} ms") from None
                 raise
-            self.share.spend((time.perf_counter() - started) * 1000)
+            self._spend(started)
 
     def _attempts(self, work, *, transaction: bool):
         """Run `work(cursor)`, retrying recovery conflicts; psycopg errors become CheckError or SessionLost."""

@@ -91,10 +91,11 @@ def test_an_expensive_statement_uses_the_share_up_and_what_follows_is_held_back(
             allowance=guardrails.Allowance(connection=shop, now=timezone.now()),
             share=share,
         )
+        runner.fetchone(sql.SQL("SELECT 1"))  # the session's round-trip floor, as a batch's first statement
         runner.fetchone(sql.SQL("SELECT pg_sleep(0.3)"))
     finally:
         session.close()
-    assert share.spent_ms >= 300
+    assert share.spent_ms >= 290
     with pytest.raises(guardrails.GuardrailStop) as stop:
         share.checkpoint()  # 200 ms of debt at 1 ms/s: far more than the short wait a batch sleeps
     assert stop.value.reason == "time_share"
@@ -104,6 +105,25 @@ def test_an_expensive_statement_uses_the_share_up_and_what_follows_is_held_back(
     assert stop.value.retry_at == pytest.approx(
         row.time_updated_at + timedelta(seconds=-row.time_balance_ms), abs=timedelta(seconds=1)
     )
+
+
+def test_a_statement_is_charged_beyond_the_sessions_round_trip_floor(make_connection):
+    shop = make_connection()
+    share = guardrails.TimeShare(connection=shop)
+    session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
+    try:
+        runner = guardrails.QueryRunner(
+            session=session,
+            connection=shop,
+            allowance=guardrails.Allowance(connection=shop, now=timezone.now()),
+            share=share,
+        )
+        runner.fetchone(sql.SQL("SELECT 1"))
+        assert share.spent_ms == 0  # the quickest statement is the floor: network and protocol
+        runner.fetchone(sql.SQL("SELECT pg_sleep(0.1)"))
+    finally:
+        session.close()
+    assert 90 <= share.spent_ms < 5000  # the sleep, less the floor
 
 
 def test_a_short_refill_is_slept_not_held_back(make_connection):
