@@ -22,12 +22,16 @@ Everything runs against throwaway servers: a Pulse database `pulse_guardrails_be
    pg_stat_database, read before and after each run (after the process has exited and its statistics are
    flushed), minus what the reading itself adds (measured with no run in between).
 5. Size series: Pulse steady-state runs over each size's tables alone (`--table ID ...`), blocks per table.
+6. Throughput (--throughput-tables, small tables `many.mNNNNN` of 300 rows on a connection of their own, at
+   defaults): tables per second of `runchecks --once --all --workers 4` from its summary line (results recorded),
+   then two `runchecks --once --workers 4` processes at once over the same tables made due.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import shlex
 import statistics
@@ -69,7 +73,9 @@ def code_version() -> str:
     return head.strip() + (f" + {len(dirty)} modified tracked files" if dirty else " (clean)")
 
 
-def create_data(pair: ReplicaPair, *, tables: int, rows: int, sizes: list[int], size_tables: int) -> None:
+def create_data(
+    pair: ReplicaPair, *, tables: int, rows: int, sizes: list[int], size_tables: int, throughput_tables: int
+) -> None:
     with pair.primary.connect() as conn:
         conn.execute(f"CREATE DATABASE {DATA_DB}")
     with pair.primary.connect(DATA_DB) as conn:
@@ -105,6 +111,26 @@ def create_data(pair: ReplicaPair, *, tables: int, rows: int, sizes: list[int], 
                 )
                 conn.execute(f"CREATE INDEX ON sizes.{name} (created_at)")
             say(f"  {size_tables} tables x {size:,} rows + index: {time.monotonic() - started:.0f}s")
+        started = time.monotonic()
+        conn.execute("CREATE SCHEMA many")
+        conn.execute(f"GRANT USAGE ON SCHEMA many TO {READER}")
+        conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA many GRANT SELECT ON TABLES TO {READER}")
+        for first in range(1, throughput_tables + 1, 500):
+            conn.execute(
+                f"""
+                DO $$
+                BEGIN
+                  FOR i IN {first}..{min(throughput_tables, first + 499)} LOOP
+                    EXECUTE format('CREATE TABLE many.%I (id bigint, created_at timestamptz, payload text)',
+                                   'm' || lpad(i::text, 5, '0'));
+                    EXECUTE format('INSERT INTO many.%I SELECT g, now() - g * interval ''30 seconds'','
+                                   ' ''payload '' || g FROM generate_series(1, 300) g', 'm' || lpad(i::text, 5, '0'));
+                    EXECUTE format('CREATE INDEX ON many.%I (created_at)', 'm' || lpad(i::text, 5, '0'));
+                  END LOOP;
+                END $$
+                """
+            )
+        say(f"  {throughput_tables} tables x 300 rows + index: {time.monotonic() - started:.0f}s")
         started = time.monotonic()
         conn.execute("VACUUM (ANALYZE)")
         say(f"  VACUUM (ANALYZE): {time.monotonic() - started:.0f}s")
@@ -218,6 +244,7 @@ def main() -> int:
     parser.add_argument("--soda", default="/work/soda-venv/bin/soda")
     parser.add_argument("--sizes", default="10000,100000,1000000,10000000")
     parser.add_argument("--size-tables", type=int, default=2)
+    parser.add_argument("--throughput-tables", type=int, default=2000)
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     say("Pulse vs Soda Core, side by side")
@@ -234,7 +261,14 @@ def main() -> int:
         phase("setup")
         setup_django()
         pair = ReplicaPair.create()
-        create_data(pair, tables=args.tables, rows=args.rows, sizes=sizes, size_tables=args.size_tables)
+        create_data(
+            pair,
+            tables=args.tables,
+            rows=args.rows,
+            sizes=sizes,
+            size_tables=args.size_tables,
+            throughput_tables=args.throughput_tables,
+        )
         names = [f"t{i:04d}" for i in range(1, args.tables + 1)]
         size_names = {size: [f"s{size}_{n}" for n in range(1, args.size_tables + 1)] for size in sizes}
         connection, _ = register(pair, name="standby", schema="bench", tables=names)
@@ -242,6 +276,8 @@ def main() -> int:
         sized, ids = register(
             pair, name="standby-sizes", schema="sizes", tables=[n for g in size_names.values() for n in g], active=False
         )
+        many = [f"m{i:05d}" for i in range(1, args.throughput_tables + 1)]
+        throughput, _ = register(pair, name="standby-many", schema="many", tables=many, active=False)
         say(
             f"  connection at defaults: replica time share {connection.replica_time_share_percent:g}% "
             f"(burst {connection.replica_time_burst_seconds:g} s), max_concurrent_queries "
@@ -331,6 +367,41 @@ def main() -> int:
                 say(
                     f"  {size:>11,} rows: {statistics.median(all_runs):,.0f} blocks for {len(group)} tables, "
                     f"{statistics.median(one_runs):,.0f} for one; marginal {marginal:.1f} blocks/table"
+                )
+        if args.throughput_tables:
+            phase(f"throughput over {args.throughput_tables:,} small tables (connection at defaults)")
+            from monitors.models import MonitoredTable
+
+            connection.is_active, throughput.is_active = False, True
+            connection.save(update_fields=["is_active"])
+            throughput.save(update_fields=["is_active"])
+            sized.is_active = False
+            sized.save(update_fields=["is_active"])
+            cmd = [*pulse, "--all", "--workers", "4"]
+            for run in ("first", "steady 1", "steady 2", "steady 3"):
+                seconds, blocks, code, output = measured(pair, cmd, cwd=ROOT, overhead=overhead)
+                cycle = float(re.search(r" in ([0-9.]+)s", output).group(1))
+                say(
+                    f"  one process, {run}: {args.throughput_tables / cycle:,.0f} tables/s ({cycle:.2f} s pass, "
+                    f"{seconds:.2f} s process), exit {code}"
+                )
+                say("\n".join("    " + line.strip() for line in output.splitlines()[-2:]))
+            for run in (1, 2):
+                MonitoredTable.objects.filter(connection=throughput).update(next_check_at=None)
+                two = [*pulse, "--workers", "4"]
+                started = time.perf_counter()
+                children = [
+                    subprocess.Popen(two, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                    for _ in range(2)
+                ]
+                outputs = [child.communicate()[0] for child in children]
+                wall = time.perf_counter() - started
+                cycles = [float(m.group(1)) for o in outputs if (m := re.search(r" in ([0-9.]+)s", o))]
+                checked = [int(m.group(1)) for o in outputs if (m := re.search(r"checked (\d+) tables", o))]
+                say(
+                    f"  two processes, run {run}: {sum(checked):,} tables ({checked}) in passes of "
+                    f"{', '.join(f'{c:.2f}' for c in cycles)} s: {sum(checked) / max(cycles):,.0f} tables/s "
+                    f"({wall:.2f} s wall for both processes)"
                 )
         return 0
     finally:
