@@ -245,6 +245,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="10000,100000,1000000,10000000")
     parser.add_argument("--size-tables", type=int, default=2)
     parser.add_argument("--throughput-tables", type=int, default=2000)
+    parser.add_argument(
+        "--throughput-share",
+        type=float,
+        default=None,
+        help="replica time share (%%) of the throughput connection, burst an hour (default: the defaults)",
+    )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     say("Pulse vs Soda Core, side by side")
@@ -369,9 +375,17 @@ def main() -> int:
                     f"{statistics.median(one_runs):,.0f} for one; marginal {marginal:.1f} blocks/table"
                 )
         if args.throughput_tables:
-            phase(f"throughput over {args.throughput_tables:,} small tables (connection at defaults)")
+            lifted = args.throughput_share is not None
+            phase(
+                f"throughput over {args.throughput_tables:,} small tables "
+                + (f"(time share {args.throughput_share:g}%, burst an hour)" if lifted else "(connection at defaults)")
+            )
             from monitors.models import MonitoredTable
 
+            if lifted:
+                throughput.replica_time_share_percent = args.throughput_share
+                throughput.replica_time_burst_seconds = 3600
+                throughput.save(update_fields=["replica_time_share_percent", "replica_time_burst_seconds"])
             connection.is_active, throughput.is_active = False, True
             connection.save(update_fields=["is_active"])
             throughput.save(update_fields=["is_active"])
