@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/soda_side_by_side.py [--tables 200] [--rows 5
                                                         [--soda /work/soda-venv/bin/soda] [--sizes 10000,...]
                                                         [--size-tables 2]
 
-Everything runs against throwaway servers: a Pulse database `pulse_guardrails_bench` on 127.0.0.1:5432
+Everything runs against throwaway servers: a Pulse database `pulse_guardrails_bench_<pid>` on 127.0.0.1:5432
 (migrated here, dropped at the end) and a primary + hot standby pair from `pulse_project.pgcluster`.
 
 1. On the primary: --tables tables `bench.tNNNN (id bigint, created_at timestamptz, payload text)` of --rows
@@ -48,7 +48,7 @@ import psycopg  # noqa: E402
 
 from pulse_project.pgcluster import ReplicaPair  # noqa: E402
 
-BENCH_DB = "pulse_guardrails_bench"
+BENCH_DB = f"pulse_guardrails_bench_{os.getpid()}"  # one per run: two runs never drop each other's
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DATA_DB = "benchdata"
 READER = "bench_reader"
