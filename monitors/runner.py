@@ -99,6 +99,12 @@ class CycleSummary:
         return 1 if self.statuses[Status.FAIL] else 0
 
 
+def _held_back(results: list[CheckResult]) -> bool:
+    """Every table check of the batch was held back by the replica time share."""
+    checks = [r for r in results if r.table_id]
+    return bool(checks) and all(r.status == Status.SKIPPED and r.details.get("reason") == "time_share" for r in checks)
+
+
 @dataclass
 class _Pass:
     """One tick's (or one --once run's) work loops and what they share."""
@@ -294,7 +300,7 @@ class CheckRunner:
             self.keeper.hold(claim.token, seconds=batch_time_limit(connection=connection, tables=tables))
             if run.wait:
                 return batch_run(connection=connection, claim=claim, tables=tables, on_recorded=self.on_recorded)
-            return batch_run(
+            results = batch_run(
                 connection=connection,
                 claim=claim,
                 tables=tables,
@@ -302,6 +308,12 @@ class CheckRunner:
                 slot_wait_seconds=BUSY_SLOT_WAIT_SECONDS,
                 release_when_busy=True,
             )
+            if _held_back(results):
+                # The connection's time share is used up: the daemon's pass moves on to other connections
+                # instead of writing a held-back result for the whole backlog; later ticks take it up again.
+                with run.lock:
+                    run.busy.add(connection.pk)
+            return results
         except ConnectionBusy:
             with run.lock:
                 run.busy.add(connection.pk)

@@ -209,3 +209,15 @@ def test_a_time_share_used_up_under_concurrent_processes_holds_every_table_back_
     )
     row = QueryAllowance.objects.get(connection=shop)
     assert row.time_hour_ms > 1100  # the checks' server time was charged on top
+
+
+def test_a_daemon_pass_leaves_a_connection_held_back_by_its_time_share_after_one_batch(make_connection):
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=1)
+    tables = [MonitoredTable.objects.create(connection=shop, table_name=name) for name in TABLE_NAMES]
+    guardrails.time_share_charge(connection=shop, spent_ms=1100)  # 100 s of debt at 1 ms/s
+    runner = CheckRunner(on_recorded=Recorder(), workers=1, batch_size=1)
+    runner.cycle(wait=False)  # a daemon tick
+    held = CheckResult.objects.filter(table__in=tables)
+    assert held.values("table").distinct().count() == 1  # one batch recorded as held back, not the backlog
+    assert all(r.status == Status.SKIPPED and r.details["reason"] == "time_share" for r in held)
+    assert MonitoredTable.objects.filter(connection=shop, next_check_at__isnull=True).count() == 3  # still due
