@@ -45,6 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
+from runchecks_throughput import code_version, phase, say  # noqa: E402  (this directory: the output helpers)
 
 from pulse_project.pgcluster import ReplicaPair  # noqa: E402
 
@@ -53,24 +54,6 @@ PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DATA_DB = "benchdata"
 READER = "bench_reader"
 READER_PASSWORD = "bench-" + secrets.token_hex(8)
-T0 = time.monotonic()
-
-
-def say(line: str = "") -> None:
-    print(line, flush=True)
-
-
-def phase(title: str) -> None:
-    say()
-    say(f"== {title}  [t+{time.monotonic() - T0:.0f}s]")
-
-
-def code_version() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.splitlines()
-    return head.strip() + (f" + {len(dirty)} modified tracked files" if dirty else " (clean)")
 
 
 def create_data(
