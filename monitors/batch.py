@@ -175,11 +175,11 @@ def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping
     try:
         session = replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
     except (replica.ReplicaError, ValueError) as exc:
+        # Not charged: a replica that cannot be reached did no work, and its outage must read as an error.
         _contact(book, Connection.Status.ERROR, str(exc))
         _everything(runs, plans, status=Status.ERROR, message=str(exc))
         return
-    finally:
-        share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
+    share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
     try:
         runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance, share=share)
         try:

@@ -146,3 +146,11 @@ def test_tables_after_the_share_ran_out_mid_batch_are_held_back(make_connection)
     assert by_table[second.id] == {"skipped"}
     held = [r for r in results if r.table_id == second.id]
     assert all(r.details["reason"] == "time_share" for r in held)
+
+
+def test_a_replica_that_cannot_be_reached_is_not_charged_replica_time(make_connection, closed_port):
+    down = make_connection(name="down", port=closed_port)
+    table = MonitoredTable.objects.create(connection=down, table_name="orders")
+    results = run_batch(table)
+    assert {r.status for r in results} == {"error"}
+    assert QueryAllowance.objects.get(connection=down).time_hour_ms == 0  # read at the start, nothing charged
