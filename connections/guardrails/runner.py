@@ -207,12 +207,12 @@ class QueryRunner:
             try:
                 cur.execute(query, params, binary=True if user_sql else None)
             except psycopg.Error as exc:
-                self._spend(started)
-                if deadline.severed:
+                if deadline.severed:  # the replica stopped answering: not charged as its work
                     raise SessionLost(
                         f"timed out after {self.connection.statement_timeout_ms} ms: the replica did not answer "
                         "a cancel request, so the session was closed"
                     ) from None
+                self._spend(started)
                 if deadline.expired and isinstance(exc, errors.QueryCanceled):
                     raise CheckError(f"timed out after {self.connection.statement_timeout_ms} ms") from None
                 raise
