@@ -1,7 +1,10 @@
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
 
 from common.admin import TeamScopedAdmin, managed_form_errors, release_from_file, short_time, status_label
+from connections import guardrails
 from connections.maintenance import maintenance_window_problems
 from connections.models import Connection, MaintenanceWindow, QueryAllowance
 from connections.state import connection_activation_apply, connection_change_problems, connection_test
@@ -32,6 +35,8 @@ class ConnectionAdminForm(forms.ModelForm):
             "max_concurrent_queries",
             "max_queries_per_second",
             "max_query_cost",
+            "replica_time_share_percent",
+            "replica_time_burst_seconds",
             "replication_lag_threshold_seconds",
             "connection_error_threshold",
             "is_active",
@@ -71,6 +76,7 @@ class ConnectionAdmin(TeamScopedAdmin):
     ordering = ["name"]
     readonly_fields = [
         "has_password",
+        "replica_time_used",
         "state",
         "last_error",
         "last_checked_at",
@@ -93,6 +99,10 @@ class ConnectionAdmin(TeamScopedAdmin):
     def last_checked(self, obj):
         return short_time(obj.last_checked_at)
 
+    @admin.display(description="replica time used")
+    def replica_time_used(self, obj):
+        return replica_time_text(obj)
+
     @admin.display(boolean=True, description="password stored")
     def has_password(self, obj):
         return obj.has_password
@@ -109,12 +119,27 @@ class ConnectionAdmin(TeamScopedAdmin):
                 self.message_user(request, f"{connection.name}: {result.error}", messages.ERROR)
 
 
+def replica_time_text(connection: Connection, allowance: QueryAllowance | None = None) -> str:
+    """The replica time share of a connection, used now and this hour, for people."""
+    if allowance is None:
+        try:
+            allowance = connection.allowance
+        except ObjectDoesNotExist:
+            allowance = None
+    use = guardrails.share_use(connection=connection, allowance=allowance, now=timezone.now())
+    return (
+        f"{use.now_percent:.2f}% of one backend now, {use.this_hour_percent:.2f}% this hour "
+        f"({use.this_hour_seconds:,.1f} s of server time, {use.queries_this_hour:,} queries); "
+        f"limit {use.limit_percent:g}% with a {use.burst_seconds:g} s burst, {use.available_seconds:,.1f} s available"
+    )
+
+
 @admin.register(QueryAllowance)
 class QueryAllowanceAdmin(TeamScopedAdmin):
-    """Read-only view of each connection's query budget use this hour and its rate schedule."""
+    """Read-only view of each connection's replica time share, query budget this hour and rate schedule."""
 
     team_path = "connection__team"
-    list_display = ["connection", "queries_used", "window_start", "next_query_at"]
+    list_display = ["connection", "replica_time", "queries_used", "window_start", "next_query_at"]
     list_select_related = ["connection"]
     ordering = ["connection__name"]
 
@@ -123,6 +148,10 @@ class QueryAllowanceAdmin(TeamScopedAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    @admin.display(description="replica time used")
+    def replica_time(self, obj):
+        return replica_time_text(obj.connection, obj)
 
 
 class MaintenanceWindowAdminForm(forms.ModelForm):

@@ -37,9 +37,10 @@ class Connection(models.Model):
         default=5000, validators=[MinValueValidator(100), MaxValueValidator(60000)]
     )
     max_queries_per_hour = models.PositiveIntegerField(
-        default=10000,
+        default=10_000_000,
         validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
-        help_text="Query budget per hour across all runchecks processes.",
+        help_text="Optional cap on queries per hour across all runchecks processes (the default, the maximum, "
+        "never binds: the replica time share is what bounds Pulse's load).",
     )
     max_concurrent_queries = models.PositiveIntegerField(
         default=2,
@@ -47,9 +48,22 @@ class Connection(models.Model):
         help_text="Sessions Pulse may hold open on this replica at once.",
     )
     max_queries_per_second = models.FloatField(
-        default=20.0,
+        default=100_000.0,
         validators=[MinValueValidator(0.1), MaxValueValidator(100_000)],
-        help_text="Rate limit: queries to this replica are spaced at least 1/rate seconds apart, across processes.",
+        help_text="Optional rate cap: queries to this replica are spaced at least 1/rate seconds apart, across "
+        "processes (the default, the maximum, never binds).",
+    )
+    replica_time_share_percent = models.FloatField(
+        default=5.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(100)],
+        help_text="Server time Pulse may use on this replica, as a percentage of one backend, averaged over "
+        "a minute: the sum of its statements' durations across all runchecks processes.",
+    )
+    replica_time_burst_seconds = models.FloatField(
+        default=15.0,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600)],
+        help_text="Server time Pulse may use at once beyond the share after a quiet spell (the default is "
+        "five minutes' worth of 5%: a whole sweep, or a first run's one-off work, goes through at once).",
     )
     max_query_cost = models.FloatField(
         default=1_000_000.0,
@@ -119,12 +133,19 @@ class Connection(models.Model):
 
 
 class QueryAllowance(models.Model):
-    """Guardrail state shared by every runchecks process: the hourly query budget and the rate spacing."""
+    """Guardrail state shared by every runchecks process: the hourly query budget, the rate spacing and the
+    replica time share (see connections.guardrails.share)."""
 
     connection = models.OneToOneField(Connection, on_delete=models.CASCADE, primary_key=True, related_name="allowance")
     window_start = models.DateTimeField()
     queries_used = models.PositiveIntegerField(default=0)
     next_query_at = models.DateTimeField()
+    # Replica time: a bucket of server time (ms) filled at the share, at most the burst; negative is debt.
+    time_balance_ms = models.FloatField(db_default=0.0)
+    time_updated_at = models.DateTimeField(null=True, blank=True)  # NULL: never charged, the bucket is full
+    time_recent_ms = models.FloatField(db_default=0.0)  # charged ms, decayed with a one-minute time constant
+    time_hour_start = models.DateTimeField(null=True, blank=True)
+    time_hour_ms = models.FloatField(db_default=0.0)  # charged ms since time_hour_start
 
     def __str__(self) -> str:
         return f"{self.connection_id}: {self.queries_used} since {self.window_start:%H:%M}"

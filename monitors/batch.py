@@ -85,13 +85,28 @@ def batch_time_limit(*, connection: Connection, tables: list[MonitoredTable]) ->
         connection.statement_timeout_ms / 1000 * (1 + guardrails.RECOVERY_CONFLICT_RETRIES)
         + connection.min_query_interval
     )
+    share_waits = (1 + len(tables)) * guardrails.SHARE_WAIT_MAX_SECONDS  # at the start and between tables
     return (
-        SLOT_WAIT_SECONDS + replica.CONNECT_TIMEOUT_SECONDS + queries * per_query + settings.PULSE_RECORD_RETRY_SECONDS
+        SLOT_WAIT_SECONDS
+        + replica.CONNECT_TIMEOUT_SECONDS
+        + queries * per_query
+        + share_waits
+        + settings.PULSE_RECORD_RETRY_SECONDS
     )
 
 
-def _everything(runs: list[TableRun], plans: dict, *, status: Status, message: str, reason: str = "") -> None:
+def _everything(
+    runs: list[TableRun],
+    plans: dict,
+    *,
+    status: Status,
+    message: str,
+    reason: str = "",
+    retry_at: datetime | None = None,
+) -> None:
     details = {"reason": reason} if reason else {}
+    if retry_at is not None:
+        details["retry_at"] = retry_at.isoformat()
     for run in runs:
         run.outcomes = [
             Outcome(
@@ -127,16 +142,21 @@ def batch_run(
     ]
     book = Bookkeeping(connection=connection, token=claim.token, started_at=started_at, runs=runs)
     allowance = guardrails.Allowance(connection=connection, now=started_at)
+    share = guardrails.TimeShare(connection=connection)
     try:
         with guardrails.replica_slot(connection=connection, wait_seconds=slot_wait_seconds):
+            share.admit()
             planned = 1 + sum(module.QUERIES for plan in plans.values() for module, _ in plan)
             allowance.reserve(planned)  # if the whole batch doesn't fit, queries are reserved one by one
-            _run_on_replica(connection, runs, plans, allowance, book)
+            try:
+                _run_on_replica(connection, runs, plans, allowance, share, book)
+            finally:
+                share.settle()
     except guardrails.GuardrailStop as stop:
         if stop.reason == "concurrency" and release_when_busy:
             lease_release(table_ids=[t.id for t in tables], token=claim.token)
             raise ConnectionBusy(str(stop)) from None
-        _everything(runs, plans, status=Status.SKIPPED, message=str(stop), reason=stop.reason)
+        _everything(runs, plans, status=Status.SKIPPED, message=str(stop), reason=stop.reason, retry_at=stop.retry_at)
     book.unused_queries = allowance.unused
     return batch_bookkeep(book, on_recorded=on_recorded)
 
@@ -145,17 +165,23 @@ def _contact(book: Bookkeeping, status: str, error: str = "") -> None:
     book.contact_status, book.contact_error = status, error
 
 
-def _run_on_replica(connection, runs, plans, allowance, book: Bookkeeping) -> None:
-    """Run the plans in one session; outcomes go to `runs`, the contact's result and lag outcome to `book`."""
+def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping) -> None:
+    """Run the plans in one session; outcomes go to `runs`, the contact's result and lag outcome to `book`.
+
+    The session's start-up and every statement are spent from the replica time `share`; between tables it
+    may sleep a short refill or hold the remaining tables back (`skipped`, with when they run again)."""
     started_at = book.started_at
+    connecting = time.perf_counter()
     try:
         session = replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
     except (replica.ReplicaError, ValueError) as exc:
+        # Not charged: a replica that cannot be reached did no work, and its outage must read as an error.
         _contact(book, Connection.Status.ERROR, str(exc))
         _everything(runs, plans, status=Status.ERROR, message=str(exc))
         return
+    share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
     try:
-        runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance)
+        runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance, share=share)
         try:
             replica_state = ReplicaState.from_row(runner.fetchone(replication_lag.STATE_QUERY))
         except guardrails.CheckError as exc:
@@ -171,6 +197,19 @@ def _run_on_replica(connection, runs, plans, allowance, book: Bookkeeping) -> No
         if replica_state.in_recovery and _lag_due(connection, started_at):
             book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
         for index, run in enumerate(runs):
+            try:
+                if index:  # the first table was admitted with the batch
+                    share.checkpoint()
+            except guardrails.GuardrailStop as stop:
+                _everything(
+                    runs[index:],
+                    plans,
+                    status=Status.SKIPPED,
+                    message=str(stop),
+                    reason=stop.reason,
+                    retry_at=stop.retry_at,
+                )
+                break
             ctx = CheckContext(
                 runner=runner,
                 table=run.table,

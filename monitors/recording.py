@@ -75,6 +75,13 @@ class TableRun:
             return MonitoredTable.Status.LEARNING
         return MonitoredTable.Status.HEALTHY
 
+    def next_check_at(self, checked_at: datetime) -> datetime:
+        """The next due time: an interval on, or sooner when a guardrail held checks back until a known moment
+        (`retry_at`, the replica time share): then the held-back checks run as soon as it allows."""
+        due = checked_at + timedelta(seconds=self.table.check_interval_seconds)
+        retries = [datetime.fromisoformat(o.details["retry_at"]) for o in self.outcomes if o.details.get("retry_at")]
+        return min([due, *retries])
+
     @property
     def backfilled(self) -> bool:
         return any("backfilled" in o.details for o in self.outcomes)
@@ -123,7 +130,7 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
     for run in runs:
         ids.append(run.table.id)
         statuses.append(run.status)
-        nexts.append(checked_at + timedelta(seconds=run.table.check_interval_seconds))
+        nexts.append(run.next_check_at(checked_at))
         errors.append(run.error[:2000])
         costs.append(json.dumps(run.plan_costs))
         reference = run.schema_reference

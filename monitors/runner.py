@@ -4,7 +4,9 @@ Each tick starts work loops on the workers that are free and returns: a worker b
 connection's slow batch never holds up the next tick, so other connections' tables are claimed and
 checked on time by the other workers. A claim holds tables of one connection only, and a connection
 whose session slots are all taken is given back at once (its tables keep their due time) instead of
-holding a worker for up to 30 s. Leases are renewed by the LeaseKeeper while batches run.
+holding a worker for up to 30 s. Fair lanes: a worker claims from a connection that has no batch in flight
+in this process while any such connection has due work, so a busy or slow connection's backlog never
+takes every worker ahead of another connection's tables. Leases are renewed by the LeaseKeeper while batches run.
 """
 
 from __future__ import annotations
@@ -97,6 +99,12 @@ class CycleSummary:
         return 1 if self.statuses[Status.FAIL] else 0
 
 
+def _held_back(results: list[CheckResult]) -> bool:
+    """Every table check of the batch was held back by the replica time share."""
+    checks = [r for r in results if r.table_id]
+    return bool(checks) and all(r.status == Status.SKIPPED and r.details.get("reason") == "time_share" for r in checks)
+
+
 @dataclass
 class _Pass:
     """One tick's (or one --once run's) work loops and what they share."""
@@ -142,6 +150,7 @@ class CheckRunner:
         self._cycle_lock = threading.Lock()  # inline passes (workers <= 1)
         self._state_lock = threading.Lock()
         self._running = 0  # work loops in flight on the pool
+        self._in_flight: Counter = Counter()  # connection id -> its batches in flight in this process
 
     def stop(self) -> None:
         """Claim nothing more; wait until the batches in flight are recorded."""
@@ -244,16 +253,27 @@ class CheckRunner:
             run.summary.lost_batches += 1
 
     def _claim(self, run: _Pass) -> Claim:
+        """Lease the next batch: from a connection with no batch in flight here if one has due work (its own
+        lane), else from any connection not found busy."""
         with run.lock:  # claims of one pass are serialized, so a forced pass never takes a table twice
-            claim = tables_claim_due(
-                now=timezone.now(),
-                lease=self.lease,
-                limit=self.batch_size,
-                force=run.forced,
-                table_ids=run.table_ids,
-                walked=run.walked if run.forced else None,
-                exclude_connections=sorted(run.busy),
-            )
+            with self._state_lock:
+                lanes_taken = {connection for connection, batches in self._in_flight.items() if batches}
+            claim = None
+            for exclude in ([run.busy | lanes_taken] if lanes_taken else []) + [run.busy]:
+                claim = tables_claim_due(
+                    now=timezone.now(),
+                    lease=self.lease,
+                    limit=self.batch_size,
+                    force=run.forced,
+                    table_ids=run.table_ids,
+                    walked=run.walked if run.forced else None,
+                    exclude_connections=sorted(exclude),
+                )
+                if claim.tables:
+                    break
+            if claim.tables:
+                with self._state_lock:
+                    self._in_flight[claim.tables[0].connection_id] += 1
             if run.forced and claim.tables:
                 run.walked[claim.tables[0].connection_id] = max(t.id for t in claim.tables)
             run.summary.tables += len(claim.tables)
@@ -280,7 +300,7 @@ class CheckRunner:
             self.keeper.hold(claim.token, seconds=batch_time_limit(connection=connection, tables=tables))
             if run.wait:
                 return batch_run(connection=connection, claim=claim, tables=tables, on_recorded=self.on_recorded)
-            return batch_run(
+            results = batch_run(
                 connection=connection,
                 claim=claim,
                 tables=tables,
@@ -288,6 +308,12 @@ class CheckRunner:
                 slot_wait_seconds=BUSY_SLOT_WAIT_SECONDS,
                 release_when_busy=True,
             )
+            if _held_back(results):
+                # The connection's time share is used up: the daemon's pass moves on to other connections
+                # instead of writing a held-back result for the whole backlog; later ticks take it up again.
+                with run.lock:
+                    run.busy.add(connection.pk)
+            return results
         except ConnectionBusy:
             with run.lock:
                 run.busy.add(connection.pk)
@@ -306,6 +332,8 @@ class CheckRunner:
             return []
         finally:
             self.keeper.drop(claim.token)
+            with self._state_lock:
+                self._in_flight[connection.pk] -= 1
             _close_stale_connections()
 
     def _tally(self, summary: CycleSummary, results: list[CheckResult]) -> None:

@@ -40,7 +40,9 @@ CSRF_TRUSTED_ORIGINS = env.list("PULSE_CSRF_TRUSTED_ORIGINS", default=[])
 PULSE_BASE_URL = env.str("PULSE_BASE_URL", default="http://127.0.0.1:8000")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin without autodiscovery at start-up: pulse_project/urls.py discovers the admin modules, so a
+    # process that serves no pages (runchecks) never imports them (forms, the SQL parser, the scheduler's admin).
+    "django.contrib.admin.apps.SimpleAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

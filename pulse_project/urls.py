@@ -13,6 +13,8 @@ from observability.views import badge, metrics
 from pulse_project.health import health
 from pulse_project.views import ApiRouter, ConnectionViewSet, TableViewSet
 
+admin.autodiscover()  # here rather than at start-up (settings: SimpleAdminConfig), for the processes that serve pages
+
 # Every API endpoint of every app, in one place: adding one is a viewset plus one line here.
 router = ApiRouter()
 router.register("connections", ConnectionViewSet, basename="connection")

@@ -18,7 +18,6 @@ import socket
 import threading
 from urllib.parse import urlsplit
 
-import requests
 from django.conf import settings
 
 from alerts.transports import base
@@ -33,6 +32,8 @@ INTERNAL_TARGET = "{what} URLs may not point at private or internal addresses ("
 
 def post_guarded(url: str, *, what: str, secrets: tuple[str, ...], json_body=None, data=None, headers=None) -> None:
     """POST to a tenant's receiver through every guard; a TransportError unless it answers 2xx."""
+    import requests  # imported when used: runchecks starts without the HTTP stack
+
     refuse_internal_receiver(url, what=what)
     with public_peers_only() as guard:
         try:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-import apprise
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
 from alerts.models import Channel, Notification
 from alerts.transports import address_guard, base
 from alerts.transports.base import TransportError
 
+if TYPE_CHECKING:
+    import apprise
+
 KIND = Channel.Kind.APPRISE
 
 
 def send(channel: Channel, notification: Notification) -> None:
+    import apprise  # imported when used: it costs runchecks' start-up a tenth of a second
+
     notifier = apprise.Apprise()
     if not notifier.add(base.target(channel)):
         raise TransportError("apprise: the URL is not accepted by Apprise", permanent=True)
@@ -46,6 +52,8 @@ def apprise_hosts(notifier: apprise.Apprise) -> set[str]:
 
 
 def clean_target(target: str) -> str:
+    import apprise
+
     notifier = apprise.Apprise()
     if not notifier.add(target):
         raise ValueError("Apprise does not accept this URL (see https://github.com/caronc/apprise/wiki).")

@@ -1,8 +1,13 @@
+from dataclasses import asdict
+
+from django.core.exceptions import ObjectDoesNotExist
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from common.api import ManagedModelSerializer, SoleTeamDefault, StrictModelSerializer, UserTeamField
 from common.tenancy import scope_to_user
-from connections import replica
+from connections import guardrails, replica
 from connections.maintenance import maintenance_window_problems
 from connections.models import Connection, MaintenanceWindow
 from connections.state import connection_activation_apply, connection_change_problems
@@ -18,6 +23,18 @@ class UserConnectionField(serializers.PrimaryKeyRelatedField):
         return scope_to_user(Connection.objects.all(), user=self.context["request"].user, team_path="team")
 
 
+class ReplicaTimeSerializer(serializers.Serializer):
+    """The replica time share a connection's checks use: its limit and what was used now and this hour."""
+
+    limit_percent = serializers.FloatField(help_text="replica_time_share_percent: the share of one backend.")
+    burst_seconds = serializers.FloatField(help_text="replica_time_burst_seconds.")
+    now_percent = serializers.FloatField(help_text="Share of one backend used over about the last minute.")
+    this_hour_seconds = serializers.FloatField(help_text="Server time used since the hour began.")
+    this_hour_percent = serializers.FloatField(help_text="Share of one backend used since the hour began.")
+    available_seconds = serializers.FloatField(help_text="Server time available at once now (negative: debt).")
+    queries_this_hour = serializers.IntegerField(help_text="Queries sent since the hour began.")
+
+
 class ConnectionSerializer(StrictModelSerializer):
     team = UserTeamField(default=SoleTeamDefault())
     password = serializers.CharField(
@@ -29,6 +46,7 @@ class ConnectionSerializer(StrictModelSerializer):
         style={"input_type": "password"},
     )
     has_password = serializers.BooleanField(read_only=True)
+    replica_time = serializers.SerializerMethodField()
 
     class Meta:
         model = Connection
@@ -49,6 +67,9 @@ class ConnectionSerializer(StrictModelSerializer):
             "max_concurrent_queries",
             "max_queries_per_second",
             "max_query_cost",
+            "replica_time_share_percent",
+            "replica_time_burst_seconds",
+            "replica_time",
             "replication_lag_threshold_seconds",
             "connection_error_threshold",
             "is_active",
@@ -69,6 +90,14 @@ class ConnectionSerializer(StrictModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(ReplicaTimeSerializer)
+    def get_replica_time(self, connection: Connection) -> dict:
+        try:
+            allowance = connection.allowance
+        except ObjectDoesNotExist:
+            allowance = None
+        return asdict(guardrails.share_use(connection=connection, allowance=allowance, now=timezone.now()))
 
     def validate(self, attrs):
         problems = connection_change_problems(

@@ -16,7 +16,7 @@ class ConnectionViewSet(TeamScopedViewSet):
     action_permissions = {"test": "change"}
 
     def base_queryset(self):
-        return Connection.objects.all()
+        return Connection.objects.select_related("allowance")
 
     @extend_schema(request=None, responses=ConnectionTestSerializer)
     @action(detail=True, methods=["post"])

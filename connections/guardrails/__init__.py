@@ -3,6 +3,8 @@
 One module per guardrail:
 - `budget`: at most `max_queries_per_hour` queries per connection per clock hour, spaced by the rate
   (`1 / max_queries_per_second` seconds apart) on a schedule shared by every process.
+- `share`: the replica time share: Pulse's statements' durations on a replica, at most
+  `replica_time_share_percent` of one backend (with a burst), on a bucket shared by every process.
 - `slots`: at most `max_concurrent_queries` sessions per replica (advisory locks in Pulse's database).
 - `runner`: `QueryRunner` sends the queries of a session: statement and lock timeouts backed by a client-side
   deadline, recovery conflicts retried (each try counts), the cost guard, user SQL fetched bounded.
@@ -28,6 +30,7 @@ from connections.guardrails.runner import (
     session_limits,
     statement_deadline,
 )
+from connections.guardrails.share import SHARE_WAIT_MAX_SECONDS, ShareUse, TimeShare, share_use, time_share_charge
 from connections.guardrails.slots import SLOT_LOCK_NAMESPACE, replica_slot
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "CLIENT_DEADLINE_GRACE_SECONDS",
     "RECOVERY_CONFLICT_BACKOFF_SECONDS",
     "RECOVERY_CONFLICT_RETRIES",
+    "SHARE_WAIT_MAX_SECONDS",
     "SLOT_LOCK_NAMESPACE",
     "USER_ROWS",
     "USER_ROW_MAX_BYTES",
@@ -44,11 +48,15 @@ __all__ = [
     "GuardrailStop",
     "QueryRunner",
     "SessionLost",
+    "ShareUse",
+    "TimeShare",
     "UserRows",
     "allowance_refund",
     "allowance_reserve",
     "lookup_session",
     "replica_slot",
     "session_limits",
+    "share_use",
     "statement_deadline",
+    "time_share_charge",
 ]

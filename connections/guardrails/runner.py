@@ -6,6 +6,8 @@
 - Recovery conflicts (SQLSTATE 40001 on a hot standby) are retried up to twice with jittered backoff;
   each try counts against the budget.
 - Cost guard: a query whose planner estimate exceeds `max_query_cost` is not run.
+- Replica time: each statement's duration beyond the session's round-trip floor (the quickest statement it
+  has sent: network and protocol, not the server's work) is spent from the batch's `TimeShare` (share.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from psycopg import errors, sql
 from connections import replica
 from connections.guardrails.budget import Allowance
 from connections.guardrails.errors import CheckError, GuardrailStop, SessionLost
+from connections.guardrails.share import TimeShare
 from connections.models import Connection
 
 RECOVERY_CONFLICT_RETRIES = 2
@@ -172,11 +175,26 @@ class QueryRunner:
     of the extended protocol, and fetched bounded.
     """
 
-    def __init__(self, *, session: psycopg.Connection, connection: Connection, allowance: Allowance):
+    def __init__(
+        self,
+        *,
+        session: psycopg.Connection,
+        connection: Connection,
+        allowance: Allowance,
+        share: TimeShare | None = None,
+    ):
         self.session = session
         self.connection = connection
         self.allowance = allowance
+        self.share = share if share is not None else TimeShare(connection=connection)
         self.queries_sent = 0
+        self._round_trip_ms = math.inf  # the quickest statement of this session so far
+
+    def _spend(self, started: float) -> None:
+        """Spend a statement's time on the replica: its duration less the session's round-trip floor."""
+        elapsed = (time.perf_counter() - started) * 1000
+        self._round_trip_ms = min(self._round_trip_ms, elapsed)
+        self.share.spend(elapsed - self._round_trip_ms)
 
     def _send(self, cur: psycopg.Cursor, query: sql.Composable, params=None, *, counted=True, user_sql=False):
         """Execute one statement under the client-side deadline; `user_sql` forces the extended protocol,
@@ -184,18 +202,21 @@ class QueryRunner:
         if counted:
             self.allowance.take()
             self.queries_sent += 1
+        started = time.perf_counter()
         with statement_deadline(self.session, timeout_ms=self.connection.statement_timeout_ms) as deadline:
             try:
                 cur.execute(query, params, binary=True if user_sql else None)
             except psycopg.Error as exc:
-                if deadline.severed:
+                if deadline.severed:  # the replica stopped answering: not charged as its work
                     raise SessionLost(
                         f"timed out after {self.connection.statement_timeout_ms} ms: the replica did not answer "
                         "a cancel request, so the session was closed"
                     ) from None
+                self._spend(started)
                 if deadline.expired and isinstance(exc, errors.QueryCanceled):
                     raise CheckError(f"timed out after {self.connection.statement_timeout_ms} ms") from None
                 raise
+            self._spend(started)
 
     def _attempts(self, work, *, transaction: bool):
         """Run `work(cursor)`, retrying recovery conflicts; psycopg errors become CheckError or SessionLost."""

@@ -38,6 +38,8 @@ def admin_form():
             "max_queries_per_hour": connection.max_queries_per_hour,
             "max_queries_per_second": connection.max_queries_per_second,
             "max_query_cost": connection.max_query_cost,
+            "replica_time_share_percent": connection.replica_time_share_percent,
+            "replica_time_burst_seconds": connection.replica_time_burst_seconds,
             "replication_lag_threshold_seconds": connection.replication_lag_threshold_seconds,
             "connection_error_threshold": connection.connection_error_threshold,
             "max_concurrent_queries": connection.max_concurrent_queries,

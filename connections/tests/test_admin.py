@@ -1,5 +1,6 @@
 import pytest
 
+from connections import guardrails
 from connections.models import Connection
 
 pytestmark = pytest.mark.django_db
@@ -62,3 +63,13 @@ def test_the_connection_list_shows_a_coloured_status(client, staff, make_connect
     listing = client.get("/admin/connections/connection/").content.decode()
     assert 'class="pulse-status pulse-good">Ok<' in listing
     assert 'class="pulse-status pulse-bad">Error<' in listing
+
+
+def test_the_change_form_and_the_allowance_list_show_the_replica_time_used(client, staff, make_connection):
+    connection = make_connection()
+    guardrails.time_share_charge(connection=connection, spent_ms=1800)
+    client.force_login(staff)
+    page = client.get(f"/admin/connections/connection/{connection.id}/change/").content.decode()
+    assert "replica time used" in page.lower() and "1.8 s of server time" in page and "limit 5%" in page
+    listing = client.get("/admin/connections/queryallowance/").content.decode()
+    assert "1.8 s of server time" in listing

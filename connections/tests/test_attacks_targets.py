@@ -45,6 +45,8 @@ ADMIN_FORM = {
     "max_queries_per_hour": 1000,
     "max_queries_per_second": 20,
     "max_query_cost": 1000000,
+    "replica_time_share_percent": 5,
+    "replica_time_burst_seconds": 3,
     "replication_lag_threshold_seconds": 300,
     "connection_error_threshold": 3,
     "max_concurrent_queries": 2,

@@ -1,6 +1,7 @@
 import pytest
 from django.db import connection as pulse_db
 
+from connections import guardrails
 from connections.models import Connection
 
 pytestmark = pytest.mark.django_db
@@ -207,3 +208,37 @@ def test_it_exposes_guardrail_settings_with_validation(owner_client, make_connec
     ):
         response = owner_client.patch(url, bad, format="json")
         assert response.status_code == 400 and set(bad) <= set(response.data)
+
+
+def test_the_detail_shows_the_replica_time_share_used_now_and_this_hour(owner_client, make_connection):
+    connection = make_connection(replica_time_share_percent=4, replica_time_burst_seconds=2)
+    fresh = owner_client.get(f"/api/connections/{connection.id}").json()["replica_time"]
+    assert fresh == {
+        "limit_percent": 4.0,
+        "burst_seconds": 2.0,
+        "now_percent": 0.0,
+        "this_hour_seconds": 0.0,
+        "this_hour_percent": 0.0,
+        "available_seconds": 2.0,
+        "queries_this_hour": 0,
+    }
+    guardrails.time_share_charge(connection=connection, spent_ms=1500)
+    used = owner_client.get(f"/api/connections/{connection.id}").json()["replica_time"]
+    assert used["this_hour_seconds"] == 1.5
+    assert 2.0 < used["now_percent"] <= 2.5  # 1.5 s over the last minute, decaying
+    assert 0.5 <= used["available_seconds"] < 0.6
+
+
+def test_the_replica_time_share_is_validated(owner_client, make_connection):
+    connection = make_connection()
+    url = f"/api/connections/{connection.id}"
+    for change in (
+        {"replica_time_share_percent": 0},
+        {"replica_time_share_percent": 101},
+        {"replica_time_burst_seconds": -1},
+    ):
+        response = owner_client.patch(url, change, format="json")
+        assert response.status_code == 400 and next(iter(change)) in response.json()
+    assert owner_client.patch(url, {"replica_time": {"now_percent": 0}}, format="json").status_code == 400
+    connection.refresh_from_db()
+    assert connection.replica_time_share_percent == 5.0

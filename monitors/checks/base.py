@@ -98,18 +98,18 @@ def format_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-# One catalog query per table and run: size (for volume) and columns (for schema_change).
+# One catalog query per table and run: size (for volume) and columns (for schema_change, and the timestamp
+# column's type). The table is found with to_regclass, which leaves its name in the session's catalog cache for
+# the checks' own statements, and its columns with one scan of pg_attribute's index.
 _CATALOG = sql.SQL(
     "SELECT c.reltuples, c.relpages, c.relkind,"
     " CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid)"
     " / current_setting('block_size')::bigint END,"
-    " (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a"
-    "  WHERE a.attrelid = c.oid AND a.attname = %s AND NOT a.attisdropped),"
     " (SELECT json_agg(json_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull)"
     "  ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
     "  AND NOT a.attisdropped)"
-    " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
-    " WHERE n.nspname = %s AND c.relname = %s"
+    " FROM pg_catalog.pg_class c"
+    " WHERE c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(%s) || '.' || pg_catalog.quote_ident(%s))"
 )
 
 
@@ -127,6 +127,11 @@ def table_catalog(ctx: CheckContext) -> Catalog | None:
     """The table's catalog entry (None when it no longer exists), read once per table and run."""
     if "catalog" not in ctx.facts:
         table = ctx.table
-        row = ctx.runner.fetchone(_CATALOG, (table.timestamp_column or "", table.schema_name, table.table_name))
-        ctx.facts["catalog"] = None if row is None else Catalog(*row[:5], columns=row[5] or [])
+        row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
+        if row is None:
+            ctx.facts["catalog"] = None
+        else:
+            columns = row[4] or []
+            types = {name: type_ for name, type_, _ in columns}
+            ctx.facts["catalog"] = Catalog(*row[:4], timestamp_type=types.get(table.timestamp_column), columns=columns)
     return ctx.facts["catalog"]

@@ -53,7 +53,7 @@ def _remember(update_times: list[str], latest: datetime) -> None:
 
 def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
-    if "latest" in ctx.facts:  # the volume check's scan of a small table already read it
+    if "latest" in ctx.facts:  # the volume check of this run already read it with its bucket
         latest = latest_timestamp(ctx.facts["latest"])
     else:
         query = sql.SQL(_LATEST).format(column=sql.Identifier(table.timestamp_column), relation=ctx.relation)

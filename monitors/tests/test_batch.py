@@ -1,10 +1,12 @@
 """monitors.batch: one batch of a connection's tables against the real replica pair, and what it hands over."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
+from connections import guardrails
+from connections.models import QueryAllowance
 from monitors.batch import batch_run
 from monitors.claims import tables_claim_due
 from monitors.models import CheckResult, MonitoredTable
@@ -96,3 +98,59 @@ def test_a_session_lost_mid_table_errors_the_rest_of_the_batch(make_connection, 
     assert len(lost) == 3 and all(r.status == "error" and "connection lost" in r.message for r in lost)
     shop.refresh_from_db()
     assert shop.status == "error" and "connection lost" in shop.last_error
+
+
+def test_a_batch_held_back_by_the_time_share_is_skipped_and_due_when_the_share_allows(make_connection):
+    # 0.1% of one backend refills 1 ms of server time per second: 60 ms of debt is a minute's wait.
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=1)
+    table = MonitoredTable.objects.create(
+        connection=shop, table_name="orders", timestamp_column="created_at", check_interval_seconds=3600
+    )
+    guardrails.time_share_charge(connection=shop, spent_ms=1060)
+    results = run_batch(table)
+    assert {r.status for r in results} == {"skipped"}
+    assert all(r.details["reason"] == "time_share" and "runs again at" in r.message for r in results)
+    assert all(r.queries_used == 0 for r in results)
+    retry_at = datetime.fromisoformat(results[0].details["retry_at"])
+    assert timezone.now() < retry_at < timezone.now() + timedelta(minutes=2)
+    table.refresh_from_db()
+    assert table.next_check_at == retry_at  # not an hour later: held back, nothing lost
+
+    QueryAllowance.objects.filter(connection=shop).update(time_balance_ms=1000)  # the share has refilled
+    results = run_batch(table)
+    assert "skipped" not in {r.status for r in results}
+    table.refresh_from_db()
+    assert table.next_check_at > timezone.now() + timedelta(minutes=50)
+
+
+def test_tables_after_the_share_ran_out_mid_batch_are_held_back(make_connection):
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=0.1)
+    first, second = (
+        MonitoredTable.objects.create(connection=shop, table_name=name, timestamp_column="created_at")
+        for name in ("orders", "stale_events")
+    )
+    # The first table's checks cost more than the 100 ms burst (a session's start-up alone costs some);
+    # the bucket then is in debt and the second table is held back.
+    QueryAllowance.objects.update_or_create(
+        connection=shop,
+        defaults={
+            "window_start": timezone.now(),
+            "next_query_at": timezone.now(),
+            "time_balance_ms": 0.001,
+            "time_updated_at": timezone.now() + timedelta(hours=1),
+        },
+    )
+    results = run_batch(first, second)
+    by_table = {t.id: {r.status for r in results if r.table_id == t.id} for t in (first, second)}
+    assert "skipped" not in by_table[first.id]
+    assert by_table[second.id] == {"skipped"}
+    held = [r for r in results if r.table_id == second.id]
+    assert all(r.details["reason"] == "time_share" for r in held)
+
+
+def test_a_replica_that_cannot_be_reached_is_not_charged_replica_time(make_connection, closed_port):
+    down = make_connection(name="down", port=closed_port)
+    table = MonitoredTable.objects.create(connection=down, table_name="orders")
+    results = run_batch(table)
+    assert {r.status for r in results} == {"error"}
+    assert QueryAllowance.objects.get(connection=down).time_hour_ms == 0  # read at the start, nothing charged

@@ -1,10 +1,14 @@
 """monitors.runner, heartbeat and results: a pass of the runner in-process, and the housekeeping it relies on."""
 
-from datetime import timedelta
+import threading
+from datetime import datetime, timedelta
 
 import pytest
+from django.db import connection as pulse_db
 from django.utils import timezone
 
+from connections import guardrails
+from connections.models import QueryAllowance
 from monitors.checks import Status
 from monitors.heartbeat import heartbeat_beat, heartbeats_prune
 from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
@@ -12,6 +16,8 @@ from monitors.results import results_prune
 from monitors.runner import CheckRunner, CycleSummary
 
 pytestmark = pytest.mark.django_db
+
+TABLE_NAMES = ("orders", "customers", "empty_events", "stale_events")
 
 
 @pytest.fixture
@@ -121,3 +127,97 @@ def test_a_pass_with_nothing_due_says_when_the_next_table_is_due(tables):
     lines.clear()
     CheckRunner(on_recorded=Recorder(), workers=1, report=lines.append).cycle()
     assert lines == ["nothing to check: no active table on an active connection"]
+
+
+def _concurrent_passes(count: int) -> None:
+    """`count` runners, each as its own runchecks process would (its own session to Pulse's database),
+    each running a pass over the due tables with batches of one table at the same time."""
+    errors = []
+    start = threading.Barrier(count)
+
+    def one_process():
+        try:
+            start.wait()
+            CheckRunner(on_recorded=Recorder(), workers=1, batch_size=1).cycle()
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            pulse_db.close()
+
+    threads = [threading.Thread(target=one_process) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def _results_per_table(tables) -> dict[int, list[CheckResult]]:
+    found = {t.id: [] for t in tables}
+    for result in CheckResult.objects.filter(table__in=tables, details__backfill__isnull=True):
+        found[result.table_id].append(result)
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_query_budget_running_out_under_concurrent_processes_holds_back_without_losing_or_doubling(
+    make_connection,
+):
+    shop = make_connection(max_queries_per_hour=7)
+    tables = [MonitoredTable.objects.create(connection=shop, table_name=name) for name in TABLE_NAMES]
+    _concurrent_passes(2)
+    allowance = QueryAllowance.objects.get(connection=shop)
+    assert allowance.queries_used <= 7  # never overspent, whoever reserved
+    per_table = _results_per_table(tables)
+    assert all(sorted(r.kind for r in found) == ["schema_change", "volume"] for found in per_table.values())
+    skipped = [r for found in per_table.values() for r in found if r.status == Status.SKIPPED]
+    ran = [r for found in per_table.values() for r in found if r.status != Status.SKIPPED]
+    assert skipped and ran  # the budget ran out part way
+    assert all(r.details["reason"] == "budget" and "query budget of 7/h" in r.message for r in skipped)
+    assert sum(r.queries_used for r in ran) <= allowance.queries_used
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_time_share_used_up_under_concurrent_processes_holds_every_table_back_until_it_refills(make_connection):
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=1)
+    tables = [
+        MonitoredTable.objects.create(connection=shop, table_name=name, check_interval_seconds=3600)
+        for name in TABLE_NAMES
+    ]
+    guardrails.time_share_charge(connection=shop, spent_ms=1100)  # 100 ms of debt: 100 s at 1 ms/s
+    _concurrent_passes(2)
+    per_table = _results_per_table(tables)
+    assert all(sorted(r.kind for r in found) == ["schema_change", "volume"] for found in per_table.values())
+    assert all(
+        r.status == Status.SKIPPED and r.details["reason"] == "time_share" and r.queries_used == 0
+        for found in per_table.values()
+        for r in found
+    )
+    for table in tables:
+        table.refresh_from_db()
+        retry_at = datetime.fromisoformat(per_table[table.id][0].details["retry_at"])
+        assert table.next_check_at == retry_at < timezone.now() + timedelta(minutes=3)
+
+    QueryAllowance.objects.filter(connection=shop).update(time_balance_ms=1000)  # refilled
+    MonitoredTable.objects.filter(connection=shop).update(next_check_at=timezone.now())  # retry_at reached
+    CheckRunner(on_recorded=Recorder(), workers=1).cycle()
+    per_table = _results_per_table(tables)
+    assert all(
+        {r.status for r in found if r.started_at > found[0].started_at} <= {Status.PASS, Status.FAIL}
+        and len(found) == 4
+        for found in per_table.values()
+    )
+    row = QueryAllowance.objects.get(connection=shop)
+    assert row.time_hour_ms > 1100  # the checks' server time was charged on top
+
+
+def test_a_daemon_pass_leaves_a_connection_held_back_by_its_time_share_after_one_batch(make_connection):
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=1)
+    tables = [MonitoredTable.objects.create(connection=shop, table_name=name) for name in TABLE_NAMES]
+    guardrails.time_share_charge(connection=shop, spent_ms=1100)  # 100 s of debt at 1 ms/s
+    runner = CheckRunner(on_recorded=Recorder(), workers=1, batch_size=1)
+    runner.cycle(wait=False)  # a daemon tick
+    held = CheckResult.objects.filter(table__in=tables)
+    assert held.values("table").distinct().count() == 1  # one batch recorded as held back, not the backlog
+    assert all(r.status == Status.SKIPPED and r.details["reason"] == "time_share" for r in held)
+    assert MonitoredTable.objects.filter(connection=shop, next_check_at__isnull=True).count() == 3  # still due

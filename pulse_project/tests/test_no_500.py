@@ -38,6 +38,8 @@ WRITABLE = {
         "max_concurrent_queries",
         "max_queries_per_second",
         "max_query_cost",
+        "replica_time_share_percent",
+        "replica_time_burst_seconds",
         "is_active",
     ],
     "tables": [

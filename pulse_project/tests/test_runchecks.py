@@ -1,5 +1,8 @@
 """The runchecks command in-process: options, summary lines, statuses."""
 
+import os
+import subprocess
+import sys
 from io import StringIO
 
 import pytest
@@ -8,7 +11,7 @@ from django.utils import timezone
 
 from monitors.models import CheckResult, MonitoredTable
 from pulse_project.management.commands.runchecks import Command
-from pulse_project.testing.daemons import finish, start_runchecks
+from pulse_project.testing.daemons import ROOT, finish, pulse_test_database_url, start_runchecks
 
 pytestmark = pytest.mark.django_db
 
@@ -146,3 +149,29 @@ def test_a_spent_budget_skips_the_remaining_checks_without_querying(make_connect
     skipped = [r for r in results.values() if r.status == "skipped"]
     assert skipped and all("query budget of 2/h" in r.message for r in skipped)
     assert sum(r.queries_used for r in CheckResult.objects.all()) <= 2
+
+
+def test_a_pass_loads_only_what_checking_needs():
+    """Start-up: no system checks (they import every URLconf, serializer and the schema generator) and none of
+    the modules that only serving pages or sending notifications needs."""
+    assert Command.requires_system_checks == []
+    probe = (
+        "import sys, django; django.setup();"
+        "from django.core.management import call_command; call_command('runchecks', '--once');"
+        "print(sorted(m for m in ('apprise', 'requests', 'drf_spectacular.generators', 'rest_framework.serializers',"
+        " 'pglast', 'apscheduler.schedulers.blocking', 'monitors.admin', 'pulse_project.urls') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "PULSE_DATABASE_URL": pulse_test_database_url(),
+            "DJANGO_SETTINGS_MODULE": "pulse_project.settings",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -8,9 +8,6 @@ import signal
 import sys
 from datetime import timedelta
 
-from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -18,7 +15,6 @@ from django.utils import timezone
 from alerts.intake import results_intake
 from monitors.models import MonitoredTable
 from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
-from pulse_project import jobs
 
 # A refused command line exits 2, as argparse's own refusals do: nothing could run.
 USAGE_ERROR = 2
@@ -36,6 +32,9 @@ class Command(BaseCommand):
         "With --once or --table it exits 0 when every check passed, 1 when some check failed, and 2 when some "
         "check could not run (error, skipped) or the command line was refused."
     )
+    # No system checks: they import every URLconf, serializer and the schema generator (about a second),
+    # none of which checking uses; `manage.py check` and the web process run them.
+    requires_system_checks = []
     exit_code = 0  # of the last --once/--table pass (CycleSummary.exit_code); the daemon exits 0
 
     def add_arguments(self, parser):
@@ -121,6 +120,14 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, graceful)
 
     def _serve(self, runner, *, tick: float):
+        # The scheduler and the jobs (notification delivery: HTTP clients, Apprise) load only for the
+        # daemon, so `--once` starts fast.
+        from apscheduler.executors.pool import ThreadPoolExecutor as SchedulerPool
+        from apscheduler.schedulers.blocking import BlockingScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        from pulse_project import jobs
+
         worker = worker_name()
         jobs.RUNTIME.update(runner=runner, worker=worker, started_at=timezone.now())
         # The default in-memory job store: each process schedules its own jobs and nothing is shared, so
