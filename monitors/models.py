@@ -140,7 +140,11 @@ class Check(models.Model):
 
 
 class CheckResult(models.Model):
-    """One outcome of one check kind on one table: the time series behind history and baselines."""
+    """One outcome of one check kind on one table: the time series behind history and baselines.
+
+    The table is partitioned by week of `started_at` (migration 0005; partitions are created ahead and
+    dropped by monitors/results.py): its primary key in the database is (id, started_at), `id` alone to Django.
+    """
 
     Status = checks.Status
 
@@ -177,6 +181,8 @@ class CheckResult(models.Model):
         indexes = [
             # "latest results of a table and kind": history API, baselines, lifecycle.
             models.Index(fields=["table", "kind", "-started_at"], name="result_table_kind_latest"),
+            # a table's whole history, newest first (the results API without ?kind=).
+            models.Index(fields=["table", "-started_at", "-id"], name="result_table_latest"),
             # connection-level history (replication lag).
             models.Index(fields=["connection", "kind", "-started_at"], name="result_connection_kind_latest"),
             # baseline training: bucketed volume values of a table.
