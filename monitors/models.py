@@ -148,13 +148,15 @@ class CheckResult(models.Model):
 
     Status = checks.Status
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results")
+    # No single-column indexes on these two: the (table, …) and (connection, …) indexes below lead with them.
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results", db_index=False)
     table = models.ForeignKey(
         MonitoredTable,
         on_delete=models.CASCADE,
         related_name="results",
         null=True,
         blank=True,
+        db_index=False,
         help_text="Empty for connection-level checks (replication_lag).",
     )
     check_definition = models.ForeignKey(

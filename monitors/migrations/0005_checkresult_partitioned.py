@@ -14,6 +14,7 @@ points at the composite key. A DEFAULT partition takes rows outside the weekly p
 far-future times); `result_partitions_ensure` moves them into their week's partition when it creates it.
 """
 
+import django.db.models.deletion
 from django.db import migrations, models
 
 # Weekly partitions are created from this many days back (older rows land in the default partition) to
@@ -131,6 +132,7 @@ $unconvert$;
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("connections", "0004_maintenancewindow_table"),
         ("monitors", "0004_kind_labels_from_registry"),
     ]
 
@@ -140,5 +142,29 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name="checkresult",
             index=models.Index(fields=["table", "-started_at", "-id"], name="result_table_latest"),
+        ),
+        # Each check result wrote nine indexes; these two single-column ones repeat the leading column of others.
+        migrations.AlterField(
+            model_name="checkresult",
+            name="connection",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="results",
+                to="connections.connection",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="checkresult",
+            name="table",
+            field=models.ForeignKey(
+                blank=True,
+                db_index=False,
+                help_text="Empty for connection-level checks (replication_lag).",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="results",
+                to="monitors.monitoredtable",
+            ),
         ),
     ]
