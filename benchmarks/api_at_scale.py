@@ -10,7 +10,7 @@ made once; results continue from the highest id already stored up to --results (
 so a run interrupted while loading resumes where it stopped. --drop starts from an empty database.
 
 Layout of the results: the series number g gives the table (g mod T), the round r = g div T and the time
-(`started_at` = now - 90 days + r × 90 days / rounds: the default retention, evenly filled), and the kind in
+(`started_at` = now - 90 days + r x 90 days / rounds: the default retention, evenly filled), and the kind in
 turn freshness, volume (with its hour bucket), schema_change. So every table has results / T results over
 90 days in weekly partitions (made with monitors.results.result_partitions_ensure). Then VACUUM ANALYZE.
 
@@ -95,7 +95,9 @@ def seed_objects(tables: int):
         conns = []
         for n in range(CONNECTIONS):
             conn, _ = Connection.objects.get_or_create(
-                team=team, name=f"replica-{n}", defaults={"host": "replica.invalid", "database": "shop", "username": "pulse"}
+                team=team,
+                name=f"replica-{n}",
+                defaults={"host": "replica.invalid", "database": "shop", "username": "pulse"},
             )
             conns.append(conn)
         with connection.cursor() as cursor:
@@ -154,7 +156,7 @@ def load_results(target: int, tables: int) -> None:
         table_connection = cursor.fetchone()[0]
     if done >= target:
         log(f"{done:,} results already stored")
-        return
+        target = done
     rounds = max(1, target // tables)
     log(f"loading results {done:,} .. {target:,} ({rounds:,} per table over 90 days)")
     started = time.perf_counter()
@@ -166,17 +168,20 @@ def load_results(target: int, tables: int) -> None:
         )
     # A big load goes in without the secondary indexes, which are then built once (far faster than
     # maintaining seven indexes row by row); the primary key (sequential ids) stays.
-    rebuild = []
-    if target - done > 5_000_000:
-        with connection.cursor() as cursor:
+    # Their definitions are kept in `bench_dropped_indexes`, so an interrupted load still rebuilds them.
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE IF NOT EXISTS bench_dropped_indexes (name text PRIMARY KEY, definition text)")
+        if target - done > 5_000_000:
             cursor.execute(
-                "SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid) FROM pg_index "
-                "WHERE indrelid = 'monitors_checkresult'::regclass AND NOT indisprimary"
+                "INSERT INTO bench_dropped_indexes SELECT indexrelid::regclass::text, pg_get_indexdef(indexrelid)"
+                " FROM pg_index WHERE indrelid = 'monitors_checkresult'::regclass AND NOT indisprimary"
             )
-            rebuild = cursor.fetchall()
-            for name, _ in rebuild:
-                cursor.execute(f"DROP INDEX {name}")
-        log(f"dropped {len(rebuild)} indexes for the load")
+            cursor.execute("SELECT name FROM bench_dropped_indexes")
+            for (name,) in cursor.fetchall():
+                cursor.execute(f"DROP INDEX IF EXISTS {name}")
+        cursor.execute("SELECT name, definition FROM bench_dropped_indexes")
+        rebuild = cursor.fetchall()
+    log(f"{len(rebuild)} indexes left out during the load")
     for lower in range(done, target, CHUNK):
         upper = min(target, lower + CHUNK) - 1
         with connection.cursor() as cursor:
@@ -214,15 +219,29 @@ def load_results(target: int, tables: int) -> None:
         for name, definition in rebuild:
             started = time.perf_counter()
             cursor.execute(definition.replace(" ON ONLY ", " ON "))
+            cursor.execute("DELETE FROM bench_dropped_indexes WHERE name = %s", [name])
             log(f"  built {name} in {time.perf_counter() - started:.0f} s")
         cursor.execute(
             "SELECT setval(pg_get_serial_sequence('monitors_checkresult', 'id'), (SELECT max(id) FROM monitors_checkresult))"
         )
     log("VACUUM ANALYZE")
     subprocess.run(
-        ["psql", "-h", SERVER["host"], "-U", SERVER["user"], "-d", connection.settings_dict["NAME"], "-q",
-         "-c", "VACUUM (ANALYZE) monitors_checkresult", "-c", "VACUUM (ANALYZE) alerts_alert",
-         "-c", "VACUUM (ANALYZE) monitors_monitoredtable"],
+        [
+            "psql",
+            "-h",
+            SERVER["host"],
+            "-U",
+            SERVER["user"],
+            "-d",
+            connection.settings_dict["NAME"],
+            "-q",
+            "-c",
+            "VACUUM (ANALYZE) monitors_checkresult",
+            "-c",
+            "VACUUM (ANALYZE) alerts_alert",
+            "-c",
+            "VACUUM (ANALYZE) monitors_monitoredtable",
+        ],
         check=True,
     )
 
@@ -284,7 +303,9 @@ def measure(token: str, requests: int) -> None:
         for _ in range(10):
             assert client.get(path(), secure=True).status_code == 200
         queries = []
-        with connection.execute_wrapper(lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)):
+        with connection.execute_wrapper(
+            lambda execute, sql, *rest, queries=queries: queries.append(sql) or execute(sql, *rest)
+        ):
             response = client.get(path(), secure=True)
         assert response.status_code == 200, response.content[:300]
         times = []
