@@ -297,8 +297,11 @@ def measure(token: str, requests: int) -> None:
         ),
     }
     print()
-    print(f"| endpoint ({requests} requests) | p50 ms | p95 ms | p99 ms | max ms | queries |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    print(
+        f"| endpoint ({requests} requests) | p50 ms | p95 ms | p99 ms | max ms | queries"
+        " | SQL p50 / p95 ms | Python CPU p50 / p95 ms |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, path in endpoints.items():
         for _ in range(10):
             assert client.get(path(), secure=True).status_code == 200
@@ -308,16 +311,30 @@ def measure(token: str, requests: int) -> None:
         ):
             response = client.get(path(), secure=True)
         assert response.status_code == 200, response.content[:300]
-        times = []
+        times, sql_times, cpu_times = [], [], []
         for _ in range(requests):
             url = path()
-            started = time.perf_counter()
-            response = client.get(url, secure=True)
-            times.append((time.perf_counter() - started) * 1000)
+            in_sql = [0.0]
+
+            def timed(execute, sql, params, many, context, in_sql=in_sql):
+                started = time.perf_counter()
+                try:
+                    return execute(sql, params, many, context)
+                finally:
+                    in_sql[0] += time.perf_counter() - started
+
+            with connection.execute_wrapper(timed):
+                started, cpu_started = time.perf_counter(), time.process_time()
+                response = client.get(url, secure=True)
+                times.append((time.perf_counter() - started) * 1000)
+                cpu_times.append((time.process_time() - cpu_started) * 1000)
+            sql_times.append(in_sql[0] * 1000)
             assert response.status_code == 200, (url, response.status_code)
         print(
             f"| {name} | {statistics.median(times):.1f} | {percentile(times, 0.95):.1f} | "
-            f"{percentile(times, 0.99):.1f} | {max(times):.1f} | {len(queries)} |",
+            f"{percentile(times, 0.99):.1f} | {max(times):.1f} | {len(queries)} | "
+            f"{statistics.median(sql_times):.1f} / {percentile(sql_times, 0.95):.1f} | "
+            f"{statistics.median(cpu_times):.1f} / {percentile(cpu_times, 0.95):.1f} |",
             flush=True,
         )
     if os.environ.get("BENCH_SHOW_QUERIES"):
@@ -348,7 +365,7 @@ def main() -> int:
     parser.add_argument("--measure-only", action="store_true", help="do not load more results")
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
-    log(f"commit {commit.strip()}; {os.cpu_count()} cores; database {args.database}")
+    log(f"commit {commit.strip()}; {os.cpu_count()} cores; load {os.getloadavg()}; database {args.database}")
     setup_django(args.database, args.drop)
     token = seed_objects(args.tables)
     if not args.measure_only:

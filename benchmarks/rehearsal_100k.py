@@ -203,7 +203,7 @@ def counters() -> dict:
             "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits"
             " WHERE inhparent = 'monitors_checkresult'::regclass"
         )
-        results_size = cursor.fetchone()[0]
+        results_size = int(cursor.fetchone()[0])
     return {"at": time.time(), "inserted": inserted - lateness_rows, "size": size, "results_size": results_size}
 
 
