@@ -17,7 +17,8 @@ Usage: .venv/bin/python benchmarks/rehearsal_100k.py [--tables 100000] [--interv
    tables checked per second (the last full interval, when the first pass's one-off work is done), lateness
    p50/p99 (the same window), Pulse DB inserts/s (pg_stat_database.tup_inserted, the trigger's rows
    excluded) and growth per day (pg_database_size over the window), the replica time used (sum of the
-   results' duration_ms over the window: backend-seconds per second, the share of one backend), and each
+   results' duration_ms over the window: backend-seconds per second, the share of one backend), the
+   daemons' CPU time per table check (from /proc: unaffected by how busy the shared machine is) and each
    daemon's RSS (VmRSS and peak VmHWM from /proc).
 """
 
@@ -216,6 +217,13 @@ def rss(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (independent of how busy the shared machine is)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
@@ -263,8 +271,10 @@ def main() -> int:
             )
             if window_start is None and time.monotonic() >= end - args.interval:
                 window_start = counters()
+                window_start["cpu"] = sum(cpu_seconds(d.pid) for d in daemons)
                 say("  measurement window starts (the last interval)")
         window_end = counters()
+        window_end["cpu"] = sum(cpu_seconds(d.pid) for d in daemons)
         seconds = window_end["at"] - window_start["at"]
         with db.cursor() as cursor:
             cursor.execute(
@@ -311,6 +321,11 @@ def main() -> int:
         say(
             f"replica time (sum of check durations): {duration_ms / 1000 / seconds:.2f} backend-seconds per second"
             f" ({duration_ms / 1000 / seconds * 100:.0f}% of one backend)"
+        )
+        cpu = window_end["cpu"] - window_start["cpu"]
+        say(
+            f"runchecks CPU: {cpu:.1f} s over the window ({cpu / seconds:.2f} cores),"
+            f" {cpu / max(len(lateness), 1) * 1000:.2f} ms per table check; load average {os.getloadavg()}"
         )
         for daemon in daemons:
             now_mb, peak_mb = rss(daemon.pid)
