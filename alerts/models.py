@@ -63,6 +63,8 @@ class Alert(models.Model):
         indexes = [
             # the alert list filters unresolved alerts per connection.
             models.Index(fields=["connection", "status"], name="alert_connection_status"),
+            # the alert list, newest first: read in index order instead of sorting a team's every alert.
+            models.Index(fields=["-opened_at", "-id"], name="alert_latest"),
         ]
 
     def __str__(self) -> str:

@@ -223,17 +223,23 @@ class Check(models.Model):
 
 
 class CheckResult(models.Model):
-    """One outcome of one check kind on one table: the time series behind history and baselines."""
+    """One outcome of one check kind on one table: the time series behind history and baselines.
+
+    The table is partitioned by week of `started_at` (migration 0005; partitions are created ahead and
+    dropped by monitors/results.py): its primary key in the database is (id, started_at), `id` alone to Django.
+    """
 
     Status = checks.Status
 
-    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results")
+    # No single-column indexes on these two: the (table, …) and (connection, …) indexes below lead with them.
+    connection = models.ForeignKey(Connection, on_delete=models.CASCADE, related_name="results", db_index=False)
     table = models.ForeignKey(
         MonitoredTable,
         on_delete=models.CASCADE,
         related_name="results",
         null=True,
         blank=True,
+        db_index=False,
         help_text="Empty for connection-level checks (replication_lag).",
     )
     check_definition = models.ForeignKey(
@@ -260,6 +266,8 @@ class CheckResult(models.Model):
         indexes = [
             # "latest results of a table and kind": history API, baselines, lifecycle.
             models.Index(fields=["table", "kind", "-started_at"], name="result_table_kind_latest"),
+            # a table's whole history, newest first (the results API without ?kind=).
+            models.Index(fields=["table", "-started_at", "-id"], name="result_table_latest"),
             # connection-level history (replication lag).
             models.Index(fields=["connection", "kind", "-started_at"], name="result_connection_kind_latest"),
             # baseline training: bucketed volume values of a table.

@@ -16,7 +16,7 @@ from alerts.delivery import outbox_run
 from alerts.intake import lifecycle_backlog_run_due, results_intake
 from monitors.discovery import discoveries_run_due
 from monitors.heartbeat import heartbeat_beat, heartbeats_prune
-from monitors.results import results_prune
+from monitors.results import result_partitions_ensure, results_prune
 from monitors.runner import CheckRunner
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ def discover() -> None:
 
 @close_old_connections
 def housekeeping() -> None:
+    """At start and every six hours: results partitions for the coming weeks, retention, old bookkeeping."""
     now = timezone.now()
+    result_partitions_ensure(now=now)
     results_prune(now=now)
     heartbeats_prune(now=now)
     DjangoJobExecution.objects.delete_old_job_executions(JOB_EXECUTION_MAX_AGE_SECONDS)

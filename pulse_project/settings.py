@@ -1,6 +1,7 @@
 """Pulse settings: everything comes from the environment (see .env.example)."""
 
 import ipaddress
+import warnings
 from pathlib import Path
 
 import environ
@@ -64,7 +65,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a load balancer's probe of /api/health is answered whatever its Host header and scheme.
+    "pulse_project.health.HealthProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (the admin's, the API docs') straight from the web process, compressed and cached.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -120,6 +125,18 @@ LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
 STATIC_ROOT = env.path("PULSE_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+# Without debug, `manage.py collectstatic` writes hashed, pre-compressed copies to STATIC_ROOT and
+# WhiteNoise serves them with far-future cache headers; in debug, files come straight from the apps.
+if DEBUG:  # static files come from the apps (finders); STATIC_ROOT exists only after collectstatic
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
 
 EMAIL_CONFIG = env.email("PULSE_EMAIL_URL", default="consolemail://")
 vars().update(EMAIL_CONFIG)
@@ -195,7 +212,14 @@ if not DEBUG:
     SECURE_HSTS_SECONDS = env.int("PULSE_HSTS_SECONDS", default=31536000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("PULSE_HSTS_PRELOAD", default=True)
+
+# Behind a reverse proxy (nginx, a cloud load balancer) that terminates TLS: trust its X-Forwarded-Proto
+# (HTTPS detection, secure cookies, no redirect loop) and X-Forwarded-Host (still checked against
+# ALLOWED_HOSTS). On by default without debug; the proxy must overwrite both headers, never pass a client's.
+PULSE_BEHIND_PROXY = env.bool("PULSE_BEHIND_PROXY", default=not DEBUG)
+if PULSE_BEHIND_PROXY:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    USE_X_FORWARDED_HOST = True
 
 LOGGING = {
     "version": 1,

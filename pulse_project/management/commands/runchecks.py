@@ -153,7 +153,14 @@ class Command(BaseCommand):
         # Notifications go out in their own job: a slow or failing channel never delays a check.
         scheduler.add_job(jobs.notify, IntervalTrigger(seconds=5), id="pulse.notify", misfire_grace_time=5)
         scheduler.add_job(jobs.discover, IntervalTrigger(seconds=60), id="pulse.discover", misfire_grace_time=60)
-        scheduler.add_job(jobs.housekeeping, IntervalTrigger(hours=6), id="pulse.housekeeping", misfire_grace_time=3600)
+        # Housekeeping at start too: results partitions ahead of time before the first check is recorded.
+        scheduler.add_job(
+            jobs.housekeeping,
+            IntervalTrigger(hours=6),
+            id="pulse.housekeeping",
+            misfire_grace_time=3600,
+            next_run_time=timezone.now(),
+        )
         self._install_signal_handlers(runner, scheduler)
         self.stdout.write(
             f"runchecks {worker}: ticking every {tick:g}s with {runner.workers} workers, "
