@@ -17,7 +17,7 @@ from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import TableRun, results_ignore
 from monitors.results import result_mark_expected
 from monitors.tables import table_rebaseline
-from monitors.testing import START, day_night, seed_history, volume_table
+from monitors.testing import SERIES, START, day_night, seed_history, volume_table
 from monitors.testing import observe as volume_observe
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_a_value_marked_expected_trains_the_baseline(table):
     marked = observe(table, START + timedelta(hours=1), 3000)
     assert anomalous.is_anomaly and marked.is_anomaly
     result_mark_expected(result=marked)
-    history = training_history(tables=[table], until=START + timedelta(hours=2))[table.id]
+    history = training_history(tables=[table], until=START + timedelta(hours=2), series={table.id: SERIES})[table.id]
     assert history[START + timedelta(hours=1)] == 3000
     assert START not in history
 
@@ -135,6 +135,7 @@ def test_a_daily_series_leaves_learning_after_a_week(table):
             status="pass",
             observed_value=500 + d,
             bucket_start=day,
+            series="rows:created_at:1d",
             started_at=day + timedelta(days=1),
             details={"backfill": True},
         )
@@ -145,7 +146,11 @@ def test_a_daily_series_leaves_learning_after_a_week(table):
         table=table,
         outcomes=[
             Outcome(
-                kind="volume", status="pass", observed_value=0, bucket_start=START, details={"series": "rows_per_day"}
+                kind="volume",
+                status="pass",
+                observed_value=0,
+                bucket_start=START,
+                details={"series": "rows:created_at:1d", "bucket_seconds": 86400},
             )
         ],
     )

@@ -65,18 +65,50 @@ def test_it_raises_no_false_alarm_walking_a_day_night_series_hour_by_hour():
     assert peak.expected_lower > trough.expected_upper
 
 
-def test_it_fails_a_drop_to_zero_whatever_the_band_or_minimum_change():
+def test_a_significant_drop_to_zero_fails_whatever_the_minimum_change():
     rng = random.Random(2)
-    history = [(MONDAY + i * HOUR, rng.uniform(0, 10)) for i in range(7 * 24)]
+    history = [(MONDAY + i * HOUR, float(rng.randint(90, 110))) for i in range(7 * 24)]
     at = MONDAY + 7 * DAY
 
-    zero = evaluate(history=history, at=at, value=0, min_relative_change=5.0, min_absolute_change=1000)
+    zero = evaluate(history=history, at=at, value=0, min_relative_change=5.0, min_absolute_change=1000, counts=True)
 
-    assert zero.expected_lower == 0
     assert zero.is_anomaly
     assert "drop to zero" in zero.message
-    assert not evaluate(history=history, at=at, value=0, direction="spike").is_anomaly
-    assert not evaluate(history=history, at=at, value=1).is_anomaly
+    assert not evaluate(history=history, at=at, value=0, direction="spike", counts=True).is_anomaly
+
+
+def test_a_zero_that_counting_noise_explains_does_not_fail():
+    """A handful of rows an hour: an empty hour happens by chance (P = e**-4 = 2 %), so it is no anomaly."""
+    rng = random.Random(2)
+    history = [(MONDAY + i * HOUR, float(rng.choice([3, 4, 4, 5]))) for i in range(7 * 24)]
+    at = MONDAY + 7 * DAY
+
+    zero = evaluate(history=history, at=at, value=0, counts=True)
+    usual = evaluate(history=history, at=at, value=3, counts=True)
+
+    assert not zero.is_anomaly and not usual.is_anomaly
+    assert zero.spread_source == usual.spread_source == "counting_noise"
+    assert zero.tail_probability == pytest.approx(math.exp(-4))
+    assert zero.expected_lower == 0 and usual.expected_upper >= 10
+    assert evaluate(history=history, at=at, value=20, counts=True).is_anomaly
+    # Without the counting-noise floor the same history gives a band narrower than the noise of counting.
+    assert evaluate(history=history, at=at, value=0).is_anomaly
+
+
+def test_a_quiet_season_with_no_rows_is_not_a_drop_to_zero():
+    """Weekday business hours with ~40 rows an hour, nothing at night or at weekends."""
+    rng = random.Random(3)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        return float(rng.randint(30, 50)) if busy else 0.0
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(14 * 24)]
+    saturday_noon, monday_noon = MONDAY + 19 * DAY + 12 * HOUR, MONDAY + 14 * DAY + 12 * HOUR
+
+    assert not evaluate(history=history, at=saturday_noon, value=0, counts=True).is_anomaly
+    assert not evaluate(history=history, at=MONDAY + 14 * DAY + 3 * HOUR, value=0, counts=True).is_anomaly
+    assert evaluate(history=history, at=monday_noon, value=0, counts=True).is_anomaly
 
 
 def test_it_fails_a_spike_unless_only_drops_matter():
