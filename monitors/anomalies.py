@@ -101,6 +101,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             table_id__in=list(volume),
             kind=VOLUME,
             bucket_start__in={o.bucket_start for o in volume.values()},
+            series__in={_series_of(o) for o in volume.values()},
             details__judged=True,
             details__repeats_verdict_of__isnull=True,  # the judgement itself, not the runs that repeated it
         )
@@ -109,6 +110,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             "id",
             "table_id",
             "bucket_start",
+            "series",
             "started_at",
             "expected_lower",
             "expected_upper",
@@ -119,7 +121,12 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
     )
     judged: dict[int, CheckResult] = {}
     for result in candidates:
-        if result.table_id not in judged and result.bucket_start == volume[result.table_id].bucket_start:
+        outcome = volume[result.table_id]
+        if (
+            result.table_id not in judged
+            and result.bucket_start == outcome.bucket_start
+            and result.series == _series_of(outcome)
+        ):
             judged[result.table_id] = result
     return judged
 
@@ -179,6 +186,7 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     lower, upper, value = previous.expected_lower, previous.expected_upper, outcome.observed_value
     outcome.expected_lower, outcome.expected_upper = lower, upper
     before = previous.details
+    whole = _series_of(outcome).startswith("rows:")
     learning = before.get("learning", False)
     expected = before.get("expected")
     small = expected is not None and (
@@ -190,13 +198,13 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     elif previous.marked_expected:
         verdict, anomaly = "is in a bucket accepted as expected", False
     elif value < lower and value == 0 and table.direction != "spike":
-        verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper)}", True
+        verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper, whole=whole)}", True
     elif value > upper and table.direction != "drop" and not small:
-        verdict, anomaly = f"is above the expected {baselines.band(lower, upper)}", True
+        verdict, anomaly = f"is above the expected {baselines.band(lower, upper, whole=whole)}", True
     elif value < lower and table.direction != "spike" and not small:
-        verdict, anomaly = f"is below the expected {baselines.band(lower, upper)}", True
+        verdict, anomaly = f"is below the expected {baselines.band(lower, upper, whole=whole)}", True
     else:
-        verdict, anomaly = f"is within the expected {baselines.band(lower, upper)}", False
+        verdict, anomaly = f"is within the expected {baselines.band(lower, upper, whole=whole)}", False
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (

@@ -293,7 +293,7 @@ def evaluate(
     dropped_to_zero = value == 0 and low and direction != "spike"
     is_anomaly = dropped_to_zero or (outside and not small)
 
-    expected = f"the expected {band(lower, upper)}"
+    expected = f"the expected {band(lower, upper, whole=counts)}"
     if dropped_to_zero:
         verdict = f"is a drop to zero from {expected}"
     elif outside and small:
@@ -707,8 +707,10 @@ def _validate(*, sensitivity: float, direction: str, seasonality: str, value: fl
         raise ValueError("value must be a finite number")
 
 
-def band(lower: float, upper: float) -> str:
-    """An expected band as text, with an en dash: "1,068-1,838"."""
+def band(lower: float, upper: float, *, whole: bool = False) -> str:
+    """An expected band as text, with an en dash: "1,068-1,838" (counts: whole numbers, widened outward)."""
+    if whole:
+        lower, upper = math.floor(lower), math.ceil(upper)
     return f"{format_number(lower)}–{format_number(upper)}"
 
 

@@ -157,3 +157,53 @@ def test_a_daily_series_leaves_learning_after_a_week(table):
     volume_judge(runs=[run])
     assert run.outcomes[0].details["learning"] is False
     assert run.outcomes[0].status == "fail" and "drop to zero" in run.outcomes[0].message
+
+
+def test_a_repeated_verdict_reads_as_the_same_one_sentence(table):
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 60.0)
+    first = observe(table, START, 0)
+    again = observe(table, START, 0)
+    assert first.is_anomaly and again.is_anomaly
+    for result in (first, again):
+        assert result.message.startswith("0 rows is a drop to zero from the expected ")
+        assert "(non-seasonal baseline, 1-hour buckets, 335 training points" in result.message
+        assert result.message.endswith(").") and " — " not in result.message and ":" not in result.message
+    assert first.message.split(" (")[0] == again.message.split(" (")[0]
+
+
+def test_the_details_explain_the_verdict(table):
+    rng = random.Random(21)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: float(rng.choice([3, 4, 5])))
+    quiet = observe(table, START, 0)
+    details = quiet.details
+    assert quiet.status == "pass" and not quiet.is_anomaly
+    assert details["expected"] == 4 and details["spread"] == pytest.approx(2.0)
+    assert details["spread_source"] == "counting_noise"
+    assert details["tail_probability"] == pytest.approx(0.0183, abs=1e-4)
+    assert details["seasonality"] == "none" and details["bucket_seconds"] == 3600
+    assert details["training_points"] == 335 and details["sensitivity"] == 3.5
+    assert "spread set by counting noise" in quiet.message
+    assert observe(table, START + timedelta(hours=1), 40).is_anomaly
+
+
+def test_training_uses_only_the_current_series(table):
+    """Rows per hour stored before the timestamp column was cleared never train the total, nor the reverse."""
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1500.0)
+    total = observe(table, START, 257_619, series="total_rows")
+    assert total.details["learning"] and total.status == "pass" and total.series == "total_rows"
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 257_000.0, series="total_rows")
+    total = observe(table, START + timedelta(hours=1), 257_619, series="total_rows")
+    assert total.status == "pass" and total.expected_lower > 250_000 and total.details["training_points"] == 335
+    hourly = observe(table, START + timedelta(hours=1), 1490)
+    assert hourly.status == "pass" and hourly.expected_upper < 2000 and hourly.series == SERIES
+
+
+def test_a_sensitivity_preset_replaces_the_numeric_sensitivity(table):
+    rng = random.Random(22)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.05)))
+    MonitoredTable.objects.filter(pk=table.pk).update(sensitivity=20.0, sensitivity_preset="high")
+    high = observe(table, START, 1200)
+    MonitoredTable.objects.filter(pk=table.pk).update(sensitivity=1.0, sensitivity_preset="low")
+    low = observe(table, START + timedelta(hours=1), 1200)
+    assert high.is_anomaly and high.details["sensitivity"] == 3.0
+    assert not low.is_anomaly and low.details["sensitivity"] == 5.0
