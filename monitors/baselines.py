@@ -337,15 +337,37 @@ def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
 
 
 def expected_update_gap(
-    *, update_times: Sequence[datetime], sensitivity: float = DEFAULT_SENSITIVITY
+    *, update_times: Sequence[datetime], sensitivity: float = DEFAULT_SENSITIVITY, after: datetime | None = None
 ) -> timedelta | None:
     """The longest normal gap between updates: median gap + sensitivity * 1.4826 * MAD.
 
     Zero-length gaps (duplicate timestamps) are ignored.  Returns None with fewer than
     ``MIN_CADENCE_GAPS`` gaps.  The allowance above the median is at least 10 % of the
     median gap (and a minute), so a punctual daily load gets ~26.4 hours.
+
+    Weekly schedules: with ``after`` (the latest update) and a history reaching a week before
+    it, the gap that followed the update of the same weekday and time a week earlier is
+    allowed too (plus 10 %): a table loaded Monday to Friday waits ~79 hours after Friday's
+    load, ~26 after the others.
     """
     times = sorted(update_times)
+    usual = _usual_gap(times, sensitivity=sensitivity)
+    weekly = None if usual is None or after is None else _gap_a_week_before(times, after=after, usual=usual)
+    return usual if weekly is None else max(usual, weekly)
+
+
+def _gap_a_week_before(times: list[datetime], *, after: datetime, usual: timedelta) -> timedelta | None:
+    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %."""
+    tolerance = max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * usual)
+    target = after - timedelta(weeks=1)
+    for earlier, later in itertools.pairwise(times):
+        if abs(earlier - target) <= tolerance and later > earlier:
+            gap = later - earlier
+            return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+    return None
+
+
+def _usual_gap(times: list[datetime], *, sensitivity: float) -> timedelta | None:
     gaps = [gap for gap in ((b - a).total_seconds() for a, b in itertools.pairwise(times)) if gap > 0]
     if len(gaps) < MIN_CADENCE_GAPS:
         return None

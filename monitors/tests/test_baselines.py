@@ -399,3 +399,16 @@ def test_it_rejects_unknown_directions_and_seasonalities():
         evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, direction="up")
     with pytest.raises(ValueError):
         evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, seasonality="monthly")
+
+
+def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one():
+    """Loads at 02:00 Monday to Friday for three weeks: Friday's load is followed by a normal 72-hour gap."""
+    loads = [MONDAY + d * DAY + 2 * HOUR for d in range(21) if (MONDAY + d * DAY).weekday() < 5]
+    friday, thursday = loads[-1], loads[-2]
+
+    after_friday = expected_update_gap(update_times=loads, after=friday)
+    after_thursday = expected_update_gap(update_times=loads[:-1], after=thursday)
+
+    assert timedelta(hours=72) < after_friday < timedelta(hours=80)
+    assert timedelta(hours=24) < after_thursday < timedelta(hours=27)
+    assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
