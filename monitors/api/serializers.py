@@ -27,6 +27,7 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "check_interval_seconds",
             "failure_threshold",
             "sensitivity",
+            "sensitivity_preset",
             "direction",
             "seasonality",
             "min_relative_change",
@@ -37,6 +38,8 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "next_check_at",
             "last_error",
             "baseline_since",
+            "volume_series",
+            "volume_bucket_seconds",
             "created_at",
             "updated_at",
         ]
@@ -46,6 +49,8 @@ class MonitoredTableSerializer(StrictModelSerializer):
             "next_check_at",
             "last_error",
             "baseline_since",
+            "volume_series",
+            "volume_bucket_seconds",
             "created_at",
             "updated_at",
         ]
