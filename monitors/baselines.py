@@ -288,13 +288,17 @@ def evaluate(
         half_width = sensitivity * mad / MODIFIED_Z
         lower, upper = max(0.0, center - half_width), center + half_width
         high, low = score > sensitivity, score < -sensitivity
+    quiet_day = counts and low and _like_a_quiet_day(data, at=at, value=value, mode=mode, sensitivity=sensitivity)
+    low = low and not quiet_day
     outside = (high and direction != "drop") or (low and direction != "spike")
     small = abs(deviation) < min_relative_change * abs(center) or abs(deviation) < min_absolute_change
     dropped_to_zero = value == 0 and low and direction != "spike"
     is_anomaly = dropped_to_zero or (outside and not small)
 
     expected = f"the expected {band(lower, upper, whole=counts)}"
-    if dropped_to_zero:
+    if quiet_day:
+        verdict = f"is below {expected} but as quiet as the table's quiet days, like the rest of the day so far"
+    elif dropped_to_zero:
         verdict = f"is a drop to zero from {expected}"
     elif outside and small:
         verdict = f"is outside {expected} but within the configured minimum change"
@@ -318,6 +322,38 @@ def evaluate(
         tail_probability=tail,
         training_points=len(points),
     )
+
+
+def _like_a_quiet_day(data: _Data, *, at: datetime, value: float, mode: str, sensitivity: float) -> bool:
+    """A holiday: a low count that the table's quietest weekday would explain, on a day that has been as quiet
+    as that weekday since midnight (hour-of-week counts only).
+
+    A weekly baseline knows weekends are quiet; a public holiday on a weekday looks like one from its first
+    hour. A drop that starts after the day's normal activity began is not excused; one that starts with
+    the day (after at least one known bucket of it) is: the price is that a table going silent overnight
+    on a weekday is caught by its freshness, not by volume."""
+    if mode != "hour_of_week":
+        return False
+    fit = data.fit(mode)
+    limit = tail_limit(sensitivity)
+
+    def quiet_band(moment: datetime) -> float | None:
+        predictions = [fit.predict(day * 24 + moment.hour) for day in range(7)]
+        known = [p for p in predictions if p is not None]
+        return poisson_band(max(min(known), MIN_EXPECTED_COUNT), limit)[1] if known else None
+
+    upper = quiet_band(at)
+    if upper is None or value > upper:
+        return False
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = [(moment, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
+    if not today:
+        return False  # nothing known of the day yet: judged as any other drop
+    for moment, earlier in today:
+        band = quiet_band(moment)
+        if band is None or earlier > band:
+            return False
+    return True
 
 
 def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:

@@ -412,3 +412,24 @@ def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one
     assert timedelta(hours=72) < after_friday < timedelta(hours=80)
     assert timedelta(hours=24) < after_thursday < timedelta(hours=27)
     assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
+
+
+def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop():
+    """Business hours on weekdays, empty weekends: a Wednesday with no rows from midnight passes; rows stopping
+    in the middle of a busy Wednesday fail."""
+    rng = random.Random(4)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        return float(rng.randint(30, 50)) if busy else float(rng.randint(0, 1))
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
+    wednesday = MONDAY + 16 * DAY
+    holiday = [*history, *((wednesday + h * HOUR, 0.0) for h in range(10))]
+    working = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR)) for h in range(10))]
+
+    quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=0, counts=True)
+    stopped = evaluate(history=working, at=wednesday + 10 * HOUR, value=0, counts=True)
+
+    assert not quiet.is_anomaly and "quiet days" in quiet.message
+    assert stopped.is_anomaly and "drop to zero" in stopped.message
