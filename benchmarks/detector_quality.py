@@ -196,6 +196,7 @@ class SeriesResult:
     evaluate_ms: list = field(default_factory=list)
     width: int = 3600
     missed_loads: list = field(default_factory=lambda: [0, 0])
+    misses: list = field(default_factory=list)  # Pulse's missed injections: what they were, what it said
     freshness_false: int = 0
 
 
@@ -335,6 +336,7 @@ def judge_series(job: tuple) -> SeriesResult:
 
     backfill(zip(times[:first_test], values[:first_test]))
     flags: list[bool] = [False] * len(times)
+    messages: dict[int, str] = {}
     result = SeriesResult(family=family, series_weeks=weeks, width=int(width.total_seconds()), evaluate_ms=evaluate_ms)
     rebaselined = False
     for i in range(first_test, len(times)):
@@ -362,6 +364,7 @@ def judge_series(job: tuple) -> SeriesResult:
             on_recorded=results_ignore,
         )
         flags[i] = outcome.status == Status.FAIL
+        messages[i] = outcome.message
         if shift_at is not None and not rebaselined and times[i] >= shift_at and flags[i] and flags[i - 1]:
             # The operator accepts the new level: rebaseline since the shift, the check backfills since then.
             table_rebaseline(table=table, since=shift_at)
@@ -387,6 +390,11 @@ def judge_series(job: tuple) -> SeriesResult:
             counter = result.detected.setdefault((method, a.size), [0, 0])
             counter[0] += hit
             counter[1] += 1
+        if not (flags[a.start] and flags[a.start + 1]):
+            result.misses.append(
+                f"{family} {a.kind} {a.size} sd at {times[a.start]:%a %H:%M}, expected {lam[a.start]:.1f}: "
+                + " | ".join(messages[i] for i in (a.start, a.start + 1))
+            )
         first = result.first_bucket.setdefault(a.size, [0, 0])
         first[0] += flags[a.start]
         first[1] += 1
@@ -540,6 +548,11 @@ def report(results: list[SeriesResult], args, runtime: float) -> None:
     )
     for miss in misses:
         print(f"  - {miss}")
+    if args.verbose:
+        print("Pulse's missed injections:")
+        for r in results:
+            for miss in r.misses:
+                print(f"  {miss}")
     print(f"runtime: {runtime:.0f} s with {args.workers} worker(s)")
 
 
@@ -552,6 +565,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="3 series per family, 1 test week")
     parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--verbose", action="store_true", help="list the injections Pulse missed")
     args = parser.parse_args()
     if args.quick:
         args.series, args.weeks = 3, 1

@@ -131,9 +131,9 @@ POISSON_EXACT_BELOW = 50.0
 """Counts expected below this are judged by their exact Poisson tail while counting noise sets the
 spread: at 50 the normal approximation's one-sided 3.5-sd tail is within a factor of ~2 of the exact one."""
 
-MIN_EXPECTED_COUNT = 1.0
-"""A count is never expected below one row when judging by counting noise: the median of sparse counts
-is often 0 where the rate is not (seven rows in a bucket that is usually empty still fail)."""
+MIN_EXPECTED_COUNT = 0.5
+"""A count is never expected below half a row when judging by counting noise: the median of sparse counts
+is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
 MIN_CADENCE_TOLERANCE_FRACTION = 0.1
 MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
