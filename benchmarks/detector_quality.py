@@ -381,6 +381,9 @@ def judge_series(job: tuple) -> SeriesResult:
         first_shifted = next(i for i, t in enumerate(times) if t >= shift_at)
         excused.update(range(first_shifted, first_shifted + 4))
     result.pulse_false = count_false(flags, first_test, excused)
+    for i in range(first_test + 1, len(flags)):
+        if flags[i] and flags[i - 1] and not flags[i - 2] and not excused.intersection((i - 1, i)):
+            result.misses.append(f"{family} FALSE ALERT at {times[i - 1]:%a %d %H:%M}: {messages[i - 1]}")
     elementary, re_data = reference_flags(values, first_test, width)
     result.elementary_false = count_false(elementary, first_test, excused)
     result.re_data_false = count_false(re_data, first_test, excused)
@@ -412,11 +415,12 @@ def missed_loads(result: SeriesResult, rng: random.Random, hours, counts, test_s
     missing = {rng.choice(test_loads[k::2]) for k in range(2) if test_loads[k::2]}
     seen: list[str] = []
     kept = [t for t in loads if t not in missing]
-    for previous, following in zip(kept, [*kept[1:], hours[-1] + HOUR + cadence]):
+    beyond = hours[-1] + HOUR + cadence  # a missed last load is still scored; no false alert after the data ends
+    for previous, following in zip(kept, [*kept[1:], beyond]):
         seen.append(previous.isoformat())
         del seen[:-30]
         skipped = [m for m in missing if previous < m < following]
-        if previous < test_start and not skipped:
+        if (previous < test_start or following == beyond) and not skipped:
             continue
         limit = learned_limit(list(seen), latest=previous)
         if limit is None:

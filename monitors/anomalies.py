@@ -10,7 +10,8 @@ bucket are counts, judged with the counting-noise floor and, when few are expect
 
 Training data for a table: its volume values of the current series over the last 14 days, one per bucket,
 excluding
-- values judged anomalous (unless an operator marked them expected),
+- values judged anomalous (unless an operator marked them expected), and low values passed as a holiday-like
+  quiet day (they would drag the level of the next days down),
 - values taken during one of the connection's maintenance windows,
 - values before the table's `baseline_since` (set by rebaseline),
 - the bucket under test.
@@ -72,6 +73,7 @@ def training_history(
             observed_value__isnull=False,
         )
         .filter(Q(is_anomaly=False) | Q(marked_expected=True))
+        .exclude(details__contains={"quiet_day": True})
         .exclude(status__in=(Status.ERROR, Status.SKIPPED))
         .order_by("table_id", "bucket_start", "-started_at")
         .distinct("table_id", "bucket_start")
@@ -169,6 +171,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
         bucket_seconds=bucket_seconds,
         training_points=verdict.training_points,
     )
+    if verdict.quiet_day:
+        outcome.details["quiet_day"] = True
     if verdict.learning:
         outcome.message = _sentence(outcome, "is not judged yet", verdict.message.rstrip(".").lower())
         return

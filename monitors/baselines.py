@@ -161,7 +161,8 @@ class Verdict:
     ``counting_noise`` (the Poisson noise of the expected count) or ``relative_floor`` (0.5 % of
     the centre); ``tail_probability`` is the exact Poisson tail of the value when a small
     expected count was judged with it (else None); ``training_points`` the history points used;
-    ``verdict`` the message's predicate ("is within the expected 0-13"), for callers with their own subject.
+    ``verdict`` the message's predicate ("is within the expected 0-13"), for callers with their own subject;
+    ``quiet_day`` that a low count passed as a holiday-like quiet day (callers keep it out of training).
     """
 
     learning: bool
@@ -174,6 +175,7 @@ class Verdict:
     seasonality: str
     message: str
     verdict: str = ""
+    quiet_day: bool = False
     spread_source: str = ""
     tail_probability: float | None = None
     training_points: int = 0
@@ -318,6 +320,7 @@ def evaluate(
         seasonality=mode,
         message=message,
         verdict=verdict,
+        quiet_day=quiet_day,
         spread_source=source,
         tail_probability=tail,
         training_points=len(points),
