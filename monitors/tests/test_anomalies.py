@@ -207,3 +207,19 @@ def test_a_sensitivity_preset_replaces_the_numeric_sensitivity(table):
     low = observe(table, START + timedelta(hours=1), 1200)
     assert high.is_anomaly and high.details["sensitivity"] == 3.0
     assert not low.is_anomaly and low.details["sensitivity"] == 5.0
+
+
+def test_a_holiday_passes_and_does_not_train_the_next_days(table):
+    """Business hours on weekdays, empty weekends; a weekday with no rows since midnight is a holiday."""
+    rng = random.Random(23)
+
+    def rows(at):
+        return float(rng.randint(30, 50)) if at.weekday() < 5 and 9 <= at.hour < 18 else float(rng.randint(0, 1))
+
+    seed_history(table, hours=14 * 24, until=START, value_at=rows)  # START is a Thursday 00:00
+    night = [observe(table, START + timedelta(hours=h), 0) for h in range(9)]
+    holiday = [observe(table, START + timedelta(hours=h), 0) for h in range(9, 12)]
+    assert not any(r.is_anomaly for r in night + holiday)
+    assert all(r.details.get("quiet_day") for r in holiday) and "quiet days" in holiday[0].message
+    history = training_history(tables=[table], until=START + timedelta(hours=12), series={table.id: SERIES})[table.id]
+    assert START + timedelta(hours=8) in history and START + timedelta(hours=9) not in history
