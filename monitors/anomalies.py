@@ -201,6 +201,12 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
         verdict, anomaly = "is not judged yet", False
     elif previous.marked_expected:
         verdict, anomaly = "is in a bucket accepted as expected", False
+    elif before.get("quiet_day") and value <= upper:
+        verdict = (
+            f"is below the expected {baselines.band(lower, upper, whole=whole)} but as quiet as the table's quiet days"
+        )
+        anomaly = False
+        outcome.details["quiet_day"] = True
     elif value < lower and value == 0 and table.direction != "spike":
         verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper, whole=whole)}", True
     elif value > upper and table.direction != "drop" and not small:

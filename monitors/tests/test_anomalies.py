@@ -221,5 +221,7 @@ def test_a_holiday_passes_and_does_not_train_the_next_days(table):
     holiday = [observe(table, START + timedelta(hours=h), 0) for h in range(9, 12)]
     assert not any(r.is_anomaly for r in night + holiday)
     assert all(r.details.get("quiet_day") for r in holiday) and "quiet days" in holiday[0].message
+    again = observe(table, START + timedelta(hours=11), 0)
+    assert not again.is_anomaly and again.details["quiet_day"] and "quiet days" in again.message
     history = training_history(tables=[table], until=START + timedelta(hours=12), series={table.id: SERIES})[table.id]
     assert START + timedelta(hours=8) in history and START + timedelta(hours=9) not in history
