@@ -3,10 +3,15 @@
 Every volume result carries a `bucket_start` (the bucket its value counts: rows in that hour — or day,
 for a date column — for tables with a timestamp column, else the table's total rows as of that hour).
 A bucket is judged once, on its first result, by `baselines.evaluate`; later results of the same bucket
-are held against the same band.
+are held against the same band, and read the same way.
 
-Training data for a table: its volume values of the last 14 days, one per bucket, excluding
-- values judged anomalous (unless an operator marked them expected),
+Every value belongs to a series (`CheckResult.series`: "total_rows", or "rows:<column>:<width>"); rows per
+bucket are counts, judged with the counting-noise floor and, when few are expected, the exact Poisson tail.
+
+Training data for a table: its volume values of the current series over the last 14 days, one per bucket,
+excluding
+- values judged anomalous (unless an operator marked them expected), and low values passed as a holiday-like
+  quiet day (they would drag the level of the next days down),
 - values taken during one of the connection's maintenance windows,
 - values before the table's `baseline_since` (set by rebaseline),
 - the bucket under test.
@@ -28,23 +33,47 @@ from monitors.checks.volume import KIND as VOLUME
 from monitors.models import CheckResult, MonitoredTable
 
 TRAINING_WINDOW = baselines.DEFAULT_TRAINING_WINDOW
-# Rows per day (date columns): a 14-day window never holds 24 points, so a week of days is enough.
+# Rows per day: a 14-day window never holds 24 points, so a week of days is enough.
 MIN_DAILY_POINTS = 7
+DAY_SECONDS = 86_400
+
+SENSITIVITY_PRESETS = {"low": 5.0, "medium": baselines.DEFAULT_SENSITIVITY, "high": 3.0}
+"""A table's `sensitivity_preset` replaces its numeric `sensitivity` with one of these thresholds (robust sd;
+for small counts the same one-sided normal tail: 2.9e-7, 2.3e-4 and 1.3e-3)."""
 
 
-def training_history(*, tables: list[MonitoredTable], until: datetime) -> dict[int, dict[datetime, float]]:
-    """Per table: {bucket_start: value} usable for training, one value per bucket, before `until`."""
+def effective_sensitivity(table: MonitoredTable) -> float:
+    """The threshold a table's volume is judged with: its preset's, else its numeric sensitivity."""
+    return SENSITIVITY_PRESETS.get(table.sensitivity_preset, table.sensitivity)
+
+
+def _series_of(outcome: Outcome) -> str:
+    return outcome.details.get("series", "")
+
+
+def training_history(
+    *, tables: list[MonitoredTable], until: datetime, series: dict[int, str]
+) -> dict[int, dict[datetime, float]]:
+    """Per table: {bucket_start: value} of its current series (`series[table.id]`) usable for training, one
+    value per bucket, before `until`."""
     if not tables:
         return {}
+    by_series: dict[str, list[int]] = defaultdict(list)
+    for table in tables:
+        by_series[series[table.id]].append(table.id)
+    same_series = Q()
+    for key, ids in by_series.items():
+        same_series |= Q(table_id__in=ids, series=key)
     rows = (
         CheckResult.objects.filter(
-            table_id__in=[t.id for t in tables],
+            same_series,
             kind=VOLUME,
             bucket_start__gte=until - TRAINING_WINDOW,
             bucket_start__lt=until,
             observed_value__isnull=False,
         )
         .filter(Q(is_anomaly=False) | Q(marked_expected=True))
+        .exclude(details__contains={"quiet_day": True})
         .exclude(status__in=(Status.ERROR, Status.SKIPPED))
         .order_by("table_id", "bucket_start", "-started_at")
         .distinct("table_id", "bucket_start")
@@ -74,6 +103,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             table_id__in=list(volume),
             kind=VOLUME,
             bucket_start__in={o.bucket_start for o in volume.values()},
+            series__in={_series_of(o) for o in volume.values()},
             details__judged=True,
             details__repeats_verdict_of__isnull=True,  # the judgement itself, not the runs that repeated it
         )
@@ -82,6 +112,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             "id",
             "table_id",
             "bucket_start",
+            "series",
             "started_at",
             "expected_lower",
             "expected_upper",
@@ -92,7 +123,12 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
     )
     judged: dict[int, CheckResult] = {}
     for result in candidates:
-        if result.table_id not in judged and result.bucket_start == volume[result.table_id].bucket_start:
+        outcome = volume[result.table_id]
+        if (
+            result.table_id not in judged
+            and result.bucket_start == outcome.bucket_start
+            and result.series == _series_of(outcome)
+        ):
             judged[result.table_id] = result
     return judged
 
@@ -102,37 +138,102 @@ def _finite(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
-def _apply(outcome: Outcome, verdict: baselines.Verdict) -> None:
+def _sentence(outcome: Outcome, verdict: str, explanation: str) -> str:
+    """One sentence: what was counted, the verdict, why (and the table's total, when the check gave it)."""
+    subject = outcome.details.get("subject") or f"{baselines.format_number(outcome.observed_value)} rows"
+    context = outcome.details.get("context")
+    return f"{subject} {verdict} ({explanation}){'; ' + context if context else ''}."
+
+
+def _explanation(*, seasonality: str, bucket_seconds: int, points: int, spread_source: str) -> str:
+    label = baselines.SEASONALITY_LABELS.get(seasonality, seasonality)
+    width = "1-day" if bucket_seconds == DAY_SECONDS else f"{max(1, bucket_seconds // 3600)}-hour"
+    floor = {"counting_noise": ", spread set by counting noise", "relative_floor": ", spread set by the 0.5% floor"}
+    return f"{label}, {width} buckets, {points} training points{floor.get(spread_source, '')}"
+
+
+def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) -> None:
     outcome.expected_lower = _finite(verdict.expected_lower)
     outcome.expected_upper = _finite(verdict.expected_upper)
     outcome.is_anomaly = verdict.is_anomaly
     outcome.status = Status.FAIL if verdict.is_anomaly else Status.PASS
+    bucket_seconds = outcome.details.get("bucket_seconds", 3600)
     outcome.details.update(
-        judged=True, learning=verdict.learning, seasonality=verdict.seasonality, score=_finite(verdict.score)
+        judged=True,
+        learning=verdict.learning,
+        seasonality=verdict.seasonality,
+        score=_finite(verdict.score),
+        expected=_finite(verdict.median),
+        spread=_finite(verdict.spread),
+        spread_source=verdict.spread_source or None,
+        tail_probability=verdict.tail_probability,
+        sensitivity=sensitivity,
+        bucket_seconds=bucket_seconds,
+        training_points=verdict.training_points,
     )
-    outcome.message = f"{verdict.message} — {outcome.message}"
+    if verdict.quiet_day:
+        outcome.details["quiet_day"] = True
+    if verdict.learning:
+        outcome.message = _sentence(outcome, "is not judged yet", verdict.message.rstrip(".").lower())
+        return
+    explanation = _explanation(
+        seasonality=verdict.seasonality,
+        bucket_seconds=bucket_seconds,
+        points=verdict.training_points,
+        spread_source=verdict.spread_source,
+    )
+    outcome.message = _sentence(outcome, verdict.verdict, explanation)
 
 
 def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -> None:
     """A bucket already judged: hold its value (it may have grown with late rows) against the same band."""
     lower, upper, value = previous.expected_lower, previous.expected_upper, outcome.observed_value
     outcome.expected_lower, outcome.expected_upper = lower, upper
-    learning = previous.details.get("learning", False)
-    if learning or lower is None or upper is None or previous.marked_expected:
-        verdict, anomaly = ("learning the baseline" if learning else "accepted as expected"), False
-    elif value == 0 and upper > 0 and table.direction != "spike":
-        verdict, anomaly = "a drop to zero", True
-    elif value > upper and table.direction != "drop":
-        verdict, anomaly = "above the expected band", True
-    elif value < lower and table.direction != "spike":
-        verdict, anomaly = "below the expected band", True
+    before = previous.details
+    whole = _series_of(outcome).startswith("rows:")
+    learning = before.get("learning", False)
+    expected = before.get("expected")
+    small = expected is not None and (
+        abs(value - expected) < table.min_absolute_change
+        or abs(value - expected) < table.min_relative_change * abs(expected)
+    )
+    if learning or lower is None or upper is None:
+        verdict, anomaly = "is not judged yet", False
+    elif previous.marked_expected:
+        verdict, anomaly = "is in a bucket accepted as expected", False
+    elif before.get("quiet_day") and value <= upper:
+        verdict = (
+            f"is below the expected {baselines.band(lower, upper, whole=whole)} but as quiet as the table's quiet days"
+        )
+        anomaly = False
+        outcome.details["quiet_day"] = True
+    elif value < lower and value == 0 and table.direction != "spike":
+        verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper, whole=whole)}", True
+    elif value > upper and table.direction != "drop" and not small:
+        verdict, anomaly = f"is above the expected {baselines.band(lower, upper, whole=whole)}", True
+    elif value < lower and table.direction != "spike" and not small:
+        verdict, anomaly = f"is below the expected {baselines.band(lower, upper, whole=whole)}", True
     else:
-        verdict, anomaly = "within the expected band", False
+        verdict, anomaly = f"is within the expected {baselines.band(lower, upper, whole=whole)}", False
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
+    kept = (
+        "seasonality", "score", "expected", "spread", "spread_source", "sensitivity", "bucket_seconds",
+        "training_points",
+    )  # fmt: skip
+    outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
-    band = "" if lower is None or upper is None else f" {lower:,.0f}–{upper:,.0f}"
-    outcome.message = f"{value:,.0f} rows: {verdict}{band} — {outcome.message}"
+    if learning:
+        explanation = "the bucket was judged while the baseline was learning"
+    else:
+        explanation = _explanation(
+            seasonality=before.get("seasonality", "none"),
+            bucket_seconds=before.get("bucket_seconds", 3600),
+            points=before.get("training_points", 0),
+            spread_source=before.get("spread_source") or "",
+        )
+        explanation = f"{explanation}; band of the bucket's first judgement"
+    outcome.message = _sentence(outcome, verdict, explanation)
 
 
 def volume_judge(*, runs) -> None:
@@ -149,24 +250,29 @@ def volume_judge(*, runs) -> None:
     if not volume:
         return
     until = max(o.bucket_start for o in volume.values())
-    history = training_history(tables=[tables[i] for i in volume], until=until + timedelta(seconds=1))
+    history = training_history(
+        tables=[tables[i] for i in volume],
+        until=until + timedelta(seconds=1),
+        series={table_id: _series_of(outcome) for table_id, outcome in volume.items()},
+    )
     for table_id, outcome in volume.items():
         table = tables[table_id]
         points = dict(outcome.history)
         points.update(history.get(table_id, {}))
         points = {at: value for at, value in points.items() if at < outcome.bucket_start}
+        sensitivity = effective_sensitivity(table)
+        daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
         verdict = baselines.evaluate(
             history=sorted(points.items()),
             at=outcome.bucket_start,
             value=outcome.observed_value,
-            sensitivity=table.sensitivity,
+            sensitivity=sensitivity,
             direction=table.direction,
             seasonality=table.seasonality,
             min_relative_change=table.min_relative_change,
             min_absolute_change=table.min_absolute_change,
-            min_history_points=MIN_DAILY_POINTS
-            if outcome.details.get("series") == "rows_per_day"
-            else baselines.MIN_HISTORY_POINTS,
+            min_history_points=MIN_DAILY_POINTS if daily else baselines.MIN_HISTORY_POINTS,
             unit="rows",
+            counts=_series_of(outcome).startswith("rows:"),
         )
-        _apply(outcome, verdict)
+        _apply(outcome, verdict, sensitivity=sensitivity)

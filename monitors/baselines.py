@@ -127,13 +127,21 @@ over the hours of the day (at least 5 errors each) for hourly baselines, else (o
 most hours have fewer errors) over 4 bins of at least 12 errors by level; fitted only if
 the levels span a factor of 1.5."""
 
+POISSON_EXACT_BELOW = 50.0
+"""Counts expected below this are judged by their exact Poisson tail while counting noise sets the
+spread: at 50 the normal approximation's one-sided 3.5-sd tail is within a factor of ~2 of the exact one."""
+
+MIN_EXPECTED_COUNT = 0.5
+"""A count is never expected below half a row when judging by counting noise: the median of sparse counts
+is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
+
 MIN_CADENCE_TOLERANCE_FRACTION = 0.1
 MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
 
 _CYCLE = {"none": 1, "hour_of_day": 24, "day_of_week": 7, "hour_of_week": 168}
 _PERIOD = {"hour_of_day": timedelta(days=1), "day_of_week": timedelta(weeks=1), "hour_of_week": timedelta(weeks=1)}
 _FALLBACK = {"hour_of_week": "hour_of_day", "hour_of_day": "none", "day_of_week": "none", "none": None}
-_LABEL = {
+SEASONALITY_LABELS = _LABEL = {
     "none": "non-seasonal baseline",
     "hour_of_day": "hour-of-day baseline",
     "day_of_week": "day-of-week baseline",
@@ -149,6 +157,12 @@ class Verdict:
 
     ``median`` is the centre of the band (the seasonal median moved to the current level),
     ``mad`` its scale (so ``score = 0.6745 * (value - median) / mad``); both None while learning.
+    ``spread_source`` says what set the scale: ``history`` (the MAD of the prediction errors),
+    ``counting_noise`` (the Poisson noise of the expected count) or ``relative_floor`` (0.5 % of
+    the centre); ``tail_probability`` is the exact Poisson tail of the value when a small
+    expected count was judged with it (else None); ``training_points`` the history points used;
+    ``verdict`` the message's predicate ("is within the expected 0-13"), for callers with their own subject;
+    ``quiet_day`` that a low count passed as a holiday-like quiet day (callers keep it out of training).
     """
 
     learning: bool
@@ -160,6 +174,51 @@ class Verdict:
     score: float | None
     seasonality: str
     message: str
+    verdict: str = ""
+    quiet_day: bool = False
+    spread_source: str = ""
+    tail_probability: float | None = None
+    training_points: int = 0
+
+    @property
+    def spread(self) -> float | None:
+        """The robust standard deviation behind the band (MAD / 0.6745)."""
+        return None if self.mad is None else self.mad / MODIFIED_Z
+
+
+def tail_limit(sensitivity: float) -> float:
+    """The one-sided normal tail beyond ``sensitivity`` sd: what a Poisson tail must fall below to fail."""
+    return 0.5 * math.erfc(sensitivity / math.sqrt(2))
+
+
+def poisson_tails(value: float, expected: float) -> tuple[float, float]:
+    """(P(X <= value), P(X >= value)) for X ~ Poisson(expected); ``value`` is rounded to a count."""
+    count = max(0, round(value))
+    if expected <= 0:
+        return 1.0, 1.0 if count == 0 else 0.0
+    term = math.exp(-expected)
+    below = 0.0
+    for k in range(count):
+        below += term
+        term *= expected / (k + 1)
+    at_most = min(1.0, below + term)
+    return at_most, max(0.0, 1.0 - below)
+
+
+def poisson_band(expected: float, limit: float) -> tuple[float, float]:
+    """The counts whose both tails stay at or above ``limit``: values outside fail the exact test."""
+    if expected <= 0:
+        return 0.0, 0.0
+    term, cumulative, k = math.exp(-expected), 0.0, 0
+    lower = None
+    while True:
+        cumulative += term
+        if lower is None and cumulative >= limit:
+            lower = k
+        if 1.0 - cumulative < limit:  # P(X >= k + 1) below the limit: k is the last count that passes
+            return float(lower), float(k)
+        k += 1
+        term *= expected / k
 
 
 def evaluate(
@@ -175,20 +234,25 @@ def evaluate(
     min_history_points: int = MIN_HISTORY_POINTS,
     training_window: timedelta = DEFAULT_TRAINING_WINDOW,
     unit: str = "",
+    counts: bool = False,
 ) -> Verdict:
     """Judge ``value`` observed at ``at`` against ``history``.
 
     ``history`` must already exclude past anomalies (unless marked expected) and the point
     under test; only points in ``[at - training_window, at)`` are used.  With fewer than
     ``min_history_points`` of them the verdict is ``learning`` and never an anomaly, not
-    even for a zero.  Once learned, a value of exactly zero fails whenever the centre is
-    positive (unless ``direction == "spike"``), regardless of band width and of the
-    minimum-change settings: a table that stops receiving rows is always news.  Other
-    deviations smaller than ``min_relative_change * |centre|`` or ``min_absolute_change``
-    never fail.  A MAD of 0 (a flat series) is replaced by 0.8453 * mean absolute error when
-    values vary at all, and the MAD never drops below ``MAD_FLOOR_RELATIVE`` * |centre|, so
-    a flat 1,000 rows tolerates +-17 rows but fails on 1,050.  ``unit`` (e.g. "rows") only
-    decorates the message.
+    even for a zero.  Deviations smaller than ``min_relative_change * |centre|`` or
+    ``min_absolute_change`` never fail, except a drop to zero that is itself significant.
+    A MAD of 0 (a flat series) is replaced by 0.8453 * mean absolute error when values vary
+    at all, and the MAD never drops below ``MAD_FLOOR_RELATIVE`` * |centre|, so a flat 1,000
+    rows tolerates +-17 rows but fails on 1,050.
+
+    ``counts=True`` (rows counted per time bucket): the spread is never below the Poisson
+    noise of the expected count (sd = sqrt(centre)), and while that noise sets the spread and
+    the centre is below ``POISSON_EXACT_BELOW`` the value is judged by its exact Poisson tail
+    (failing below ``tail_limit(sensitivity)``), not by a normal approximation: a quiet hour of
+    a sparse table, or an empty one where a few rows are expected, does not fail.
+    ``unit`` (e.g. "rows") only decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
     points = _window(history, at=at, training_window=training_window)
@@ -203,31 +267,48 @@ def evaluate(
             score=None,
             seasonality="none" if seasonality == "auto" else seasonality,
             message=f"Learning the baseline: {len(points)} of {min_history_points} history points collected.",
+            training_points=len(points),
         )
 
     data = _Data(points)
     mode = _choose(data) if seasonality == "auto" else seasonality
-    center, mad, mode = _baseline(data, at=at, mode=mode)
+    center, mad, mode, source = _baseline(data, at=at, mode=mode)
+    rate = max(center, MIN_EXPECTED_COUNT)
+    if counts and MODIFIED_Z * math.sqrt(rate) > mad:
+        mad, source = MODIFIED_Z * math.sqrt(rate), "counting_noise"
 
     deviation = value - center
     score = MODIFIED_Z * deviation / mad
-    half_width = sensitivity * mad / MODIFIED_Z
-    lower, upper = max(0.0, center - half_width), center + half_width
-    outside = (score > sensitivity and direction != "drop") or (score < -sensitivity and direction != "spike")
+    tail = None
+    if counts and source == "counting_noise" and center < POISSON_EXACT_BELOW:
+        limit = tail_limit(sensitivity)
+        at_most, at_least = poisson_tails(value, rate)
+        tail = min(at_most, at_least)
+        lower, upper = poisson_band(rate, limit)
+        high, low = at_least < limit, at_most < limit
+    else:
+        half_width = sensitivity * mad / MODIFIED_Z
+        lower, upper = max(0.0, center - half_width), center + half_width
+        high, low = score > sensitivity, score < -sensitivity
+    quiet_day = counts and low and _like_a_quiet_day(data, at=at, value=value, mode=mode, sensitivity=sensitivity)
+    low = low and not quiet_day
+    outside = (high and direction != "drop") or (low and direction != "spike")
     small = abs(deviation) < min_relative_change * abs(center) or abs(deviation) < min_absolute_change
-    dropped_to_zero = value == 0 and center > 0 and direction != "spike"
+    dropped_to_zero = value == 0 and low and direction != "spike"
     is_anomaly = dropped_to_zero or (outside and not small)
 
-    shown = f"{_fmt(value)} {unit}".rstrip()
-    expected = f"the expected {_fmt(lower)}–{_fmt(upper)} ({_LABEL[mode]})"
-    if dropped_to_zero:
-        message = f"{shown} is a drop to zero from {expected}"
+    expected = f"the expected {band(lower, upper, whole=counts)}"
+    if quiet_day:
+        verdict = f"is below {expected} but as quiet as the table's quiet days, like the rest of the day so far"
+    elif dropped_to_zero:
+        verdict = f"is a drop to zero from {expected}"
     elif outside and small:
-        message = f"{shown} is outside {expected} but within the configured minimum change"
+        verdict = f"is outside {expected} but within the configured minimum change"
     elif is_anomaly:
-        message = f"{shown} is {'above' if deviation > 0 else 'below'} {expected}"
+        verdict = f"is {'above' if deviation > 0 else 'below'} {expected}"
     else:
-        message = f"{shown} is within {expected}"
+        verdict = f"is within {expected}"
+    message = f"{format_number(value)} {unit}".rstrip() + f" {verdict} ({_LABEL[mode]})"
     return Verdict(
         learning=False,
         is_anomaly=is_anomaly,
@@ -238,7 +319,44 @@ def evaluate(
         score=score,
         seasonality=mode,
         message=message,
+        verdict=verdict,
+        quiet_day=quiet_day,
+        spread_source=source,
+        tail_probability=tail,
+        training_points=len(points),
     )
+
+
+def _like_a_quiet_day(data: _Data, *, at: datetime, value: float, mode: str, sensitivity: float) -> bool:
+    """A holiday: a low count that the table's quietest weekday would explain, on a day that has been as quiet
+    as that weekday since midnight (hour-of-week counts only).
+
+    A weekly baseline knows weekends are quiet; a public holiday on a weekday looks like one from its first
+    hour. A drop that starts after the day's normal activity began is not excused; one that starts with
+    the day (after at least one known bucket of it) is: the price is that a table going silent overnight
+    on a weekday is caught by its freshness, not by volume."""
+    if mode != "hour_of_week":
+        return False
+    fit = data.fit(mode)
+    limit = tail_limit(sensitivity)
+
+    def quiet_band(moment: datetime) -> float | None:
+        predictions = [fit.predict(day * 24 + moment.hour) for day in range(7)]
+        known = [p for p in predictions if p is not None]
+        return poisson_band(max(min(known), MIN_EXPECTED_COUNT), limit)[1] if known else None
+
+    upper = quiet_band(at)
+    if upper is None or value > upper:
+        return False
+    midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
+    today = [(moment, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
+    if not today:
+        return False  # nothing known of the day yet: judged as any other drop
+    for moment, earlier in today:
+        band = quiet_band(moment)
+        if band is None or earlier > band:
+            return False
+    return True
 
 
 def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
@@ -258,15 +376,37 @@ def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
 
 
 def expected_update_gap(
-    *, update_times: Sequence[datetime], sensitivity: float = DEFAULT_SENSITIVITY
+    *, update_times: Sequence[datetime], sensitivity: float = DEFAULT_SENSITIVITY, after: datetime | None = None
 ) -> timedelta | None:
     """The longest normal gap between updates: median gap + sensitivity * 1.4826 * MAD.
 
     Zero-length gaps (duplicate timestamps) are ignored.  Returns None with fewer than
     ``MIN_CADENCE_GAPS`` gaps.  The allowance above the median is at least 10 % of the
     median gap (and a minute), so a punctual daily load gets ~26.4 hours.
+
+    Weekly schedules: with ``after`` (the latest update) and a history reaching a week before
+    it, the gap that followed the update of the same weekday and time a week earlier is
+    allowed too (plus 10 %): a table loaded Monday to Friday waits ~79 hours after Friday's
+    load, ~26 after the others.
     """
     times = sorted(update_times)
+    usual = _usual_gap(times, sensitivity=sensitivity)
+    weekly = None if usual is None or after is None else _gap_a_week_before(times, after=after, usual=usual)
+    return usual if weekly is None else max(usual, weekly)
+
+
+def _gap_a_week_before(times: list[datetime], *, after: datetime, usual: timedelta) -> timedelta | None:
+    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %."""
+    tolerance = max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * usual)
+    target = after - timedelta(weeks=1)
+    for earlier, later in itertools.pairwise(times):
+        if abs(earlier - target) <= tolerance and later > earlier:
+            gap = later - earlier
+            return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+    return None
+
+
+def _usual_gap(times: list[datetime], *, sensitivity: float) -> timedelta | None:
     gaps = [gap for gap in ((b - a).total_seconds() for a, b in itertools.pairwise(times)) if gap > 0]
     if len(gaps) < MIN_CADENCE_GAPS:
         return None
@@ -509,8 +649,8 @@ def _choose(data: _Data) -> str:
     return best.mode
 
 
-def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, str]:
-    """Centre, MAD and the bucketing actually used (coarser when the bucket is too thin)."""
+def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, str, str]:
+    """Centre, MAD, the bucketing actually used (coarser when the bucket is too thin) and what set the MAD."""
     while True:
         fit = data.fit(mode)
         center = fit.predict(_key(mode, at))
@@ -551,7 +691,8 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
     if mad == 0 and spread:
         mad = MEAN_ABSOLUTE_DEVIATION_TO_MAD * statistics.fmean(spread)
     mad *= center**exponent * PREDICTION_CORRECTION
-    return center, max(mad, MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE), mode
+    floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
+    return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor"
 
 
 def _level_now(blocks: list[tuple[float, float]]) -> float:
@@ -627,7 +768,14 @@ def _validate(*, sensitivity: float, direction: str, seasonality: str, value: fl
         raise ValueError("value must be a finite number")
 
 
-def _fmt(number: float) -> str:
+def band(lower: float, upper: float, *, whole: bool = False) -> str:
+    """An expected band as text, with an en dash: "1,068-1,838" (counts: whole numbers, widened outward)."""
+    if whole:
+        lower, upper = math.floor(lower), math.ceil(upper)
+    return f"{format_number(lower)}–{format_number(upper)}"
+
+
+def format_number(number: float) -> str:
     """Thousands separators for large or whole numbers, three significant digits otherwise."""
     if abs(number) >= 100 or number == int(number):
         return f"{number:,.0f}"

@@ -24,6 +24,12 @@ class MonitoredTable(models.Model):
         DAY_OF_WEEK = "day_of_week"
         HOUR_OF_WEEK = "hour_of_week"
 
+    class SensitivityPreset(models.TextChoices):
+        CUSTOM = "", "custom (the numeric sensitivity)"
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+
     class Status(models.TextChoices):
         UNKNOWN = "unknown"
         LEARNING = "learning"
@@ -67,6 +73,13 @@ class MonitoredTable(models.Model):
         validators=[MinValueValidator(1.0), MaxValueValidator(20.0)],
         help_text="Modified z-score beyond which a value is anomalous.",
     )
+    sensitivity_preset = models.CharField(
+        max_length=6,
+        choices=SensitivityPreset.choices,
+        blank=True,
+        default=SensitivityPreset.CUSTOM,
+        help_text="low / medium / high replace the numeric sensitivity (thresholds in the README); empty: use it.",
+    )
     direction = models.CharField(max_length=5, choices=Direction.choices, default=Direction.BOTH)
     seasonality = models.CharField(max_length=12, choices=Seasonality.choices, default=Seasonality.AUTO)
     min_relative_change = models.FloatField(
@@ -75,7 +88,7 @@ class MonitoredTable(models.Model):
         help_text="Ignore deviations smaller than this fraction of the expected value (0.1 = 10%).",
     )
     min_absolute_change = models.FloatField(
-        default=0.0,
+        default=3.0,
         validators=[MinValueValidator(0.0), MaxValueValidator(1e15)],
         help_text="Ignore deviations smaller than this many rows.",
     )
@@ -83,6 +96,10 @@ class MonitoredTable(models.Model):
         null=True, blank=True, editable=False, help_text="Set by rebaseline: older values do not train."
     )
     backfilled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The volume series the stored history belongs to ("total_rows" or "rows:<column>:<width>") and the
+    # width of its buckets, chosen from the table's rate when the series starts (monitors/checks/volume.py).
+    volume_series = models.CharField(max_length=100, blank=True, default="", editable=False)
+    volume_bucket_seconds = models.PositiveIntegerField(default=3600, editable=False)
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -256,6 +273,8 @@ class CheckResult(models.Model):
     queries_used = models.PositiveSmallIntegerField(default=0)
     # Start of the time bucket a bucketed volume value counts (rows per hour), for baselines.
     bucket_start = models.DateTimeField(null=True, blank=True)
+    # Volume: the series the value belongs to (method, column, bucket width); training uses one series only.
+    series = models.CharField(max_length=100, blank=True, default="")
     details = models.JSONField(default=dict, blank=True)
     # Judged anomalous by the baseline: kept out of training unless an operator marks it expected.
     is_anomaly = models.BooleanField(default=False)

@@ -87,6 +87,14 @@ class TableRun:
         return any("backfilled" in o.details for o in self.outcomes)
 
     @property
+    def volume_series(self) -> tuple[str, int]:
+        """The volume series this run started (its key and bucket width in seconds), or ("", 0)."""
+        for outcome in self.outcomes:
+            if outcome.kind == volume.KIND and "backfilled" in outcome.details:
+                return outcome.details.get("series", ""), outcome.details.get("bucket_seconds", 0)
+        return "", 0
+
+    @property
     def error(self) -> str:
         return next((o.message for o in self.outcomes if o.status in (Status.ERROR, Status.SKIPPED)), "")
 
@@ -113,10 +121,16 @@ UPDATE monitors_monitoredtable t SET
     lease_token = NULL, lease_expires_at = NULL, plan_costs = v.plan_costs::jsonb,
     schema_reference = COALESCE(t.schema_reference, v.schema_reference::jsonb),
     backfilled_at = CASE WHEN v.backfilled THEN %b ELSE t.backfilled_at END,
-    update_times = v.update_times::jsonb
+    update_times = v.update_times::jsonb,
+    volume_series = CASE WHEN v.volume_series <> '' THEN v.volume_series ELSE t.volume_series END,
+    volume_bucket_seconds = CASE WHEN v.volume_series <> '' THEN v.bucket_seconds ELSE t.volume_bucket_seconds END
 FROM unnest(
-    %b::bigint[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[]
-) AS v(id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled, update_times)
+    %b::bigint[], %b::text[], %b::timestamptz[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[],
+    %b::text[], %b::int[]
+) AS v(
+    id, status, next_check_at, last_error, plan_costs, schema_reference, backfilled, update_times, volume_series,
+    bucket_seconds
+)
 WHERE t.id = v.id AND (
     t.lease_token = %b
     OR ((t.lease_token IS NULL OR t.lease_expires_at < %b) AND (t.last_checked_at IS NULL OR t.last_checked_at < %b))
@@ -127,6 +141,7 @@ RETURNING t.id
 
 def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: datetime) -> set[int]:
     ids, statuses, nexts, errors, costs, references, backfilled, update_times = [], [], [], [], [], [], [], []
+    series, widths = [], []
     for run in runs:
         ids.append(run.table.id)
         statuses.append(run.status)
@@ -137,6 +152,9 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
         references.append(None if reference is None else json.dumps(reference))
         backfilled.append(run.backfilled)
         update_times.append(json.dumps(run.update_times))
+        key, width = run.volume_series
+        series.append(key)
+        widths.append(width)
     with _binary_cursor() as cursor:
         cursor.execute(
             _UPDATE_TABLES,
@@ -151,6 +169,8 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
                 references,
                 backfilled,
                 update_times,
+                series,
+                widths,
                 token,
                 timezone.now(),
                 checked_at,
@@ -174,6 +194,7 @@ def _result(outcome: Outcome, *, connection: Connection, table: MonitoredTable |
         duration_ms=outcome.duration_ms,
         queries_used=min(outcome.queries_used, 32767),
         bucket_start=outcome.bucket_start,
+        series=outcome.details.get("series", "") if outcome.kind == volume.KIND else "",
         details=outcome.details,
         is_anomaly=outcome.is_anomaly,
     )
@@ -189,6 +210,7 @@ def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResu
             status=Status.PASS,
             observed_value=value,
             bucket_start=bucket,
+            series=outcome.details.get("series", ""),
             started_at=bucket,
             message="backfilled from the table's own history",
             details={"backfill": True},
@@ -201,16 +223,16 @@ def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResu
 _INSERT_RESULTS = """
 INSERT INTO monitors_checkresult (
     connection_id, table_id, check_definition_id, kind, status, observed_value, expected_lower, expected_upper,
-    message, started_at, duration_ms, queries_used, bucket_start, details, is_anomaly, marked_expected
+    message, started_at, duration_ms, queries_used, bucket_start, details, is_anomaly, marked_expected, series
 )
 SELECT v.connection_id, v.table_id, v.check_id, v.kind, v.status, v.observed, v.lower, v.upper, v.message,
-       v.started_at, v.duration_ms, v.queries_used, v.bucket_start, v.details::jsonb, v.is_anomaly, false
+       v.started_at, v.duration_ms, v.queries_used, v.bucket_start, v.details::jsonb, v.is_anomaly, false, v.series
 FROM unnest(
     %b::bigint[], %b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::float8[], %b::float8[], %b::float8[],
-    %b::text[], %b::timestamptz[], %b::int[], %b::smallint[], %b::timestamptz[], %b::text[], %b::boolean[]
+    %b::text[], %b::timestamptz[], %b::int[], %b::smallint[], %b::timestamptz[], %b::text[], %b::boolean[], %b::text[]
 ) WITH ORDINALITY AS v(
     connection_id, table_id, check_id, kind, status, observed, lower, upper, message, started_at, duration_ms,
-    queries_used, bucket_start, details, is_anomaly, n
+    queries_used, bucket_start, details, is_anomaly, series, n
 )
 ORDER BY v.n
 RETURNING id
@@ -231,6 +253,7 @@ _RESULT_COLUMNS = (
     "bucket_start",
     "details",
     "is_anomaly",
+    "series",
 )
 
 

@@ -14,6 +14,8 @@ from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import ResultsHandler, TableRun, results_record
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
+SERIES = "rows:created_at:1h"
+"""The series of `volume_table`: rows per hour by created_at."""
 
 
 def day_night(at: datetime, rng: random.Random, level: float = 1000.0) -> float:
@@ -30,10 +32,11 @@ def volume_table(connection) -> MonitoredTable:
         timestamp_column="created_at",
         failure_threshold=1,
         backfilled_at=START,
+        volume_series=SERIES,
     )
 
 
-def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
+def seed_history(table, *, hours: int, until: datetime, value_at, series: str = SERIES) -> None:
     CheckResult.objects.bulk_create(
         CheckResult(
             connection=table.connection,
@@ -42,6 +45,7 @@ def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
             status=Status.PASS,
             observed_value=value_at(at),
             bucket_start=at,
+            series=series,
             started_at=at + timedelta(hours=1),
             details={"backfill": True},
         )
@@ -49,15 +53,20 @@ def seed_history(table, *, hours: int, until: datetime, value_at) -> None:
     )
 
 
-def observe(table, at: datetime, value: float, *, on_recorded: ResultsHandler) -> CheckResult:
-    """One hourly run's volume outcome, judged and recorded the way a batch does."""
+def observe(
+    table, at: datetime, value: float, *, on_recorded: ResultsHandler, series: str = SERIES, bucket_seconds: int = 3600
+) -> CheckResult:
+    """One run's volume outcome of the bucket starting `at`, judged and recorded the way a batch does."""
     table.refresh_from_db()
-    run = TableRun(
-        table=table,
-        outcomes=[
-            Outcome(kind="volume", status=Status.PASS, observed_value=value, bucket_start=at, message=f"{value} rows")
-        ],
+    outcome = Outcome(
+        kind="volume",
+        status=Status.PASS,
+        observed_value=value,
+        bucket_start=at,
+        message=f"{value} rows",
+        details={"series": series, "bucket_seconds": bucket_seconds},
     )
+    run = TableRun(table=table, outcomes=[outcome])
     volume_judge(runs=[run])
     token = uuid.uuid4()
     MonitoredTable.objects.filter(pk=table.pk).update(lease_token=token)
@@ -66,7 +75,7 @@ def observe(table, at: datetime, value: float, *, on_recorded: ResultsHandler) -
         token=token,
         runs=[run],
         connection_outcomes=[],
-        started_at=at + timedelta(hours=1, minutes=1),
+        started_at=at + timedelta(seconds=bucket_seconds, minutes=1),
         on_recorded=on_recorded,
     )
     return results[0]

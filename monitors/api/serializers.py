@@ -39,6 +39,7 @@ class MonitoredTableSerializer(ManagedModelSerializer):
             "check_interval_seconds",
             "failure_threshold",
             "sensitivity",
+            "sensitivity_preset",
             "direction",
             "seasonality",
             "min_relative_change",
@@ -50,6 +51,8 @@ class MonitoredTableSerializer(ManagedModelSerializer):
             "next_check_at",
             "last_error",
             "baseline_since",
+            "volume_series",
+            "volume_bucket_seconds",
             "created_at",
             "updated_at",
         ]
@@ -63,6 +66,8 @@ class MonitoredTableSerializer(ManagedModelSerializer):
             "next_check_at",
             "last_error",
             "baseline_since",
+            "volume_series",
+            "volume_bucket_seconds",
             "created_at",
             "updated_at",
         ]

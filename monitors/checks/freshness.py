@@ -3,7 +3,8 @@
 `freshness_threshold_minutes` is the hard limit: older data always fails. Pulse also learns the table's
 update cadence from the distinct max() values it has seen (`baselines.expected_update_gap`): once it has
 enough of them, data older than the learned gap fails too — so a table loaded daily at 02:00 alerts
-when a load is missed, without a hand-tuned threshold (set the threshold as a generous upper bound).
+when a load is missed, without a hand-tuned threshold (set the threshold as a generous upper bound). A
+weekly schedule is learned too (loads Monday to Friday: no failure over the weekend before Monday's load).
 A learned limit is never below MIN_LEARNED_LIMIT, so tables updated every few seconds don't flap.
 """
 
@@ -37,9 +38,10 @@ def latest_timestamp(value) -> datetime | None:
     raise TypeError(f"unexpected timestamp value {value!r}")
 
 
-def learned_limit(update_times: list[str]) -> timedelta | None:
-    """The longest normal gap between updates, learned from the distinct latest timestamps seen."""
-    gap = baselines.expected_update_gap(update_times=[datetime.fromisoformat(t) for t in update_times])
+def learned_limit(update_times: list[str], *, latest: datetime | None = None) -> timedelta | None:
+    """The longest normal gap after `latest`, learned from the distinct latest timestamps seen (a weekly
+    schedule included: the gap that followed the same weekday's update a week earlier)."""
+    gap = baselines.expected_update_gap(update_times=[datetime.fromisoformat(t) for t in update_times], after=latest)
     return None if gap is None else max(gap, MIN_LEARNED_LIMIT)
 
 
@@ -67,7 +69,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             expected_upper=hard_limit,
             message=f"{table.qualified_name} has no rows: nothing to judge freshness by",
         )
-    learned = learned_limit(ctx.update_times)
+    learned = learned_limit(ctx.update_times, latest=latest)
     _remember(ctx.update_times, latest)
     limit = hard_limit if learned is None else min(hard_limit, learned.total_seconds())
     age = max(0.0, (ctx.data_as_of - latest).total_seconds())

@@ -5,10 +5,14 @@ ones are estimated from the catalog like the planner does: pg_class.reltuples / 
 relation's current size in pages.
 
 Rows per bucket (timestamp column set): count(*) over the last complete bucket before the replica's
-replay position — an hour, or a day for a `date` column — cost-guarded (large tables need an index on
-the column); the same statement reads the newest timestamp, which the freshness check of the run reuses.
-The first run (and the first after a rebaseline) also reads the table's own history,
-rows per bucket over the training window in one GROUP BY query, so anomalies are judged from the start.
+replay position, cost-guarded (large tables need an index on the column). The bucket is a day for a
+`date` column; otherwise it is as wide as the table's rate needs (1 h, 2 h, 6 h or 1 day: the narrowest
+expected to hold ROWS_PER_BUCKET rows), so that a silent bucket of a sparse table can be significant and a
+quiet one cannot raise an alert. The same statement reads the newest timestamp, which the freshness
+check of the run reuses. Each value belongs to a series, "rows:<column>:<width>" (or
+"total_rows"), and trains only that series. A new series (the first run, a rebaseline, another timestamp
+column) reads the table's own history, rows per hour over the training window in one GROUP BY query,
+chooses the width from that rate and sums the hours into buckets, so anomalies are judged from the start.
 Without a timestamp column the series is the total row count, one value per hour. A small table with a
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
@@ -31,6 +35,11 @@ EXACT_COUNT_MAX_PAGES = 128
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BACKFILL_WINDOW = timedelta(days=14)
+BUCKET_WIDTHS = (HOUR, 2 * HOUR, 6 * HOUR, DAY)
+ROWS_PER_BUCKET = 10
+"""The narrowest width expected to hold this many rows is chosen: below ~9 expected rows even an empty bucket
+is not significant (P(0) = e**-9 = 1e-4)."""
+TOTAL_ROWS = "total_rows"
 
 _COUNT = "SELECT count(*) FROM {relation}"
 # The bucket's rows, and the newest timestamp (an index descent) for the freshness check of the same run: one
@@ -77,11 +86,39 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
     return ctx.runner.fetchone(query)[0], "exact"
 
 
+def series_key(column: str, width: timedelta) -> str:
+    """The identity of a rows-per-bucket series: what is counted (rows by `column`) and per how long."""
+    hours = int(width.total_seconds()) // 3600
+    return f"rows:{column}:{hours // 24}d" if hours % 24 == 0 else f"rows:{column}:{hours}h"
+
+
+def width_label(width: timedelta) -> str:
+    hours = int(width.total_seconds()) // 3600
+    return "1-day" if hours == 24 else f"{hours}-hour"
+
+
+def bucket_width_for_rate(rows_per_hour: float) -> timedelta:
+    """The narrowest of BUCKET_WIDTHS expected to hold ROWS_PER_BUCKET rows (a day at most)."""
+    for width in BUCKET_WIDTHS:
+        if rows_per_hour * width.total_seconds() / 3600 >= ROWS_PER_BUCKET:
+            return width
+    return DAY
+
+
+def regroup(hourly: list[tuple[datetime, float]], *, width: timedelta, since: datetime, until: datetime):
+    """Hourly counts summed into complete buckets of `width` inside [since, until)."""
+    sums: dict[datetime, float] = {}
+    for moment, count in hourly:
+        start = _floor(moment, width)
+        sums[start] = sums.get(start, 0.0) + count
+    return [(start, total) for start, total in sorted(sums.items()) if start >= since and start + width <= until]
+
+
 def _floor(moment: datetime, bucket: timedelta) -> datetime:
-    moment = moment.astimezone(UTC)
-    if bucket == DAY:
-        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment.replace(minute=0, second=0, microsecond=0)
+    """The start of the bucket holding `moment`: buckets are aligned on UTC midnight."""
+    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = int(bucket.total_seconds()) // 3600
+    return moment - timedelta(hours=moment.hour % hours) if hours <= 24 else moment
 
 
 def _ceil(moment: datetime, bucket: timedelta) -> datetime:
@@ -93,12 +130,15 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _backfill_start(table, *, bucket: timedelta, until: datetime) -> datetime:
+    start = until - BACKFILL_WINDOW
+    return max(start, _ceil(table.baseline_since, bucket)) if table.baseline_since else start
+
+
 def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[tuple[datetime, float]]:
     """Rows per bucket from the table itself over the training window (zeros from the first busy bucket on)."""
     table = ctx.table
-    start = until - BACKFILL_WINDOW
-    if table.baseline_since:
-        start = max(start, _ceil(table.baseline_since, bucket))
+    start = _backfill_start(table, bucket=bucket, until=until)
     if start >= until:
         return []
     query = sql.SQL(_BACKFILL).format(
@@ -131,7 +171,7 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     details = {"total_rows": total, "method": method}
     hour = _floor(ctx.data_as_of, HOUR)
     if not table.timestamp_column or column_type is None:
-        details["series"] = "total_rows"
+        details.update(series=TOTAL_ROWS, bucket_seconds=3600, subject=f"{fmt_number(total)} rows in all ({method})")
         return Outcome(
             kind=KIND,
             status=Status.PASS,
@@ -140,14 +180,20 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             details=details,
             message=f"{fmt_number(total)} rows ({method})",
         )
-    bucket = DAY if column_type == "date" else HOUR
+    bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
     query = sql.SQL(_BUCKET_COUNT).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     try:
         ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket")
     except GuardrailStop as refused:
-        details.update(series="total_rows", bucket_refused=str(refused))
+        details.update(
+            series=TOTAL_ROWS,
+            bucket_seconds=3600,
+            bucket_refused=str(refused),
+            subject=f"{fmt_number(total)} rows in all ({method})",
+            context=f"rows per bucket {refused}",
+        )
         return Outcome(
             kind=KIND,
             status=Status.PASS,
@@ -157,43 +203,74 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             message=f"{fmt_number(total)} rows ({method}); rows per bucket {refused}",
         )
     in_bucket, ctx.facts["latest"] = ctx.runner.fetchone(query, (bucket_start, bucket_end))
-    return _bucketed(ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details)
+    return _bucketed(
+        ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details, history=history
+    )
+
+
+def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[timedelta, list | None]:
+    """The bucket width of the table's series, and its backfilled history if the series is new.
+
+    A new series (never backfilled, rebaselined, or counted by another column than the stored one) reads
+    rows per hour (per day for a date column) from the table over the training window; for a timestamp
+    column the width is then chosen from that rate and the hours are summed into buckets of it."""
+    table = ctx.table
+    unit = DAY if column_type == "date" else HOUR
+    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
+    if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
+        return width, None
+    until = _floor(ctx.data_as_of, unit)
+    try:
+        counts = _backfill(ctx, bucket=unit, until=until)
+    except GuardrailStop as refused:
+        details["backfill_refused"] = str(refused)
+        return width, []
+    if unit == HOUR and counts:
+        width = bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
+        since = _backfill_start(table, bucket=HOUR, until=until)
+        counts = regroup(counts, width=width, since=since, until=_floor(ctx.data_as_of, width))
+    return width, counts
 
 
 def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
     """A small table with a timestamp column: total, bucket and newest timestamp in one scan."""
     table = ctx.table
-    bucket = DAY if column_type == "date" else HOUR
+    details: dict = {}
+    bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
     query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
     total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
     ctx.facts["latest"] = latest
-    details = {"total_rows": total, "method": "exact"}
-    return _bucketed(ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details)
+    details.update(total_rows=total, method="exact")
+    return _bucketed(
+        ctx, in_bucket=in_bucket, bucket=bucket, bucket_start=bucket_start, details=details, history=history
+    )
 
 
-def _bucketed(ctx: CheckContext, *, in_bucket: int, bucket: timedelta, bucket_start: datetime, details: dict):
-    """The volume outcome for rows in a bucket (and the first run's backfill of the table's own history)."""
-    table = ctx.table
+def _bucketed(
+    ctx: CheckContext, *, in_bucket: int, bucket: timedelta, bucket_start: datetime, details: dict, history: list | None
+) -> Outcome:
+    """The volume outcome for rows in a bucket (with the backfilled history of a new series)."""
     bucket_end = bucket_start + bucket
     total, method = details["total_rows"], details["method"]
-    details["series"] = "rows_per_day" if bucket == DAY else "rows_per_hour"
+    details.update(series=series_key(ctx.table.timestamp_column, bucket), bucket_seconds=int(bucket.total_seconds()))
+    span = (
+        f"on {bucket_start:%Y-%m-%d}" if bucket == DAY else f"in {bucket_start:%Y-%m-%d %H:00}–{bucket_end:%H:00} UTC"
+    )
+    details.update(
+        subject=f"{fmt_number(in_bucket)} rows {span}", context=f"{fmt_number(total)} rows in all ({method})"
+    )
     outcome = Outcome(
         kind=KIND,
         status=Status.PASS,
         observed_value=in_bucket,
         bucket_start=bucket_start,
         details=details,
-        message=f"{fmt_number(in_bucket)} rows in {bucket_start:%Y-%m-%d %H:00}–{bucket_end:%H:00} UTC; "
-        f"{fmt_number(total)} rows in all ({method})",
+        message=f"{details['subject']}; {details['context']}",
     )
-    if table.backfilled_at is None:
-        try:
-            outcome.history = _backfill(ctx, bucket=bucket, until=bucket_start)
-            details["backfilled"] = len(outcome.history)
-        except GuardrailStop as refused:
-            details["backfilled"] = 0
-            details["backfill_refused"] = str(refused)
+    if history is not None:
+        outcome.history = [(moment, value) for moment, value in history if moment < bucket_start]
+        details["backfilled"] = len(outcome.history)
     return outcome

@@ -91,3 +91,35 @@ def test_the_checks_list_shows_limits_in_the_kinds_unit(client, staff, table):
     page = client.get("/admin/monitors/check/").content.decode()
     assert "≤ 12.5% NULL" in page and "0.125" not in page
     assert "≥ 25,000" in page and "25000.0" not in page
+
+
+def test_the_table_form_sets_a_sensitivity_preset_beside_the_numeric_sensitivity(client, staff, table):
+    client.force_login(staff)
+    url = f"/admin/monitors/monitoredtable/{table.id}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="sensitivity_preset"' in page and 'name="sensitivity"' in page
+    assert '<option value="high">High</option>' in page
+    form = {
+        "connection": table.connection_id,
+        "schema_name": table.schema_name,
+        "table_name": table.table_name,
+        "timestamp_column": table.timestamp_column,
+        "freshness_threshold_minutes": 90,
+        "check_interval_seconds": 7200,
+        "failure_threshold": 2,
+        "sensitivity": 3.5,
+        "sensitivity_preset": "low",
+        "direction": "both",
+        "seasonality": "auto",
+        "min_relative_change": 0,
+        "min_absolute_change": 3,
+        "is_active": "on",
+        "checks-TOTAL_FORMS": 0,
+        "checks-INITIAL_FORMS": 0,
+    }
+    assert client.post(url, form).status_code == 302
+    table.refresh_from_db()
+    assert table.sensitivity_preset == "low"
+    assert client.post(url, {**form, "sensitivity_preset": "extreme"}).status_code == 200
+    table.refresh_from_db()
+    assert table.sensitivity_preset == "low"

@@ -17,7 +17,7 @@ from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import TableRun, results_ignore
 from monitors.results import result_mark_expected
 from monitors.tables import table_rebaseline
-from monitors.testing import START, day_night, seed_history, volume_table
+from monitors.testing import SERIES, START, day_night, seed_history, volume_table
 from monitors.testing import observe as volume_observe
 
 pytestmark = pytest.mark.django_db
@@ -76,7 +76,7 @@ def test_a_value_marked_expected_trains_the_baseline(table):
     marked = observe(table, START + timedelta(hours=1), 3000)
     assert anomalous.is_anomaly and marked.is_anomaly
     result_mark_expected(result=marked)
-    history = training_history(tables=[table], until=START + timedelta(hours=2))[table.id]
+    history = training_history(tables=[table], until=START + timedelta(hours=2), series={table.id: SERIES})[table.id]
     assert history[START + timedelta(hours=1)] == 3000
     assert START not in history
 
@@ -135,6 +135,7 @@ def test_a_daily_series_leaves_learning_after_a_week(table):
             status="pass",
             observed_value=500 + d,
             bucket_start=day,
+            series="rows:created_at:1d",
             started_at=day + timedelta(days=1),
             details={"backfill": True},
         )
@@ -145,10 +146,82 @@ def test_a_daily_series_leaves_learning_after_a_week(table):
         table=table,
         outcomes=[
             Outcome(
-                kind="volume", status="pass", observed_value=0, bucket_start=START, details={"series": "rows_per_day"}
+                kind="volume",
+                status="pass",
+                observed_value=0,
+                bucket_start=START,
+                details={"series": "rows:created_at:1d", "bucket_seconds": 86400},
             )
         ],
     )
     volume_judge(runs=[run])
     assert run.outcomes[0].details["learning"] is False
     assert run.outcomes[0].status == "fail" and "drop to zero" in run.outcomes[0].message
+
+
+def test_a_repeated_verdict_reads_as_the_same_one_sentence(table):
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 60.0)
+    first = observe(table, START, 0)
+    again = observe(table, START, 0)
+    assert first.is_anomaly and again.is_anomaly
+    for result in (first, again):
+        assert result.message.startswith("0 rows is a drop to zero from the expected ")
+        assert "(non-seasonal baseline, 1-hour buckets, 335 training points" in result.message
+        assert result.message.endswith(").") and " — " not in result.message and ":" not in result.message
+    assert first.message.split(" (")[0] == again.message.split(" (")[0]
+
+
+def test_the_details_explain_the_verdict(table):
+    rng = random.Random(21)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: float(rng.choice([3, 4, 5])))
+    quiet = observe(table, START, 0)
+    details = quiet.details
+    assert quiet.status == "pass" and not quiet.is_anomaly
+    assert details["expected"] == 4 and details["spread"] == pytest.approx(2.0)
+    assert details["spread_source"] == "counting_noise"
+    assert details["tail_probability"] == pytest.approx(0.0183, abs=1e-4)
+    assert details["seasonality"] == "none" and details["bucket_seconds"] == 3600
+    assert details["training_points"] == 335 and details["sensitivity"] == 3.5
+    assert "spread set by counting noise" in quiet.message
+    assert observe(table, START + timedelta(hours=1), 40).is_anomaly
+
+
+def test_training_uses_only_the_current_series(table):
+    """Rows per hour stored before the timestamp column was cleared never train the total, nor the reverse."""
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1500.0)
+    total = observe(table, START, 257_619, series="total_rows")
+    assert total.details["learning"] and total.status == "pass" and total.series == "total_rows"
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 257_000.0, series="total_rows")
+    total = observe(table, START + timedelta(hours=1), 257_619, series="total_rows")
+    assert total.status == "pass" and total.expected_lower > 250_000 and total.details["training_points"] == 335
+    hourly = observe(table, START + timedelta(hours=1), 1490)
+    assert hourly.status == "pass" and hourly.expected_upper < 2000 and hourly.series == SERIES
+
+
+def test_a_sensitivity_preset_replaces_the_numeric_sensitivity(table):
+    rng = random.Random(22)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.05)))
+    MonitoredTable.objects.filter(pk=table.pk).update(sensitivity=20.0, sensitivity_preset="high")
+    high = observe(table, START, 1200)
+    MonitoredTable.objects.filter(pk=table.pk).update(sensitivity=1.0, sensitivity_preset="low")
+    low = observe(table, START + timedelta(hours=1), 1200)
+    assert high.is_anomaly and high.details["sensitivity"] == 3.0
+    assert not low.is_anomaly and low.details["sensitivity"] == 5.0
+
+
+def test_a_holiday_passes_and_does_not_train_the_next_days(table):
+    """Business hours on weekdays, empty weekends; a weekday with no rows since midnight is a holiday."""
+    rng = random.Random(23)
+
+    def rows(at):
+        return float(rng.randint(30, 50)) if at.weekday() < 5 and 9 <= at.hour < 18 else float(rng.randint(0, 1))
+
+    seed_history(table, hours=14 * 24, until=START, value_at=rows)  # START is a Thursday 00:00
+    night = [observe(table, START + timedelta(hours=h), 0) for h in range(9)]
+    holiday = [observe(table, START + timedelta(hours=h), 0) for h in range(9, 12)]
+    assert not any(r.is_anomaly for r in night + holiday)
+    assert all(r.details.get("quiet_day") for r in holiday) and "quiet days" in holiday[0].message
+    again = observe(table, START + timedelta(hours=11), 0)
+    assert not again.is_anomaly and again.details["quiet_day"] and "quiet days" in again.message
+    history = training_history(tables=[table], until=START + timedelta(hours=12), series={table.id: SERIES})[table.id]
+    assert START + timedelta(hours=8) in history and START + timedelta(hours=9) not in history

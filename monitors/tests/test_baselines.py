@@ -65,18 +65,50 @@ def test_it_raises_no_false_alarm_walking_a_day_night_series_hour_by_hour():
     assert peak.expected_lower > trough.expected_upper
 
 
-def test_it_fails_a_drop_to_zero_whatever_the_band_or_minimum_change():
+def test_a_significant_drop_to_zero_fails_whatever_the_minimum_change():
     rng = random.Random(2)
-    history = [(MONDAY + i * HOUR, rng.uniform(0, 10)) for i in range(7 * 24)]
+    history = [(MONDAY + i * HOUR, float(rng.randint(90, 110))) for i in range(7 * 24)]
     at = MONDAY + 7 * DAY
 
-    zero = evaluate(history=history, at=at, value=0, min_relative_change=5.0, min_absolute_change=1000)
+    zero = evaluate(history=history, at=at, value=0, min_relative_change=5.0, min_absolute_change=1000, counts=True)
 
-    assert zero.expected_lower == 0
     assert zero.is_anomaly
     assert "drop to zero" in zero.message
-    assert not evaluate(history=history, at=at, value=0, direction="spike").is_anomaly
-    assert not evaluate(history=history, at=at, value=1).is_anomaly
+    assert not evaluate(history=history, at=at, value=0, direction="spike", counts=True).is_anomaly
+
+
+def test_a_zero_that_counting_noise_explains_does_not_fail():
+    """A handful of rows an hour: an empty hour happens by chance (P = e**-4 = 2 %), so it is no anomaly."""
+    rng = random.Random(2)
+    history = [(MONDAY + i * HOUR, float(rng.choice([3, 4, 4, 5]))) for i in range(7 * 24)]
+    at = MONDAY + 7 * DAY
+
+    zero = evaluate(history=history, at=at, value=0, counts=True)
+    usual = evaluate(history=history, at=at, value=3, counts=True)
+
+    assert not zero.is_anomaly and not usual.is_anomaly
+    assert zero.spread_source == usual.spread_source == "counting_noise"
+    assert zero.tail_probability == pytest.approx(math.exp(-4))
+    assert zero.expected_lower == 0 and usual.expected_upper >= 10
+    assert evaluate(history=history, at=at, value=20, counts=True).is_anomaly
+    # Without the counting-noise floor the same history gives a band narrower than the noise of counting.
+    assert evaluate(history=history, at=at, value=0).is_anomaly
+
+
+def test_a_quiet_season_with_no_rows_is_not_a_drop_to_zero():
+    """Weekday business hours with ~40 rows an hour, nothing at night or at weekends."""
+    rng = random.Random(3)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        return float(rng.randint(30, 50)) if busy else 0.0
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(14 * 24)]
+    saturday_noon, monday_noon = MONDAY + 19 * DAY + 12 * HOUR, MONDAY + 14 * DAY + 12 * HOUR
+
+    assert not evaluate(history=history, at=saturday_noon, value=0, counts=True).is_anomaly
+    assert not evaluate(history=history, at=MONDAY + 14 * DAY + 3 * HOUR, value=0, counts=True).is_anomaly
+    assert evaluate(history=history, at=monday_noon, value=0, counts=True).is_anomaly
 
 
 def test_it_fails_a_spike_unless_only_drops_matter():
@@ -367,3 +399,37 @@ def test_it_rejects_unknown_directions_and_seasonalities():
         evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, direction="up")
     with pytest.raises(ValueError):
         evaluate(history=history, at=MONDAY + 2 * DAY, value=1000, seasonality="monthly")
+
+
+def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one():
+    """Loads at 02:00 Monday to Friday for three weeks: Friday's load is followed by a normal 72-hour gap."""
+    loads = [MONDAY + d * DAY + 2 * HOUR for d in range(21) if (MONDAY + d * DAY).weekday() < 5]
+    friday, thursday = loads[-1], loads[-2]
+
+    after_friday = expected_update_gap(update_times=loads, after=friday)
+    after_thursday = expected_update_gap(update_times=loads[:-1], after=thursday)
+
+    assert timedelta(hours=72) < after_friday < timedelta(hours=80)
+    assert timedelta(hours=24) < after_thursday < timedelta(hours=27)
+    assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
+
+
+def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop():
+    """Business hours on weekdays, empty weekends: a Wednesday with no rows from midnight passes; rows stopping
+    in the middle of a busy Wednesday fail."""
+    rng = random.Random(4)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        return float(rng.randint(30, 50)) if busy else float(rng.randint(0, 1))
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
+    wednesday = MONDAY + 16 * DAY
+    holiday = [*history, *((wednesday + h * HOUR, 0.0) for h in range(10))]
+    working = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR)) for h in range(10))]
+
+    quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=0, counts=True)
+    stopped = evaluate(history=working, at=wednesday + 10 * HOUR, value=0, counts=True)
+
+    assert not quiet.is_anomaly and "quiet days" in quiet.message
+    assert stopped.is_anomaly and "drop to zero" in stopped.message

@@ -227,3 +227,37 @@ def test_freshness_learns_the_update_cadence_below_the_hard_limit(shop):
     table.update_times = [*_daily_history(first.details["latest"], days=6, every=4), first.details["latest"]]
     table.save()
     assert by_kind(run_now(table), table)["freshness"].status == "pass"
+
+
+def test_a_sparse_table_is_judged_on_buckets_as_wide_as_its_rate_needs(shop, replica_pair):
+    """Two rows an hour: 1-hour and 2-hour buckets would hold 2 and 4, so 6-hour buckets (12 rows) are chosen,
+    backfilled from the table; another timestamp column starts another series instead of mixing the two."""
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute(
+            "CREATE TABLE public.sparse_events AS SELECT g AS id,"
+            " date_trunc('hour', now()) - make_interval(mins => 30 * g) AS at,"
+            " date_trunc('hour', now()) - make_interval(mins => 30 * g) AS loaded_at"
+            " FROM generate_series(1, 2 * 24 * 14) g"
+        )
+        conn.execute("GRANT SELECT ON public.sparse_events TO pulse_reader")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(connection=shop, table_name="sparse_events", timestamp_column="at")
+
+    volume = by_kind(run_now(table))["volume"]
+
+    assert volume.details["bucket_seconds"] == 6 * 3600 and volume.series == "rows:at:6h"
+    assert volume.bucket_start.hour % 6 == 0 and volume.observed_value == 12
+    assert volume.details["learning"] is False and volume.status == "pass"
+    assert "6-hour buckets" in volume.message
+    backfilled = CheckResult.objects.filter(table=table, kind="volume", details__backfill=True)
+    assert set(backfilled.values_list("series", flat=True)) == {"rows:at:6h"}
+    assert {v for v in backfilled.values_list("observed_value", flat=True)} == {12.0}
+    points = backfilled.count()
+    table.refresh_from_db()
+    assert (table.volume_series, table.volume_bucket_seconds) == ("rows:at:6h", 6 * 3600)
+
+    MonitoredTable.objects.filter(pk=table.pk).update(timestamp_column="loaded_at")
+    again = by_kind(run_now(table))["volume"]
+    assert again.series == "rows:loaded_at:6h" and again.details["backfilled"] == points
+    assert again.details["training_points"] == points
+    assert CheckResult.objects.filter(table=table, series="rows:loaded_at:6h").count() == points + 1

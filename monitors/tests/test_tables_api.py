@@ -208,6 +208,22 @@ def test_it_exposes_baseline_settings_with_validation(owner_client, shop):
         assert response.status_code == 400 and set(bad) <= set(response.data)
 
 
+def test_a_sensitivity_preset_is_set_and_cleared_beside_the_numeric_sensitivity(owner_client, shop):
+    body = create(owner_client, shop).json()
+    assert body["sensitivity_preset"] == "" and body["min_absolute_change"] == 3.0
+    assert body["volume_bucket_seconds"] == 3600 and body["volume_series"] == ""
+    table_id = body["id"]
+    high = owner_client.patch(f"/api/tables/{table_id}", {"sensitivity_preset": "high"}, format="json")
+    assert high.status_code == 200 and high.json()["sensitivity_preset"] == "high"
+    assert MonitoredTable.objects.get(pk=table_id).sensitivity_preset == "high"
+    for bad in ({"sensitivity_preset": "extreme"}, {"sensitivity_preset": None}, {"volume_bucket_seconds": 60}):
+        response = owner_client.patch(f"/api/tables/{table_id}", bad, format="json")
+        assert response.status_code == 400 and set(bad) <= set(response.data)
+    assert MonitoredTable.objects.get(pk=table_id).sensitivity_preset == "high"
+    cleared = owner_client.patch(f"/api/tables/{table_id}", {"sensitivity_preset": ""}, format="json")
+    assert cleared.status_code == 200 and MonitoredTable.objects.get(pk=table_id).sensitivity_preset == ""
+
+
 def test_rebaseline_restarts_training_and_checks_since(owner_client, member_client, outsider_client, shop):
     table = MonitoredTable.objects.create(connection=shop, table_name="orders", backfilled_at=timezone.now())
     assert member_client.post(f"/api/tables/{table.id}/rebaseline").status_code == 403

@@ -16,7 +16,7 @@ from monitors.anomalies import volume_judge
 from monitors.checks import Outcome
 from monitors.models import MonitoredTable
 from monitors.recording import TableRun, results_record
-from monitors.testing import START, day_night, seed_history, volume_table
+from monitors.testing import SERIES, START, day_night, seed_history, volume_table
 from monitors.testing import observe as volume_observe
 
 pytestmark = pytest.mark.django_db
@@ -66,7 +66,17 @@ def test_a_stale_table_whose_volume_drops_to_zero_opens_two_alerts_that_read_as_
     )
     run = TableRun(
         table=table,
-        outcomes=[stale, Outcome(kind="volume", status="pass", observed_value=0, bucket_start=START, message="0 rows")],
+        outcomes=[
+            stale,
+            Outcome(
+                kind="volume",
+                status="pass",
+                observed_value=0,
+                bucket_start=START,
+                message="0 rows",
+                details={"series": SERIES, "bucket_seconds": 3600},
+            ),
+        ],
     )
     volume_judge(runs=[run])
     token = uuid.uuid4()
