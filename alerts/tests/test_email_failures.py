@@ -124,7 +124,9 @@ def test_an_unreachable_server_is_transient(settings, closed_port, mail_channel,
         ({"END": "451 4.3.0 try later"}, Notification.Status.PENDING, "retrying"),
     ],
 )
-def test_the_outbox_stores_what_each_class_means(smtp, mail_channel, event_notification, alert, replies, status, outcome):
+def test_the_outbox_stores_what_each_class_means(
+    smtp, mail_channel, event_notification, alert, replies, status, outcome
+):
     smtp(**replies)
     notification = event_notification(mail_channel, alert)
     now = timezone.now()
