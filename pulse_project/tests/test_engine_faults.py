@@ -197,3 +197,58 @@ def test_an_undecryptable_password_errors_the_batch_clearly_without_leaking_it(
         assert replica_settings["password"] not in text and token not in text
     with pytest.raises(ValueError, match="cannot be decrypted"), replica.session_for(shop):
         pass
+
+
+# --- a replica session lost mid-batch ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_session_terminated_mid_batch_records_every_planned_check_and_loses_none(make_connection, replica_pair):
+    """The batch is held on `orders` by a replayed lock (a controlled event), then its replica session is
+    terminated on the standby: what ran before is kept, everything after is recorded as an error."""
+    import threading
+
+    from pulse_project.testing.daemons import pulse_sessions_waiting_on_a_lock, wait_for
+
+    shop = make_connection(statement_timeout_ms=60_000)  # lock_timeout 30 s: the lock holds the batch
+    before = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    held = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    after = MonitoredTable.objects.create(connection=shop, table_name="stale_events")
+    lock = TableLock(replica_pair, SAMPLE_DB, "orders")
+    outcome = {}
+
+    def batch():
+        from django.db import connection as pulse_db
+
+        try:
+            outcome["results"] = run_batch(before, held, after)
+        finally:
+            pulse_db.close()
+
+    worker = threading.Thread(target=batch)
+    worker.start()
+    try:
+        assert wait_for(lambda: pulse_sessions_waiting_on_a_lock(replica_pair.standby) == 1, timeout=30)
+        with replica_pair.standby.connect() as admin:
+            terminated = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'pulse' AND wait_event_type = 'Lock'"
+            ).fetchone()[0]
+        assert terminated == 1
+        worker.join(60)
+    finally:
+        lock.release()
+    assert not worker.is_alive()
+    stored = {(r.table_id, r.kind): r for r in CheckResult.objects.filter(connection=shop, table__isnull=False)}
+    assert {r.status for (table_id, _), r in stored.items() if table_id == before.id} == {"pass"}
+    lost = [r for (table_id, _), r in stored.items() if table_id in (held.id, after.id)]
+    assert {kind for (table_id, kind) in stored if table_id == after.id} == {"schema_change", "volume"}
+    assert lost and all(r.status == "error" and "connection lost" in r.message for r in lost), [
+        (r.table_id, r.kind, r.message) for r in lost
+    ]
+    assert len(outcome["results"]) == CheckResult.objects.filter(connection=shop).count()  # recorded, none lost
+    shop.refresh_from_db()
+    assert shop.status == "error" and "connection lost" in shop.last_error
+    for table in (before, held, after):
+        table.refresh_from_db()
+        assert table.lease_token is None  # every table given back
