@@ -95,6 +95,7 @@ def test_member_reads_but_cannot_change(member_client, alert):
 def test_alerts_are_read_only_through_the_api(owner_client, alert):
     assert owner_client.post("/api/alerts", {}, format="json").status_code == 405
     assert owner_client.delete(f"/api/alerts/{alert.id}").status_code == 405
+    assert list(Alert.objects.values_list("id", flat=True)) == [alert.id]  # nothing created, nothing deleted
 
 
 @pytest.mark.parametrize(
@@ -156,6 +157,8 @@ def test_outsider_and_member_cannot_snooze_or_read_events(outsider_client, membe
     assert outsider_client.get(f"/api/alerts/{alert.id}/events").status_code == 404
     assert member_client.post(f"/api/alerts/{alert.id}/snooze", {"minutes": 5}, format="json").status_code == 403
     assert member_client.get(f"/api/alerts/{alert.id}/events").status_code == 200
+    alert.refresh_from_db()
+    assert alert.snoozed_until is None and not alert.events.filter(kind="snoozed").exists()
 
 
 def test_maintenance_windows_crud_and_scoping(owner_client, outsider_client, member_client, alert):

@@ -42,6 +42,8 @@ def test_it_never_returns_the_password(owner_client, make_connection, replica_se
         assert response.status_code == 200
         assert replica_settings["password"] not in response.content.decode()
         assert connection.password_encrypted not in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.name == "renamed" and connection.get_password() == replica_settings["password"]
 
 
 def test_it_refuses_the_primary(owner_client, primary_settings):
