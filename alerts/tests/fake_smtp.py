@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -74,4 +75,7 @@ class FakeSMTP:
             pass
 
     def close(self) -> None:
+        with contextlib.suppress(OSError):  # shutdown wakes the thread blocked in accept() (close alone does not)
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
+        self._thread.join(5)
