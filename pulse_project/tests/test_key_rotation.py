@@ -13,7 +13,7 @@ from monitors.batch import batch_run
 from monitors.claims import tables_claim_due
 from monitors.models import MonitoredTable
 from monitors.recording import results_ignore
-from pulse_project.tests.test_settings import manage
+from pulse_project.testing.daemons import manage
 
 OLD_KEY = Fernet.generate_key().decode()
 NEW_KEY = Fernet.generate_key().decode()
