@@ -30,7 +30,7 @@ Pulse runs with production settings (PULSE_DEBUG=off, throwaway keys) unless --d
    measured with perf_counter around each check module's run() (microseconds).
 3c. Tables with history, at an hour boundary: 14 days of hourly volume history per table are written into
    Pulse's database (copies of each table's oldest backfilled result, one per hour back to 14 days, at the level
-   of its fullest backfilled hour ±3%), so no
+   of the hour the first run judged ±3%, so verdicts pass as in a steady state), so no
    table is learning; before each timed run the verdicts of the bucket under test are deleted (untimed), so
    every run is the first of its hour, as the first run after an hour boundary is, and judges every table
    with `baselines.evaluate` (counted and timed around the call). `--history-only` runs setup, the first
@@ -342,10 +342,15 @@ def seed_history(*, connection_id: int) -> int:
             SELECT {copied}, t.bucket_start - h * interval '1 hour', t.started_at - h * interval '1 hour',
                    round(t.level * (0.97 + 0.06 * random()))
             FROM (
-                SELECT DISTINCT ON (table_id) *, max(observed_value) OVER (PARTITION BY table_id) AS level
-                FROM monitors_checkresult
-                WHERE connection_id = %s AND kind = 'volume' AND details ? 'backfill'
-                ORDER BY table_id, bucket_start
+                SELECT DISTINCT ON (b.table_id) b.*, judged.observed_value AS level
+                FROM monitors_checkresult b
+                CROSS JOIN LATERAL (
+                    SELECT j.observed_value FROM monitors_checkresult j
+                    WHERE j.table_id = b.table_id AND j.kind = 'volume' AND NOT j.details ? 'backfill'
+                    ORDER BY j.id DESC LIMIT 1
+                ) judged
+                WHERE b.connection_id = %s AND b.kind = 'volume' AND b.details ? 'backfill'
+                ORDER BY b.table_id, b.bucket_start
             ) t
             CROSS JOIN generate_series(1, {HISTORY_DAYS * 24}) h
             WHERE t.bucket_start - h * interval '1 hour' > now() - interval '{HISTORY_DAYS} days'
