@@ -144,9 +144,11 @@ def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, rep
     session = replica.connect(conninfo=shop.conninfo(), statement_timeout_ms=shop.statement_timeout_ms)
     runner = guardrails.QueryRunner(session=session, connection=shop, allowance=allowance)
 
-    # The first try counts 1000 rows, then holds its snapshot while it sleeps; once the standby shows it running
-    # (a controlled event, not a race against the clock) the primary deletes and vacuums the rows. Replaying the
-    # vacuum cancels the query (40001); the retry sees the empty table and does not sleep.
+    # The first try counts 1000 rows, then holds its snapshot while it sleeps; once the standby shows it sleeping
+    # (a controlled event, not a race against the clock) the primary deletes and vacuums the rows. Sleeping, not
+    # merely "active": an active backend may still be reading the Bind of the extended protocol with its snapshot
+    # taken at Parse, and a recovery conflict then terminates the session (FATAL) instead of cancelling the query.
+    # Replaying the vacuum cancels the query (40001); the retry sees the empty table and does not sleep.
     query = sql.SQL(
         "SELECT c.n FROM (SELECT count(*) AS n FROM victims) c,"
         " LATERAL (SELECT pg_sleep(CASE WHEN c.n > 0 THEN 15 ELSE 0 END)) s"
@@ -155,7 +157,7 @@ def test_a_recovery_conflict_is_retried_and_each_try_counts(make_connection, rep
     def vacuum_under_the_query():
         with replica_pair.standby.connect("shop") as standby:
             while not standby.execute(
-                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE state = 'active'"
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND wait_event = 'PgSleep'"
                 " AND query LIKE '%count(*) AS n FROM victims%' AND pid <> pg_backend_pid())"
             ).fetchone()[0]:
                 time.sleep(0.05)
