@@ -28,6 +28,13 @@ Pulse runs with production settings (PULSE_DEBUG=off, throwaway keys) unless --d
    `CheckRunner(on_recorded=results_intake, workers=1).cycle(force=True, table_ids=[id])` per table
    after one warm-up run; median CheckResult.duration_ms per kind (whole ms) and the same interval
    measured with perf_counter around each check module's run() (microseconds).
+3c. Tables with history, at an hour boundary: 14 days of hourly volume history per table are written into
+   Pulse's database (copies of each table's oldest backfilled result, one per hour back to 14 days, at the level
+   of the hour the first run judged ±3%, so verdicts pass as in a steady state), so no
+   table is learning; before each timed run the verdicts of the bucket under test are deleted (untimed), so
+   every run is the first of its hour, as the first run after an hour boundary is, and judges every table
+   with `baselines.evaluate` (counted and timed around the call). `--history-only` runs setup, the first
+   run and this phase only (short).
 6. Peak memory: `manage.py runchecks --once --all` in a child process over 10,000 registered tables
    (10 connections to the same standby, each with the same 1,000 tables), peak RSS from GNU time.
 """
@@ -62,7 +69,7 @@ from psycopg import sql  # noqa: E402
 
 from pulse_project.pgcluster import ReplicaPair  # noqa: E402
 
-BENCH_DB = "pulse_bench"
+BENCH_DB = os.environ.get("PULSE_BENCH_DB", "pulse_bench")  # another name lets two runs share the server
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DATA_DB = "benchdata"
 READER = "pulse_bench_reader"
@@ -313,6 +320,140 @@ def show_pulse_run(label: str, r: dict, tables: int) -> None:
     )
 
 
+# --- 3c. tables with 14 days of history, judged at an hour boundary ---------------------------------------------
+
+HISTORY_DAYS = 14
+
+
+def seed_history(*, connection_id: int) -> int:
+    """14 days of hourly volume results per table of the connection, copied from its oldest backfilled result."""
+    from django.db import connection as pulse_db
+
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'monitors_checkresult'"
+            " AND column_name NOT IN ('id', 'bucket_start', 'started_at', 'observed_value') ORDER BY ordinal_position"
+        )
+        columns = [name for (name,) in cursor.fetchall()]
+        copied = ", ".join(f"t.{name}" for name in columns)
+        cursor.execute(
+            f"""
+            INSERT INTO monitors_checkresult ({", ".join(columns)}, bucket_start, started_at, observed_value)
+            SELECT {copied}, t.bucket_start - h * interval '1 hour', t.started_at - h * interval '1 hour',
+                   round(t.level * (0.97 + 0.06 * random()))
+            FROM (
+                SELECT DISTINCT ON (b.table_id) b.*, judged.observed_value AS level
+                FROM monitors_checkresult b
+                CROSS JOIN LATERAL (
+                    SELECT j.observed_value FROM monitors_checkresult j
+                    WHERE j.table_id = b.table_id AND j.kind = 'volume' AND NOT j.details ? 'backfill'
+                    ORDER BY j.id DESC LIMIT 1
+                ) judged
+                WHERE b.connection_id = %s AND b.kind = 'volume' AND b.details ? 'backfill'
+                ORDER BY b.table_id, b.bucket_start
+            ) t
+            CROSS JOIN generate_series(1, {HISTORY_DAYS * 24}) h
+            WHERE t.bucket_start - h * interval '1 hour' > now() - interval '{HISTORY_DAYS} days'
+            """,
+            [connection_id],
+        )
+        return cursor.rowcount
+
+
+def forget_current_verdicts(*, connection_id: int) -> int:
+    """Delete the judged volume results of the recent buckets: the next run is the first of its hour."""
+    from django.db import connection as pulse_db
+
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM monitors_checkresult WHERE connection_id = %s AND kind = 'volume'"
+            " AND NOT details ? 'backfill' AND bucket_start > now() - interval '3 hours'",
+            [connection_id],
+        )
+        return cursor.rowcount
+
+
+class EvaluateMeter:
+    """Counts and times `baselines.evaluate` calls (the verdict of a table with history) while installed."""
+
+    def __init__(self):
+        self.calls = 0
+        self.seconds = 0.0
+        self.learning = 0
+
+    def __enter__(self):
+        from monitors import anomalies
+
+        self.real = anomalies.baselines.evaluate
+
+        def timed(**kwargs):
+            started = time.perf_counter()
+            try:
+                verdict = self.real(**kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.calls += 1
+            self.learning += bool(getattr(verdict, "learning", False))
+            return verdict
+
+        anomalies.baselines.evaluate = timed
+        return self
+
+    def __exit__(self, *exc):
+        from monitors import anomalies
+
+        anomalies.baselines.evaluate = self.real
+
+
+def history_runs(*, connection, workers: int, tables: int, runs: int) -> dict:
+    from monitors.models import CheckResult
+
+    started = time.monotonic()
+    seeded = seed_history(connection_id=connection.pk)
+    say(
+        f"  seeded {seeded:,} hourly volume results ({seeded / tables:,.0f} per table, {HISTORY_DAYS} days) in "
+        f"{time.monotonic() - started:.1f}s"
+    )
+    say(
+        f"  limits lifted for this phase as for the others: budget max_queries_per_hour="
+        f"{connection.max_queries_per_hour:,}, rate max_queries_per_second={connection.max_queries_per_second:,.0f}"
+        f" (the fields' maxima), concurrency max_concurrent_queries={connection.max_concurrent_queries}"
+        f" (= --workers {workers})"
+    )
+    results = []
+    for i in range(runs):
+        forgotten = forget_current_verdicts(connection_id=connection.pk)
+        before = last_result_id()
+        with EvaluateMeter() as meter:
+            r = pulse_run(workers=workers, expected_tables=tables)
+        judged = CheckResult.objects.filter(id__gt=before, kind="volume", details__judged=True).exclude(
+            details__has_key="repeats_verdict_of"
+        )
+        not_learning = judged.filter(details__learning=False).count()
+        r.update(
+            evaluate_calls=meter.calls,
+            evaluate_ms=meter.seconds / max(1, meter.calls) * 1000,
+            evaluated_tables=judged.count(),
+            not_learning=not_learning,
+        )
+        show_pulse_run(f"history run {i + 1} (first of its hour: {forgotten:,} earlier verdicts removed)", r, tables)
+        say(
+            f"      baselines.evaluate: {meter.calls:,} calls, {r['evaluate_ms']:.2f} ms each on average "
+            f"({meter.seconds:.2f}s in all); {judged.count():,} tables judged afresh, {not_learning:,} of them "
+            f"out of learning (a baseline, not the cold start)"
+        )
+        require_complete(r)
+        if not_learning != tables:
+            raise BenchmarkAborted(f"only {not_learning:,} of {tables:,} tables were judged against a baseline")
+        results.append(r)
+    return {
+        "median": statistics.median(r["tables_per_s"] for r in results),
+        "best": max(r["tables_per_s"] for r in results),
+        "evaluate_ms": statistics.median(r["evaluate_ms"] for r in results),
+        "cpu": statistics.median(r["cpu"] / tables * 1e6 for r in results),
+    }
+
+
 # --- 4. raw floor -----------------------------------------------------------------------------------------------------
 
 
@@ -516,6 +657,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="steady-state runchecks runs (after the first)")
     parser.add_argument("--memory-tables", type=int, default=10_000, help="registered tables for the RSS run")
     parser.add_argument("--debug", action="store_true", help="run Pulse with PULSE_DEBUG=on (default: off)")
+    parser.add_argument(
+        "--history-only", action="store_true", help="only the first run and phase 3c (tables with 14 days of history)"
+    )
     args = parser.parse_args()
     tables, workers = args.tables, args.workers
 
@@ -559,6 +703,20 @@ def main() -> int:
         show_pulse_run("Pulse run 1 (first: cost-guard EXPLAINs, first-run work)", first, tables)
         say(f"      runchecks said: {first['line']}")
         require_complete(first)
+        if args.history_only:
+            phase(f"3c. tables with {HISTORY_DAYS} days of history, each run the first of its hour")
+            history = history_runs(connection=connection, workers=workers, tables=tables, runs=args.runs)
+            phase("summary")
+            say(
+                f"  Pulse, {tables:,} tables with {HISTORY_DAYS} days of history, every volume verdict from "
+                f"baselines.evaluate, {workers} workers: median {history['median']:,.0f}, best {history['best']:,.0f}"
+                f" tables/s; evaluate {history['evaluate_ms']:.2f} ms per table; process CPU "
+                f"{history['cpu']:,.0f} us/table"
+            )
+            say(f"  Pulse first run (EXPLAINs, first-run work): {first['tables_per_s']:,.0f} tables/s")
+            say(f"  load average at end: {load_average()}")
+            say(f"  total benchmark time {time.monotonic() - T0:.0f}s")
+            return 0
         from connections import replica
 
         options = replica.session_options(statement_timeout_ms=connection.statement_timeout_ms)
@@ -616,6 +774,9 @@ def main() -> int:
             f"{single['cpu'] / tables * 1e6:,.0f} us/table; default batch of 50: {median:,.0f} tables/s "
             f"= {reuse_gain:.1f}x faster with sessions reused per batch"
         )
+
+        phase(f"3c. tables with {HISTORY_DAYS} days of history, each run the first of its hour")
+        history = history_runs(connection=connection, workers=workers, tables=tables, runs=args.runs)
 
         phase(f"5. check cost vs table size: {SIZE_RUNS} runs each after a warm-up")
         big = register(pair, name="bench-size", team=team, workers=1, tables=["big", "small"])
@@ -698,6 +859,13 @@ def main() -> int:
                 verdict(median >= TARGET_TABLES_PER_S),
             ),
             ("Pulse first run (EXPLAINs, first-run work)", f"{first['tables_per_s']:,.0f} tables/s", "", ""),
+            (
+                f"Pulse, {HISTORY_DAYS} days of history, first run of the hour",
+                f"best {history['best']:,.0f} / median {history['median']:,.0f} tables/s "
+                f"(evaluate {history['evaluate_ms']:.2f} ms/table)",
+                f">= {TARGET_TABLES_PER_S:,}/s",
+                verdict(history["median"] >= TARGET_TABLES_PER_S),
+            ),
             (
                 "session per table (--batch-size 1) vs per batch of 50",
                 f"{single['tables_per_s']:,.0f} vs {median:,.0f} tables/s ({reuse_gain:.1f}x)",

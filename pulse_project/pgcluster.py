@@ -99,7 +99,9 @@ class ReplicaPair:
     standby: Server = field(init=False)
 
     @classmethod
-    def create(cls, base_dir: str | Path | None = None) -> ReplicaPair:
+    def create(cls, base_dir: str | Path | None = None, *, autovacuum: bool = True) -> ReplicaPair:
+        """Start a pair; `autovacuum=False` (tests) keeps statistics exactly as the SQL that ran left them:
+        a table gets pg_stats and reltuples only from an explicit ANALYZE, never from a background worker."""
         base = Path(base_dir or tempfile.mkdtemp(prefix="pulse-pg-"))
         base.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -108,13 +110,13 @@ class ReplicaPair:
         pair = cls(base_dir=base)
         pair.primary = Server(data_dir=base / "primary", port=free_port(), log_file=base / "primary.log")
         pair.standby = Server(data_dir=base / "standby", port=free_port(), log_file=base / "standby.log")
-        pair._init_primary()
+        pair._init_primary(autovacuum=autovacuum)
         pair.primary.start()
         pair._clone_standby()
         pair.standby.start()
         return pair
 
-    def _init_primary(self) -> None:
+    def _init_primary(self, *, autovacuum: bool) -> None:
         _as_postgres(
             [
                 str(PG_BIN / "initdb"),
@@ -138,6 +140,7 @@ class ReplicaPair:
                 "full_page_writes = off\nshared_buffers = 32MB\n"
                 "hot_standby_feedback = off\nmax_standby_streaming_delay = 1s\n"
                 "wal_receiver_status_interval = 1s\n"
+                f"autovacuum = {'on' if autovacuum else 'off'}\n"
             )
 
     def _clone_standby(self) -> None:

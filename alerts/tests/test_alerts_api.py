@@ -2,6 +2,7 @@ import pytest
 from django.utils import timezone
 
 from alerts.models import Alert
+from connections.models import MaintenanceWindow
 from monitors.models import MonitoredTable
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +48,9 @@ def test_it_refuses_to_acknowledge_a_resolved_alert(owner_client, alert):
     response = owner_client.post(f"/api/alerts/{alert.id}/acknowledge")
     assert response.status_code == 400
     assert "resolved" in str(response.data)
+    alert.refresh_from_db()
+    assert alert.status == "resolved"
+    assert not alert.events.filter(kind="acknowledged").exists()
 
 
 def test_the_database_allows_one_unresolved_alert_per_problem(alert):
@@ -91,6 +95,7 @@ def test_member_reads_but_cannot_change(member_client, alert):
 def test_alerts_are_read_only_through_the_api(owner_client, alert):
     assert owner_client.post("/api/alerts", {}, format="json").status_code == 405
     assert owner_client.delete(f"/api/alerts/{alert.id}").status_code == 405
+    assert list(Alert.objects.values_list("id", flat=True)) == [alert.id]  # nothing created, nothing deleted
 
 
 @pytest.mark.parametrize(
@@ -114,8 +119,13 @@ def test_it_snoozes_by_minutes_or_until_and_lists_events(owner_client, alert):
     assert response.status_code == 200
     snoozed_until = timezone.datetime.fromisoformat(response.json()["snoozed_until"])
     assert 29 * 60 < (snoozed_until - timezone.now()).total_seconds() <= 30 * 60
-    until = (timezone.now() + timezone.timedelta(hours=2)).isoformat()
-    assert owner_client.post(f"/api/alerts/{alert.id}/snooze/", {"until": until}, format="json").status_code == 200
+    alert.refresh_from_db()
+    assert alert.snoozed_until == snoozed_until
+    until = (timezone.now() + timezone.timedelta(hours=2)).replace(microsecond=0)
+    response = owner_client.post(f"/api/alerts/{alert.id}/snooze/", {"until": until.isoformat()}, format="json")
+    assert response.status_code == 200
+    alert.refresh_from_db()
+    assert alert.snoozed_until == until
     owner_client.post(f"/api/alerts/{alert.id}/acknowledge")
     events = owner_client.get(f"/api/alerts/{alert.id}/events").json()
     assert [e["kind"] for e in events["results"]] == ["snoozed", "snoozed", "acknowledged"]
@@ -147,6 +157,8 @@ def test_outsider_and_member_cannot_snooze_or_read_events(outsider_client, membe
     assert outsider_client.get(f"/api/alerts/{alert.id}/events").status_code == 404
     assert member_client.post(f"/api/alerts/{alert.id}/snooze", {"minutes": 5}, format="json").status_code == 403
     assert member_client.get(f"/api/alerts/{alert.id}/events").status_code == 200
+    alert.refresh_from_db()
+    assert alert.snoozed_until is None and not alert.events.filter(kind="snoozed").exists()
 
 
 def test_maintenance_windows_crud_and_scoping(owner_client, outsider_client, member_client, alert):
@@ -162,6 +174,7 @@ def test_maintenance_windows_crud_and_scoping(owner_client, outsider_client, mem
     assert owner_client.get(f"/api/maintenance-windows?connection={alert.connection_id}").json()["count"] == 1
     bad = owner_client.post("/api/maintenance-windows", {**body, "ends_at": "2029-12-31T00:00:00Z"}, format="json")
     assert bad.status_code == 400 and "ends_at" in bad.data
+    assert list(MaintenanceWindow.objects.values_list("id", flat=True)) == [window_id]  # nothing saved
     assert outsider_client.get(f"/api/maintenance-windows/{window_id}").status_code == 404
     assert outsider_client.post("/api/maintenance-windows", body, format="json").status_code == 400
     assert member_client.delete(f"/api/maintenance-windows/{window_id}").status_code == 403

@@ -169,10 +169,12 @@ def test_acknowledge_snooze_and_resolve_by_hand_write_events(orders, owner):
     alert_acknowledge(alert=alert, user=owner)
     with pytest.raises(AlertStateError):
         alert_acknowledge(alert=alert, user=owner)
-    alert_snooze(alert=alert, until=timezone.now() + timedelta(hours=1), user=owner)
+    until = timezone.now() + timedelta(hours=1)
+    alert_snooze(alert=alert, until=until, user=owner)
     clock.run(orders, fail())
     alert.refresh_from_db()
     assert alert.status == "acknowledged" and alert.consecutive_failures == 3
+    assert alert.snoozed_until == until
     alert_resolve(alert=alert, user=owner)
     assert events(alert) == ["opened", "acknowledged", "snoozed", "resolved"]
     assert alert.events.get(kind="acknowledged").actor == owner

@@ -166,11 +166,9 @@ def test_it_treats_a_refused_connection_as_transient(make_channel, event_notific
 def test_it_times_out_as_a_transient_failure(make_channel, event_notification, receiver, team, alert, monkeypatch):
     monkeypatch.setattr(base, "TIMEOUT_SECONDS", 0.3)
     channel = make_channel(team, "webhook", receiver.url + "/slow", secret=SECRET)
-    receiver.script((200, 1.5))
-    started = time.monotonic()
+    receiver.script((200, 60))  # answers only after a minute: a send that waited for it would succeed
     with pytest.raises(TransportError) as error:
         transports.send(channel, event_notification(channel, alert))
-    assert time.monotonic() - started < 1.4
     assert not error.value.permanent
     assert "no answer within" in error.value.message
 

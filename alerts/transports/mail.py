@@ -52,7 +52,13 @@ def send(channel: Channel, notification: Notification) -> None:
             connection=connection,
         ).send()
     except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
-        raise TransportError(f"email: refused by the mail server ({type(exc).__name__})", permanent=True) from None
+        # 5xx refuses for good; 4xx (greylisting, a full mailbox, a busy server) asks to try again later.
+        codes = [code for code, _ in exc.recipients.values()] if hasattr(exc, "recipients") else [exc.smtp_code]
+        permanent = all(500 <= code < 600 for code in codes)
+        answered = ", ".join(str(code) for code in sorted(set(codes)))
+        raise TransportError(
+            f"email: refused by the mail server ({type(exc).__name__}, {answered})", permanent=permanent
+        ) from None
     except smtplib.SMTPResponseException as exc:
         permanent = 500 <= exc.smtp_code < 600
         raise TransportError(f"email: mail server answered {exc.smtp_code}", permanent=permanent) from None

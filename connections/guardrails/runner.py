@@ -295,7 +295,8 @@ class QueryRunner:
 
         In one READ ONLY transaction: the session limits are set again (not counted as a query), the query
         is planned (GuardrailStop over the cost limit) and run wrapped so that the server returns at most
-        `USER_ROWS` rows and blanks any row over `USER_ROW_MAX_BYTES`; `oversized` tells it did.
+        `USER_ROWS` rows and blanks any row over `USER_ROW_MAX_BYTES`; `oversized` tells it did; the limits are
+        set once more before the commit, so the fixed queries after it run under them too.
         """
         wrapped = _USER_QUERY.format(
             query=query, max_bytes=sql.Literal(USER_ROW_MAX_BYTES), rows=sql.Literal(USER_ROWS)
@@ -306,6 +307,9 @@ class QueryRunner:
             self._refuse_over_limit(self._cost(cur, query))
             self._send(cur, wrapped, user_sql=True)
             found = cur.fetchmany(USER_ROWS)
+            # Set again before the commit: what the query changed in the session (a function calling
+            # set_config('default_transaction_read_only', 'off', false)) must not outlive it.
+            self._send(cur, session_limits(connection=self.connection), counted=False)
             return UserRows(rows=[row[1:] for row in found], oversized=not all(row[0] for row in found))
 
         return self._attempts(work, transaction=True)

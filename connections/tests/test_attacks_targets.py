@@ -303,6 +303,7 @@ def test_a_closed_port_says_only_connection_refused(owner_client, replica_settin
     response = owner_client.post("/api/connections", payload(replica_settings, port=closed_port), format="json")
     assert response.status_code == 400
     assert response.data["non_field_errors"] == ["Connection check failed: cannot connect: connection refused"]
+    assert not Connection.objects.exists()
 
 
 def test_a_server_that_never_answers_says_only_timed_out(owner_client, replica_settings, fake_server):
@@ -310,6 +311,7 @@ def test_a_server_that_never_answers_says_only_timed_out(owner_client, replica_s
     response = owner_client.post("/api/connections", payload(replica_settings, port=server.port), format="json")
     assert response.status_code == 400
     assert response.data["non_field_errors"] == ["Connection check failed: cannot connect: timed out"]
+    assert not Connection.objects.exists()
     assert server.connections == 1
 
 

@@ -43,6 +43,8 @@ def test_it_never_returns_the_password(owner_client, make_connection, replica_se
         assert response.status_code == 200
         assert replica_settings["password"] not in response.content.decode()
         assert connection.password_encrypted not in response.content.decode()
+    connection.refresh_from_db()
+    assert connection.name == "renamed" and connection.get_password() == replica_settings["password"]
 
 
 def test_it_refuses_the_primary(owner_client, primary_settings):
@@ -107,6 +109,7 @@ def test_it_rejects_a_foreign_team(owner_client, replica_settings, teams):
     response = owner_client.post("/api/connections", payload(replica_settings, team=teams[1].id), format="json")
     assert response.status_code == 400
     assert "team" in response.data
+    assert not Connection.objects.exists()
 
 
 def test_it_requires_a_team_when_the_user_has_several(owner_client, owner, replica_settings, teams):
@@ -114,6 +117,7 @@ def test_it_requires_a_team_when_the_user_has_several(owner_client, owner, repli
     response = owner_client.post("/api/connections", payload(replica_settings), format="json")
     assert response.status_code == 400
     assert "team" in response.data
+    assert not Connection.objects.exists()
 
 
 def test_it_rejects_a_duplicate_name_in_the_team(owner_client, make_connection, replica_settings):
@@ -127,6 +131,7 @@ def test_it_rejects_a_duplicate_name_in_the_team(owner_client, make_connection, 
 def test_it_answers_malformed_bodies_with_400(owner_client, body):
     response = owner_client.post("/api/connections", body, content_type="application/json")
     assert response.status_code == 400
+    assert not Connection.objects.exists()
 
 
 def test_it_updates_and_reprobes_when_credentials_change(owner_client, make_connection, replica_settings):
@@ -200,6 +205,9 @@ def test_it_exposes_guardrail_settings_with_validation(owner_client, make_connec
         format="json",
     )
     assert ok.status_code == 200 and ok.json()["connection_error_threshold"] == 5
+    fields = ("max_queries_per_second", "max_query_cost", "connection_error_threshold", "backoff_until")
+    saved = Connection.objects.values(*fields).get(pk=connection.pk)
+    assert saved["connection_error_threshold"] == 5 and saved["backoff_until"] is None
     for bad in (
         {"max_queries_per_second": 0},
         {"max_query_cost": -1},
@@ -208,6 +216,7 @@ def test_it_exposes_guardrail_settings_with_validation(owner_client, make_connec
     ):
         response = owner_client.patch(url, bad, format="json")
         assert response.status_code == 400 and set(bad) <= set(response.data)
+        assert Connection.objects.values(*fields).get(pk=connection.pk) == saved  # nothing saved
 
 
 def test_the_detail_shows_the_replica_time_share_used_now_and_this_hour(owner_client, make_connection):

@@ -231,6 +231,7 @@ def test_it_treats_an_injected_column_name_as_a_name(owner_client, orders):
     response = create(owner_client, orders, kind="null_rate", column='x"; drop table orders; --', max_value=0.1)
     assert response.status_code == 400
     assert 'column "x"; drop table orders; --" not found' in str(response.data["column"])
+    assert not Check.objects.exists()
     # orders is still there: a query over it still plans on the replica
     assert create(owner_client, orders, kind="custom_sql", sql=COUNT_ORDERS).status_code == 201
 

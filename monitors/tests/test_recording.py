@@ -189,3 +189,54 @@ def test_a_recording_postgresql_rolls_back_is_retried_not_lost(orders):
     assert CheckResult.objects.filter(table=orders, kind="schema_change").count() == 1
     orders.refresh_from_db()
     assert orders.lease_token is None and orders.last_checked_at is not None
+
+
+def schema_run(table) -> TableRun:
+    return TableRun(
+        table=table,
+        outcomes=[
+            Outcome(kind="schema_change", status=Status.PASS, message="3 columns", details={"columns": [["id"]]})
+        ],
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_whose_database_session_was_killed_reconnects_and_records(orders, caplog):
+    """Pulse's database drops the session (a restart, a failover, an admin): the retry reconnects, nothing is lost."""
+    token = leased(orders)
+    book = Bookkeeping(connection=orders.connection, token=token, started_at=timezone.now(), runs=[schema_run(orders)])
+    with pulse_db.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    db = pulse_db.settings_dict
+    with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s)", [pid]).fetchone() == (True,)
+    with caplog.at_level(logging.WARNING, logger="monitors.recording"):
+        results = batch_bookkeep(book, on_recorded=results_ignore, retry_seconds=30)
+    assert "recording a batch failed (OperationalError); retrying" in caplog.text
+    assert [r.kind for r in results] == ["schema_change"]
+    assert CheckResult.objects.filter(table=orders, kind="schema_change").count() == 1
+    orders.refresh_from_db()
+    assert orders.lease_token is None and orders.last_checked_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_recording_that_cannot_reach_the_database_in_time_is_spooled_then_recorded(
+    orders, settings, tmp_path, closed_port
+):
+    settings.PULSE_SPOOL_DIR = tmp_path / "spool"
+    token = leased(orders)
+    book = Bookkeeping(connection=orders.connection, token=token, started_at=timezone.now(), runs=[schema_run(orders)])
+    real_port = pulse_db.settings_dict["PORT"]
+    pulse_db.close()
+    pulse_db.settings_dict["PORT"] = closed_port  # Pulse's database is unreachable (connection refused)
+    try:
+        assert batch_bookkeep(book, on_recorded=results_ignore, retry_seconds=0) == []
+    finally:
+        pulse_db.close()
+        pulse_db.settings_dict["PORT"] = real_port
+    assert spool.spool_pending() and len(list(spool.spool_dir().glob("*.json"))) == 1
+    assert not CheckResult.objects.filter(table=orders).exists()  # nothing half-written
+    assert spool_flush(on_recorded=results_ignore) == 1
+    assert CheckResult.objects.filter(table=orders, kind="schema_change").count() == 1
+    assert not spool.spool_pending()

@@ -83,12 +83,14 @@ def test_it_refuses_an_unknown_connection(owner_client, shop):
     response = owner_client.post("/api/tables", {"connection": 999999, "table_name": "orders"}, format="json")
     assert response.status_code == 400
     assert "connection" in response.data
+    assert not MonitoredTable.objects.exists()
 
 
 def test_it_treats_injection_attempts_as_names_not_sql(owner_client, shop):
     response = create(owner_client, shop, table_name='orders"; DROP TABLE orders; --')
     assert response.status_code == 400
     assert "not found" in str(response.data["table_name"])
+    assert not MonitoredTable.objects.exists()
 
 
 def test_it_reports_an_unreachable_replica_as_400(owner_client, make_connection):
@@ -96,6 +98,7 @@ def test_it_reports_an_unreachable_replica_as_400(owner_client, make_connection)
     response = create(owner_client, connection)
     assert response.status_code == 400
     assert "cannot connect" in str(response.data["connection"])
+    assert not MonitoredTable.objects.exists()
 
 
 def test_it_refuses_a_duplicate_table(owner_client, shop):
@@ -182,6 +185,7 @@ def test_it_answers_odd_connection_ids_with_400(owner_client, shop, value):
     response = owner_client.post("/api/tables", {"connection": value, "table_name": "orders"}, format="json")
     assert response.status_code == 400
     assert "connection" in response.data
+    assert not MonitoredTable.objects.exists()
 
 
 def test_deactivating_pauses_a_table_and_reactivating_makes_it_due(owner_client, shop):
@@ -203,9 +207,13 @@ def test_it_exposes_baseline_settings_with_validation(owner_client, shop):
         format="json",
     )
     assert ok.status_code == 200 and ok.json()["direction"] == "drop"
+    fields = ("sensitivity", "direction", "seasonality", "min_relative_change")
+    saved = MonitoredTable.objects.values(*fields).get(pk=table_id)
+    assert saved == {"sensitivity": 5, "direction": "drop", "seasonality": "hour_of_day", "min_relative_change": 0.1}
     for bad in ({"sensitivity": 0.5}, {"direction": "up"}, {"seasonality": "monthly"}, {"min_relative_change": -1}):
         response = owner_client.patch(f"/api/tables/{table_id}", bad, format="json")
         assert response.status_code == 400 and set(bad) <= set(response.data)
+        assert MonitoredTable.objects.values(*fields).get(pk=table_id) == saved  # nothing saved
 
 
 def test_a_sensitivity_preset_is_set_and_cleared_beside_the_numeric_sensitivity(owner_client, shop):
@@ -228,14 +236,22 @@ def test_rebaseline_restarts_training_and_checks_since(owner_client, member_clie
     table = MonitoredTable.objects.create(connection=shop, table_name="orders", backfilled_at=timezone.now())
     assert member_client.post(f"/api/tables/{table.id}/rebaseline").status_code == 403
     assert outsider_client.post(f"/api/tables/{table.id}/rebaseline").status_code == 404
+    before = timezone.now()
     response = owner_client.post(f"/api/tables/{table.id}/rebaseline/", {}, format="json")
     assert response.status_code == 200
     table.refresh_from_db()
-    assert table.baseline_since is not None and table.backfilled_at is None
-    since = (timezone.now() - timedelta(days=2)).isoformat()
-    assert owner_client.post(f"/api/tables/{table.id}/rebaseline", {"since": since}, format="json").status_code == 200
-    for bad in ({"since": "2000-01-01T00:00:00Z"}, {"since": "soon"}, {"from": since}):
-        assert owner_client.post(f"/api/tables/{table.id}/rebaseline", bad, format="json").status_code == 400
+    assert before <= table.baseline_since <= timezone.now() and table.backfilled_at is None
+    since = (timezone.now() - timedelta(days=2)).replace(microsecond=0)
+    response = owner_client.post(f"/api/tables/{table.id}/rebaseline", {"since": since.isoformat()}, format="json")
+    assert response.status_code == 200
+    table.refresh_from_db()
+    assert table.baseline_since == since
+    MonitoredTable.objects.filter(id=table.id).update(backfilled_at=before)
+    for bad in ({"since": "2000-01-01T00:00:00Z"}, {"since": "soon"}, {"from": since.isoformat()}):
+        response = owner_client.post(f"/api/tables/{table.id}/rebaseline", bad, format="json")
+        assert response.status_code == 400 and set(response.data) == ({"since"} if "since" in bad else {"from"})
+        table.refresh_from_db()
+        assert (table.baseline_since, table.backfilled_at) == (since, before)  # nothing saved
 
 
 def test_mark_expected_only_for_anomalies_of_the_table(owner_client, member_client, shop):

@@ -1,4 +1,4 @@
-"""Helpers for tests that run `runchecks` as real processes (not a test module)."""
+"""Helpers for tests that run `manage.py` commands (runchecks and others) as real processes (not a test module)."""
 
 import os
 import signal
@@ -20,6 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def pulse_test_database_url() -> str:
     db = pulse_db.settings_dict
     return f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def manage(*args, **env) -> subprocess.CompletedProcess:
+    """`manage.py <args>` in a fresh process with only the PULSE_ variables given (none of the test run's)."""
+    base = {key: value for key, value in os.environ.items() if not key.startswith("PULSE_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
+    )
 
 
 def start_runchecks(*args, database_url: str | None = None, env: dict | None = None) -> subprocess.Popen:

@@ -1,18 +1,6 @@
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from cryptography.fernet import Fernet
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def manage(*args, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=60
-    )
+from pulse_project.testing.daemons import manage
 
 
 def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
