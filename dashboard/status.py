@@ -16,6 +16,7 @@ from django.utils.safestring import SafeString, mark_safe
 
 from alerts.models import Alert
 from common.tenancy import scope_to_user
+from connections.guardrails.share import share_use
 from connections.guardrails.slots import SLOT_LOCK_NAMESPACE
 from connections.models import Connection, QueryAllowance
 from monitors.checks import format_duration, format_value
@@ -330,7 +331,7 @@ def sessions_in_use(*, connection: Connection) -> int:
 
 
 def guardrail_gauges(*, connection: Connection, now: datetime) -> list[Gauge]:
-    """The connection's guardrails: query budget, sessions, rate, cost limit and the breaker.
+    """The connection's guardrails: replica time share, query budget, sessions, rate, cost limit and the breaker.
 
     A new guardrail shows up on the connection page by adding its Gauge here.
     """
@@ -340,7 +341,15 @@ def guardrail_gauges(*, connection: Connection, now: datetime) -> list[Gauge]:
         used = allowance.queries_used
     budget = connection.max_queries_per_hour
     sessions = sessions_in_use(connection=connection)
+    share = share_use(connection=connection, allowance=allowance, now=now)
     gauges = [
+        Gauge(
+            "Replica time share (last minute)",
+            f"{share.now_percent:.1f}% of {share.limit_percent:g}%",
+            share.now_percent / share.limit_percent,
+            note=f"{share.this_hour_seconds:g} s of replica time this hour ({share.this_hour_percent:.1f}%); "
+            f"{max(share.available_seconds, 0):g} s of burst available",
+        ),
         Gauge("Query budget (this hour)", f"{used:,} of {budget:,}", used / budget),
         Gauge(
             "Sessions in use",

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from connections.guardrails.share import time_share_charge
 from connections.guardrails.slots import replica_slot
 from connections.models import Connection, QueryAllowance
 from dashboard import status
@@ -36,6 +37,7 @@ def test_guardrail_gauges_show_this_hours_budget_and_an_open_breaker(scene):
         connection=connection, window_start=now - timedelta(minutes=10), queries_used=9500, next_query_at=now
     )
     connection.backoff_until, connection.consecutive_failures = now + timedelta(minutes=4), 3
+    connection.max_queries_per_hour = 10_000  # an optional cap, set
     gauges = {gauge.name: gauge for gauge in status.guardrail_gauges(connection=connection, now=now)}
     budget = gauges["Query budget (this hour)"]
     assert (budget.value, budget.percent, budget.level) == ("9,500 of 10,000", 95, "bad")
@@ -59,7 +61,18 @@ def test_last_hours_budget_counts_as_unused(scene):
         connection=connection, window_start=now - timedelta(hours=2), queries_used=9500, next_query_at=now
     )
     gauges = {gauge.name: gauge for gauge in status.guardrail_gauges(connection=connection, now=now)}
-    assert gauges["Query budget (this hour)"].value == "0 of 10,000"
+    assert gauges["Query budget (this hour)"].value == "0 of 10,000,000"
+
+
+def test_the_replica_time_share_gauge_reads_what_was_charged(scene):
+    connection = scene["connection"]
+    connection.replica_time_share_percent = 5
+    connection.save(update_fields=["replica_time_share_percent"])
+    time_share_charge(connection=connection, spent_ms=1500)
+    gauges = {gauge.name: gauge for gauge in status.guardrail_gauges(connection=connection, now=timezone.now())}
+    share = gauges["Replica time share (last minute)"]
+    assert share.value.endswith("of 5%") and 0.4 < share.fraction <= 0.5  # 1.5 s of 60 s is 2.5% of 5%
+    assert share.note.startswith("1.5 s of replica time this hour")
 
 
 def test_alert_counts_text():
