@@ -128,6 +128,7 @@ class MonitoredTable(models.Model):
         "check_interval_seconds",
         "failure_threshold",
         "sensitivity",
+        "sensitivity_preset",
         "direction",
         "seasonality",
         "min_relative_change",

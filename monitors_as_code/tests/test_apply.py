@@ -135,3 +135,18 @@ def test_applies_for_one_team_run_one_after_the_other_and_see_what_the_first_wro
     table_changes = [(c.action, c.fields) for c in plan.changes if c.kind == "table"]
     assert table_changes == [("change", {"sensitivity": (9.0, 3.5)})]
     assert MonitoredTable.objects.get().sensitivity == 3.5
+
+
+def test_a_sensitivity_preset_in_the_file_is_stored_round_trips_and_a_bad_one_is_refused(shop, apply, plan):
+    column = "timestamp_column: created_at"
+    preset = FILE.replace(column, f"{column}\n        sensitivity_preset: high")
+    assert apply(preset).problems == []
+    assert MonitoredTable.objects.get().sensitivity_preset == "high"
+    assert not plan(preset).has_changes
+    back = plan(FILE)  # the line removed: back to the model's default (the numeric sensitivity)
+    assert [(c.action, c.fields) for c in back.changes if c.kind == "table"] == [
+        ("change", {"sensitivity_preset": ("high", "")})
+    ]
+    refused = apply(preset.replace("sensitivity_preset: high", "sensitivity_preset: extreme"))
+    assert [(p.line, p.field) for p in refused.problems] == [(13, "connections[0].tables[0].sensitivity_preset")]
+    assert MonitoredTable.objects.get().sensitivity_preset == "high"  # nothing written

@@ -21,6 +21,7 @@ def test_the_schema_is_a_valid_json_schema_whose_choices_are_the_models():
     settings = schema["$defs"]["settings"]
     assert settings["direction"]["enum"] == list(MonitoredTable.Direction.values)
     assert settings["seasonality"]["enum"] == list(MonitoredTable.Seasonality.values)
+    assert settings["sensitivity_preset"]["enum"] == list(MonitoredTable.SensitivityPreset.values)
     assert schema["$defs"]["channel"]["properties"]["kind"]["enum"] == list(Channel.Kind.values)
 
 
