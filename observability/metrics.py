@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from alerts.models import Alert, Notification
+from connections.guardrails.share import share_use
 from connections.models import Connection, QueryAllowance
 from monitors.checks import Status
 from monitors.heartbeat import scheduler_status
@@ -50,7 +51,9 @@ LEFT JOIN LATERAL (
 # Every connection with this hour's query budget use and its latest measured replication lag.
 _CONNECTIONS_SQL = f"""
 SELECT g.name, c.name, c.status, EXTRACT(EPOCH FROM c.last_checked_at), c.max_queries_per_hour,
-       CASE WHEN a.window_start = %(window)s THEN a.queries_used ELSE 0 END, l.observed_value
+       CASE WHEN a.window_start = %(window)s THEN a.queries_used ELSE 0 END, l.observed_value,
+       c.replica_time_share_percent, c.replica_time_burst_seconds, a.time_balance_ms, a.time_updated_at,
+       a.time_recent_ms, a.time_hour_start, a.time_hour_ms
 FROM {Connection._meta.db_table} c
 JOIN {Group._meta.db_table} g ON g.id = c.team_id
 LEFT JOIN {QueryAllowance._meta.db_table} a ON a.connection_id = c.id
@@ -147,11 +150,43 @@ def _connection_families(now: datetime) -> Iterator[Metric]:
     share = _gauge(
         "pulse_connection_budget_used_ratio", "Share of this hour's query budget used (0 to 1).", CONNECTION_LABELS
     )
+    time_limit = _gauge(
+        "pulse_connection_replica_time_share_limit_ratio",
+        "The share of one replica backend Pulse may use (replica_time_share_percent / 100).",
+        CONNECTION_LABELS,
+    )
+    time_now = _gauge(
+        "pulse_connection_replica_time_share_used_ratio",
+        "Share of one replica backend used by Pulse's statements over about the last minute (0 to 1).",
+        CONNECTION_LABELS,
+    )
+    time_hour = _gauge(
+        "pulse_connection_replica_time_seconds_this_hour",
+        "Replica time charged to Pulse's statements in the current clock hour.",
+        CONNECTION_LABELS,
+    )
     window = now.replace(minute=0, second=0, microsecond=0)
     with pulse_db.cursor() as cursor:
         cursor.execute(_CONNECTIONS_SQL, {"window": window})
         rows = cursor.fetchall()
-    for team, conn, state, checked, per_hour, queries, lag_seconds in rows:
+    for team, conn, state, checked, per_hour, queries, lag_seconds, *time_columns in rows:
+        percent, burst, balance, updated, recent, hour_start, hour_ms = time_columns
+        allowance = None
+        if updated is not None:
+            allowance = QueryAllowance(
+                time_balance_ms=balance,
+                time_updated_at=updated,
+                time_recent_ms=recent,
+                time_hour_start=hour_start,
+                time_hour_ms=hour_ms,
+                window_start=window,
+                queries_used=queries,
+            )
+        use = share_use(
+            connection=Connection(replica_time_share_percent=percent, replica_time_burst_seconds=burst),
+            allowance=allowance,
+            now=now,
+        )
         labels = [team, conn]
         status.add_metric([*labels, state], 1)
         if checked is not None:
@@ -161,7 +196,10 @@ def _connection_families(now: datetime) -> Iterator[Metric]:
         budget.add_metric(labels, per_hour)
         used.add_metric(labels, queries)
         share.add_metric(labels, queries / per_hour if per_hour else 0.0)
-    yield from (status, last_check, lag, budget, used, share)
+        time_limit.add_metric(labels, percent / 100)
+        time_now.add_metric(labels, use.now_percent / 100)
+        time_hour.add_metric(labels, use.this_hour_seconds)
+    yield from (status, last_check, lag, budget, used, share, time_limit, time_now, time_hour)
 
 
 def _total_families(now: datetime) -> Iterator[Metric]:

@@ -7,6 +7,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from alerts.models import Alert, Notification
+from connections.guardrails.share import time_share_charge
 from connections.models import Connection, QueryAllowance
 from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
 
@@ -72,6 +73,18 @@ def test_per_connection_metrics_show_lag_and_this_hours_budget(client, world):
     assert samples["pulse_connection_queries_used"][shop] == 250
     assert samples["pulse_connection_budget_used_ratio"][shop] == 0.25
     assert samples["pulse_connection_queries_used"][ledger] == 0
+
+
+def test_per_connection_metrics_show_the_replica_time_share(client, world):
+    world["shop"].replica_time_share_percent = 4
+    world["shop"].save(update_fields=["replica_time_share_percent"])
+    time_share_charge(connection=world["shop"], spent_ms=1500)
+    samples = scrape(client)
+    shop, ledger = labels(team="acme", connection="shop"), labels(team="globex", connection="ledger")
+    assert samples["pulse_connection_replica_time_share_limit_ratio"][shop] == 0.04
+    assert samples["pulse_connection_replica_time_seconds_this_hour"][shop] == 1.5
+    assert 0.02 < samples["pulse_connection_replica_time_share_used_ratio"][shop] <= 0.025  # 1.5 s of a minute
+    assert samples["pulse_connection_replica_time_seconds_this_hour"][ledger] == 0  # never charged
 
 
 def test_totals_count_runs_alerts_notifications_and_the_heartbeat(client, world, make_channel, event_notification):
