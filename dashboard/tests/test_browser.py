@@ -2,7 +2,8 @@
 
 Log in, see the failing table coloured as failing, find the band and the anomalies in its chart, acknowledge
 its alert, watch the overview change without a reload, and be refused another team's page. Each page is saved
-as a screenshot into docs/screenshots/ (shown in the README).
+as a screenshot: into docs/screenshots/ (shown in the README) when PULSE_SAVE_SCREENSHOTS=1, else into the
+session's temporary directory, so a test run leaves the checkout unchanged.
 """
 
 import os
@@ -16,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright
 from monitors.models import MonitoredTable
 
 SCREENSHOTS = Path(settings.BASE_DIR) / "docs" / "screenshots"
+SAVE_SCREENSHOTS = os.environ.get("PULSE_SAVE_SCREENSHOTS") == "1"
 FAILING_RED = "rgb(200, 34, 26)"
 HEALTHY_GREEN = "rgb(26, 127, 55)"
 
@@ -84,12 +86,19 @@ def log_in(page, live_server, username="owner", password="pw-owner"):  # noqa: S
     expect(page).to_have_url(f"{live_server.url}/")
 
 
-def shoot(page, name):
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    return SCREENSHOTS if SAVE_SCREENSHOTS else tmp_path_factory.mktemp("screenshots")
 
 
-def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, scene, owner):
+def shoot(page, name, folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 10_000  # a rendered page, not a blank one
+
+
+def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, scene, owner, screenshots):
     table, alert = scene["table"], scene["alert"]
     log_in(page, live_server)
 
@@ -99,7 +108,7 @@ def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, s
     expect(page).to_have_title("1 failing · Pulse")
     page.wait_for_function("document.cookie.includes('pulse_tz=')")
     page.reload()  # now in the browser's time zone
-    shoot(page, "overview")
+    shoot(page, "overview", screenshots)
 
     row.get_by_role("link", name="orders").click()
     expect(page).to_have_url(f"{live_server.url}/tables/{table.pk}/")
@@ -108,11 +117,11 @@ def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, s
     expect(chart.locator("circle.anomaly")).to_have_count(2)
     assert "anomaly" in chart.locator("circle.anomaly").first.locator("title").text_content()
     expect(page.locator("svg.limit-chart")).to_be_visible()
-    shoot(page, "table")
+    shoot(page, "table", screenshots)
 
     page.goto(f"{live_server.url}/connections/{scene['connection'].pk}/")
     expect(page.get_by_text("Sessions in use")).to_be_visible()
-    shoot(page, "connection")
+    shoot(page, "connection", screenshots)
 
     watcher = page.context.new_page()
     watcher.goto(f"{live_server.url}/")
@@ -121,7 +130,7 @@ def test_a_user_sees_reads_and_acknowledges_a_failing_table(live_server, page, s
     expect(watched.locator(".alerts-count")).to_have_text("1 open")
 
     page.goto(f"{live_server.url}/alerts/")
-    shoot(page, "alerts")
+    shoot(page, "alerts", screenshots)
     card = page.locator(f'[data-alert="{alert.pk}"]')
     card.get_by_role("button", name="Acknowledge").click()
     expect(page.locator(".messages")).to_contain_text(f"Alert {alert.pk}")
