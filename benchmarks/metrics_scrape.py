@@ -104,23 +104,25 @@ def load(*, tables: int, connections: int, hours: int) -> None:
         INSERT INTO monitors_monitoredtable (connection_id, schema_name, table_name, timestamp_column,
             freshness_threshold_minutes, check_interval_seconds, failure_threshold, sensitivity, direction,
             seasonality, min_relative_change, min_absolute_change, is_active, status, last_checked_at,
-            last_error, plan_costs, update_times, created_at, updated_at)
+            last_error, plan_costs, update_times, created_at, updated_at, managed_by, sensitivity_preset,
+            timestamp_column_chosen_by, timestamp_column_reason, volume_series, volume_bucket_seconds)
         SELECT {first} + (g % {connections}), 'public', 'table_' || g, 'created_at', 60, 300, 2, 3.5, 'both', 'auto',
             0, 0, g % 100 >= 3,
             CASE WHEN g % 100 < 3 THEN 'paused' WHEN g % 100 < 8 THEN 'failing' WHEN g % 100 < 10 THEN 'error'
                  ELSE 'healthy' END,
-            now() - make_interval(secs => g % 300), '', '{{}}', '[]', now(), now()
+            now() - make_interval(secs => g % 300), '', '{{}}', '[]', now(), now(), '', '', 'user', '',
+            'rows:created_at:3600', 3600
         FROM generate_series(1, {tables}) g
         """,
         # Per table and run: freshness, volume with its band, schema_change.
         f"""
         INSERT INTO monitors_checkresult (connection_id, table_id, kind, status, observed_value, expected_lower,
-            expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected)
+            expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected, series)
         SELECT t.connection_id, t.id, k.kind, CASE WHEN t.status = 'failing' AND r = 0 THEN 'fail' ELSE 'pass' END,
             CASE k.kind WHEN 'freshness' THEN 60 + (t.id % 600) WHEN 'volume' THEN 100 + (t.id + r) % 50 END,
             CASE k.kind WHEN 'volume' THEN 90 END,
             CASE k.kind WHEN 'freshness' THEN 3600 WHEN 'volume' THEN 160 END,
-            '', now() - make_interval(mins => 30 * r) - make_interval(secs => t.id % 600), 5, 1, '{{}}', false, false
+            '', now() - make_interval(mins => 30 * r) - make_interval(secs => t.id % 600), 5, 1, '{{}}', false, false, ''
         FROM monitors_monitoredtable t
         CROSS JOIN generate_series(0, {runs - 1}) r
         CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
@@ -128,21 +130,21 @@ def load(*, tables: int, connections: int, hours: int) -> None:
         # The last hour at the default interval (5 min): what the run counts of a scrape read.
         """
         INSERT INTO monitors_checkresult (connection_id, table_id, kind, status, observed_value, expected_lower,
-            expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected)
+            expected_upper, message, started_at, duration_ms, queries_used, details, is_anomaly, marked_expected, series)
         SELECT t.connection_id, t.id, k.kind, CASE WHEN t.status = 'failing' AND r = 0 THEN 'fail' ELSE 'pass' END,
             CASE k.kind WHEN 'freshness' THEN 60 + (t.id % 600) WHEN 'volume' THEN 100 + (t.id + r) % 50 END,
             CASE k.kind WHEN 'volume' THEN 90 END,
             CASE k.kind WHEN 'freshness' THEN 3600 WHEN 'volume' THEN 160 END,
-            '', now() - make_interval(mins => 5 * r + 2) - make_interval(secs => t.id % 600), 5, 1, '{}', false, false
+            '', now() - make_interval(mins => 5 * r + 2) - make_interval(secs => t.id % 600), 5, 1, '{}', false, false, ''
         FROM monitors_monitoredtable t
         CROSS JOIN generate_series(0, 11) r
         CROSS JOIN (VALUES ('freshness'), ('volume'), ('schema_change')) k(kind)
         """,
         f"""
         INSERT INTO monitors_checkresult (connection_id, kind, status, observed_value, message, started_at,
-            duration_ms, queries_used, details, is_anomaly, marked_expected)
+            duration_ms, queries_used, details, is_anomaly, marked_expected, series)
         SELECT c, 'replication_lag', 'pass', (c * r) % 30, '', now() - make_interval(mins => 30 * r), 2, 1, '{{}}',
-            false, false
+            false, false, ''
         FROM generate_series({first}, {last}) c CROSS JOIN generate_series(0, {runs - 1}) r
         """,
         """
@@ -154,8 +156,8 @@ def load(*, tables: int, connections: int, hours: int) -> None:
         """,
         f"""
         INSERT INTO alerts_channel (team_id, name, kind, target_encrypted, secret_encrypted, remind_earlier_alerts,
-            is_active, last_error, created_at, updated_at)
-        VALUES ({teams[0].pk}, 'hook', 'webhook', '', '', false, true, '', now(), now())
+            is_active, last_error, created_at, updated_at, managed_by)
+        VALUES ({teams[0].pk}, 'hook', 'webhook', '', '', false, true, '', now(), now(), '')
         """,
         """
         INSERT INTO alerts_notification (channel_id, subject, body, payload, status, tries, next_try_at, last_error,

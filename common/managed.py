@@ -20,6 +20,7 @@ def managed_by_field() -> models.CharField:
         max_length=100,
         blank=True,
         default="",
+        db_default="",
         editable=False,
         help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
     )

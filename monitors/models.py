@@ -51,9 +51,9 @@ class MonitoredTable(models.Model):
     )
     # Who chose the timestamp column: a user's choice is kept across rediscovery; discovery says why it chose.
     timestamp_column_chosen_by = models.CharField(
-        max_length=9, choices=ChosenBy.choices, default=ChosenBy.USER, editable=False
+        max_length=9, choices=ChosenBy.choices, default=ChosenBy.USER, db_default=ChosenBy.USER, editable=False
     )
-    timestamp_column_reason = models.TextField(blank=True, default="", editable=False)
+    timestamp_column_reason = models.TextField(blank=True, default="", db_default="", editable=False)
     discovered_at = models.DateTimeField(null=True, blank=True, editable=False)
     missing_since = models.DateTimeField(null=True, blank=True, editable=False)
     freshness_threshold_minutes = models.PositiveIntegerField(
@@ -78,6 +78,7 @@ class MonitoredTable(models.Model):
         choices=SensitivityPreset.choices,
         blank=True,
         default=SensitivityPreset.CUSTOM,
+        db_default=SensitivityPreset.CUSTOM,
         help_text="low / medium / high replace the numeric sensitivity (thresholds in the README); empty: use it.",
     )
     direction = models.CharField(max_length=5, choices=Direction.choices, default=Direction.BOTH)
@@ -98,8 +99,8 @@ class MonitoredTable(models.Model):
     backfilled_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The volume series the stored history belongs to ("total_rows" or "rows:<column>:<width>") and the
     # width of its buckets, chosen from the table's rate when the series starts (monitors/checks/volume.py).
-    volume_series = models.CharField(max_length=100, blank=True, default="", editable=False)
-    volume_bucket_seconds = models.PositiveIntegerField(default=3600, editable=False)
+    volume_series = models.CharField(max_length=100, blank=True, default="", db_default="", editable=False)
+    volume_bucket_seconds = models.PositiveIntegerField(default=3600, db_default=3600, editable=False)
     is_active = models.BooleanField(default=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNKNOWN, editable=False)
     last_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -275,7 +276,7 @@ class CheckResult(models.Model):
     # Start of the time bucket a bucketed volume value counts (rows per hour), for baselines.
     bucket_start = models.DateTimeField(null=True, blank=True)
     # Volume: the series the value belongs to (method, column, bucket width); training uses one series only.
-    series = models.CharField(max_length=100, blank=True, default="")
+    series = models.CharField(max_length=100, blank=True, default="", db_default="")
     details = models.JSONField(default=dict, blank=True)
     # Judged anomalous by the baseline: kept out of training unless an operator marks it expected.
     is_anomaly = models.BooleanField(default=False)

@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from monitors.anomalies import TRAINING_WINDOW
-from monitors.models import CheckResult
+from monitors.models import CheckResult, MonitoredTable
 from monitors.results import (
     DEFAULT_PARTITION,
     MIN_RETENTION_DAYS,
@@ -140,3 +140,34 @@ def test_old_rows_outside_any_week_partition_are_deleted(shop):
     assert partition_of(ancient) == partition_of(recent_default) == DEFAULT_PARTITION
     assert results_prune(now=MONDAY).default_rows == 1
     assert list(CheckResult.objects.values_list("id", flat=True)) == [recent_default.id]
+
+
+def test_a_raw_insert_that_names_only_the_older_columns_gets_the_new_columns_defaults(shop):
+    """Columns added since the first release have database defaults, so SQL written against the older layout
+    (bulk loads, the benchmarks' generators) keeps working."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO monitors_monitoredtable (connection_id, schema_name, table_name, timestamp_column,"
+            " freshness_threshold_minutes, check_interval_seconds, failure_threshold, sensitivity, direction,"
+            " seasonality, min_relative_change, min_absolute_change, is_active, status, last_error, plan_costs,"
+            " update_times, created_at, updated_at) VALUES (%s, 'public', 'bulk', '', 60, 300, 2, 3.5, 'both',"
+            " 'auto', 0, 0, true, 'unknown', '', '{}', '[]', now(), now()) RETURNING id",
+            [shop.pk],
+        )
+        table_id = cursor.fetchone()[0]
+        cursor.execute(
+            f"INSERT INTO {PARENT} (connection_id, table_id, kind, status, message, started_at, duration_ms,"
+            " queries_used, details, is_anomaly, marked_expected) VALUES (%s, %s, 'volume', 'pass', '', now(), 1, 1,"
+            " '{}', false, false) RETURNING id",
+            [shop.pk, table_id],
+        )
+        result_id = cursor.fetchone()[0]
+    table = MonitoredTable.objects.get(pk=table_id)
+    assert (table.managed_by, table.sensitivity_preset, table.volume_series, table.volume_bucket_seconds) == (
+        "",
+        "",
+        "",
+        3600,
+    )
+    assert (table.timestamp_column_chosen_by, table.timestamp_column_reason) == ("user", "")
+    assert CheckResult.objects.get(pk=result_id).series == ""
