@@ -356,7 +356,7 @@ def guardrail_gauges(*, connection: Connection, now: datetime) -> list[Gauge]:
             f"{sessions} of {connection.max_concurrent_queries}",
             sessions / connection.max_concurrent_queries,
         ),
-        Gauge("Rate limit", f"{connection.max_queries_per_second:g} queries/s"),
+        Gauge("Rate limit", f"{connection.max_queries_per_second:,g} queries/s"),
         Gauge("Query cost limit", f"{connection.max_query_cost:,.0f}", note="planner estimate (EXPLAIN)"),
         Gauge(
             "Statement timeout",
