@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db import models
+from django.db import models, router
+from django.db.models.deletion import Collector
 
 RELEASE_HINT = 'or opt this object out of the file first (set managed_by to "")'
 
@@ -47,11 +48,29 @@ def managed_change_problems(*, instance, changed: Iterable[str], releasing: bool
 
 
 def managed_delete_problem(*, instance) -> str | None:
-    if not instance.managed_by:
+    """Why `instance` may not be deleted outside its file: it is managed, or deleting it would cascade to objects
+    a file manages (a connection with managed tables) — as the admin refuses a delete it cannot fully make."""
+    if getattr(instance, "managed_by", ""):
+        return (
+            f'this {_label(instance)} is managed by "{instance.managed_by}" (monitors as code): remove it from '
+            f"that file and apply with --prune, {RELEASE_HINT}"
+        )
+    collector = Collector(using=router.db_for_write(type(instance)))
+    collector.collect([instance])
+    cascaded = [objects for model, objects in collector.data.items() if hasattr(model, "MANAGED_FIELDS")]
+    managed = [obj for objects in cascaded for obj in objects if obj.managed_by and obj is not instance]
+    managed += [
+        obj
+        for query in collector.fast_deletes
+        if hasattr(query.model, "MANAGED_FIELDS")
+        for obj in query.exclude(managed_by="")[:1]
+    ]
+    if not managed:
         return None
     return (
-        f'this {_label(instance)} is managed by "{instance.managed_by}" (monitors as code): remove it from that '
-        f"file and apply with --prune, {RELEASE_HINT}"
+        f"deleting this {_label(instance)} would delete the {_label(managed[0])} {managed[0]}, which "
+        f'"{managed[0].managed_by}" manages (monitors as code): remove it from that file and apply with --prune, '
+        f"{RELEASE_HINT}"
     )
 
 

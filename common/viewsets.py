@@ -30,8 +30,9 @@ class TeamScopedViewSet(TeamScopedMixin, viewsets.ModelViewSet):
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def perform_destroy(self, instance):
-        """An object a monitors-as-code file manages is deleted by that file (apply --prune), or opted out first."""
-        problem = managed_delete_problem(instance=instance) if hasattr(instance, "managed_by") else None
+        """An object a monitors-as-code file manages (or that would take managed objects with it, such as a
+        connection with managed tables) is deleted by that file (apply --prune), or opted out first."""
+        problem = managed_delete_problem(instance=instance)
         if problem:
             raise serializers.ValidationError({"managed_by": [problem]})
         super().perform_destroy(instance)

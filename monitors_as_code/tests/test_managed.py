@@ -87,6 +87,24 @@ def test_the_api_refuses_to_delete_a_managed_object(owner_client, managed, resou
     assert type(obj).objects.filter(pk=obj.pk).exists()
 
 
+def test_the_api_refuses_to_delete_a_connection_whose_delete_would_take_managed_objects(
+    owner_client, managed, shop
+):
+    response = owner_client.delete(f"/api/connections/{shop.pk}")
+    assert response.status_code == 400
+    message = response.json()["managed_by"][0]
+    assert "would delete the" in message and 'which "pulse.yml" manages' in message
+    assert type(shop).objects.filter(pk=shop.pk).exists()
+    assert MonitoredTable.objects.filter(pk=managed["tables"].pk).exists()
+    assert Check.objects.filter(pk=managed["checks"].pk).exists()
+    for resource in ("checks", "tables", "maintenance-windows"):  # the team opts them all out: then it may
+        released = owner_client.patch(f"/api/{resource}/{managed[resource].pk}", {"managed_by": ""}, format="json")
+        assert released.status_code == 200, released.data
+    assert owner_client.delete(f"/api/connections/{shop.pk}").status_code == 204
+    assert not type(shop).objects.filter(pk=shop.pk).exists()
+    assert not MonitoredTable.objects.filter(pk=managed["tables"].pk).exists()
+
+
 def test_a_team_opts_an_object_out_and_may_then_edit_it(owner_client, managed, plan):
     table = managed["tables"]
     response = owner_client.patch(f"/api/tables/{table.pk}", {"managed_by": "", "sensitivity": 9}, format="json")
