@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 import psycopg  # noqa: E402
 
-BENCH_DB = "pulse_detector_bench"
+BENCH_DB = "pulse_bench_detector_quality"
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 HOUR = timedelta(hours=1)
 HISTORY_DAYS = 14
@@ -203,8 +203,11 @@ class SeriesResult:
 # --- production path -----------------------------------------------------------------------------------------------
 
 
-def setup_django(create: bool) -> None:
+def setup_django(create: bool, database: str = BENCH_DB) -> None:
     from cryptography.fernet import Fernet
+
+    global BENCH_DB
+    BENCH_DB = database
 
     os.environ["DJANGO_SETTINGS_MODULE"] = "pulse_project.settings"
     os.environ["PULSE_DATABASE_URL"] = "postgres://{user}@{host}:{port}/".format(**PULSE_SERVER) + BENCH_DB
@@ -570,10 +573,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 series per family, 1 test week")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--verbose", action="store_true", help="list the injections Pulse missed")
+    parser.add_argument("--database", default=BENCH_DB, help="throwaway database on 127.0.0.1:5432 (dropped at the end)")
     args = parser.parse_args()
     if args.quick:
         args.series, args.weeks = 3, 1
-    setup_django(create=True)
+    setup_django(create=True, database=args.database)
     from django.db import connections
 
     connections.close_all()
@@ -585,7 +589,7 @@ def main() -> None:
     began = time.perf_counter()
     try:
         if args.workers > 1:
-            with Pool(args.workers, initializer=setup_django, initargs=(False,)) as pool:
+            with Pool(args.workers, initializer=setup_django, initargs=(False, args.database)) as pool:
                 results = pool.map(judge_series, jobs, chunksize=1)
         else:
             results = [judge_series(job) for job in jobs]

@@ -13,8 +13,11 @@ excluding
 - values judged anomalous (unless an operator marked them expected), and low values passed as a holiday-like
   quiet day (they would drag the level of the next days down),
 - values taken during one of the connection's maintenance windows,
-- values before the table's `baseline_since` (set by rebaseline),
 - the bucket under test.
+
+Values before the table's `baseline_since` (a level shift accepted by a rebaseline, or automatically after
+`PULSE_LEVEL_SHIFT_CONFIRMATIONS` consistent buckets) keep training the seasonal shape, rescaled to the level
+of the values since (`baselines.rescaled_to_new_level`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import math
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -40,6 +44,11 @@ DAY_SECONDS = 86_400
 SENSITIVITY_PRESETS = {"low": 5.0, "medium": baselines.DEFAULT_SENSITIVITY, "high": 3.0}
 """A table's `sensitivity_preset` replaces its numeric `sensitivity` with one of these thresholds (robust sd;
 for small counts the same one-sided normal tail: 2.9e-7, 2.3e-4 and 1.3e-3)."""
+
+
+def level_shift_confirmations() -> int:
+    """Anomalous buckets in a row, consistent with one new level, after which it is accepted (0: never)."""
+    return getattr(settings, "PULSE_LEVEL_SHIFT_CONFIRMATIONS", 6)
 
 
 def effective_sensitivity(table: MonitoredTable) -> float:
@@ -79,15 +88,12 @@ def training_history(
         .distinct("table_id", "bucket_start")
         .values_list("table_id", "bucket_start", "observed_value")
     )
-    since = {t.id: t.baseline_since for t in tables}
     windows = windows_by_connection(
         connection_ids={t.connection_id for t in tables}, since=timezone.now() - 2 * TRAINING_WINDOW
     )
     connection_of = {t.id: t.connection_id for t in tables}
     history: dict[int, dict[datetime, float]] = defaultdict(dict)
     for table_id, bucket, value in rows:
-        if since[table_id] and bucket < since[table_id]:
-            continue
         if any(start <= bucket < end for start, end in windows.get(connection_of[table_id], ())):
             continue
         history[table_id][bucket] = value
@@ -236,6 +242,61 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     outcome.message = _sentence(outcome, verdict, explanation)
 
 
+def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, confirmations: int):
+    """The anomalous buckets right before the outcome's that, with it, may confirm a new level: the
+    `confirmations - 1` previous buckets of its series, each judged anomalous on the same side of its
+    expected value as the outcome, none empty and none in a maintenance window. [(bucket, value)] or None."""
+    width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+    wanted = [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
+    rows = (
+        CheckResult.objects.filter(
+            table_id=table.id,
+            kind=VOLUME,
+            series=_series_of(outcome),
+            bucket_start__in=wanted,
+            details__judged=True,
+            details__repeats_verdict_of__isnull=True,
+        )
+        .order_by("bucket_start", "-started_at")
+        .distinct("bucket_start")
+        .values_list("bucket_start", "is_anomaly", "marked_expected", "observed_value", "details__expected")
+    )
+    rising = outcome.observed_value > expected
+    streak = []
+    for bucket, anomalous, marked, value, then_expected in rows:
+        if not anomalous or marked or not value or then_expected is None or (value > then_expected) != rising:
+            return None
+        streak.append((bucket, value))
+    if [bucket for bucket, _ in streak] != wanted:
+        return None
+    windows = windows_by_connection(connection_ids={table.connection_id}, since=wanted[0]).get(table.connection_id, ())
+    if any(start <= bucket < end for start, end in windows for bucket in [*wanted, outcome.bucket_start]):
+        return None
+    return streak
+
+
+def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Verdict) -> baselines.Verdict | None:
+    """Automatic acceptance of a level shift: after `level_shift_confirmations()` anomalous buckets in a row
+    that one new level explains (the latest judged against the old shape rescaled to the earlier ones passes),
+    the table's baseline restarts from the first of them and they train it (as if marked expected)."""
+    confirmations = level_shift_confirmations()
+    if confirmations < 2 or not outcome.observed_value or verdict.median is None:
+        return None
+    streak = _shift_streak(table=table, outcome=outcome, expected=verdict.median, confirmations=confirmations)
+    if streak is None:
+        return None
+    since = streak[0][0]
+    verdict = judge(history={**points, **dict(streak)}, level_since=since)
+    if verdict.learning or verdict.is_anomaly:
+        return None
+    MonitoredTable.objects.filter(pk=table.pk).update(baseline_since=since)
+    table.baseline_since = since
+    CheckResult.objects.filter(
+        table_id=table.id, kind=VOLUME, series=_series_of(outcome), bucket_start__in=[b for b, _ in streak]
+    ).update(marked_expected=True)
+    return verdict
+
+
 def volume_judge(*, runs) -> None:
     """Give each new volume outcome of a batch its verdict and expected band (in place)."""
     volume: dict[int, Outcome] = {}
@@ -262,17 +323,35 @@ def volume_judge(*, runs) -> None:
         points = {at: value for at, value in points.items() if at < outcome.bucket_start}
         sensitivity = effective_sensitivity(table)
         daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
-        verdict = baselines.evaluate(
-            history=sorted(points.items()),
-            at=outcome.bucket_start,
-            value=outcome.observed_value,
-            sensitivity=sensitivity,
-            direction=table.direction,
-            seasonality=table.seasonality,
-            min_relative_change=table.min_relative_change,
-            min_absolute_change=table.min_absolute_change,
-            min_history_points=MIN_DAILY_POINTS if daily else baselines.MIN_HISTORY_POINTS,
-            unit="rows",
-            counts=_series_of(outcome).startswith("rows:"),
+
+        def judge(*, history: dict, level_since, table=table, outcome=outcome, sensitivity=sensitivity, daily=daily):
+            return baselines.evaluate(
+                history=sorted(history.items()),
+                at=outcome.bucket_start,
+                value=outcome.observed_value,
+                sensitivity=sensitivity,
+                direction=table.direction,
+                seasonality=table.seasonality,
+                min_relative_change=table.min_relative_change,
+                min_absolute_change=table.min_absolute_change,
+                min_history_points=MIN_DAILY_POINTS if daily else baselines.MIN_HISTORY_POINTS,
+                unit="rows",
+                counts=_series_of(outcome).startswith("rows:"),
+                level_since=level_since,
+            )
+
+        verdict = judge(history=points, level_since=table.baseline_since)
+        accepted = verdict.is_anomaly and _accept_level_shift(
+            table=table, outcome=outcome, points=points, judge=judge, verdict=verdict
         )
-        _apply(outcome, verdict, sensitivity=sensitivity)
+        _apply(outcome, accepted or verdict, sensitivity=sensitivity)
+        if accepted:
+            confirmations = level_shift_confirmations()
+            outcome.details["level_shift_accepted"] = {
+                "since": table.baseline_since.isoformat(),
+                "confirmations": confirmations,
+            }
+            outcome.message = (
+                f"{outcome.message[:-1]}; a new level since {table.baseline_since:%Y-%m-%d %H:%M} is accepted after "
+                f"{confirmations} buckets in a row that it explains."
+            )

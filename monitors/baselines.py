@@ -135,6 +135,10 @@ MIN_EXPECTED_COUNT = 0.5
 """A count is never expected below half a row when judging by counting noise: the median of sparse counts
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
+LEVEL_SHIFT_MIN_POINTS = 3
+"""After a level shift (``level_since``) the history before it keeps its seasonal shape, rescaled to the level of
+the points since the shift: at least 3 of them (predicted above zero), else the verdict is learning."""
+
 MIN_CADENCE_TOLERANCE_FRACTION = 0.1
 MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
 
@@ -235,6 +239,7 @@ def evaluate(
     training_window: timedelta = DEFAULT_TRAINING_WINDOW,
     unit: str = "",
     counts: bool = False,
+    level_since: datetime | None = None,
 ) -> Verdict:
     """Judge ``value`` observed at ``at`` against ``history``.
 
@@ -252,10 +257,33 @@ def evaluate(
     the centre is below ``POISSON_EXACT_BELOW`` the value is judged by its exact Poisson tail
     (failing below ``tail_limit(sensitivity)``), not by a normal approximation: a quiet hour of
     a sparse table, or an empty one where a few rows are expected, does not fail.
+    ``level_since`` (a level shift accepted then): the history before it keeps its seasonal shape but is
+    rescaled to the level of the points since then (``rescaled_to_new_level``); while fewer than
+    ``LEVEL_SHIFT_MIN_POINTS`` of those are known the verdict is learning.
     ``unit`` (e.g. "rows") only decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
     points = _window(history, at=at, training_window=training_window)
+    if level_since is not None and points:
+        rescaled = rescaled_to_new_level(points, level_since=level_since, seasonality=seasonality)
+        if rescaled is None:
+            since_shift = sum(1 for t, _ in points if t >= level_since)
+            return Verdict(
+                learning=True,
+                is_anomaly=False,
+                expected_lower=None,
+                expected_upper=None,
+                median=None,
+                mad=None,
+                score=None,
+                seasonality="none" if seasonality == "auto" else seasonality,
+                message=(
+                    f"Learning the new level: {since_shift} of {LEVEL_SHIFT_MIN_POINTS} points since the level shift "
+                    "collected."
+                ),
+                training_points=len(points),
+            )
+        points = rescaled
     if not points or len(points) < min_history_points:
         return Verdict(
             learning=True,
@@ -325,6 +353,42 @@ def evaluate(
         tail_probability=tail,
         training_points=len(points),
     )
+
+
+def rescaled_to_new_level(
+    points: list[Point], *, level_since: datetime, seasonality: str = "auto"
+) -> list[Point] | None:
+    """The history with the points before ``level_since`` moved to the level of the points since then.
+
+    The older points' seasonal fit predicts each newer point; the ratio of the sums (observed / predicted,
+    over the newer points predicted above zero) rescales every older point, so the table keeps its daily
+    and weekly shape instead of relearning without it. Without older points the history is returned as is;
+    None while fewer than ``LEVEL_SHIFT_MIN_POINTS`` newer points are predicted above zero."""
+    older = [(t, v) for t, v in points if t < level_since]
+    newer = [(t, v) for t, v in points if t >= level_since]
+    if len(older) < MIN_HISTORY_POINTS:
+        return newer if older else points
+    data = _Data(older)
+    mode = _choose(data) if seasonality == "auto" else seasonality
+    pairs = []
+    for moment, value in newer:
+        predicted = _predict(data, mode=mode, at=moment)
+        if predicted is not None and predicted > 0:
+            pairs.append((value, predicted))
+    if len(pairs) < LEVEL_SHIFT_MIN_POINTS:
+        return None
+    factor = math.fsum(v for v, _ in pairs) / math.fsum(p for _, p in pairs)
+    return [(t, v * factor) for t, v in older] + newer
+
+
+def _predict(data: _Data, *, mode: str, at: datetime) -> float | None:
+    """The seasonal median of ``at``'s bucket, from the finest bucketing that has one."""
+    while mode is not None:
+        center = data.fit(mode).predict(_key(mode, at))
+        if center is not None:
+            return center
+        mode = _FALLBACK[mode]
+    return None
 
 
 def _like_a_quiet_day(data: _Data, *, at: datetime, value: float, mode: str, sensitivity: float) -> bool:

@@ -3,6 +3,7 @@
 What alerts make of these series is tested with the alert lifecycle, in pulse_project/tests/test_volume_alerts.py.
 """
 
+import math
 import random
 from datetime import timedelta
 from functools import partial
@@ -61,11 +62,11 @@ def test_a_slow_drift_inside_the_band_passes(table):
 def test_an_incident_does_not_raise_the_baseline_for_the_next_one(table):
     rng = random.Random(11)
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
-    incident = [observe(table, START + timedelta(hours=h), 5000) for h in range(6)]
+    incident = [observe(table, START + timedelta(hours=h), 5000) for h in range(4)]
     assert all(r.is_anomaly for r in incident)
     later = observe(table, START + timedelta(hours=8), 5000)
     assert later.status == "fail"
-    assert later.expected_upper < 1200  # six hours at 5,000 did not leak into the band
+    assert later.expected_upper < 1200  # four hours at 5,000 (fewer than the confirmations) did not leak
 
 
 def test_a_value_marked_expected_trains_the_baseline(table):
@@ -80,22 +81,57 @@ def test_a_value_marked_expected_trains_the_baseline(table):
     assert START not in history
 
 
-def test_a_step_change_fails_until_a_rebaseline_accepts_it(table):
+def test_a_step_change_fails_until_a_rebaseline_accepts_it_and_keeps_the_seasonal_shape(table):
     rng = random.Random(13)
-    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
-    assert observe(table, START, 2000).status == "fail"
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    assert observe(table, START, 2 * day_night(START, rng)).status == "fail"
     table_rebaseline(table=table, since=START)
     table.refresh_from_db()
     assert table.baseline_since == START and table.backfilled_at is None
-    learning = observe(table, START + timedelta(hours=1), 2000)
-    assert learning.status == "pass" and learning.details["learning"] is True
+    learning = [
+        observe(table, START + timedelta(hours=h), 2 * day_night(START + timedelta(hours=h), rng)) for h in (1, 2, 3)
+    ]
+    assert all(r.status == "pass" and r.details["learning"] for r in learning)
     table.refresh_from_db()
     assert table.status == "learning"
-    statuses = [
-        observe(table, START + timedelta(hours=h), 2000 * (1 + rng.gauss(0, 0.02))).status for h in range(2, 40)
+    results = [
+        observe(table, START + timedelta(hours=h), 2 * day_night(START + timedelta(hours=h), rng)) for h in range(4, 40)
     ]
-    assert statuses.count("fail") == 0
-    assert observe(table, START + timedelta(hours=41), 2000).details["learning"] is False
+    assert [r.status for r in results].count("fail") == 0
+    assert not any(r.details["learning"] for r in results)  # judged once 3 points since the shift trained
+    assert all(r.details["seasonality"] != "none" for r in results)  # the day/night shape is kept, rescaled
+    for result in results:
+        shape = 1 + 0.8 * math.sin((result.bucket_start.hour - 8) / 24 * 2 * math.pi)  # day_night without noise
+        assert result.details["expected"] == pytest.approx(2000 * shape, rel=0.1)
+
+
+def test_a_level_shift_is_accepted_after_the_confirmations_and_tracked(table):
+    rng = random.Random(18)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    results = [observe(table, START + timedelta(hours=h), 500 * (1 + rng.gauss(0, 0.02))) for h in range(30)]
+    assert all(r.is_anomaly for r in results[:5])
+    assert results[5].status == "pass" and results[5].details["level_shift_accepted"] == {
+        "since": START.isoformat(),
+        "confirmations": 6,
+    }
+    assert not any(r.is_anomaly for r in results[6:])
+    assert results[-1].details["expected"] == pytest.approx(500, rel=0.05)
+    history = training_history(tables=[table], until=START + timedelta(hours=30), series={table.id: SERIES})[table.id]
+    assert START in history  # the confirming buckets train the new level
+
+
+def test_an_outage_or_an_erratic_incident_is_not_accepted_as_a_new_level(table, settings):
+    rng = random.Random(19)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+    silent = [observe(table, START + timedelta(hours=h), 0) for h in range(8)]
+    assert all(r.is_anomaly for r in silent)
+    erratic = [observe(table, START + timedelta(hours=8 + h), 3000 if h % 2 else 300) for h in range(8)]
+    assert all(r.is_anomaly for r in erratic)  # spikes and drops in turn: no single new level
+    table.refresh_from_db()
+    assert table.baseline_since is None
+    settings.PULSE_LEVEL_SHIFT_CONFIRMATIONS = 0
+    steady = [observe(table, START + timedelta(hours=16 + h), 2000) for h in range(8)]
+    assert all(r.is_anomaly for r in steady)  # automatic acceptance switched off
 
 
 def test_cold_start_learns_without_alerting(table):

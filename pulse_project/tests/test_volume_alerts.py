@@ -110,6 +110,25 @@ def test_a_rebaseline_resolves_the_volume_alert(table):
     assert table.baseline_since == START
 
 
+def test_a_level_shift_alerts_once_then_is_accepted_after_the_confirmations(table):
+    rng = random.Random(17)
+    MonitoredTable.objects.filter(pk=table.pk).update(failure_threshold=2)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    results = [
+        observe(table, START + timedelta(hours=h), 2 * day_night(START + timedelta(hours=h), rng)) for h in range(48)
+    ]
+    assert [r.status for r in results[:5]] == ["fail"] * 5
+    accepted = results[5]
+    assert accepted.status == "pass" and accepted.details["level_shift_accepted"]["confirmations"] == 6
+    assert "new level" in accepted.message
+    assert Alert.objects.count() == 1
+    alert = Alert.objects.get(kind="volume")
+    assert alert.status == "resolved"
+    assert [r.status for r in results[6:]].count("fail") <= 1  # tracked at the new level, with its day/night shape
+    table.refresh_from_db()
+    assert table.baseline_since == START
+
+
 def test_no_volume_alert_opens_during_maintenance(table):
     rng = random.Random(14)
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
