@@ -1,19 +1,21 @@
 """Measure Pulse's volume detector on nine families of labelled synthetic tables, through production judging.
 
-Usage: .venv/bin/python benchmarks/detector_quality.py [--series 4] [--weeks 2] [--seed 1]
-           [--anomaly-model exact|noisy] [--workers 2] [--quick]
+Usage: .venv/bin/python benchmarks/detector_quality.py [--series 6] [--weeks 2] [--injections 4] [--seed 1]
+           [--anomaly-model exact|noisy] [--shift-response automatic|rebaseline] [--workers 2] [--quick]
+           [--database pulse_bench_detector_quality]
 
 Families (rows per hour, counts drawn from Poisson around the rate, busy families with 3 % extra noise):
 busy smooth (2,000-20,000/h, day/night); business hours (weekdays 9-18 busy, nights quiet); weekday/weekend
 with near-empty weekends; sparse (0.3-10 rows/h, flat Poisson); daily batch (one load a day at 02:00);
 weekly batch (one load on Mondays); steady growth (+10 % a week); holidays (business hours with one
-weekday holiday, weekend-like, per test week); level shift (x2 or x0.5 once, then rebaselined by the
-operator the way the API does, with the table's own history backfilled since the shift).
+weekday holiday, weekend-like, per test week); level shift (x2 or x0.5 once; by default nobody acts and the
+detector accepts the new level after its confirmations; `--shift-response rebaseline`: the operator
+rebaselines after the alert the way the API does, with the table's own history backfilled since the shift).
 
 Each series: 14 days of history stored as backfilled CheckResult rows of its series, then --weeks of test
 buckets, each judged by `monitors.anomalies.volume_judge` and stored by `monitors.recording.results_record`
 (the path runchecks takes), on the bucket width `monitors.checks.volume.bucket_width_for_rate` picks from
-the history's rate. Injected anomalies (two buckets long, two per series-week, outside batch families):
+the history's rate. Injected anomalies (two buckets long, --injections per series-week, outside batch families):
 spikes, drops and silences that are significant in their bucket (Poisson tail below 1e-4 AND at least
 5 or 10 robust sd, robust sd = sqrt(expected) times the family's extra noise); 5-sd and 10-sd ones are
 reported apart. Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
@@ -76,6 +78,9 @@ ALERT_AFTER = 2
 TARGET_FALSE_PER_20 = 1.0
 TARGET_DETECTED = 0.95
 TARGET_MS = 10.0
+SHIFT_SETTLING = 8
+"""Buckets after a level shift where its one alert (until the new level is accepted) is not a false alert,
+and where no anomaly is injected (the confirmations take 6 buckets by default)."""
 
 
 # --- synthetic tables ----------------------------------------------------------------------------------------------
@@ -246,7 +251,7 @@ class _Timed:
 
 
 def judge_series(job: tuple) -> SeriesResult:
-    family, index, seed, weeks, model = job
+    family, index, seed, weeks, model, per_week, shift_response = job
     from django.db import close_old_connections
 
     close_old_connections()
@@ -288,19 +293,19 @@ def judge_series(job: tuple) -> SeriesResult:
     values = [v for _, v in buckets]
     first_test = next(i for i, t in enumerate(times) if t >= test_start)
 
-    # Injections: two per series-week, two buckets long, in the test period (not in batch families).
+    # Injections: per_week per series-week, two buckets long, in the test period (not in batch families).
     anomalies: list[Anomaly] = []
     if family not in BATCH:
         test_buckets = len(times) - first_test
-        slots = 2 * weeks
+        slots = per_week * weeks
         slot = test_buckets // slots
         kinds = [("spike", 5), ("drop", 5), ("silence", 5), ("spike", 10), ("drop", 10), ("silence", 10)]
         for s in range(slots):
             if slot < 6:
                 break
             start = first_test + s * slot + rng.randrange(2, slot - 3)
-            if shift_at is not None and -3 * width <= times[start] - shift_at <= timedelta(days=2):
-                continue  # around the shift, and while the rebaselined table learns its new level
+            if shift_at is not None and -3 * width <= times[start] - shift_at <= SHIFT_SETTLING * width:
+                continue  # around the shift, while the new level is confirmed (or rebaselined and relearnt)
             kind, size = rng.choice(kinds)
             targets = [injected_value(kind, size, lam[i], extra) for i in (start, start + 1)]
             if any(t is None for t in targets):
@@ -368,7 +373,14 @@ def judge_series(job: tuple) -> SeriesResult:
         )
         flags[i] = outcome.status == Status.FAIL
         messages[i] = outcome.message
-        if shift_at is not None and not rebaselined and times[i] >= shift_at and flags[i] and flags[i - 1]:
+        if (
+            shift_response == "rebaseline"
+            and shift_at is not None
+            and not rebaselined
+            and times[i] >= shift_at
+            and flags[i]
+            and flags[i - 1]
+        ):
             # The operator accepts the new level: rebaseline since the shift, the check backfills since then.
             table_rebaseline(table=table, since=shift_at)
             MonitoredTable.objects.filter(pk=table.pk).update(backfilled_at=times[i])
@@ -382,7 +394,7 @@ def judge_series(job: tuple) -> SeriesResult:
         excused.update(range(a.start, a.start + 4))
     if shift_at is not None:
         first_shifted = next(i for i, t in enumerate(times) if t >= shift_at)
-        excused.update(range(first_shifted, first_shifted + 4))
+        excused.update(range(first_shifted, first_shifted + SHIFT_SETTLING))
     result.pulse_false = count_false(flags, first_test, excused)
     for i in range(first_test + 1, len(flags)):
         if flags[i] and flags[i - 1] and not flags[i - 2] and not excused.intersection((i - 1, i)):
@@ -477,7 +489,8 @@ def report(results: list[SeriesResult], args, runtime: float) -> None:
     print(f"command: .venv/bin/python benchmarks/detector_quality.py {' '.join(sys.argv[1:])}".rstrip())
     print(
         f"data: {args.series} series per family, {HISTORY_DAYS} days of stored history + {args.weeks} test weeks each, "
-        f"seed {args.seed}, injection model '{args.anomaly_model}'; alert = {ALERT_AFTER} failing buckets in a row"
+        f"seed {args.seed}, {args.injections} injections per series-week, injection model '{args.anomaly_model}', "
+        f"level shifts: {args.shift_response}; alert = {ALERT_AFTER} failing buckets in a row"
     )
     print()
     all_ms: list[float] = []
@@ -565,7 +578,14 @@ def report(results: list[SeriesResult], args, runtime: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, default=4, help="series per family")
+    parser.add_argument("--series", type=int, default=6, help="series per family")
+    parser.add_argument("--injections", type=int, default=4, help="injected anomalies per series-week")
+    parser.add_argument(
+        "--shift-response",
+        choices=("automatic", "rebaseline"),
+        default="automatic",
+        help="level shift: accepted by the detector's confirmations, or rebaselined by the operator after its alert",
+    )
     parser.add_argument("--weeks", type=int, default=2, help="test weeks per series (after 14 days of history)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--anomaly-model", choices=("exact", "noisy"), default="exact")
@@ -573,7 +593,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 series per family, 1 test week")
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--verbose", action="store_true", help="list the injections Pulse missed")
-    parser.add_argument("--database", default=BENCH_DB, help="throwaway database on 127.0.0.1:5432 (dropped at the end)")
+    parser.add_argument(
+        "--database", default=BENCH_DB, help="throwaway database on 127.0.0.1:5432 (dropped at the end)"
+    )
     args = parser.parse_args()
     if args.quick:
         args.series, args.weeks = 3, 1
@@ -582,7 +604,7 @@ def main() -> None:
 
     connections.close_all()
     jobs = [
-        (family, index, args.seed, args.weeks, args.anomaly_model)
+        (family, index, args.seed, args.weeks, args.anomaly_model, args.injections, args.shift_response)
         for family in args.families.split(",")
         for index in range(args.series)
     ]
