@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from monitors.baselines import (
+    LEVEL_SHIFT_MIN_POINTS,
     MIN_CADENCE_GAPS,
     MIN_HISTORY_POINTS,
     MODIFIED_Z,
@@ -433,3 +434,31 @@ def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop(
 
     assert not quiet.is_anomaly and "quiet days" in quiet.message
     assert stopped.is_anomaly and "drop to zero" in stopped.message
+
+
+def test_after_a_level_shift_the_old_shape_is_rescaled_to_the_new_level():
+    rng = random.Random(21)
+    before = hourly(day_night, hours=14 * 24, rng=rng, noise=0.02)
+    shift = MONDAY + 14 * DAY
+    after = hourly(lambda t: 2 * day_night(t), hours=LEVEL_SHIFT_MIN_POINTS, rng=rng, noise=0.02, start=shift)
+    night = shift + 18 * HOUR  # 20:00, not yet seen at the new level
+
+    verdict = evaluate(history=before + after, at=night, value=2 * day_night(night), level_since=shift)
+
+    assert not verdict.learning and not verdict.is_anomaly
+    assert verdict.seasonality != "none"
+    assert verdict.median == pytest.approx(2 * day_night(night), rel=0.05)
+    assert evaluate(history=before + after, at=night, value=day_night(night), level_since=shift).is_anomaly
+
+
+def test_until_enough_points_follow_a_level_shift_the_verdict_is_learning():
+    rng = random.Random(22)
+    before = hourly(day_night, hours=14 * 24, rng=rng, noise=0.02)
+    shift = MONDAY + 14 * DAY
+    after = hourly(lambda t: 2 * day_night(t), hours=LEVEL_SHIFT_MIN_POINTS - 1, rng=rng, noise=0.02, start=shift)
+    at = shift + (LEVEL_SHIFT_MIN_POINTS - 1) * HOUR
+
+    verdict = evaluate(history=before + after, at=at, value=0, level_since=shift)
+
+    assert verdict.learning and not verdict.is_anomaly
+    assert "new level" in verdict.message
