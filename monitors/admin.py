@@ -314,7 +314,7 @@ class MonitoredTableAdmin(TeamScopedAdmin):
     def rebaseline(self, request, queryset):
         for table in queryset:
             self.table_rebaseline(table=table)
-        self.message_user(request, f"{queryset.count()} table(s) rebaselined; volume training restarts now.")
+        self.message_user(request, f"{queryset.count()} table(s) rebaselined; volume takes the new level from now.")
 
 
 @admin.register(Check)

@@ -43,7 +43,8 @@ def table_timestamp_choice_apply(*, table: MonitoredTable, previous_column: str 
 
 
 def table_rebaseline(*, table: MonitoredTable, since: datetime | None = None) -> MonitoredTable:
-    """Accept a level shift: training restarts from `since` (default now), backfilled again from there.
+    """Accept a level shift: the baseline takes its level from `since` (default now), backfilled again from there
+    (older values keep training the seasonal shape, rescaled: baselines.rescaled_to_new_level).
 
     Only the baseline restarts; resolving the open volume alert is the alert lifecycle's business (the
     project binds `alerts.lifecycle.table_rebaseline_accept`, which calls this)."""

@@ -178,6 +178,8 @@ PULSE_VERSION = "0.1.0"
 # How long results are kept (days) and how stale the runchecks heartbeat may get (seconds).
 PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
 PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
+# Volume: anomalous buckets in a row, explained by one new level, after which the level is accepted (0: never).
+PULSE_LEVEL_SHIFT_CONFIRMATIONS = env.int("PULSE_LEVEL_SHIFT_CONFIRMATIONS", default=6)
 # The bearer token Prometheus sends to GET /metrics; empty (the default): /metrics answers 404.
 PULSE_METRICS_TOKEN = env.str("PULSE_METRICS_TOKEN", default="")
 # runchecks: how long a batch's recording retries while Pulse's database is unreachable (seconds), and

@@ -49,7 +49,7 @@ class MonitoredTableViewSet(TeamScopedViewSet):
     @extend_schema(request=RebaselineSerializer, responses=MonitoredTableSerializer)
     @action(detail=True, methods=["post"])
     def rebaseline(self, request, pk=None):
-        """Accept a level shift: volume training restarts from `since` (default now); the volume alert resolves."""
+        """Accept a level shift: volume takes the new level from `since` (default now); the volume alert resolves."""
         table = self.get_object()
         params = RebaselineSerializer(data=request.data)
         params.is_valid(raise_exception=True)
