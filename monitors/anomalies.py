@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from connections.maintenance import windows_by_connection
 from monitors import baselines
-from monitors.checks import Outcome, Status
+from monitors.checks import Outcome, Status, volume
 from monitors.checks.volume import KIND as VOLUME
 from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
@@ -237,6 +237,22 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     outcome.message = _sentence(outcome, verdict, explanation)
 
 
+def _width_drift(outcome: Outcome, *, history: list[tuple[datetime, float]]) -> None:
+    """Note in a rows-per-bucket outcome when its series' rate has drifted to another bucket width: the next
+    run starts a new series at that width (monitors/checks/volume.py `_series`)."""
+    details = outcome.details
+    if not _series_of(outcome).startswith("rows:") or details.get("fixed_width"):
+        return
+    width = timedelta(seconds=details.get("bucket_seconds", 3600))
+    drift = volume.width_after_drift(width=width, history=history)
+    if drift is None:
+        return
+    new_width, rows_per_hour = drift
+    details["width_change"] = {"to_seconds": int(new_width.total_seconds()), "rows_per_hour": round(rows_per_hour, 3)}
+    change = f"{volume.width_label(new_width)} buckets from the next run (the rate is now {rows_per_hour:,.1f} rows/h)"
+    details["context"] = f"{details['context']}; {change}" if details.get("context") else change
+
+
 def volume_judge(*, runs) -> None:
     """Give each new volume outcome of a batch its verdict and expected band (in place)."""
     volume: dict[int, Outcome] = {}
@@ -261,6 +277,7 @@ def volume_judge(*, runs) -> None:
         points = dict(outcome.history)
         points.update(history.get(table_id, {}))
         points = {at: value for at, value in points.items() if at < outcome.bucket_start}
+        _width_drift(outcome, history=sorted(points.items()))
         sensitivity = effective_sensitivity(table)
         daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
         verdict = baselines.evaluate(

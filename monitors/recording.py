@@ -89,8 +89,11 @@ class TableRun:
 
     @property
     def volume_series(self) -> tuple[str, int]:
-        """The volume series this run started (its key and bucket width in seconds), or ("", 0)."""
+        """The volume series this run started (its key and bucket width in seconds), or ("", 0); a width
+        re-chosen as the rate drifted is stored beside the current key, so the next run starts its series."""
         for outcome in self.outcomes:
+            if outcome.kind == volume.KIND and "width_change" in outcome.details:
+                return outcome.details.get("series", ""), outcome.details["width_change"]["to_seconds"]
             if outcome.kind == volume.KIND and "backfilled" in outcome.details:
                 return outcome.details.get("series", ""), outcome.details.get("bucket_seconds", 0)
         return "", 0

@@ -4,15 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0007_new_columns_have_database_defaults'),
-        ('monitors', '0009_new_columns_have_database_defaults'),
+        ("connections", "0007_new_columns_have_database_defaults"),
+        ("monitors", "0009_new_columns_have_database_defaults"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='checkresult',
-            index=models.Index(condition=models.Q(('bucket_start__isnull', False), ('kind', 'volume'), ('observed_value__isnull', False), models.Q(('is_anomaly', False), ('marked_expected', True), _connector='OR'), models.Q(('status__in', ['error', 'skipped']), _negated=True), models.Q(('details__contains', {'quiet_day': True}), _negated=True)), fields=['table', 'series', 'bucket_start', '-started_at'], include=('observed_value',), name='result_volume_training'),
+            model_name="checkresult",
+            index=models.Index(
+                condition=models.Q(
+                    ("bucket_start__isnull", False),
+                    ("kind", "volume"),
+                    ("observed_value__isnull", False),
+                    models.Q(("is_anomaly", False), ("marked_expected", True), _connector="OR"),
+                    models.Q(("status__in", ["error", "skipped"]), _negated=True),
+                    models.Q(("details__contains", {"quiet_day": True}), _negated=True),
+                ),
+                fields=["table", "series", "bucket_start", "-started_at"],
+                include=("observed_value",),
+                name="result_volume_training",
+            ),
         ),
     ]

@@ -3,8 +3,10 @@
 from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from monitors.batch import batch_run
+from monitors.checks import volume
 from monitors.claims import tables_claim_due
 from monitors.models import Check, CheckResult, MonitoredTable
 from monitors.recording import results_ignore
@@ -261,3 +263,59 @@ def test_a_sparse_table_is_judged_on_buckets_as_wide_as_its_rate_needs(shop, rep
     assert again.series == "rows:loaded_at:6h" and again.details["backfilled"] == points
     assert again.details["training_points"] == points
     assert CheckResult.objects.filter(table=table, series="rows:loaded_at:6h").count() == points + 1
+
+
+def test_the_bucket_width_is_re_chosen_when_the_rate_drifts(shop, replica_pair):
+    """24 rows an hour for a week, then 2 an hour for a week: the 14-day rate (13/h) chose 1-hour buckets, the
+    last week's rate holds 2 rows in them, so the next run starts a 6-hour series backfilled from the table."""
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute(
+            "CREATE TABLE public.quieter_events AS"
+            " SELECT date_trunc('hour', now()) - make_interval(mins => 30 * g) AS at FROM generate_series(1, 336) g"
+            " UNION ALL SELECT date_trunc('hour', now()) - interval '7 days' - make_interval(secs => 150 * g)"
+            " FROM generate_series(1, 24 * 24 * 7 - 1) g"
+        )
+        conn.execute("GRANT SELECT ON public.quieter_events TO pulse_reader")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(connection=shop, table_name="quieter_events", timestamp_column="at")
+
+    first = by_kind(run_now(table))["volume"]
+
+    assert first.series == "rows:at:1h" and first.observed_value == 2
+    assert first.details["width_change"]["to_seconds"] == 6 * 3600
+    assert 1.9 < first.details["width_change"]["rows_per_hour"] < 2.5
+    assert "6-hour buckets from the next run" in first.message
+    table.refresh_from_db()
+    assert (table.volume_series, table.volume_bucket_seconds) == ("rows:at:1h", 6 * 3600)
+
+    second = by_kind(run_now(table))["volume"]
+
+    assert second.series == "rows:at:6h" and second.observed_value == 12
+    assert second.details["width_rechosen_from"] == "rows:at:1h" and second.details["backfilled"] > 50
+    assert "width_change" not in second.details and "re-chosen as the table's rate drifted" in second.message
+    new_series = CheckResult.objects.filter(table=table, kind="volume", series="rows:at:6h", details__backfill=True)
+    assert new_series.count() == second.details["backfilled"]
+    assert second.details["training_points"] == second.details["backfilled"]  # none of the 1-hour values
+    table.refresh_from_db()
+    assert (table.volume_series, table.volume_bucket_seconds) == ("rows:at:6h", 6 * 3600)
+    third = by_kind(run_now(table))["volume"]
+    assert third.series == "rows:at:6h" and "backfilled" not in third.details and "width_change" not in third.details
+
+
+def test_a_re_chosen_width_does_not_flap_back():
+    """Hysteresis: at any steady rate, the width a drift moves to is kept by the next look at the same rate."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for rows_per_hour in (0.05, 0.3, 0.9, 1.2, 1.7, 2.5, 4, 5.5, 7, 9, 11, 15, 19, 21, 30, 100):
+        for width in volume.BUCKET_WIDTHS:
+            steps = int(timedelta(days=7) / width)
+            steady = [(start + n * width, rows_per_hour * width / timedelta(hours=1)) for n in range(steps)]
+            drift = volume.width_after_drift(width=width, history=steady)
+            if drift is None:
+                continue
+            moved = drift[0]
+            steps = int(timedelta(days=7) / moved)
+            steady = [(start + n * moved, rows_per_hour * moved / timedelta(hours=1)) for n in range(steps)]
+            assert volume.width_after_drift(width=moved, history=steady) is None, (rows_per_hour, width, moved)
+    hour = [(start + n * timedelta(hours=1), 7.0) for n in range(24 * 7)]
+    assert volume.width_after_drift(width=timedelta(hours=1), history=hour) is None  # 7 rows: above half of 10
+    assert volume.width_after_drift(width=timedelta(hours=1), history=hour[:48]) is None  # two days: too few
