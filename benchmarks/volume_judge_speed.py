@@ -120,7 +120,8 @@ def populate(*, tables: int, days: int, retention_days: int, now: datetime):
             },
         )
     with psycopg.connect(**PULSE_SERVER, dbname=os.environ["PULSE_DATABASE_URL"].rsplit("/", 1)[1]) as conn:
-        conn.execute("ANALYZE")
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE")  # as autovacuum will have done on weeks-old rows
     return connection, made
 
 
@@ -155,25 +156,28 @@ class LoggedCursor(psycopg.Cursor):
 
 
 def logged_binary_cursor() -> LoggedCursor:
+    """What `monitors.database.binary_cursor` gives, logged."""
     from django.db import connection as pulse_db
 
     pulse_db.ensure_connection()
     return LoggedCursor(pulse_db.connection)
 
 
-def explain(statements) -> list[tuple[float, float, str]]:
-    """(planning ms, execution ms, first words) of each SELECT, from EXPLAIN ANALYZE on Pulse's database."""
-    from monitors.database import binary_cursor
+def explain(statements) -> list[tuple[float, float, int, str]]:
+    """(planning ms, execution ms, shared buffers, first words) of each SELECT, from EXPLAIN (ANALYZE, BUFFERS)
+    on Pulse's database."""
+    from django.db import connection as pulse_db
 
     figures = []
     for text, params in statements:
         if not text.lstrip().upper().startswith("SELECT"):
             continue
-        with binary_cursor() as cursor:
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + text, params)
+        with psycopg.Cursor(pulse_db.connection) as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
             plan = cursor.fetchone()[0]
         plan = plan[0] if isinstance(plan, list) else plan
-        figures.append((plan["Planning Time"], plan["Execution Time"], " ".join(text.split()[:6])[:70]))
+        buffers = plan["Plan"].get("Shared Hit Blocks", 0) + plan["Plan"].get("Shared Read Blocks", 0)
+        figures.append((plan["Planning Time"], plan["Execution Time"], buffers, " ".join(text.split()[:6])[:70]))
     return figures
 
 
@@ -276,8 +280,8 @@ def main() -> None:
             f"{statistics.median(batch_wall):.2f} ms, p95 {percentile(batch_wall, 0.95):.2f} ms; CPU median "
             f"{statistics.median(batch_cpu):.2f} ms, p95 {percentile(batch_cpu, 0.95):.2f} ms"
         )
-    for planning, execution, words in explain(sample or []):
-        print(f"  server: planning {planning:.2f} ms, execution {execution:.2f} ms: {words}…")
+    for planning, execution, buffers, words in explain(sample or []):
+        print(f"  server: planning {planning:.2f} ms, execution {execution:.2f} ms, {buffers} buffers: {words}…")
     if profiler:
         pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
     verdict = "met" if percentile(wall, 0.95) < TARGET_MS else "missed"

@@ -54,8 +54,10 @@ _BUCKET_COUNT = (
 # Small tables (up to EXACT_COUNT_MAX_PAGES): one scan gives the exact total, the bucket and the newest
 # timestamp (which freshness then reuses), instead of three statements.
 _SMALL_SCAN = "SELECT count(*), count(*) FILTER (WHERE {column} >= %s AND {column} < %s), max({column}) FROM {relation}"
+# Rows per hour (or day), and the newest timestamp of each: the table's load times, which the freshness check of
+# the first run learns its update cadence from (a weekly load included) instead of waiting weeks to see it.
 _BACKFILL = (
-    "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*) FROM {relation}"
+    "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*), max({column}) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
 )
 
@@ -177,7 +179,9 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         relation=ctx.relation,
     )
     ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill")
-    counts = {_aware(b): float(n) for b, n in ctx.runner.fetch(query, (start, until), rows=100_000)}
+    rows = ctx.runner.fetch(query, (start, until), rows=100_000)
+    counts = {_aware(b): float(n) for b, n, _ in rows}
+    ctx.facts["update_times"] = [newest for _, _, newest in rows]
     if not counts:
         return []
     points, moment = [], min(counts)

@@ -1,12 +1,13 @@
 """Each check kind passing and failing against the real replica, through the engine."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from monitors.batch import batch_run
 from monitors.checks import volume
+from monitors.checks.freshness import learned_limit
 from monitors.claims import tables_claim_due
 from monitors.models import Check, CheckResult, MonitoredTable
 from monitors.recording import results_ignore
@@ -319,3 +320,41 @@ def test_a_re_chosen_width_does_not_flap_back():
     hour = [(start + n * timedelta(hours=1), 7.0) for n in range(24 * 7)]
     assert volume.width_after_drift(width=timedelta(hours=1), history=hour) is None  # 7 rows: above half of 10
     assert volume.width_after_drift(width=timedelta(hours=1), history=hour[:48]) is None  # two days: too few
+
+
+def test_a_weekly_load_is_learned_on_the_first_check_from_the_tables_own_history(shop, replica_pair):
+    """Two loads a week apart (300 rows over 30 minutes each), the last 6 days ago: the first check reads the load
+    times with the volume backfill and learns a week + 10 %: no alert before the next load is due, one within a
+    cadence of a missed load."""
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute(
+            "CREATE TABLE public.weekly_loads AS"
+            " SELECT date_trunc('hour', now()) - make_interval(days => d, hours => 2) + make_interval(secs => 6 * g)"
+            " AS loaded_at FROM generate_series(1, 300) g, (VALUES (6), (13)) AS w(d)"
+        )
+        conn.execute("GRANT SELECT ON public.weekly_loads TO pulse_reader")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(
+        connection=shop, table_name="weekly_loads", timestamp_column="loaded_at", freshness_threshold_minutes=14 * 1440
+    )
+
+    result = by_kind(run_now(table))["freshness"]
+
+    assert result.status == "pass"
+    assert result.details["learned_limit"] == timedelta(weeks=1, hours=16.8).total_seconds()
+    table.refresh_from_db()
+    assert len(table.update_times) >= 2  # the hours of both loads, seeded from the table's own history
+    latest = datetime.fromisoformat(result.details["latest"])
+    limit = learned_limit(table.update_times, latest=latest)
+    assert latest + timedelta(weeks=1, hours=6) < latest + limit < latest + timedelta(weeks=2)
+
+
+def test_a_weekly_load_seen_by_several_runs_is_one_load():
+    """Each load took 40 minutes and three runs saw it grow: still a weekly cadence, not a 20-minute one."""
+    monday = datetime(2026, 6, 1, 2, tzinfo=UTC)
+    seen = [
+        (monday + timedelta(weeks=week, minutes=minutes)).isoformat() for week in range(3) for minutes in (5, 25, 40)
+    ]
+    assert learned_limit(seen, latest=monday + timedelta(weeks=2, minutes=40)) == timedelta(weeks=1, hours=16.8)
+    later = monday + timedelta(weeks=1, hours=9)  # not the same time of day: no weekly cadence
+    assert learned_limit([*seen[:3], later.isoformat()], latest=later) is None
