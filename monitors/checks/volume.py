@@ -13,6 +13,9 @@ check of the run reuses. Each value belongs to a series, "rows:<column>:<width>"
 "total_rows"), and trains only that series. A new series (the first run, a rebaseline, another timestamp
 column) reads the table's own history, rows per hour over the training window in one GROUP BY query,
 chooses the width from that rate and sums the hours into buckets, so anomalies are judged from the start.
+When the rate drifts so that another width fits (`width_after_drift`, with hysteresis), the judged result says
+so and the next run starts a new series at that width the same way. The same backfill statement reads the
+newest timestamp of each hour: the load times freshness seeds its cadence with.
 Without a timestamp column the series is the total row count, one value per hour. A small table with a
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
