@@ -20,7 +20,9 @@ spikes, drops and silences that are significant in their bucket (Poisson tail be
 5 or 10 robust sd, robust sd = sqrt(expected) times the family's extra noise); 5-sd and 10-sd ones are
 reported apart. Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
 count is itself Poisson around it (so some injections land back inside the normal range). Batch families get missed loads instead, caught (or not)
-by freshness's learned cadence (`monitors.checks.freshness.learned_limit`), evaluated every 5 minutes.
+by freshness's learned cadence (`monitors.checks.freshness.learned_limit`), evaluated every 5 minutes; the
+weekly family misses one test load per series, and its cadence is learned from the two loads of the history
+(`missed_weekly_loads`).
 
 Scoring (defaults of a new table: failure_threshold 2, sensitivity 3.5, min_absolute_change 3):
 - alert: 2 consecutive failing buckets, as the alert lifecycle counts volume streaks; a false alert is one
@@ -416,7 +418,9 @@ def judge_series(job: tuple) -> SeriesResult:
         first = result.first_bucket.setdefault(a.size, [0, 0])
         first[0] += flags[a.start]
         first[1] += 1
-    if family in BATCH:
+    if family == "weekly_batch":
+        missed_weekly_loads(result, rng, hours, counts, test_start, learned_limit)
+    elif family in BATCH:
         missed_loads(result, rng, hours, counts, test_start, learned_limit)
     table.delete()
     return result
@@ -445,6 +449,34 @@ def missed_loads(result: SeriesResult, rng: random.Random, hours, counts, test_s
             result.missed_loads[1] += 1
             result.missed_loads[0] += alert_at <= skipped[0] + cadence  # caught within one cadence
         elif alert_at < following:
+            result.freshness_false += 1
+
+
+def missed_weekly_loads(result: SeriesResult, rng: random.Random, hours, counts, test_start, learned_limit) -> None:
+    """Freshness on the weekly table: one test load per series goes missing; the cadence is learned from the load
+    times of the 14 days of history (what the first check's backfill reads: two loads a week apart). Every other
+    gap between test loads is checked for a false alert; runs every 5 minutes."""
+    loads = [t + timedelta(minutes=rng.randrange(5, 40)) for t, c in zip(hours, counts) if c > 0]
+    test_loads = [t for t in loads if t >= test_start]
+    if not test_loads:
+        return
+    missing = rng.choice(test_loads)
+    kept = [t for t in loads if t != missing]
+    cadence = timedelta(weeks=1)
+    beyond = hours[-1] + HOUR + cadence  # a missed last load is still scored; no false alert after the data ends
+    seen: list[str] = []
+    for previous, following in zip(kept, [*kept[1:], beyond]):
+        seen.append(previous.isoformat())
+        del seen[:-30]
+        skipped = previous < missing < following
+        if (previous < test_start or following == beyond) and not skipped:
+            continue
+        limit = learned_limit(list(seen), latest=previous)
+        alert_at = None if limit is None else previous + limit + timedelta(minutes=10)  # two failing runs
+        if skipped:
+            result.missed_loads[1] += 1
+            result.missed_loads[0] += alert_at is not None and alert_at <= missing + cadence
+        elif alert_at is not None and alert_at < following:
             result.freshness_false += 1
 
 

@@ -27,13 +27,13 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 
 from connections.maintenance import windows_by_connection
 from monitors import baselines
-from monitors.checks import Outcome, Status
+from monitors.checks import Outcome, Status, volume
 from monitors.checks.volume import KIND as VOLUME
+from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
 
 TRAINING_WINDOW = baselines.DEFAULT_TRAINING_WINDOW
@@ -60,6 +60,36 @@ def _series_of(outcome: Outcome) -> str:
     return outcome.details.get("series", "")
 
 
+# The training points of a batch's tables, one statement for the whole batch: the latest usable value of each
+# bucket of each table's current series (before its `baseline_since` too: that shape is rescaled). Results of a
+# bucket come after its start, so `started_at` bounds the weekly partitions read. Its conditions are written as
+# the partial index result_volume_training's (monitors/models.py), which serves it from the index alone.
+TRAINING_POINTS = """
+SELECT DISTINCT ON (r.table_id, r.bucket_start) r.table_id, r.bucket_start, r.observed_value
+FROM monitors_checkresult r
+JOIN unnest(%(tables)s::bigint[], %(series)s::text[]) AS v(table_id, series)
+  ON r.table_id = v.table_id AND r.series = v.series
+WHERE r.bucket_start >= %(start)s AND r.bucket_start < %(until)s AND r.started_at >= %(start)s
+  AND r.bucket_start IS NOT NULL AND r.kind = 'volume' AND r.observed_value IS NOT NULL
+  AND (NOT r.is_anomaly OR r.marked_expected) AND NOT (r.status IN ('error', 'skipped'))
+  AND NOT (r.details @> '{"quiet_day": true}'::jsonb)
+ORDER BY r.table_id, r.bucket_start, r.started_at DESC
+"""
+
+# The judgement (not a run that repeated it) of each table's bucket under test, if a run already judged it.
+_JUDGED = """
+SELECT DISTINCT ON (r.table_id)
+       r.id, r.table_id, r.bucket_start, r.series, r.started_at, r.expected_lower, r.expected_upper, r.is_anomaly,
+       r.marked_expected, r.details
+FROM monitors_checkresult r
+JOIN unnest(%(tables)s::bigint[], %(buckets)s::timestamptz[], %(series)s::text[]) AS v(table_id, bucket_start, series)
+  ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
+WHERE r.kind = %(kind)s AND r.started_at >= %(first)s
+  AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
+ORDER BY r.table_id, r.started_at DESC, r.id DESC
+"""
+
+
 def training_history(
     *, tables: list[MonitoredTable], until: datetime, series: dict[int, str]
 ) -> dict[int, dict[datetime, float]]:
@@ -67,27 +97,18 @@ def training_history(
     value per bucket, before `until`."""
     if not tables:
         return {}
-    by_series: dict[str, list[int]] = defaultdict(list)
-    for table in tables:
-        by_series[series[table.id]].append(table.id)
-    same_series = Q()
-    for key, ids in by_series.items():
-        same_series |= Q(table_id__in=ids, series=key)
-    rows = (
-        CheckResult.objects.filter(
-            same_series,
-            kind=VOLUME,
-            bucket_start__gte=until - TRAINING_WINDOW,
-            bucket_start__lt=until,
-            observed_value__isnull=False,
+    with binary_cursor() as cursor:
+        cursor.execute(
+            TRAINING_POINTS,
+            {
+                "tables": [t.id for t in tables],
+                "series": [series[t.id] for t in tables],
+                "start": until - TRAINING_WINDOW,
+                "until": until,
+            },
+            binary=True,
         )
-        .filter(Q(is_anomaly=False) | Q(marked_expected=True))
-        .exclude(details__contains={"quiet_day": True})
-        .exclude(status__in=(Status.ERROR, Status.SKIPPED))
-        .order_by("table_id", "bucket_start", "-started_at")
-        .distinct("table_id", "bucket_start")
-        .values_list("table_id", "bucket_start", "observed_value")
-    )
+        rows = cursor.fetchall()
     windows = windows_by_connection(
         connection_ids={t.connection_id for t in tables}, since=timezone.now() - 2 * TRAINING_WINDOW
     )
@@ -104,39 +125,20 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
     """The latest judged result of each table's bucket under test, if a run already judged it."""
     if not volume:
         return {}
-    candidates = (
-        CheckResult.objects.filter(
-            table_id__in=list(volume),
-            kind=VOLUME,
-            bucket_start__in={o.bucket_start for o in volume.values()},
-            series__in={_series_of(o) for o in volume.values()},
-            details__judged=True,
-            details__repeats_verdict_of__isnull=True,  # the judgement itself, not the runs that repeated it
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _JUDGED,
+            {
+                "tables": list(volume),
+                "buckets": [o.bucket_start for o in volume.values()],
+                "series": [_series_of(o) for o in volume.values()],
+                "kind": VOLUME,
+                "first": min(o.bucket_start for o in volume.values()),
+            },
+            binary=True,
         )
-        .order_by("-started_at", "-id")
-        .only(
-            "id",
-            "table_id",
-            "bucket_start",
-            "series",
-            "started_at",
-            "expected_lower",
-            "expected_upper",
-            "is_anomaly",
-            "marked_expected",
-            "details",
-        )
-    )
-    judged: dict[int, CheckResult] = {}
-    for result in candidates:
-        outcome = volume[result.table_id]
-        if (
-            result.table_id not in judged
-            and result.bucket_start == outcome.bucket_start
-            and result.series == _series_of(outcome)
-        ):
-            judged[result.table_id] = result
-    return judged
+        columns = [column.name for column in cursor.description]
+        return {row[1]: CheckResult(**dict(zip(columns, row))) for row in cursor.fetchall()}
 
 
 def _finite(value: float | None) -> float | None:
@@ -297,6 +299,22 @@ def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Ver
     return verdict
 
 
+def _width_drift(outcome: Outcome, *, history: list[tuple[datetime, float]]) -> None:
+    """Note in a rows-per-bucket outcome when its series' rate has drifted to another bucket width: the next
+    run starts a new series at that width (monitors/checks/volume.py `_series`)."""
+    details = outcome.details
+    if not _series_of(outcome).startswith("rows:") or details.get("fixed_width"):
+        return
+    width = timedelta(seconds=details.get("bucket_seconds", 3600))
+    drift = volume.width_after_drift(width=width, history=history)
+    if drift is None:
+        return
+    new_width, rows_per_hour = drift
+    details["width_change"] = {"to_seconds": int(new_width.total_seconds()), "rows_per_hour": round(rows_per_hour, 3)}
+    change = f"{volume.width_label(new_width)} buckets from the next run (the rate is now {rows_per_hour:,.1f} rows/h)"
+    details["context"] = f"{details['context']}; {change}" if details.get("context") else change
+
+
 def volume_judge(*, runs) -> None:
     """Give each new volume outcome of a batch its verdict and expected band (in place)."""
     volume: dict[int, Outcome] = {}
@@ -321,6 +339,7 @@ def volume_judge(*, runs) -> None:
         points = dict(outcome.history)
         points.update(history.get(table_id, {}))
         points = {at: value for at, value in points.items() if at < outcome.bucket_start}
+        _width_drift(outcome, history=sorted(points.items()))
         sensitivity = effective_sensitivity(table)
         daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
 

@@ -297,6 +297,17 @@ class CheckResult(models.Model):
                 name="result_volume_buckets",
                 condition=models.Q(kind="volume", bucket_start__isnull=False),
             ),
+            # baseline training (monitors/anomalies.py _TRAINING_POINTS): a table's usable values of one series
+            # by bucket, read from the index alone (no heap visit per point).
+            models.Index(
+                fields=["table", "series", "bucket_start", "-started_at"],
+                include=["observed_value"],
+                name="result_volume_training",
+                condition=models.Q(kind="volume", bucket_start__isnull=False, observed_value__isnull=False)
+                & (models.Q(is_anomaly=False) | models.Q(marked_expected=True))
+                & ~models.Q(status__in=["error", "skipped"])
+                & ~models.Q(details__contains={"quiet_day": True}),
+            ),
             # retention pruning scans by age.
             models.Index(fields=["started_at"], name="result_started_at"),
         ]

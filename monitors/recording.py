@@ -39,6 +39,7 @@ from connections.models import Connection
 from monitors import spool
 from monitors.anomalies import volume_judge
 from monitors.checks import Outcome, Status, schema_change, volume
+from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
 
 logger = logging.getLogger(__name__)
@@ -88,8 +89,11 @@ class TableRun:
 
     @property
     def volume_series(self) -> tuple[str, int]:
-        """The volume series this run started (its key and bucket width in seconds), or ("", 0)."""
+        """The volume series this run started (its key and bucket width in seconds), or ("", 0); a width
+        re-chosen as the rate drifted is stored beside the current key, so the next run starts its series."""
         for outcome in self.outcomes:
+            if outcome.kind == volume.KIND and "width_change" in outcome.details:
+                return outcome.details.get("series", ""), outcome.details["width_change"]["to_seconds"]
             if outcome.kind == volume.KIND and "backfilled" in outcome.details:
                 return outcome.details.get("series", ""), outcome.details.get("bucket_seconds", 0)
         return "", 0
@@ -106,13 +110,6 @@ class TableRun:
             (o.details["columns"] for o in self.outcomes if o.kind == schema_change.KIND and o.status == Status.PASS),
             None,
         )
-
-
-def _binary_cursor() -> psycopg.Cursor:
-    """A psycopg cursor on Django's connection (same transaction) that binds parameters server-side, in
-    binary: Django's own cursor interpolates arrays as text, which costs more CPU than the checks."""
-    pulse_db.ensure_connection()
-    return psycopg.Cursor(pulse_db.connection)
 
 
 _UPDATE_TABLES = """
@@ -155,7 +152,7 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
         key, width = run.volume_series
         series.append(key)
         widths.append(width)
-    with _binary_cursor() as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(
             _UPDATE_TABLES,
             [
@@ -265,7 +262,7 @@ def _insert_results(results: list[CheckResult]) -> None:
     for index in (5, 6, 7):  # observed_value and the band: one element type per array
         columns[index] = [None if v is None else float(v) for v in columns[index]]
     columns[13] = [json.dumps(details) for details in columns[13]]
-    with _binary_cursor() as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(_INSERT_RESULTS, columns)
         for result, (new_id,) in zip(results, cursor.fetchall(), strict=True):
             result.id = result.pk = new_id
@@ -355,7 +352,7 @@ def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list
 
 
 # What a retry can outlive: Pulse's database went away, or PostgreSQL rolled the transaction back (a deadlock, a
-# lock timeout) — not a bad row. Raw psycopg errors are listed too: the binary cursor of `_binary_cursor` works
+# lock timeout) — not a bad row. Raw psycopg errors are listed too: the binary cursor of `binary_cursor` works
 # below Django, so its errors are not wrapped in Django's classes.
 RETRYABLE_DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError)
 

@@ -6,6 +6,12 @@ enough of them, data older than the learned gap fails too — so a table loaded 
 when a load is missed, without a hand-tuned threshold (set the threshold as a generous upper bound). A
 weekly schedule is learned too (loads Monday to Friday: no failure over the weekend before Monday's load).
 A learned limit is never below MIN_LEARNED_LIMIT, so tables updated every few seconds don't flap.
+
+Pulse need not wait weeks to see a slow cadence: on a table's first check, the volume check's backfill read the
+newest timestamp of every hour (or day) with rows over the last 14 days, and those load times seed the cadence.
+A weekly load is learned from two loads a week apart or more (the same weekday, within WEEKLY_TOLERANCE of the
+same time; update times less than ONE_LOAD apart count as one load): the limit is then a week + 10 %, so a
+missed load fails within one cadence and no alert comes between loads.
 """
 
 from datetime import UTC, date, datetime, time, timedelta
@@ -22,6 +28,10 @@ CONFIGURABLE = False
 QUERIES = 2  # the max() and, at most daily, its EXPLAIN for the cost guard
 UPDATE_TIMES_KEPT = 30
 MIN_LEARNED_LIMIT = timedelta(minutes=15)
+WEEK = timedelta(weeks=1)
+WEEKLY_TOLERANCE = timedelta(hours=6)
+ONE_LOAD = timedelta(hours=2)
+"""Update times closer than this belong to one load (a load that took a while, seen by several runs)."""
 _LATEST = "SELECT max({column}) FROM {relation}"
 
 
@@ -40,9 +50,25 @@ def latest_timestamp(value) -> datetime | None:
 
 def learned_limit(update_times: list[str], *, latest: datetime | None = None) -> timedelta | None:
     """The longest normal gap after `latest`, learned from the distinct latest timestamps seen (a weekly
-    schedule included: the gap that followed the same weekday's update a week earlier)."""
-    gap = baselines.expected_update_gap(update_times=[datetime.fromisoformat(t) for t in update_times], after=latest)
+    schedule included: the gap that followed the same weekday's update a week earlier; a weekly load from
+    2 or 3 loads a week apart)."""
+    times = [datetime.fromisoformat(t) for t in update_times]
+    gap = _weekly_gap(times) or baselines.expected_update_gap(update_times=times, after=latest)
     return None if gap is None else max(gap, MIN_LEARNED_LIMIT)
+
+
+def _weekly_gap(times: list[datetime]) -> timedelta | None:
+    """A week + 10 % when the loads (update times grouped within ONE_LOAD) are a week apart each, else None."""
+    loads: list[datetime] = []
+    for moment in sorted(times):
+        if loads and moment - loads[-1] < ONE_LOAD:
+            loads[-1] = moment
+        else:
+            loads.append(moment)
+    gaps = [later - earlier for earlier, later in zip(loads, loads[1:])]
+    if not gaps or any(abs(gap - WEEK) > WEEKLY_TOLERANCE for gap in gaps):
+        return None
+    return WEEK * (1 + baselines.MIN_CADENCE_TOLERANCE_FRACTION)
 
 
 def _remember(update_times: list[str], latest: datetime) -> None:
@@ -69,6 +95,9 @@ def run(ctx: CheckContext, check=None) -> Outcome:
             expected_upper=hard_limit,
             message=f"{table.qualified_name} has no rows: nothing to judge freshness by",
         )
+    if not ctx.update_times and ctx.facts.get("update_times"):  # the first check: the volume backfill's load times
+        for seen in ctx.facts["update_times"]:
+            _remember(ctx.update_times, latest_timestamp(seen))
     learned = learned_limit(ctx.update_times, latest=latest)
     _remember(ctx.update_times, latest)
     limit = hard_limit if learned is None else min(hard_limit, learned.total_seconds())

@@ -13,6 +13,9 @@ check of the run reuses. Each value belongs to a series, "rows:<column>:<width>"
 "total_rows"), and trains only that series. A new series (the first run, a rebaseline, another timestamp
 column) reads the table's own history, rows per hour over the training window in one GROUP BY query,
 chooses the width from that rate and sums the hours into buckets, so anomalies are judged from the start.
+When the rate drifts so that another width fits (`width_after_drift`, with hysteresis), the judged result says
+so and the next run starts a new series at that width the same way. The same backfill statement reads the
+newest timestamp of each hour: the load times freshness seeds its cadence with.
 Without a timestamp column the series is the total row count, one value per hour. A small table with a
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
@@ -40,6 +43,10 @@ ROWS_PER_BUCKET = 10
 """The narrowest width expected to hold this many rows is chosen: below ~9 expected rows even an empty bucket
 is not significant (P(0) = e**-9 = 1e-4)."""
 TOTAL_ROWS = "total_rows"
+RATE_WINDOW = timedelta(days=7)
+"""The width is re-chosen from the rate of the series' last week of training points..."""
+RATE_MIN_SPAN = timedelta(days=3)
+"""...once they cover three days (a new or rebaselined series keeps the width chosen from its backfill)."""
 
 _COUNT = "SELECT count(*) FROM {relation}"
 # The bucket's rows, and the newest timestamp (an index descent) for the freshness check of the same run: one
@@ -50,8 +57,10 @@ _BUCKET_COUNT = (
 # Small tables (up to EXACT_COUNT_MAX_PAGES): one scan gives the exact total, the bucket and the newest
 # timestamp (which freshness then reuses), instead of three statements.
 _SMALL_SCAN = "SELECT count(*), count(*) FILTER (WHERE {column} >= %s AND {column} < %s), max({column}) FROM {relation}"
+# Rows per hour (or day), and the newest timestamp of each: the table's load times, which the freshness check of
+# the first run learns its update cadence from (a weekly load included) instead of waiting weeks to see it.
 _BACKFILL = (
-    "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*) FROM {relation}"
+    "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*), max({column}) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
 )
 
@@ -105,6 +114,32 @@ def bucket_width_for_rate(rows_per_hour: float) -> timedelta:
     return DAY
 
 
+def width_after_drift(*, width: timedelta, history: list[tuple[datetime, float]]) -> tuple[timedelta, float] | None:
+    """(the width, rows per hour): where a rows-per-bucket series of `width` should move, judged from the rate
+    of its last RATE_WINDOW of training points (at least RATE_MIN_SPAN of them); None to keep it.
+
+    Hysteresis, so a rate near a boundary never flaps: wider when its buckets hold fewer than half of
+    ROWS_PER_BUCKET (to the narrowest width holding ROWS_PER_BUCKET), narrower only to a width expected to
+    hold twice ROWS_PER_BUCKET."""
+    if not history:
+        return None
+    since = history[-1][0] + width - RATE_WINDOW
+    recent = [value for moment, value in history if moment >= since]
+    span = len(recent) * width
+    if span < RATE_MIN_SPAN:
+        return None
+    rows_per_hour = sum(recent) / (span.total_seconds() / 3600)
+    per_bucket = rows_per_hour * width.total_seconds() / 3600
+    if per_bucket < ROWS_PER_BUCKET / 2 and width < DAY:
+        return bucket_width_for_rate(rows_per_hour), rows_per_hour
+    for narrower in BUCKET_WIDTHS:
+        if narrower >= width:
+            break
+        if rows_per_hour * narrower.total_seconds() / 3600 >= 2 * ROWS_PER_BUCKET:
+            return narrower, rows_per_hour
+    return None
+
+
 def regroup(hourly: list[tuple[datetime, float]], *, width: timedelta, since: datetime, until: datetime):
     """Hourly counts summed into complete buckets of `width` inside [since, until)."""
     sums: dict[datetime, float] = {}
@@ -147,7 +182,9 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         relation=ctx.relation,
     )
     ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill")
-    counts = {_aware(b): float(n) for b, n in ctx.runner.fetch(query, (start, until), rows=100_000)}
+    rows = ctx.runner.fetch(query, (start, until), rows=100_000)
+    counts = {_aware(b): float(n) for b, n, _ in rows}
+    ctx.facts["update_times"] = [newest for _, _, newest in rows]
     if not counts:
         return []
     points, moment = [], min(counts)
@@ -211,14 +248,23 @@ def run(ctx: CheckContext, check=None) -> Outcome:
 def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[timedelta, list | None]:
     """The bucket width of the table's series, and its backfilled history if the series is new.
 
-    A new series (never backfilled, rebaselined, or counted by another column than the stored one) reads
-    rows per hour (per day for a date column) from the table over the training window; for a timestamp
-    column the width is then chosen from that rate and the hours are summed into buckets of it."""
+    A new series (never backfilled, rebaselined, counted by another column than the stored one, or re-chosen
+    as the rate drifted) reads rows per hour (per day for a date column) from the table over the training
+    window; for a timestamp column the width is then chosen from that rate (or is the re-chosen one) and the
+    hours are summed into buckets of it."""
     table = ctx.table
     unit = DAY if column_type == "date" else HOUR
-    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
+    stored = timedelta(seconds=table.volume_bucket_seconds or 3600)
+    width = DAY if column_type == "date" else stored
+    if column_type == "date":
+        details["fixed_width"] = True  # a date column counts whole days: no narrower width exists
     if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
         return width, None
+    rechosen = (
+        unit == HOUR
+        and table.backfilled_at is not None
+        and table.volume_series.startswith(f"rows:{table.timestamp_column}:")
+    )
     until = _floor(ctx.data_as_of, unit)
     try:
         counts = _backfill(ctx, bucket=unit, until=until)
@@ -226,9 +272,12 @@ def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[time
         details["backfill_refused"] = str(refused)
         return width, []
     if unit == HOUR and counts:
-        width = bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
+        if not rechosen:
+            width = bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
         since = _backfill_start(table, bucket=HOUR, until=until)
         counts = regroup(counts, width=width, since=since, until=_floor(ctx.data_as_of, width))
+    if rechosen:
+        details["width_rechosen_from"] = table.volume_series
     return width, counts
 
 
@@ -259,9 +308,10 @@ def _bucketed(
     span = (
         f"on {bucket_start:%Y-%m-%d}" if bucket == DAY else f"in {bucket_start:%Y-%m-%d %H:00}–{bucket_end:%H:00} UTC"
     )
-    details.update(
-        subject=f"{fmt_number(in_bucket)} rows {span}", context=f"{fmt_number(total)} rows in all ({method})"
-    )
+    context = f"{fmt_number(total)} rows in all ({method})"
+    if "width_rechosen_from" in details:
+        context += f"; a new series of {width_label(bucket)} buckets, re-chosen as the table's rate drifted"
+    details.update(subject=f"{fmt_number(in_bucket)} rows {span}", context=context)
     outcome = Outcome(
         kind=KIND,
         status=Status.PASS,

@@ -11,8 +11,9 @@ from functools import partial
 import pytest
 
 from connections.models import MaintenanceWindow
-from monitors.anomalies import training_history, volume_judge
+from monitors.anomalies import TRAINING_POINTS, training_history, volume_judge
 from monitors.checks import Outcome
+from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import TableRun, results_ignore
 from monitors.results import result_mark_expected
@@ -260,3 +261,30 @@ def test_a_holiday_passes_and_does_not_train_the_next_days(table):
     assert not again.is_anomaly and again.details["quiet_day"] and "quiet days" in again.message
     history = training_history(tables=[table], until=START + timedelta(hours=12), series={table.id: SERIES})[table.id]
     assert START + timedelta(hours=8) in history and START + timedelta(hours=9) not in history
+
+
+def test_the_training_points_are_read_from_their_index_alone(table):
+    """The training query's conditions are the partial index's: PostgreSQL can answer it without the heap."""
+    rng = random.Random(21)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: day_night(at, rng))
+    with binary_cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'result_volume_training'::regclass"
+        )
+        partition_indexes = {name for (name,) in cursor.fetchall()}
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_bitmapscan = off")
+        cursor.execute(
+            "EXPLAIN " + TRAINING_POINTS,
+            {
+                "tables": [table.id],
+                "series": [SERIES],
+                "since": [None],
+                "start": START - timedelta(days=14),
+                "until": START,
+            },
+        )
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    scans = [line.split(" using ")[1].split(" on ")[0] for line in plan.splitlines() if "Index Only Scan" in line]
+    assert scans and set(scans) <= partition_indexes, plan

@@ -1,10 +1,13 @@
 """Each check kind passing and failing against the real replica, through the engine."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from monitors.batch import batch_run
+from monitors.checks import volume
+from monitors.checks.freshness import learned_limit
 from monitors.claims import tables_claim_due
 from monitors.models import Check, CheckResult, MonitoredTable
 from monitors.recording import results_ignore
@@ -215,7 +218,8 @@ def test_freshness_learns_the_update_cadence_below_the_hard_limit(shop):
     first = by_kind(run_now(table), table)["freshness"]
     assert first.status == "pass" and first.details["learned_limit"] is None
     table.refresh_from_db()
-    assert table.update_times == [first.details["latest"]]
+    # Seeded on the first check with the newest timestamp of each hour with rows (its rows span 100 minutes).
+    assert 2 <= len(table.update_times) <= 3 and table.update_times[-1] == first.details["latest"]
     # As if Pulse had seen a load every day before this one: a daily cadence is learned.
     table.update_times = _daily_history(first.details["latest"], days=6) + table.update_times
     table.save()
@@ -261,3 +265,97 @@ def test_a_sparse_table_is_judged_on_buckets_as_wide_as_its_rate_needs(shop, rep
     assert again.series == "rows:loaded_at:6h" and again.details["backfilled"] == points
     assert again.details["training_points"] == points
     assert CheckResult.objects.filter(table=table, series="rows:loaded_at:6h").count() == points + 1
+
+
+def test_the_bucket_width_is_re_chosen_when_the_rate_drifts(shop, replica_pair):
+    """24 rows an hour for a week, then 2 an hour for a week: the 14-day rate (13/h) chose 1-hour buckets, the
+    last week's rate holds 2 rows in them, so the next run starts a 6-hour series backfilled from the table."""
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute(
+            "CREATE TABLE public.quieter_events AS"
+            " SELECT date_trunc('hour', now()) - make_interval(mins => 30 * g) AS at FROM generate_series(1, 336) g"
+            " UNION ALL SELECT date_trunc('hour', now()) - interval '7 days' - make_interval(secs => 150 * g)"
+            " FROM generate_series(1, 24 * 24 * 7 - 1) g"
+        )
+        conn.execute("GRANT SELECT ON public.quieter_events TO pulse_reader")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(connection=shop, table_name="quieter_events", timestamp_column="at")
+
+    first = by_kind(run_now(table))["volume"]
+
+    assert first.series == "rows:at:1h" and first.observed_value == 2
+    assert first.details["width_change"]["to_seconds"] == 6 * 3600
+    assert 1.9 < first.details["width_change"]["rows_per_hour"] < 2.5
+    assert "6-hour buckets from the next run" in first.message
+    table.refresh_from_db()
+    assert (table.volume_series, table.volume_bucket_seconds) == ("rows:at:1h", 6 * 3600)
+
+    second = by_kind(run_now(table))["volume"]
+
+    assert second.series == "rows:at:6h" and second.observed_value == 12
+    assert second.details["width_rechosen_from"] == "rows:at:1h" and second.details["backfilled"] > 50
+    assert "width_change" not in second.details and "re-chosen as the table's rate drifted" in second.message
+    new_series = CheckResult.objects.filter(table=table, kind="volume", series="rows:at:6h", details__backfill=True)
+    assert new_series.count() == second.details["backfilled"]
+    assert second.details["training_points"] == second.details["backfilled"]  # none of the 1-hour values
+    table.refresh_from_db()
+    assert (table.volume_series, table.volume_bucket_seconds) == ("rows:at:6h", 6 * 3600)
+    third = by_kind(run_now(table))["volume"]
+    assert third.series == "rows:at:6h" and "backfilled" not in third.details and "width_change" not in third.details
+
+
+def test_a_re_chosen_width_does_not_flap_back():
+    """Hysteresis: at any steady rate, the width a drift moves to is kept by the next look at the same rate."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for rows_per_hour in (0.05, 0.3, 0.9, 1.2, 1.7, 2.5, 4, 5.5, 7, 9, 11, 15, 19, 21, 30, 100):
+        for width in volume.BUCKET_WIDTHS:
+            steps = int(timedelta(days=7) / width)
+            steady = [(start + n * width, rows_per_hour * width / timedelta(hours=1)) for n in range(steps)]
+            drift = volume.width_after_drift(width=width, history=steady)
+            if drift is None:
+                continue
+            moved = drift[0]
+            steps = int(timedelta(days=7) / moved)
+            steady = [(start + n * moved, rows_per_hour * moved / timedelta(hours=1)) for n in range(steps)]
+            assert volume.width_after_drift(width=moved, history=steady) is None, (rows_per_hour, width, moved)
+    hour = [(start + n * timedelta(hours=1), 7.0) for n in range(24 * 7)]
+    assert volume.width_after_drift(width=timedelta(hours=1), history=hour) is None  # 7 rows: above half of 10
+    assert volume.width_after_drift(width=timedelta(hours=1), history=hour[:48]) is None  # two days: too few
+
+
+def test_a_weekly_load_is_learned_on_the_first_check_from_the_tables_own_history(shop, replica_pair):
+    """Two loads a week apart (300 rows over 30 minutes each), the last 6 days ago: the first check reads the load
+    times with the volume backfill and learns a week + 10 %: no alert before the next load is due, one within a
+    cadence of a missed load."""
+    with replica_pair.primary.connect("shop") as conn:
+        conn.execute(
+            "CREATE TABLE public.weekly_loads AS"
+            " SELECT date_trunc('hour', now()) - make_interval(days => d, hours => 2) + make_interval(secs => 6 * g)"
+            " AS loaded_at FROM generate_series(1, 300) g, (VALUES (6), (13)) AS w(d)"
+        )
+        conn.execute("GRANT SELECT ON public.weekly_loads TO pulse_reader")
+    replica_pair.wait_for_replay()
+    table = MonitoredTable.objects.create(
+        connection=shop, table_name="weekly_loads", timestamp_column="loaded_at", freshness_threshold_minutes=14 * 1440
+    )
+
+    result = by_kind(run_now(table))["freshness"]
+
+    assert result.status == "pass"
+    assert result.details["learned_limit"] == timedelta(weeks=1, hours=16.8).total_seconds()
+    table.refresh_from_db()
+    assert len(table.update_times) >= 2  # the hours of both loads, seeded from the table's own history
+    latest = datetime.fromisoformat(result.details["latest"])
+    limit = learned_limit(table.update_times, latest=latest)
+    assert latest + timedelta(weeks=1, hours=6) < latest + limit < latest + timedelta(weeks=2)
+
+
+def test_a_weekly_load_seen_by_several_runs_is_one_load():
+    """Each load took 40 minutes and three runs saw it grow: still a weekly cadence, not a 20-minute one."""
+    monday = datetime(2026, 6, 1, 2, tzinfo=UTC)
+    seen = [
+        (monday + timedelta(weeks=week, minutes=minutes)).isoformat() for week in range(3) for minutes in (5, 25, 40)
+    ]
+    assert learned_limit(seen, latest=monday + timedelta(weeks=2, minutes=40)) == timedelta(weeks=1, hours=16.8)
+    later = monday + timedelta(weeks=1, hours=9)  # not the same time of day: no weekly cadence
+    assert learned_limit([*seen[:3], later.isoformat()], latest=later) is None
