@@ -1,8 +1,8 @@
 """Volume: the table's row count, cheaply, and rows per time bucket when a timestamp column is set.
 
-Row count: tables up to EXACT_COUNT_MAX_PAGES pages (1 MiB) are counted exactly with count(*); larger
+Row count: tables up to EXACT_COUNT_MAX_PAGES pages (64 KiB) are counted exactly with count(*); larger
 ones are estimated from the catalog like the planner does: pg_class.reltuples / relpages scaled by the
-relation's current size in pages.
+relation's current size in pages (so what a check reads stays flat with the table's size).
 
 Rows per bucket (timestamp column set): count(*) over the last complete bucket before the replica's
 replay position, cost-guarded (large tables need an index on the column). The bucket is a day for a
@@ -16,9 +16,14 @@ chooses the width from that rate and sums the hours into buckets, so anomalies a
 Without a timestamp column the series is the total row count, one value per hour. A small table with a
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
+
+In a batch, every table whose series exists and whose statement's cost estimate is fresh and within the
+limit is read by one statement for the whole batch (`batch_part`: a UNION ALL of each table's fixed
+statement); a table it could not read (the statement failed) reads its own, as outside a batch.
 """
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
@@ -31,7 +36,7 @@ LABEL = "Volume"
 SCOPE = "table"
 CONFIGURABLE = False
 QUERIES = 4
-EXACT_COUNT_MAX_PAGES = 128
+EXACT_COUNT_MAX_PAGES = 8
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BACKFILL_WINDOW = timedelta(days=14)
@@ -54,6 +59,31 @@ _BACKFILL = (
     "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
 )
+
+
+# A table's part of a batch's statement (same columns for every part): its number, the exact total (small
+# tables), the rows in the bucket and the newest timestamp (as timestamptz: a date is its UTC midnight, a
+# timestamp is read as UTC, as `freshness.latest_timestamp` does).
+_PART_BUCKET = (
+    "(SELECT {number}, NULL::bigint, count(*), (SELECT max({column}) FROM {relation})::timestamptz"
+    " FROM {relation} WHERE {column} >= %s AND {column} < %s)"
+)
+_PART_SMALL = (
+    "(SELECT {number}, count(*), count(*) FILTER (WHERE {column} >= %s AND {column} < %s),"
+    " max({column})::timestamptz FROM {relation})"
+)
+_PART_COUNT = "(SELECT {number}, count(*), NULL::bigint, NULL::timestamptz FROM {relation})"
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """What a batch's statement read for one table: `kind` is the part ("bucket", "small" or "count")."""
+
+    kind: str
+    bucket_start: datetime | None
+    total: int | None = None
+    in_bucket: int | None = None
+    latest: datetime | None = None
 
 
 def format_value(value: float) -> str:
@@ -80,6 +110,9 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
     estimable = relkind in ("r", "m", "p") and relpages and reltuples is not None and reltuples >= 0
     if estimable and pages_now is not None and pages_now > EXACT_COUNT_MAX_PAGES:
         return round(reltuples / relpages * pages_now), "estimate"
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.total is not None:
+        return read.total, "exact"
     query = sql.SQL(_COUNT).format(relation=ctx.relation)
     if pages_now is None or pages_now > EXACT_COUNT_MAX_PAGES:
         ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count")
@@ -183,6 +216,12 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.kind == "bucket" and read.bucket_start == bucket_start:
+        ctx.facts["latest"] = read.latest
+        return _bucketed(
+            ctx, in_bucket=read.in_bucket, bucket=bucket, bucket_start=bucket_start, details=details, history=history
+        )
     query = sql.SQL(_BUCKET_COUNT).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     try:
         ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket")
@@ -216,9 +255,10 @@ def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[time
     column the width is then chosen from that rate and the hours are summed into buckets of it."""
     table = ctx.table
     unit = DAY if column_type == "date" else HOUR
-    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
-    if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
+    width = _known_width(table, column_type=column_type)
+    if width is not None:
         return width, None
+    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
     until = _floor(ctx.data_as_of, unit)
     try:
         counts = _backfill(ctx, bucket=unit, until=until)
@@ -239,9 +279,13 @@ def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
     bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
-    query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
-    ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
-    total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.kind == "small" and read.bucket_start == bucket_start:
+        total, in_bucket, latest = read.total, read.in_bucket, read.latest
+    else:
+        query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
+        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
+        total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
     ctx.facts["latest"] = latest
     details.update(total_rows=total, method="exact")
     return _bucketed(
@@ -274,3 +318,60 @@ def _bucketed(
         outcome.history = [(moment, value) for moment, value in history if moment < bucket_start]
         details["backfilled"] = len(outcome.history)
     return outcome
+
+
+def _known_width(table, *, column_type: str) -> timedelta | None:
+    """The bucket width of the table's series when it exists (backfilled, counted by this column), else None."""
+    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
+    if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
+        return width
+    return None
+
+
+def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None] | None:
+    """This table's part of its batch's statement: (SQL, parameters, kind, bucket start); None when the table
+    must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over the limit),
+    or reads nothing (a large table without a timestamp column: estimated from the catalog)."""
+    table, catalog = ctx.table, ctx.facts.get("catalog")
+    if catalog is None or not catalog.readable:
+        return None
+    size = (catalog.reltuples, catalog.relpages, catalog.relkind, catalog.pages_now, catalog.timestamp_type)
+    names = {"number": sql.Literal(number), "relation": ctx.relation}
+    if not table.timestamp_column or catalog.timestamp_type is None:
+        if not _is_small(size):
+            return None
+        return sql.SQL(_PART_COUNT).format(**names), (), "count", None
+    width = _known_width(table, column_type=catalog.timestamp_type)
+    if width is None:
+        return None
+    bucket_end = _floor(ctx.data_as_of, width)
+    bucket_start = bucket_end - width
+    small = _is_small(size)
+    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key="volume_small_scan" if small else "volume_bucket"):
+        return None
+    template = _PART_SMALL if small else _PART_BUCKET
+    query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
+    return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start
+
+
+def batch_read(contexts: list[CheckContext]) -> None:
+    """Read every table of a batch that can be read together in one statement (into each context's facts).
+
+    Sent on the first context's runner; a failure (GuardrailStop, CheckError, SessionLost) leaves the facts
+    unset: each table then reads its own."""
+    parts, params, plans = [], [], {}
+    for number, ctx in enumerate(contexts):
+        part = batch_part(ctx, number=number)
+        if part is not None:
+            query, values, kind, bucket_start = part
+            parts.append(query)
+            params.extend(values)
+            plans[number] = (kind, bucket_start)
+    if not parts:
+        return
+    rows = contexts[0].runner.fetch(sql.SQL(" UNION ALL ").join(parts), params, rows=len(parts))
+    for number, total, in_bucket, latest in rows:
+        kind, bucket_start = plans[number]
+        contexts[number].facts["batch_read"] = BatchRead(
+            kind=kind, bucket_start=bucket_start, total=total, in_bucket=in_bucket, latest=latest
+        )
