@@ -171,12 +171,12 @@ def _read_together(contexts: list[CheckContext]) -> None:
     that can be read together in one more (see `volume.batch_read`). A statement that fails (a lock, a table
     dropped meanwhile, a permission, a guardrail) leaves its facts unset: each table then reads its own, so one
     bad table never costs the others their result. SessionLost propagates."""
-    for read in (catalogs_read, volume.batch_read):
-        try:
-            read(contexts)
-        except (guardrails.GuardrailStop, guardrails.CheckError) as exc:
-            logger.info("batch statement %s failed (%s): each table reads its own", read.__name__, exc)
-            return
+    try:
+        catalogs_read(contexts)
+    except (guardrails.GuardrailStop, guardrails.CheckError) as exc:
+        logger.info("a batch's catalog statement failed (%s): each table reads its own", exc)
+        return
+    volume.batch_read(contexts)
 
 
 def _read_already(ctx: CheckContext, plan: list) -> bool:

@@ -22,13 +22,14 @@ limit is read by one statement for the whole batch (`batch_part`: a UNION ALL of
 statement); a table it could not read (the statement failed) reads its own, as outside a batch.
 """
 
+import logging
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from connections.guardrails import GuardrailStop
+from connections.guardrails import CheckError, GuardrailStop, known_cost
 from monitors.checks.base import CheckContext, Outcome, Status, fmt_number, format_quantity, table_catalog
 
 KIND = "volume"
@@ -45,6 +46,8 @@ ROWS_PER_BUCKET = 10
 """The narrowest width expected to hold this many rows is chosen: below ~9 expected rows even an empty bucket
 is not significant (P(0) = e**-9 = 1e-4)."""
 TOTAL_ROWS = "total_rows"
+
+logger = logging.getLogger(__name__)
 
 _COUNT = "SELECT count(*) FROM {relation}"
 # The bucket's rows, and the newest timestamp (an index descent) for the freshness check of the same run: one
@@ -328,10 +331,14 @@ def _known_width(table, *, column_type: str) -> timedelta | None:
     return None
 
 
-def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None] | None:
-    """This table's part of its batch's statement: (SQL, parameters, kind, bucket start); None when the table
-    must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over the limit),
-    or reads nothing (a large table without a timestamp column: estimated from the catalog)."""
+SMALL_COUNT_COST = 100.0
+"""A bound on the planner's cost of counting a table of at most EXACT_COUNT_MAX_PAGES pages (never estimated)."""
+
+
+def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None, float] | None:
+    """This table's part of its batch's statement: (SQL, parameters, kind, bucket start, cost estimate); None when
+    the table must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over
+    the limit), or reads nothing (a large table without a timestamp column: estimated from the catalog)."""
     table, catalog = ctx.table, ctx.facts.get("catalog")
     if catalog is None or not catalog.readable:
         return None
@@ -340,38 +347,51 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
     if not table.timestamp_column or catalog.timestamp_type is None:
         if not _is_small(size):
             return None
-        return sql.SQL(_PART_COUNT).format(**names), (), "count", None
+        return sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
     width = _known_width(table, column_type=catalog.timestamp_type)
     if width is None:
         return None
     bucket_end = _floor(ctx.data_as_of, width)
     bucket_start = bucket_end - width
     small = _is_small(size)
-    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key="volume_small_scan" if small else "volume_bucket"):
+    key = "volume_small_scan" if small else "volume_bucket"
+    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key):
         return None
     template = _PART_SMALL if small else _PART_BUCKET
     query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
-    return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start
+    cost = known_cost(cached=ctx.plan_costs, key=key)
+    return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost
 
 
 def batch_read(contexts: list[CheckContext]) -> None:
-    """Read every table of a batch that can be read together in one statement (into each context's facts).
+    """Read every table of a batch that can be read together (into each context's facts): one statement, or
+    more when the parts' cost estimates add up to more than the connection's `max_query_cost` (a statement
+    never costs more than the cost guard lets one statement cost).
 
-    Sent on the first context's runner; a failure (GuardrailStop, CheckError, SessionLost) leaves the facts
-    unset: each table then reads its own."""
-    parts, params, plans = [], [], {}
+    Sent on the first context's runner. A statement that fails (GuardrailStop, CheckError) leaves its tables'
+    facts unset: each of them then reads its own; SessionLost propagates."""
+    runner = contexts[0].runner
+    limit = runner.connection.max_query_cost
+    statements, cost = [[]], 0.0
     for number, ctx in enumerate(contexts):
         part = batch_part(ctx, number=number)
-        if part is not None:
-            query, values, kind, bucket_start = part
-            parts.append(query)
-            params.extend(values)
-            plans[number] = (kind, bucket_start)
-    if not parts:
-        return
-    rows = contexts[0].runner.fetch(sql.SQL(" UNION ALL ").join(parts), params, rows=len(parts))
-    for number, total, in_bucket, latest in rows:
-        kind, bucket_start = plans[number]
-        contexts[number].facts["batch_read"] = BatchRead(
-            kind=kind, bucket_start=bucket_start, total=total, in_bucket=in_bucket, latest=latest
-        )
+        if part is None:
+            continue
+        if statements[-1] and cost + part[4] > limit:
+            statements.append([])
+            cost = 0.0
+        statements[-1].append((number, part))
+        cost += part[4]
+    for together in filter(None, statements):
+        query = sql.SQL(" UNION ALL ").join(part[0] for _, part in together)
+        params = [value for _, part in together for value in part[1]]
+        try:
+            rows = runner.fetch(query, params, rows=len(together))
+        except (GuardrailStop, CheckError) as exc:
+            logger.info("a batch's data statement failed (%s): its %d tables read their own", exc, len(together))
+            continue
+        plans = {number: part for number, part in together}
+        for number, total, in_bucket, latest in rows:
+            contexts[number].facts["batch_read"] = BatchRead(
+                kind=plans[number][2], bucket_start=plans[number][3], total=total, in_bucket=in_bucket, latest=latest
+            )

@@ -12,6 +12,7 @@ from psycopg import sql
 from connections.models import QueryAllowance
 from monitors import batch
 from monitors.batch import batch_run
+from monitors.checks import volume
 from monitors.claims import tables_claim_due
 from monitors.models import MonitoredTable
 from monitors.recording import results_ignore
@@ -87,6 +88,17 @@ def test_the_combined_statements_read_what_each_table_reads_on_its_own(four_tabl
     assert statements_sent(shop) - before > STEADY_STATEMENTS  # the per-table path did run
     assert together == alone
     assert len(together) == 11  # 4 schema, 4 volume, 3 freshness
+
+
+def test_parts_whose_costs_add_up_over_the_cost_limit_go_in_separate_statements(four_tables):
+    shop, tables = four_tables
+    together = comparable(run_batch(*tables))
+    shop.max_query_cost = volume.SMALL_COUNT_COST  # the customers' count alone fills a statement
+    shop.save(update_fields=["max_query_cost"])
+    before = statements_sent(shop)
+    split = comparable(run_batch(*MonitoredTable.objects.filter(pk__in=[t.pk for t in tables])))
+    assert statements_sent(shop) - before >= STEADY_STATEMENTS + 1
+    assert split == together
 
 
 class TableLock:
