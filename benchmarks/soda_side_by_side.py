@@ -4,7 +4,7 @@ Usage: .venv/bin/python benchmarks/soda_side_by_side.py [--tables 200] [--rows 5
                                                         [--soda /work/soda-venv/bin/soda] [--sizes 10000,...]
                                                         [--size-tables 2]
 
-Everything runs against throwaway servers: a Pulse database `pulse_guardrails_bench_<pid>` on 127.0.0.1:5432
+Everything runs against throwaway servers: a Pulse database `pulse_bench_<PULSE_BENCH_TAG or soda>_<pid>` on 127.0.0.1:5432
 (migrated here, dropped at the end) and a primary + hot standby pair from `pulse_project.pgcluster`.
 
 1. On the primary: --tables tables `bench.tNNNN (id bigint, created_at timestamptz, payload text)` of --rows
@@ -49,7 +49,8 @@ from runchecks_throughput import code_version, phase, say  # noqa: E402  (this d
 
 from pulse_project.pgcluster import ReplicaPair  # noqa: E402
 
-BENCH_DB = f"pulse_guardrails_bench_{os.getpid()}"  # one per run: two runs never drop each other's
+# One per run (two runs never drop each other's); PULSE_BENCH_TAG names who runs it on a shared server.
+BENCH_DB = f"pulse_bench_{os.environ.get('PULSE_BENCH_TAG', 'soda')}_{os.getpid()}"
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 DATA_DB = "benchdata"
 READER = "bench_reader"

@@ -18,7 +18,8 @@ from django.utils import timezone
 from connections import guardrails, replica, state
 from connections.models import Connection
 from monitors import checks
-from monitors.checks import CheckContext, Outcome, Status, replication_lag
+from monitors.checks import CheckContext, Outcome, Status, replication_lag, volume
+from monitors.checks.base import catalogs_read
 from monitors.checks.replication_lag import ReplicaState
 from monitors.claims import Claim, lease_release
 from monitors.models import Check, CheckResult, MonitoredTable
@@ -165,6 +166,28 @@ def _contact(book: Bookkeeping, status: str, error: str = "") -> None:
     book.contact_status, book.contact_error = status, error
 
 
+def _read_together(contexts: list[CheckContext]) -> None:
+    """Read the catalog entries of every table of the batch in one statement, then the data of every table
+    that can be read together in one more (see `volume.batch_read`). A statement that fails (a lock, a table
+    dropped meanwhile, a permission, a guardrail) leaves its facts unset: each table then reads its own, so one
+    bad table never costs the others their result. SessionLost propagates."""
+    try:
+        catalogs_read(contexts)
+    except (guardrails.GuardrailStop, guardrails.CheckError) as exc:
+        logger.info("a batch's catalog statement failed (%s): each table reads its own", exc)
+        return
+    volume.batch_read(contexts)
+
+
+def _read_already(ctx: CheckContext, plan: list) -> bool:
+    """True when the batch's statements read everything this table's run needs (built-in checks only; the
+    newest timestamp too when freshness is checked)."""
+    read = ctx.facts.get("batch_read")
+    if read is None or any(check is not None for _, check in plan):
+        return False
+    return not ctx.table.timestamp_column or read.kind != "count"
+
+
 def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping) -> None:
     """Run the plans in one session; outcomes go to `runs`, the contact's result and lag outcome to `book`.
 
@@ -196,9 +219,26 @@ def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping
         _contact(book, Connection.Status.OK)
         if replica_state.in_recovery and _lag_due(connection, started_at):
             book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
-        for index, run in enumerate(runs):
+        contexts = [
+            CheckContext(
+                runner=runner,
+                table=run.table,
+                now=replica_state.now,
+                data_as_of=replica_state.data_as_of,
+                plan_costs=run.plan_costs,
+                update_times=run.update_times,
+            )
+            for run in runs
+        ]
+        try:
+            _read_together(contexts)
+        except guardrails.SessionLost as lost:
+            _contact(book, Connection.Status.ERROR, str(lost))
+            _everything(runs, plans, status=Status.ERROR, message=str(lost))
+            return
+        for index, (run, ctx) in enumerate(zip(runs, contexts, strict=True)):
             try:
-                if index:  # the first table was admitted with the batch
+                if index and not _read_already(ctx, plans[run.table.id]):  # the first was admitted with the batch
                     share.checkpoint()
             except guardrails.GuardrailStop as stop:
                 _everything(
@@ -210,14 +250,6 @@ def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping
                     retry_at=stop.retry_at,
                 )
                 break
-            ctx = CheckContext(
-                runner=runner,
-                table=run.table,
-                now=replica_state.now,
-                data_as_of=replica_state.data_as_of,
-                plan_costs=run.plan_costs,
-                update_times=run.update_times,
-            )
             try:
                 for module, check in plans[run.table.id]:
                     run.outcomes.append(_timed(module, check, ctx))

@@ -27,6 +27,7 @@ from connections.guardrails.runner import (
     Deadline,
     QueryRunner,
     UserRows,
+    known_cost,
     session_limits,
     statement_deadline,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "UserRows",
     "allowance_refund",
     "allowance_reserve",
+    "known_cost",
     "lookup_session",
     "replica_slot",
     "session_limits",

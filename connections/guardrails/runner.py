@@ -150,6 +150,17 @@ def statement_deadline(session: psycopg.Connection, *, timeout_ms: int) -> Itera
             acted.wait()
 
 
+COST_ESTIMATE_MAX_AGE = timedelta(days=1)
+
+
+def known_cost(*, cached: dict | None, key: str) -> float | None:
+    """The planner's cost cached under `key` ({"cost", "at"}) if under COST_ESTIMATE_MAX_AGE old, else None."""
+    entry = (cached or {}).get(key) if key else None
+    if entry and timezone.now() - datetime.fromisoformat(entry["at"]) < COST_ESTIMATE_MAX_AGE:
+        return entry["cost"]
+    return None
+
+
 @dataclass(frozen=True)
 class UserRows:
     """What a user's query returned, fetched bounded: up to `USER_ROWS` rows, each under `USER_ROW_MAX_BYTES`."""
@@ -279,16 +290,18 @@ class QueryRunner:
 
         `cached` maps keys to {"cost", "at"}; a fresh estimate (under a day old) is reused.
         """
-        now = timezone.now()
-        entry = (cached or {}).get(key) if key else None
-        if entry and now - datetime.fromisoformat(entry["at"]) < timedelta(days=1):
-            cost = entry["cost"]
-        else:
+        cost = known_cost(cached=cached, key=key)
+        if cost is None:
             cost = self.plan_cost(query, params)
             if cached is not None and key:
-                cached[key] = {"cost": cost, "at": now.isoformat()}
+                cached[key] = {"cost": cost, "at": timezone.now().isoformat()}
         self._refuse_over_limit(cost)
         return cost
+
+    def cost_allowed(self, *, cached: dict | None, key: str) -> bool:
+        """True when a fresh cached estimate under `key` is within the connection's limit (nothing is sent)."""
+        cost = known_cost(cached=cached, key=key)
+        return cost is not None and cost <= self.connection.max_query_cost
 
     def fetch_user(self, query: sql.Composable) -> UserRows:
         """Run a user's query (from `custom_sql_policy.composed`): cost-guarded, limits re-applied, fetched bounded.

@@ -98,18 +98,29 @@ def format_duration(seconds: float) -> str:
     return f"{secs} s"
 
 
-# One catalog query per table and run: size (for volume) and columns (for schema_change, and the timestamp
-# column's type). The table is found with to_regclass, which leaves its name in the session's catalog cache for
-# the checks' own statements, and its columns with one scan of pg_attribute's index.
-_CATALOG = sql.SQL(
-    "SELECT c.reltuples, c.relpages, c.relkind,"
+# The catalog entry of a table: size (for volume) and columns (for schema_change, and the timestamp column's
+# type). The table is found with to_regclass, which leaves its name in the session's catalog cache for the
+# checks' own statements, and its columns with one scan of pg_attribute's index.
+_CATALOG_COLUMNS = (
+    "c.reltuples, c.relpages, c.relkind,"
     " CASE WHEN c.relkind IN ('r', 'm', 'p') THEN pg_catalog.pg_relation_size(c.oid)"
     " / current_setting('block_size')::bigint END,"
     " (SELECT json_agg(json_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull)"
     "  ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
-    "  AND NOT a.attisdropped)"
-    " FROM pg_catalog.pg_class c"
-    " WHERE c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(%s) || '.' || pg_catalog.quote_ident(%s))"
+    "  AND NOT a.attisdropped),"
+    " pg_catalog.has_table_privilege(c.oid, 'SELECT')"
+)
+# One table (a batch's fallback, and the first run of a check outside a batch).
+_CATALOG = sql.SQL(
+    "SELECT " + _CATALOG_COLUMNS + " FROM pg_catalog.pg_class c"
+    " WHERE c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(%s) || '.' || pg_catalog.quote_ident(%s))::oid"
+)
+# Every table of a batch in one statement: the names come as two text arrays, numbered; a table that does not
+# exist has no row.
+_BATCH_CATALOG = sql.SQL(
+    "SELECT n.i, " + _CATALOG_COLUMNS + " FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[]))"
+    " WITH ORDINALITY AS n(s, t, i) JOIN pg_catalog.pg_class c"
+    " ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(n.s) || '.' || pg_catalog.quote_ident(n.t))::oid"
 )
 
 
@@ -121,6 +132,21 @@ class Catalog:
     pages_now: int | None
     timestamp_type: str | None
     columns: list
+    readable: bool = True
+
+
+def _catalog(table, row: tuple) -> Catalog:
+    reltuples, relpages, relkind, pages_now, columns, readable = row
+    types = {name: type_ for name, type_, _ in columns or []}
+    return Catalog(
+        reltuples,
+        relpages,
+        relkind,
+        pages_now,
+        timestamp_type=types.get(table.timestamp_column),
+        columns=columns or [],
+        readable=bool(readable),
+    )
 
 
 def table_catalog(ctx: CheckContext) -> Catalog | None:
@@ -128,10 +154,19 @@ def table_catalog(ctx: CheckContext) -> Catalog | None:
     if "catalog" not in ctx.facts:
         table = ctx.table
         row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
-        if row is None:
-            ctx.facts["catalog"] = None
-        else:
-            columns = row[4] or []
-            types = {name: type_ for name, type_, _ in columns}
-            ctx.facts["catalog"] = Catalog(*row[:4], timestamp_type=types.get(table.timestamp_column), columns=columns)
+        ctx.facts["catalog"] = None if row is None else _catalog(table, row)
     return ctx.facts["catalog"]
+
+
+def catalogs_read(contexts: list[CheckContext]) -> None:
+    """Read the catalog entries of every table of a batch in one statement (into each context's facts), sent on
+    the first context's runner. A failure (GuardrailStop, CheckError, SessionLost) leaves the facts unset: each
+    table then reads its own."""
+    tables = [ctx.table for ctx in contexts]
+    rows = contexts[0].runner.fetch(
+        _BATCH_CATALOG, ([t.schema_name for t in tables], [t.table_name for t in tables]), rows=len(tables)
+    )
+    found = {index: values for index, *values in rows}
+    for number, ctx in enumerate(contexts, start=1):
+        values = found.get(number)
+        ctx.facts["catalog"] = None if values is None else _catalog(ctx.table, tuple(values))

@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
 
+from connections.guardrails import GuardrailStop
 from monitors import baselines
 from monitors.checks.base import CheckContext, Outcome, Status, format_duration
 
@@ -81,6 +82,8 @@ def _remember(update_times: list[str], latest: datetime) -> None:
 
 def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
+    if "catalog" in ctx.facts and ctx.facts["catalog"] is None:  # the batch's catalog statement did not find it
+        raise GuardrailStop(f"{table.qualified_name} no longer exists on the replica", reason="missing")
     if "latest" in ctx.facts:  # the volume check of this run already read it with its bucket
         latest = latest_timestamp(ctx.facts["latest"])
     else:

@@ -1,8 +1,8 @@
 """Volume: the table's row count, cheaply, and rows per time bucket when a timestamp column is set.
 
-Row count: tables up to EXACT_COUNT_MAX_PAGES pages (1 MiB) are counted exactly with count(*); larger
+Row count: tables up to EXACT_COUNT_MAX_PAGES pages (64 KiB) are counted exactly with count(*); larger
 ones are estimated from the catalog like the planner does: pg_class.reltuples / relpages scaled by the
-relation's current size in pages.
+relation's current size in pages (so what a check reads stays flat with the table's size).
 
 Rows per bucket (timestamp column set): count(*) over the last complete bucket before the replica's
 replay position, cost-guarded (large tables need an index on the column). The bucket is a day for a
@@ -19,14 +19,20 @@ newest timestamp of each hour: the load times freshness seeds its cadence with.
 Without a timestamp column the series is the total row count, one value per hour. A small table with a
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
+
+In a batch, every table whose series exists and whose statement's cost estimate is fresh and within the
+limit is read by one statement for the whole batch (`batch_part`: a UNION ALL of each table's fixed
+statement); a table it could not read (the statement failed) reads its own, as outside a batch.
 """
 
+import logging
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from connections.guardrails import GuardrailStop
+from connections.guardrails import CheckError, GuardrailStop, known_cost
 from monitors.checks.base import CheckContext, Outcome, Status, fmt_number, format_quantity, table_catalog
 
 KIND = "volume"
@@ -34,7 +40,7 @@ LABEL = "Volume"
 SCOPE = "table"
 CONFIGURABLE = False
 QUERIES = 4
-EXACT_COUNT_MAX_PAGES = 128
+EXACT_COUNT_MAX_PAGES = 8
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 BACKFILL_WINDOW = timedelta(days=14)
@@ -47,6 +53,8 @@ RATE_WINDOW = timedelta(days=7)
 """The width is re-chosen from the rate of the series' last week of training points..."""
 RATE_MIN_SPAN = timedelta(days=3)
 """...once they cover three days (a new or rebaselined series keeps the width chosen from its backfill)."""
+
+logger = logging.getLogger(__name__)
 
 _COUNT = "SELECT count(*) FROM {relation}"
 # The bucket's rows, and the newest timestamp (an index descent) for the freshness check of the same run: one
@@ -63,6 +71,31 @@ _BACKFILL = (
     "SELECT date_trunc({unit}, {column}::timestamptz) AS bucket, count(*), max({column}) FROM {relation}"
     " WHERE {column} >= %s AND {column} < %s GROUP BY 1 ORDER BY 1"
 )
+
+
+# A table's part of a batch's statement (same columns for every part): its number, the exact total (small
+# tables), the rows in the bucket and the newest timestamp (as timestamptz: a date is its UTC midnight, a
+# timestamp is read as UTC, as `freshness.latest_timestamp` does).
+_PART_BUCKET = (
+    "(SELECT {number}, NULL::bigint, count(*), (SELECT max({column}) FROM {relation})::timestamptz"
+    " FROM {relation} WHERE {column} >= %s AND {column} < %s)"
+)
+_PART_SMALL = (
+    "(SELECT {number}, count(*), count(*) FILTER (WHERE {column} >= %s AND {column} < %s),"
+    " max({column})::timestamptz FROM {relation})"
+)
+_PART_COUNT = "(SELECT {number}, count(*), NULL::bigint, NULL::timestamptz FROM {relation})"
+
+
+@dataclass(frozen=True)
+class BatchRead:
+    """What a batch's statement read for one table: `kind` is the part ("bucket", "small" or "count")."""
+
+    kind: str
+    bucket_start: datetime | None
+    total: int | None = None
+    in_bucket: int | None = None
+    latest: datetime | None = None
 
 
 def format_value(value: float) -> str:
@@ -89,6 +122,9 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
     estimable = relkind in ("r", "m", "p") and relpages and reltuples is not None and reltuples >= 0
     if estimable and pages_now is not None and pages_now > EXACT_COUNT_MAX_PAGES:
         return round(reltuples / relpages * pages_now), "estimate"
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.total is not None:
+        return read.total, "exact"
     query = sql.SQL(_COUNT).format(relation=ctx.relation)
     if pages_now is None or pages_now > EXACT_COUNT_MAX_PAGES:
         ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count")
@@ -220,6 +256,12 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.kind == "bucket" and read.bucket_start == bucket_start:
+        ctx.facts["latest"] = read.latest
+        return _bucketed(
+            ctx, in_bucket=read.in_bucket, bucket=bucket, bucket_start=bucket_start, details=details, history=history
+        )
     query = sql.SQL(_BUCKET_COUNT).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     try:
         ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket")
@@ -258,8 +300,9 @@ def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[time
     width = DAY if column_type == "date" else stored
     if column_type == "date":
         details["fixed_width"] = True  # a date column counts whole days: no narrower width exists
-    if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
-        return width, None
+    known = _known_width(table, column_type=column_type)
+    if known is not None:
+        return known, None
     rechosen = (
         unit == HOUR
         and table.backfilled_at is not None
@@ -288,9 +331,13 @@ def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
     bucket, history = _series(ctx, column_type=column_type, details=details)
     bucket_end = _floor(ctx.data_as_of, bucket)
     bucket_start = bucket_end - bucket
-    query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
-    ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
-    total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
+    read = ctx.facts.get("batch_read")
+    if read is not None and read.kind == "small" and read.bucket_start == bucket_start:
+        total, in_bucket, latest = read.total, read.in_bucket, read.latest
+    else:
+        query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
+        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
+        total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
     ctx.facts["latest"] = latest
     details.update(total_rows=total, method="exact")
     return _bucketed(
@@ -324,3 +371,77 @@ def _bucketed(
         outcome.history = [(moment, value) for moment, value in history if moment < bucket_start]
         details["backfilled"] = len(outcome.history)
     return outcome
+
+
+def _known_width(table, *, column_type: str) -> timedelta | None:
+    """The bucket width of the table's series when it exists (backfilled, counted by this column), else None."""
+    width = DAY if column_type == "date" else timedelta(seconds=table.volume_bucket_seconds or 3600)
+    if table.backfilled_at is not None and table.volume_series == series_key(table.timestamp_column, width):
+        return width
+    return None
+
+
+SMALL_COUNT_COST = 100.0
+"""A bound on the planner's cost of counting a table of at most EXACT_COUNT_MAX_PAGES pages (never estimated)."""
+
+
+def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None, float] | None:
+    """This table's part of its batch's statement: (SQL, parameters, kind, bucket start, cost estimate); None when
+    the table must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over
+    the limit), or reads nothing (a large table without a timestamp column: estimated from the catalog)."""
+    table, catalog = ctx.table, ctx.facts.get("catalog")
+    if catalog is None or not catalog.readable:
+        return None
+    size = (catalog.reltuples, catalog.relpages, catalog.relkind, catalog.pages_now, catalog.timestamp_type)
+    names = {"number": sql.Literal(number), "relation": ctx.relation}
+    if not table.timestamp_column or catalog.timestamp_type is None:
+        if not _is_small(size):
+            return None
+        return sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
+    width = _known_width(table, column_type=catalog.timestamp_type)
+    if width is None:
+        return None
+    bucket_end = _floor(ctx.data_as_of, width)
+    bucket_start = bucket_end - width
+    small = _is_small(size)
+    key = "volume_small_scan" if small else "volume_bucket"
+    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key):
+        return None
+    template = _PART_SMALL if small else _PART_BUCKET
+    query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
+    cost = known_cost(cached=ctx.plan_costs, key=key)
+    return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost
+
+
+def batch_read(contexts: list[CheckContext]) -> None:
+    """Read every table of a batch that can be read together (into each context's facts): one statement, or
+    more when the parts' cost estimates add up to more than the connection's `max_query_cost` (a statement
+    never costs more than the cost guard lets one statement cost).
+
+    Sent on the first context's runner. A statement that fails (GuardrailStop, CheckError) leaves its tables'
+    facts unset: each of them then reads its own; SessionLost propagates."""
+    runner = contexts[0].runner
+    limit = runner.connection.max_query_cost
+    statements, cost = [[]], 0.0
+    for number, ctx in enumerate(contexts):
+        part = batch_part(ctx, number=number)
+        if part is None:
+            continue
+        if statements[-1] and cost + part[4] > limit:
+            statements.append([])
+            cost = 0.0
+        statements[-1].append((number, part))
+        cost += part[4]
+    for together in filter(None, statements):
+        query = sql.SQL(" UNION ALL ").join(part[0] for _, part in together)
+        params = [value for _, part in together for value in part[1]]
+        try:
+            rows = runner.fetch(query, params, rows=len(together))
+        except (GuardrailStop, CheckError) as exc:
+            logger.info("a batch's data statement failed (%s): its %d tables read their own", exc, len(together))
+            continue
+        plans = {number: part for number, part in together}
+        for number, total, in_bucket, latest in rows:
+            contexts[number].facts["batch_read"] = BatchRead(
+                kind=plans[number][2], bucket_start=plans[number][3], total=total, in_bucket=in_bucket, latest=latest
+            )

@@ -76,13 +76,16 @@ def test_the_lag_check_is_claimed_by_one_batch_per_interval(make_connection):
 
 
 def test_a_session_lost_mid_table_errors_the_rest_of_the_batch(make_connection, replica_pair, monkeypatch):
-    """The replica session is terminated (by a superuser on the standby) when the volume check starts."""
+    """The replica session is terminated (by a superuser on the standby) when the volume check starts; each
+    table reads its own (as when the batch's combined statements failed)."""
+    from monitors import batch
     from monitors.checks import volume
 
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
     customers = MonitoredTable.objects.create(connection=shop, table_name="customers")
     real_run = volume.run
+    monkeypatch.setattr(batch, "_read_together", lambda contexts: None)
 
     def terminated_first(ctx, check=None):
         pid = ctx.runner.session.info.backend_pid
@@ -96,6 +99,28 @@ def test_a_session_lost_mid_table_errors_the_rest_of_the_batch(make_connection, 
     assert by_table[(orders.id, "schema_change")].status == "pass"  # checked before the session was lost
     lost = [r for key, r in by_table.items() if key != (orders.id, "schema_change")]
     assert len(lost) == 3 and all(r.status == "error" and "connection lost" in r.message for r in lost)
+    shop.refresh_from_db()
+    assert shop.status == "error" and "connection lost" in shop.last_error
+
+
+def test_a_session_lost_in_the_batch_statements_errors_every_table(make_connection, replica_pair, monkeypatch):
+    """The replica session is terminated just before the batch's catalog statement: nothing is read, every
+    result is an error, and the contact failed."""
+    from monitors import batch
+
+    shop = make_connection()
+    orders = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
+    customers = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    real_read = batch._read_together
+
+    def terminated_first(contexts):
+        with replica_pair.standby.connect() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (contexts[0].runner.session.info.backend_pid,))
+        return real_read(contexts)
+
+    monkeypatch.setattr(batch, "_read_together", terminated_first)
+    results = [r for r in run_batch(orders, customers) if r.table_id]
+    assert len(results) == 5 and all(r.status == "error" and "connection lost" in r.message for r in results)
     shop.refresh_from_db()
     assert shop.status == "error" and "connection lost" in shop.last_error
 

@@ -63,7 +63,7 @@ class Command(BaseCommand):
             "--batch-size",
             type=int,
             default=DEFAULT_BATCH_SIZE,
-            help="Tables checked in one replica session (default 50).",
+            help=f"Tables checked in one replica session (default {DEFAULT_BATCH_SIZE}).",
         )
 
     def handle(self, *args, once, all, tables, workers, tick, lease, batch_size, verbosity, **options):
