@@ -213,7 +213,7 @@ def counters() -> dict:
             "SELECT coalesce(sum(n_tup_ins), 0) FROM pg_stat_user_tables"
             " WHERE relname IN ('rehearsal_lateness', 'rehearsal_held')"
         )
-        lateness_rows = cursor.fetchone()[0]
+        lateness_rows = int(cursor.fetchone()[0])
         cursor.execute(
             "SELECT coalesce(sum(pg_total_relation_size(inhrelid)), 0) FROM pg_inherits"
             " WHERE inhparent = 'monitors_checkresult'::regclass"
