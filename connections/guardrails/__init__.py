@@ -14,7 +14,7 @@ One module per guardrail:
 The circuit breaker (leave a failing connection alone for a while) is connection state: `connections.state`.
 """
 
-from connections.guardrails.budget import Allowance, allowance_refund, allowance_reserve
+from connections.guardrails.budget import Allowance, allowance_refund, allowance_reserve, query_caps_bind
 from connections.guardrails.errors import CheckError, GuardrailStop, SessionLost
 from connections.guardrails.lookup import lookup_session
 from connections.guardrails.runner import (
@@ -54,6 +54,7 @@ __all__ = [
     "allowance_refund",
     "allowance_reserve",
     "lookup_session",
+    "query_caps_bind",
     "replica_slot",
     "session_limits",
     "share_use",
