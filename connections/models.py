@@ -5,6 +5,10 @@ from django.db import models
 from common.managed import managed_by_field
 from common.secrets import decrypt_secret, encrypt_secret
 
+QUERIES_PER_HOUR_MAX = 10_000_000
+QUERIES_PER_SECOND_MAX = 100_000.0
+"""The query caps' maxima, also their defaults: at these the caps never bind (connections.guardrails.budget)."""
+
 
 class Connection(models.Model):
     """A customer's read replica that Pulse checks; the `team` group is the tenancy boundary."""
@@ -37,8 +41,8 @@ class Connection(models.Model):
         default=5000, validators=[MinValueValidator(100), MaxValueValidator(60000)]
     )
     max_queries_per_hour = models.PositiveIntegerField(
-        default=10_000_000,
-        validators=[MinValueValidator(1), MaxValueValidator(10_000_000)],
+        default=QUERIES_PER_HOUR_MAX,
+        validators=[MinValueValidator(1), MaxValueValidator(QUERIES_PER_HOUR_MAX)],
         help_text="Optional cap on queries per hour across all runchecks processes (the default, the maximum, "
         "never binds: the replica time share is what bounds Pulse's load).",
     )
@@ -48,8 +52,8 @@ class Connection(models.Model):
         help_text="Sessions Pulse may hold open on this replica at once.",
     )
     max_queries_per_second = models.FloatField(
-        default=100_000.0,
-        validators=[MinValueValidator(0.1), MaxValueValidator(100_000)],
+        default=QUERIES_PER_SECOND_MAX,
+        validators=[MinValueValidator(0.1), MaxValueValidator(QUERIES_PER_SECOND_MAX)],
         help_text="Optional rate cap: queries to this replica are spaced at least 1/rate seconds apart, across "
         "processes (the default, the maximum, never binds).",
     )

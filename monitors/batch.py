@@ -142,7 +142,9 @@ def batch_run(
         TableRun(table=t, plan_costs=dict(t.plan_costs or {}), update_times=list(t.update_times or [])) for t in tables
     ]
     book = Bookkeeping(connection=connection, token=claim.token, started_at=started_at, runs=runs)
-    allowance = guardrails.Allowance(connection=connection, now=started_at)
+    allowance = guardrails.Allowance(
+        connection=connection, now=started_at, shared=guardrails.query_caps_bind(connection)
+    )
     share = guardrails.TimeShare(connection=connection)
     try:
         with guardrails.replica_slot(connection=connection, wait_seconds=slot_wait_seconds):
@@ -152,6 +154,8 @@ def batch_run(
             try:
                 _run_on_replica(connection, runs, plans, allowance, share, book)
             finally:
+                if not allowance.shared:
+                    share.count_queries(allowance.used)
                 share.settle()
     except guardrails.GuardrailStop as stop:
         if stop.reason == "concurrency" and release_when_busy:

@@ -30,31 +30,44 @@ from monitors.models import Check, MonitoredTable
 
 logger = logging.getLogger(__name__)
 
+# A table's due time as the claim indexes hold it (monitors.models.DueAt): never checked sorts first.
+_DUE_AT = "COALESCE({t}.next_check_at, '-infinity'::timestamptz)"
 _DUE = """{t}.is_active AND {c}.is_active AND {t}.status <> 'missing'
       AND ({t}.lease_expires_at IS NULL OR {t}.lease_expires_at < %(now)s)
       AND ({c}.backoff_until IS NULL OR {c}.backoff_until <= %(now)s)
-      AND (%(force)s OR {t}.next_check_at IS NULL OR {t}.next_check_at <= %(now)s)
+      {due}
       AND (%(ids)s::bigint[] IS NULL OR {t}.id = ANY(%(ids)s::bigint[]))
       AND {t}.id > COALESCE((SELECT w.after_id FROM unnest(%(walked)s::bigint[], %(walked_to)s::bigint[])
                              AS w(connection_id, after_id) WHERE w.connection_id = {t}.connection_id), 0)
       AND NOT ({t}.connection_id = ANY(%(busy)s::bigint[]))"""
-_ORDER = "ORDER BY CASE WHEN %(force)s THEN NULL ELSE {t}.next_check_at END NULLS FIRST, {t}.id"
 
-# One statement: find the connection of the most overdue table nobody is claiming right now, then lease
-# up to `limit` of that connection's due tables (skipping rows another process is claiming right now).
-_CLAIM = f"""
+
+def _claim_sql(*, force: bool) -> str:
+    """One statement: find the connection of the most overdue table nobody is claiming right now, then lease up
+    to `limit` of that connection's due tables (skipping rows another process is claiming right now).
+
+    Both steps read an index in due order (`table_due`, `table_due_per_connection`) and stop at the rows they
+    need, so a claim costs the same with 100 or 100,000 tables due; a forced pass walks the tables in id order."""
+
+    def due(t: str) -> str:
+        return "" if force else f"AND {_DUE_AT.format(t=t)} <= %(now)s"
+
+    def order(t: str) -> str:
+        return f"ORDER BY {t}.id" if force else f"ORDER BY {_DUE_AT.format(t=t)}, {t}.id"
+
+    return f"""
 UPDATE monitors_monitoredtable SET lease_token = %(token)s, lease_expires_at = %(expires)s
 WHERE id IN (
     SELECT t.id FROM monitors_monitoredtable t JOIN connections_connection c ON c.id = t.connection_id
-    WHERE {_DUE.format(t="t", c="c")}
+    WHERE {_DUE.format(t="t", c="c", due=due("t"))}
       AND t.connection_id = (
         SELECT f.connection_id FROM monitors_monitoredtable f JOIN connections_connection fc ON fc.id = f.connection_id
-        WHERE {_DUE.format(t="f", c="fc")}
-        {_ORDER.format(t="f")}
+        WHERE {_DUE.format(t="f", c="fc", due=due("f"))}
+        {order("f")}
         LIMIT 1
         FOR UPDATE OF f SKIP LOCKED
       )
-    {_ORDER.format(t="t")}
+    {order("t")}
     LIMIT %(limit)s
     FOR UPDATE OF t SKIP LOCKED
 )
@@ -62,6 +75,9 @@ RETURNING id, EXISTS (
     SELECT 1 FROM monitors_check ch WHERE ch.table_id = monitors_monitoredtable.id AND ch.is_active
 )
 """
+
+
+_CLAIM = {force: _claim_sql(force=force) for force in (False, True)}
 
 
 def tables_next_due(*, now: datetime, force: bool = False, table_ids: list[int] | None = None) -> datetime | None:
@@ -105,12 +121,11 @@ def tables_claim_due(
     token = uuid.uuid4()
     with pulse_db.cursor() as cursor:
         cursor.execute(
-            _CLAIM,
+            _CLAIM[force],
             {
                 "token": token,
                 "expires": now + lease,
                 "now": now,
-                "force": force,
                 "ids": table_ids,
                 "walked": list((walked or {}).keys()),
                 "walked_to": list((walked or {}).values()),

@@ -9,6 +9,13 @@ from monitors import checks
 CheckKind = checks.CheckKind
 
 
+class DueAt(models.Func):
+    """A table's due time for claims and their indexes: never checked (NULL) sorts first, as due long ago."""
+
+    template = "COALESCE(%(expressions)s, '-infinity'::timestamptz)"
+    output_field = models.DateTimeField()
+
+
 class MonitoredTable(models.Model):
     """A table on a replica that Pulse checks on a schedule."""
 
@@ -139,8 +146,16 @@ class MonitoredTable(models.Model):
     class Meta:
         ordering = ["connection_id", "schema_name", "table_name"]
         indexes = [
-            # runchecks' claim: active tables whose next_check_at has come.
-            models.Index(fields=["next_check_at"], name="table_due", condition=models.Q(is_active=True)),
+            # runchecks' claims (monitors/claims.py) read these in order and stop at the batch: the most overdue
+            # table of any connection, then the batch of that connection's due tables.
+            models.Index(DueAt("next_check_at"), "id", name="table_due", condition=models.Q(is_active=True)),
+            models.Index(
+                "connection",
+                DueAt("next_check_at"),
+                "id",
+                name="table_due_per_connection",
+                condition=models.Q(is_active=True),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

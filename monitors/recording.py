@@ -330,10 +330,10 @@ class Bookkeeping:
 
 
 def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list[CheckResult]:
-    """One try, in one transaction: refund, contact status, volume verdicts, results, table state and
-    `on_recorded`."""
+    """One try, in one transaction: contact status, volume verdicts, results, table state, `on_recorded`, then
+    the budget refund. The refund comes last: it locks the connection's allowance row, which every batch of
+    every process updates, so the row stays locked only while the transaction commits."""
     with transaction.atomic():
-        guardrails.allowance_refund(connection=book.connection, queries=book.unused_queries, now=book.started_at)
         if book.contact_status == Connection.Status.OK:
             state.contact_succeeded(connection=book.connection, now=book.started_at)
         elif book.contact_status:
@@ -341,7 +341,7 @@ def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list
                 connection=book.connection, status=book.contact_status, error=book.contact_error, now=book.started_at
             )
         volume_judge(runs=book.runs)
-        return results_record(
+        recorded = results_record(
             connection=book.connection,
             token=book.token,
             runs=book.runs,
@@ -349,6 +349,8 @@ def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list
             started_at=book.started_at,
             on_recorded=on_recorded,
         )
+        guardrails.allowance_refund(connection=book.connection, queries=book.unused_queries, now=book.started_at)
+        return recorded
 
 
 # What a retry can outlive: Pulse's database went away, or PostgreSQL rolled the transaction back (a deadlock, a

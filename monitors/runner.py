@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db import connection as pulse_db
@@ -153,6 +153,8 @@ class CheckRunner:
         self._state_lock = threading.Lock()
         self._running = 0  # work loops in flight on the pool
         self._in_flight: Counter = Counter()  # connection id -> its batches in flight in this process
+        # connection id -> when its time share lets work run again (daemon passes: not claimed before then)
+        self._held_until: dict[int, datetime] = {}
 
     def stop(self) -> None:
         """Claim nothing more; wait until the batches in flight are recorded."""
@@ -258,10 +260,13 @@ class CheckRunner:
         """Lease the next batch: from a connection with no batch in flight here if one has due work (its own
         lane), else from any connection not found busy."""
         with run.lock:  # claims of one pass are serialized, so a forced pass never takes a table twice
+            now = timezone.now()
             with self._state_lock:
                 lanes_taken = {connection for connection, batches in self._in_flight.items() if batches}
+                held = {connection for connection, until in self._held_until.items() if until > now}
+            busy = run.busy | held
             claim = None
-            for exclude in ([run.busy | lanes_taken] if lanes_taken else []) + [run.busy]:
+            for exclude in ([busy | lanes_taken] if lanes_taken else []) + [busy]:
                 claim = tables_claim_due(
                     now=timezone.now(),
                     lease=self.lease,
@@ -312,9 +317,14 @@ class CheckRunner:
             )
             if _held_back(results):
                 # The connection's time share is used up: the daemon's pass moves on to other connections
-                # instead of writing a held-back result for the whole backlog; later ticks take it up again.
+                # instead of writing a held-back result for the whole backlog, and later ticks of this process
+                # leave the connection alone until its share lets work run again.
                 with run.lock:
                     run.busy.add(connection.pk)
+                retries = [datetime.fromisoformat(r.details["retry_at"]) for r in results if r.details.get("retry_at")]
+                if retries:
+                    with self._state_lock:
+                        self._held_until[connection.pk] = min(retries)
             return results
         except ConnectionBusy:
             with run.lock:

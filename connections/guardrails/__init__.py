@@ -14,7 +14,7 @@ One module per guardrail:
 The circuit breaker (leave a failing connection alone for a while) is connection state: `connections.state`.
 """
 
-from connections.guardrails.budget import Allowance, allowance_refund, allowance_reserve
+from connections.guardrails.budget import Allowance, allowance_refund, allowance_reserve, query_caps_bind
 from connections.guardrails.errors import CheckError, GuardrailStop, SessionLost
 from connections.guardrails.lookup import lookup_session
 from connections.guardrails.runner import (
@@ -56,6 +56,7 @@ __all__ = [
     "allowance_reserve",
     "known_cost",
     "lookup_session",
+    "query_caps_bind",
     "replica_slot",
     "session_limits",
     "share_use",

@@ -4,6 +4,10 @@ least `1 / max_queries_per_second` seconds apart.
 Each batch reserves its queries on a shared schedule (`QueryAllowance.next_query_at`) in Pulse's database,
 so two processes never send at once and a cycle never bursts. Work that would exceed the budget is skipped
 with the reason; no query is sent.
+
+With both caps at their maxima (the defaults) they cannot bind: an `Allowance(shared=False)` then reserves
+nothing in Pulse's database and the queries sent are counted with the replica time share's charge instead
+(`TimeShare.count_queries`), so a batch writes the connection's shared row twice instead of four times.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from django.db import DatabaseError
 from django.db import connection as pulse_db
 
 from connections.guardrails.errors import GuardrailStop
-from connections.models import Connection
+from connections.models import QUERIES_PER_HOUR_MAX, QUERIES_PER_SECOND_MAX, Connection
 
 _RESERVE = """
 WITH seed AS (
@@ -41,6 +45,14 @@ WHERE connection_id = %(id)s AND window_start = %(window)s
 
 def _window(now: datetime) -> datetime:
     return now.replace(minute=0, second=0, microsecond=0)
+
+
+def query_caps_bind(connection: Connection) -> bool:
+    """Whether the hourly budget or the rate of `connection` can hold a query back (not at their maxima)."""
+    return (
+        connection.max_queries_per_hour < QUERIES_PER_HOUR_MAX
+        or connection.max_queries_per_second < QUERIES_PER_SECOND_MAX
+    )
 
 
 def allowance_reserve(*, connection: Connection, queries: int, now: datetime) -> float | None:
@@ -74,15 +86,21 @@ def allowance_refund(*, connection: Connection, queries: int, now: datetime) -> 
 
 @dataclass
 class Allowance:
-    """The queries a batch may send: reserved up front, spaced by the rate, topped up one at a time."""
+    """The queries a batch may send: reserved up front, spaced by the rate, topped up one at a time.
+
+    `shared=False` (only for caps that cannot bind, see `query_caps_bind`): granted locally, only counted."""
 
     connection: Connection
     now: datetime
+    shared: bool = True
     granted: int = 0
     used: int = 0
     _next_at: float = field(default_factory=time.monotonic)
 
     def reserve(self, queries: int) -> bool:
+        if not self.shared:
+            self.granted += queries
+            return True
         delay = allowance_reserve(connection=self.connection, queries=queries, now=self.now)
         if delay is None:
             return False
@@ -97,6 +115,9 @@ class Allowance:
         A top-up that cannot reach Pulse's database stops the remaining queries (`skipped`) instead of
         failing the batch: what was already read from the replica is still recorded.
         """
+        if not self.shared:
+            self.used += 1
+            return
         if self.used >= self.granted:
             try:
                 reserved = self.reserve(1)
@@ -119,10 +140,13 @@ class Allowance:
 
     @property
     def unused(self) -> int:
-        """Queries reserved but not sent: what `settle` (or a batch's recording) gives back."""
-        return self.granted - self.used
+        """Queries reserved in Pulse's database but not sent: what `settle` (or a batch's recording) gives back."""
+        return self.granted - self.used if self.shared else 0
 
     def settle(self) -> None:
         """Give back what was reserved but not sent."""
+        if not self.shared:
+            self.granted = self.used
+            return
         allowance_refund(connection=self.connection, queries=self.unused, now=self.now)
         self.granted = self.used

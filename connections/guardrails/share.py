@@ -37,7 +37,8 @@ RECENT_WINDOW_SECONDS = 60.0
 """The time constant of the "share used now" average (an exponentially decayed sum of charged time)."""
 
 # One statement: seed the connection's row (full bucket), then refill the bucket for the time elapsed,
-# take `spent` from it and add `spent` to the minute's decayed sum and the hour's total.
+# take `spent` from it and add `spent` to the minute's decayed sum and the hour's total; add `queries` (sent
+# under query caps that cannot bind, so never reserved: connections.guardrails.budget) to the hour's count.
 _CHARGE = """
 WITH seed AS (
     INSERT INTO connections_queryallowance (
@@ -60,7 +61,10 @@ UPDATE connections_queryallowance a SET
     time_hour_ms = CASE WHEN a.time_hour_start = date_trunc('hour', n.t) THEN a.time_hour_ms ELSE 0 END
         + %(spent)s::float8,
     time_hour_start = date_trunc('hour', n.t),
-    time_updated_at = n.t
+    time_updated_at = n.t,
+    queries_used = CASE WHEN %(queries)s = 0 THEN a.queries_used
+        WHEN a.window_start = date_trunc('hour', n.t) THEN a.queries_used + %(queries)s ELSE %(queries)s END,
+    window_start = CASE WHEN %(queries)s = 0 THEN a.window_start ELSE date_trunc('hour', n.t) END
 FROM (SELECT clock_timestamp() AS t) n
 WHERE a.connection_id = %(id)s
 RETURNING a.time_balance_ms, n.t
@@ -76,8 +80,9 @@ def capacity_ms(connection: Connection) -> float:
     return connection.replica_time_burst_seconds * 1000.0
 
 
-def time_share_charge(*, connection: Connection, spent_ms: float) -> tuple[float, datetime]:
-    """Charge `spent_ms` of server time to the connection's bucket (0 just reads it, refilled to now).
+def time_share_charge(*, connection: Connection, spent_ms: float, queries: int = 0) -> tuple[float, datetime]:
+    """Charge `spent_ms` of server time to the connection's bucket (0 just reads it, refilled to now), and count
+    `queries` sent without a reservation in this hour's query count.
 
     Returns the balance left (ms; negative is debt) and the moment of the charge (Pulse's database clock)."""
     params = {
@@ -86,6 +91,7 @@ def time_share_charge(*, connection: Connection, spent_ms: float) -> tuple[float
         "rate": refill_rate_ms(connection),
         "spent": max(0.0, spent_ms),
         "window": RECENT_WINDOW_SECONDS,
+        "queries": queries,
     }
     for _ in range(2):  # the seed row may not be visible to the UPDATE of the same statement: once more
         with pulse_db.cursor() as cursor:
@@ -124,6 +130,7 @@ class TimeShare:
     connection: Connection
     balance_ms: float = 0.0  # what the bucket held at the last read, minus what was charged then
     unsettled_ms: float = 0.0  # spent since the last charge
+    unsettled_queries: int = 0  # sent without a reservation since the last charge (caps that cannot bind)
     spent_ms: float = 0.0  # spent in all
     round_trips: int = 0
     _read_at: datetime = field(default_factory=timezone.now)
@@ -132,10 +139,16 @@ class TimeShare:
         self.unsettled_ms += milliseconds
         self.spent_ms += milliseconds
 
+    def count_queries(self, queries: int) -> None:
+        """Queries sent without a reservation: counted in the hour's query count with the next charge."""
+        self.unsettled_queries += queries
+
     def _sync(self) -> None:
-        self.balance_ms, self._read_at = time_share_charge(connection=self.connection, spent_ms=self.unsettled_ms)
+        self.balance_ms, self._read_at = time_share_charge(
+            connection=self.connection, spent_ms=self.unsettled_ms, queries=self.unsettled_queries
+        )
         self.round_trips += 1
-        self.unsettled_ms = 0.0
+        self.unsettled_ms, self.unsettled_queries = 0.0, 0
 
     def admit(self) -> None:
         """Make sure the share has room now: charge what was spent, sleep a short refill, or GuardrailStop
@@ -166,7 +179,7 @@ class TimeShare:
 
     def settle(self) -> None:
         """Charge what is left unsettled (best effort: an unreachable database loses only this much)."""
-        if self.unsettled_ms <= 0:
+        if self.unsettled_ms <= 0 and not self.unsettled_queries:
             return
         try:
             self._sync()

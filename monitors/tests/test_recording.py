@@ -10,6 +10,8 @@ import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
 
+from connections import guardrails
+from connections.models import QueryAllowance
 from monitors import spool
 from monitors.checks import Outcome, Status
 from monitors.models import CheckResult, MonitoredTable
@@ -240,3 +242,32 @@ def test_a_recording_that_cannot_reach_the_database_in_time_is_spooled_then_reco
     assert spool_flush(on_recorded=results_ignore) == 1
     assert CheckResult.objects.filter(table=orders, kind="schema_change").count() == 1
     assert not spool.spool_pending()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_shared_allowance_row_is_not_locked_while_a_batch_is_recorded(orders):
+    """Every batch of every process refunds to its connection's one allowance row: the refund comes last in the
+    recording transaction, so other batches never queue on that row behind a recording's handler."""
+    guardrails.allowance_reserve(connection=orders.connection, queries=10, now=timezone.now())
+    token = leased(orders)
+    db = pulse_db.settings_dict
+    seen = {}
+
+    def try_the_row(*, connection, results):
+        with psycopg.connect(host=db["HOST"], port=db["PORT"], user=db["USER"], dbname=db["NAME"]) as other:
+            other.execute("SET lock_timeout = '1s'")
+            seen["row"] = other.execute(
+                "SELECT queries_used FROM connections_queryallowance WHERE connection_id = %s FOR UPDATE NOWAIT",
+                [connection.pk],
+            ).fetchone()
+
+    book = Bookkeeping(
+        connection=orders.connection,
+        token=token,
+        started_at=timezone.now(),
+        runs=[schema_run(orders)],
+        unused_queries=4,
+    )
+    assert [r.kind for r in batch_bookkeep(book, on_recorded=try_the_row)] == ["schema_change"]
+    assert seen["row"] == (10,)  # free while the handler ran, the refund not yet made
+    assert QueryAllowance.objects.get(connection=orders.connection).queries_used == 6  # refunded with the batch
