@@ -54,7 +54,6 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc as static files: /api/docs and /api/redoc work offline
     "django_filters",
-    "django_apscheduler",
     "connections",
     "monitors",
     "alerts",
