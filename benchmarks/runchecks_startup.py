@@ -61,7 +61,10 @@ def run_once(env: dict, extra: list[str] | None = None) -> tuple[float, float, s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--database", default=DB, help="throwaway database (created, then dropped)")
     args = parser.parse_args()
+    global DB
+    DB = args.database
     with psycopg.connect(**SERVER, dbname="postgres", autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {DB}")

@@ -1,13 +1,22 @@
 """Encryption at rest for customer credentials (Fernet, with key rotation via MultiFernet)."""
 
-from functools import cache
+from __future__ import annotations
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from functools import cache
+from typing import TYPE_CHECKING
+
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+# cryptography is imported on first use, not when the models load: `runchecks` with nothing due never needs it.
 
 
 @cache
 def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
+    from cryptography.fernet import Fernet, MultiFernet
+
     return MultiFernet([Fernet(key.encode()) for key in keys])
 
 
@@ -27,6 +36,8 @@ def decrypt_secret(token: str) -> str:
     """Return the plaintext of a token made by `encrypt_secret`."""
     if not token:
         return ""
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet().decrypt(token.encode()).decode()
     except InvalidToken as exc:
@@ -37,6 +48,8 @@ def rotate_secret(token: str) -> str:
     """Re-encrypt a stored token with the newest key (readable with any configured key); empty stays empty."""
     if not token:
         return ""
+    from cryptography.fernet import InvalidToken
+
     try:
         return _fernet().rotate(token.encode()).decode()
     except InvalidToken as exc:

@@ -8,7 +8,6 @@ import psycopg
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.http import urlencode
-from django_apscheduler.models import DjangoJob, DjangoJobExecution
 
 from alerts.admin import AlertAdmin
 from alerts.intake import results_intake
@@ -94,8 +93,3 @@ class AlertWithDashboardAdmin(AlertAdmin):
 
 # The lists (results, alerts, tables) need the width: the index and breadcrumbs lead to every model anyway.
 admin.site.enable_nav_sidebar = False
-
-# runchecks keeps its jobs in each process's memory (nothing is shared through django-apscheduler's tables), so
-# their always-empty admin pages would only mislead; housekeeping still prunes executions of older versions.
-admin.site.unregister(DjangoJob)
-admin.site.unregister(DjangoJobExecution)

@@ -6,11 +6,11 @@ several processes safe together. runchecks schedules these functions themselves,
 """
 
 import logging
+from functools import wraps
 
 from django.db import InterfaceError, OperationalError
+from django.db import close_old_connections as close_stale_connections
 from django.utils import timezone
-from django_apscheduler.models import DjangoJobExecution
-from django_apscheduler.util import close_old_connections
 
 from alerts.delivery import outbox_run
 from alerts.intake import lifecycle_backlog_run_due, results_intake
@@ -21,7 +21,20 @@ from monitors.runner import CheckRunner
 
 logger = logging.getLogger(__name__)
 RUNTIME: dict = {}
-JOB_EXECUTION_MAX_AGE_SECONDS = 7 * 24 * 3600
+
+
+def close_old_connections(job):
+    """Close unusable or expired database connections before and after `job`, as Django does around a request."""
+
+    @wraps(job)
+    def run(*args, **kwargs):
+        close_stale_connections()
+        try:
+            return job(*args, **kwargs)
+        finally:
+            close_stale_connections()
+
+    return run
 
 
 @close_old_connections
@@ -69,4 +82,3 @@ def housekeeping() -> None:
     result_partitions_ensure(now=now)
     results_prune(now=now)
     heartbeats_prune(now=now)
-    DjangoJobExecution.objects.delete_old_job_executions(JOB_EXECUTION_MAX_AGE_SECONDS)
