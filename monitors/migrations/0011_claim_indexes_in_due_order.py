@@ -8,7 +8,7 @@ import monitors.models
 class Migration(migrations.Migration):
     dependencies = [
         ("connections", "0007_new_columns_have_database_defaults"),
-        ("monitors", "0009_new_columns_have_database_defaults"),
+        ("monitors", "0010_volume_training_index"),
     ]
 
     operations = [
