@@ -40,6 +40,11 @@ DEFAULT_BATCH_SIZE = 200
 """Tables of one connection checked in one replica session. A batch sends the same few set-based statements
 whatever its size, while each session costs the replica a backend start-up and ~730 blocks of catalog caches."""
 BUSY_SLOT_WAIT_SECONDS = 0.5  # daemon passes: a connection with every slot taken is given back this fast
+HELD_BACK_PAUSE_FIRST = timedelta(seconds=1)
+HELD_BACK_PAUSE_MAX = timedelta(seconds=30)
+"""After a held-back batch, a daemon leaves the connection alone until its `retry_at` plus a pause that doubles
+with each held-back batch in a row (1 s up to 30 s): a backlog larger than the share then costs a held-back
+batch every 30 s, not every second. Nothing is lost meanwhile: the bucket banks the refill up to its burst."""
 
 
 def worker_name() -> str:
@@ -155,6 +160,7 @@ class CheckRunner:
         self._in_flight: Counter = Counter()  # connection id -> its batches in flight in this process
         # connection id -> when its time share lets work run again (daemon passes: not claimed before then)
         self._held_until: dict[int, datetime] = {}
+        self._held_streak: Counter = Counter()  # connection id -> its held-back batches in a row
 
     def stop(self) -> None:
         """Claim nothing more; wait until the batches in flight are recorded."""
@@ -324,7 +330,12 @@ class CheckRunner:
                 retries = [datetime.fromisoformat(r.details["retry_at"]) for r in results if r.details.get("retry_at")]
                 if retries:
                     with self._state_lock:
-                        self._held_until[connection.pk] = min(retries)
+                        self._held_streak[connection.pk] += 1
+                        pause = HELD_BACK_PAUSE_FIRST * 2 ** min(self._held_streak[connection.pk] - 1, 5)
+                        self._held_until[connection.pk] = min(retries) + min(pause, HELD_BACK_PAUSE_MAX)
+            elif results:
+                with self._state_lock:
+                    self._held_streak.pop(connection.pk, None)
             return results
         except ConnectionBusy:
             with run.lock:

@@ -214,3 +214,22 @@ def test_concurrent_claimers_never_get_the_same_table(tables):
         thread.join()
     ids = [i for batch in claimed for i in batch]
     assert sorted(ids) == sorted(t.id for t in tables)
+
+
+@pytest.mark.django_db
+def test_claims_take_the_most_overdue_connection_and_its_tables_in_due_order_never_checked_first(
+    tables, make_connection
+):
+    now = timezone.now()
+    other = make_connection(name="other-replica")
+    hour_ago = now - timedelta(hours=1)
+    behind = MonitoredTable.objects.create(connection=other, table_name="behind", next_check_at=hour_ago)
+    MonitoredTable.objects.create(connection=other, table_name="not-yet", next_check_at=now + timedelta(minutes=1))
+    never, late, later, soon, *rest = tables  # never: next_check_at NULL, never checked
+    for table, minutes in ((late, -30), (later, -2), (soon, 5), *((t, 10) for t in rest)):
+        MonitoredTable.objects.filter(pk=table.pk).update(next_check_at=now + timedelta(minutes=minutes))
+    # Never checked sorts before an hour overdue, so its connection goes first, with its next most overdue table.
+    assert [t.id for t in tables_claim_due(now=now, lease=LEASE, limit=2).tables] == [never.id, late.id]
+    assert [t.id for t in tables_claim_due(now=now, lease=LEASE, limit=2).tables] == [behind.id]  # 1 h > 2 min
+    assert [t.id for t in tables_claim_due(now=now, lease=LEASE, limit=2).tables] == [later.id]
+    assert tables_claim_due(now=now, lease=LEASE, limit=2).tables == []  # the rest is not due

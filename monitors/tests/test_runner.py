@@ -256,6 +256,27 @@ def test_later_daemon_ticks_leave_a_held_back_connection_alone_until_its_share_l
     held = CheckResult.objects.filter(table__in=tables)
     assert held.values("table").distinct().count() == 1
     assert MonitoredTable.objects.filter(connection=shop, next_check_at__isnull=True).count() == 3  # still due
-    runner._held_until[shop.pk] = timezone.now()  # the moment named in the held-back results has come
+    retry_at = datetime.fromisoformat(held.first().details["retry_at"])
+    assert runner._held_until[shop.pk] == retry_at + timedelta(seconds=1)  # the named moment, plus a first pause
+    runner._held_until[shop.pk] = timezone.now()  # that moment has come
     runner.cycle(wait=False)
     assert held.values("table").distinct().count() == 2  # claimed again (and held back again: still in debt)
+    latest = held.order_by("-started_at").first()
+    retry_at = datetime.fromisoformat(latest.details["retry_at"])
+    assert runner._held_until[shop.pk] == retry_at + timedelta(seconds=2)  # held back twice in a row: twice as long
+
+
+def test_the_pause_after_held_back_batches_is_capped_and_ends_with_a_batch_that_runs(make_connection):
+    shop = make_connection(replica_time_share_percent=0.1, replica_time_burst_seconds=1)
+    tables = [MonitoredTable.objects.create(connection=shop, table_name=name) for name in TABLE_NAMES]
+    guardrails.time_share_charge(connection=shop, spent_ms=1100)  # 100 s of debt at 1 ms/s
+    runner = CheckRunner(on_recorded=Recorder(), workers=1, batch_size=1)
+    runner._held_streak[shop.pk] = 40  # many held-back batches in a row before this one
+    runner.cycle(wait=False)
+    latest = CheckResult.objects.filter(table__in=tables).order_by("-started_at").first()
+    retry_at = datetime.fromisoformat(latest.details["retry_at"])
+    assert runner._held_until[shop.pk] == retry_at + timedelta(seconds=30)
+    QueryAllowance.objects.filter(connection=shop).update(time_balance_ms=1000)  # refilled
+    runner._held_until[shop.pk] = timezone.now()
+    runner.cycle(wait=False)
+    assert shop.pk not in runner._held_streak  # a batch ran: the next held-back batch pauses 1 s again
