@@ -244,10 +244,20 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     outcome.message = _sentence(outcome, verdict, explanation)
 
 
+MAX_SHIFT_FACTOR = 4.0
+"""A new level is accepted automatically only within a factor of 4 of the old one: a fall to a few percent
+(an outage, a holiday) or a tenfold burst stays an incident until an operator rebaselines."""
+
+
+def _plausible_shift(value: float, expected: float) -> bool:
+    return expected > 0 and value > 0 and 1 / MAX_SHIFT_FACTOR <= value / expected <= MAX_SHIFT_FACTOR
+
+
 def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, confirmations: int):
     """The anomalous buckets right before the outcome's that, with it, may confirm a new level: the
     `confirmations - 1` previous buckets of its series, each judged anomalous on the same side of its
-    expected value as the outcome, none empty and none in a maintenance window. [(bucket, value)] or None."""
+    expected value as the outcome, within `MAX_SHIFT_FACTOR` of it (so never empty), none in a maintenance
+    window. [(bucket, value)] or None."""
     width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
     wanted = [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
     rows = (
@@ -264,9 +274,13 @@ def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, c
         .values_list("bucket_start", "is_anomaly", "marked_expected", "observed_value", "details__expected")
     )
     rising = outcome.observed_value > expected
+    if not _plausible_shift(outcome.observed_value, expected):
+        return None
     streak = []
     for bucket, anomalous, marked, value, then_expected in rows:
-        if not anomalous or marked or not value or then_expected is None or (value > then_expected) != rising:
+        if not anomalous or marked or then_expected is None or (value > then_expected) != rising:
+            return None
+        if not _plausible_shift(value, then_expected):
             return None
         streak.append((bucket, value))
     if [bucket for bucket, _ in streak] != wanted:

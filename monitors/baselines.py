@@ -9,8 +9,6 @@ A metric value is judged against a baseline learned from the caller's history:
   the history (``_fit_week``).  The centre then follows the current level: a robust
   (Theil-Sen) line through the median prediction error of each block of 24 history points
   gives the level offset now, so a growing table is not judged against last week's size.
-  Relative errors are weighted by their prediction in that median, so the busy hours set
-  the level and a quiet evening (a holiday's) does not halve the next day's expectation.
 * Scale: a MAD, but of *leave-one-out prediction errors*: every history point is predicted
   by its bucket without itself, and the MAD of those errors (levelled block by block) is
   used.  The band is therefore a prediction interval that includes the error of estimating
@@ -738,10 +736,10 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
     blocks: list[tuple[float, float]] = []
     for end in range(len(data.order), 0, -LEVEL_POINTS):
         block = data.order[max(0, end - LEVEL_POINTS) : end]
-        block_errors = [(errors[i], predicted[i] if relative else 1.0) for i in block if errors[i] is not None]
+        block_errors = [errors[i] for i in block if errors[i] is not None]
         if len(block_errors) < LEVEL_MIN_POINTS:
             continue
-        level = _weighted_median(block_errors)
+        level = statistics.median(block_errors)
         age = statistics.median((at - data.times[i]).total_seconds() for i in block)
         blocks.append((age, level))
         for i in block:
@@ -759,20 +757,6 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
     mad *= center**exponent * PREDICTION_CORRECTION
     floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
     return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor"
-
-
-def _weighted_median(pairs: list[tuple[float, float]]) -> float:
-    """The median of (value, weight) pairs: half the total weight lies on each side (midpoint on a tie)."""
-    pairs = sorted(pairs)
-    half = math.fsum(w for _, w in pairs) / 2
-    cumulative = 0.0
-    for k, (value, weight) in enumerate(pairs):
-        cumulative += weight
-        if cumulative > half:
-            return value
-        if cumulative == half:
-            return (value + pairs[k + 1][0]) / 2 if k + 1 < len(pairs) else value
-    return pairs[-1][0]
 
 
 def _level_now(blocks: list[tuple[float, float]]) -> float:

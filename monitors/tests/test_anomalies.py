@@ -128,10 +128,12 @@ def test_an_outage_or_an_erratic_incident_is_not_accepted_as_a_new_level(table, 
     assert all(r.is_anomaly for r in silent)
     erratic = [observe(table, START + timedelta(hours=8 + h), 3000 if h % 2 else 300) for h in range(8)]
     assert all(r.is_anomaly for r in erratic)  # spikes and drops in turn: no single new level
+    holiday = [observe(table, START + timedelta(hours=40 + h), 20) for h in range(8)]
+    assert all(r.is_anomaly for r in holiday)  # 2 % of the level: a quiet day or an outage, not a new level
     table.refresh_from_db()
     assert table.baseline_since is None
     settings.PULSE_LEVEL_SHIFT_CONFIRMATIONS = 0
-    steady = [observe(table, START + timedelta(hours=16 + h), 2000) for h in range(8)]
+    steady = [observe(table, START + timedelta(hours=60 + h), 2000) for h in range(8)]
     assert all(r.is_anomaly for r in steady)  # automatic acceptance switched off
 
 
