@@ -392,6 +392,7 @@ def measure(token: str, requests: int) -> None:
             f"{statistics.median(cpu_times):.1f} / {percentile(cpu_times, 0.95):.1f} |",
             flush=True,
         )
+    explain(client, endpoints)
     if os.environ.get("BENCH_SHOW_QUERIES"):
         for name, path in endpoints.items():
             queries = []
@@ -408,6 +409,41 @@ def measure(token: str, requests: int) -> None:
             print(f"\n{name}:")
             for seconds, sql in queries:
                 print(f"  {seconds * 1000:.1f} ms {sql[:300]}")
+
+
+def explain(client, endpoints: dict) -> None:
+    """Load-independent figures: the server's own execution time and buffers of each endpoint's queries
+    (`EXPLAIN (ANALYZE, BUFFERS)` of the statements one request sends, token lookup included), median of 5."""
+    import json
+
+    from django.db import connection
+
+    print()
+    print("| endpoint | server execution ms (median of 5 requests) | buffers | statements |")
+    print("| --- | --- | --- | --- |")
+    for name, path in endpoints.items():
+        runs = []
+        for _ in range(5):
+            statements = []
+            with connection.execute_wrapper(
+                lambda execute, sql, params, many, context, statements=statements: (
+                    statements.append((sql, params)) or execute(sql, params, many, context)
+                )
+            ):
+                client.get(path(), secure=True)
+            total, buffers = 0.0, 0
+            with connection.cursor() as cursor:
+                for sql, params in statements:
+                    if not sql.lstrip().upper().startswith("SELECT"):
+                        continue  # nothing but reads is re-run
+                    cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, params)
+                    plan = cursor.fetchone()[0]
+                    plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]
+                    total += plan["Planning Time"] + plan["Execution Time"]
+                    buffers += plan["Plan"].get("Shared Hit Blocks", 0) + plan["Plan"].get("Shared Read Blocks", 0)
+            runs.append((total, buffers, len(statements)))
+        total, buffers, count = sorted(runs)[len(runs) // 2]
+        print(f"| {name} | {total:.1f} (planning included) | {buffers:,} | {count} |", flush=True)
 
 
 def main() -> int:

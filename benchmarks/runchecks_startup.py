@@ -29,12 +29,12 @@ SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 TARGET_SECONDS = 0.4
 
 
-def environment() -> dict:
+def environment(database: str) -> dict:
     from cryptography.fernet import Fernet
 
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
     env.update(
-        PULSE_DATABASE_URL="postgres://{user}@{host}:{port}/".format(**SERVER) + DB,
+        PULSE_DATABASE_URL="postgres://{user}@{host}:{port}/".format(**SERVER) + database,
         PULSE_DEBUG="off",
         PULSE_SECRET_KEY=secrets.token_urlsafe(50),
         PULSE_ENCRYPTION_KEY=Fernet.generate_key().decode(),
@@ -63,12 +63,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--database", default=DB, help="throwaway database (created, then dropped)")
     args = parser.parse_args()
-    global DB
-    DB = args.database
+    database = args.database
     with psycopg.connect(**SERVER, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
-    env = environment()
+        conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {database}")
+    env = environment(database)
     try:
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         _, _, warm = run_once(env)
@@ -98,7 +97,7 @@ def main() -> int:
             print(f"  {micros / 1000:7.1f} ms  {name}")
     finally:
         with psycopg.connect(**SERVER, dbname="postgres", autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            conn.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
     return 0
 
 

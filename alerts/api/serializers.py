@@ -4,11 +4,12 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertEvent
+from common.api import FieldsBuiltOnceMixin
 
 MAX_SNOOZE = timedelta(days=30)
 
 
-class AlertSerializer(serializers.ModelSerializer):
+class AlertSerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
     class Meta:
         model = Alert
         fields = [

@@ -44,7 +44,7 @@ class MonitoredTableViewSet(TeamScopedViewSet):
     table_rebaseline = staticmethod(tables.table_rebaseline)
 
     def base_queryset(self):
-        return MonitoredTable.objects.select_related("connection")
+        return MonitoredTable.objects.all()  # the serializer shows the connection id only: no join needed
 
     @extend_schema(request=RebaselineSerializer, responses=MonitoredTableSerializer)
     @action(detail=True, methods=["post"])
