@@ -6,11 +6,10 @@ several processes safe together. runchecks schedules these functions themselves,
 """
 
 import logging
-from functools import wraps
 
 from django.db import InterfaceError, OperationalError
-from django.db import close_old_connections as close_stale_connections
 from django.utils import timezone
+from django_apscheduler.util import close_old_connections
 
 from alerts.delivery import outbox_run
 from alerts.intake import lifecycle_backlog_run_due, results_intake
@@ -21,20 +20,6 @@ from monitors.runner import CheckRunner
 
 logger = logging.getLogger(__name__)
 RUNTIME: dict = {}
-
-
-def close_old_connections(job):
-    """Close unusable or expired database connections before and after `job`, as Django does around a request."""
-
-    @wraps(job)
-    def run(*args, **kwargs):
-        close_stale_connections()
-        try:
-            return job(*args, **kwargs)
-        finally:
-            close_stale_connections()
-
-    return run
 
 
 @close_old_connections
