@@ -9,7 +9,8 @@ sends Pulse's own statement templates, and closes it; its blocks are blks_hit + 
 the standby's pg_stat_database (flushed when the backend exits), read from another database. Printed: what a
 session costs before its first table, what each further table costs cold (a backend that has not seen it) and
 warm (a second pass in the same session), for the batch's set-based statements and for the per-table statements
-they replace.
+they replace. Then the server time of the same statements (EXPLAIN ANALYZE: planning + execution, without the
+client's round trips), with the load average beside it.
 """
 
 from __future__ import annotations
@@ -130,10 +131,34 @@ def main() -> int:
         twice = figures[f"the batch's statements twice, {len(names)} tables"]
         before_one = figures["per-table statements (before), 1 table"]
         before_all = figures[f"per-table statements (before), {len(names)} tables"]
-        print(f"  session before its first table (state + first statements' catalog caches): {batch_one:,} blocks")
+        print(f"  session before its second table (state + first statements' catalog caches): {batch_one:,} blocks")
         print(f"  each further table, cold (set-based): {(batch_all - batch_one) / extra:.1f} blocks")
         print(f"  each further table, cold (per-table statements): {(before_all - before_one) / extra:.1f} blocks")
         print(f"  each table, warm (second pass in the same session): {(twice - batch_all) / len(names):.1f} blocks")
+
+        def server_ms(conn, statement) -> float:
+            """Planning + execution time of one statement on the server (EXPLAIN ANALYZE: runs it)."""
+            query, params = statement
+            plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query, params).fetchone()[0][0]
+            return plan["Planning Time"] + plan["Execution Time"]
+
+        print(f"server time (EXPLAIN ANALYZE: planning + execution), load average {os.getloadavg()[0]:.2f}:")
+        rounds = []
+        for _ in range(3):
+            with psycopg.connect(**pair.standby.dsn(dbname=DATA_DB), options=options, autocommit=True) as conn:
+                conn.execute(*state)
+                cold = server_ms(conn, catalog(every)) + server_ms(conn, data(every))
+                warm = server_ms(conn, catalog(every)) + server_ms(conn, data(every))
+            with psycopg.connect(**pair.standby.dsn(dbname=DATA_DB), options=options, autocommit=True) as conn:
+                conn.execute(*state)
+                before = sum(server_ms(conn, statement) for statement in per_table(every))
+            rounds.append((cold, warm, before))
+        cold, warm, before = (sorted(r[i] for r in rounds)[1] for i in range(3))
+        n = len(names)
+        print(f"  set-based, new session: {cold:.2f} ms for {n} tables ({cold / n:.3f} ms/table)")
+        print(f"  set-based, warm session: {warm:.2f} ms for {n} tables ({warm / n:.3f} ms/table)")
+        print(f"  per-table statements, new session: {before:.2f} ms for {n} tables ({before / n:.3f} ms/table)")
+        print("  (medians of 3; the client's round trips are not included)")
         return 0
     finally:
         pair.stop()
