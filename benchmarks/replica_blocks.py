@@ -139,7 +139,7 @@ def main() -> int:
         def server_ms(conn, statement) -> float:
             """Planning + execution time of one statement on the server (EXPLAIN ANALYZE: runs it)."""
             query, params = statement
-            plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query, params).fetchone()[0][0]
+            plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) ") + query, params).fetchone()[0][0]
             return plan["Planning Time"] + plan["Execution Time"]
 
         print(f"server time (EXPLAIN ANALYZE: planning + execution), load average {os.getloadavg()[0]:.2f}:")
