@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import models
 from psycopg import sql
 
-from connections.guardrails import QueryRunner
+from connections.guardrails import CheckError, QueryRunner
 
 
 class Status(models.TextChoices):
@@ -153,10 +153,17 @@ def _catalog(table, row: tuple) -> Catalog:
 
 
 def table_catalog(ctx: CheckContext) -> Catalog | None:
-    """The table's catalog entry (None when it no longer exists), read once per table and run."""
+    """The table's catalog entry (None when it no longer exists), read once per table and run; a lookup that
+    failed (a lock, a permission) fails the table's later checks with the same error without asking again."""
+    if "catalog_error" in ctx.facts:
+        raise CheckError(ctx.facts["catalog_error"])
     if "catalog" not in ctx.facts:
         table = ctx.table
-        row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
+        try:
+            row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
+        except CheckError as exc:
+            ctx.facts["catalog_error"] = str(exc)
+            raise
         ctx.facts["catalog"] = None if row is None else _catalog(table, row)
     return ctx.facts["catalog"]
 
