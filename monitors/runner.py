@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_LEASE = timedelta(seconds=15)
 DEFAULT_BATCH_SIZE = 200
 """Tables of one connection checked in one replica session. A batch sends the same few set-based statements
-whatever its size, while each session costs the replica a backend start-up and ~730 blocks of catalog caches."""
+whatever its size, while each session costs the replica a backend start-up and ~780 blocks of catalog caches."""
 BUSY_SLOT_WAIT_SECONDS = 0.5  # daemon passes: a connection with every slot taken is given back this fast
 HELD_BACK_PAUSE_FIRST = timedelta(seconds=1)
 HELD_BACK_PAUSE_MAX = timedelta(seconds=30)

@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import models
 from psycopg import sql
 
-from connections.guardrails import QueryRunner
+from connections.guardrails import CheckError, QueryRunner
 
 
 class Status(models.TextChoices):
@@ -115,12 +115,15 @@ _CATALOG = sql.SQL(
     "SELECT " + _CATALOG_COLUMNS + " FROM pg_catalog.pg_class c"
     " WHERE c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(%s) || '.' || pg_catalog.quote_ident(%s))::oid"
 )
-# Every table of a batch in one statement: the names come as two text arrays, numbered; a table that does not
-# exist has no row.
+# Every table of a batch in one statement: the names come as two text arrays, numbered; one row per name, with
+# whether its schema may be used (NULL: no such schema) and the table's entry (NULLs: no such table). A schema
+# without USAGE is not looked into (to_regclass would raise "permission denied" and fail the whole statement).
 _BATCH_CATALOG = sql.SQL(
-    "SELECT n.i, " + _CATALOG_COLUMNS + " FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[]))"
-    " WITH ORDINALITY AS n(s, t, i) JOIN pg_catalog.pg_class c"
-    " ON c.oid = pg_catalog.to_regclass(pg_catalog.quote_ident(n.s) || '.' || pg_catalog.quote_ident(n.t))::oid"
+    "SELECT n.i, n.usable, " + _CATALOG_COLUMNS + " FROM (SELECT r.s, r.t, r.i,"
+    " pg_catalog.has_schema_privilege(pg_catalog.to_regnamespace(r.s)::oid, 'USAGE') AS usable"
+    " FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) WITH ORDINALITY AS r(s, t, i)) n"
+    " LEFT JOIN pg_catalog.pg_class c ON c.oid = CASE WHEN n.usable"
+    " THEN pg_catalog.to_regclass(pg_catalog.quote_ident(n.s) || '.' || pg_catalog.quote_ident(n.t))::oid END"
 )
 
 
@@ -150,23 +153,31 @@ def _catalog(table, row: tuple) -> Catalog:
 
 
 def table_catalog(ctx: CheckContext) -> Catalog | None:
-    """The table's catalog entry (None when it no longer exists), read once per table and run."""
+    """The table's catalog entry (None when it no longer exists), read once per table and run; a lookup that
+    failed (a lock, a permission) fails the table's later checks with the same error without asking again."""
+    if "catalog_error" in ctx.facts:
+        raise CheckError(ctx.facts["catalog_error"])
     if "catalog" not in ctx.facts:
         table = ctx.table
-        row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
+        try:
+            row = ctx.runner.fetchone(_CATALOG, (table.schema_name, table.table_name))
+        except CheckError as exc:
+            ctx.facts["catalog_error"] = str(exc)
+            raise
         ctx.facts["catalog"] = None if row is None else _catalog(table, row)
     return ctx.facts["catalog"]
 
 
 def catalogs_read(contexts: list[CheckContext]) -> None:
     """Read the catalog entries of every table of a batch in one statement (into each context's facts), sent on
-    the first context's runner. A failure (GuardrailStop, CheckError, SessionLost) leaves the facts unset: each
-    table then reads its own."""
+    the first context's runner. A failure (GuardrailStop, CheckError, SessionLost) leaves the facts unset, and so
+    does a schema Pulse may not use: those tables then read their own (and get the server's own error)."""
     tables = [ctx.table for ctx in contexts]
     rows = contexts[0].runner.fetch(
         _BATCH_CATALOG, ([t.schema_name for t in tables], [t.table_name for t in tables]), rows=len(tables)
     )
-    found = {index: values for index, *values in rows}
-    for number, ctx in enumerate(contexts, start=1):
-        values = found.get(number)
-        ctx.facts["catalog"] = None if values is None else _catalog(ctx.table, tuple(values))
+    for number, usable, *values in rows:
+        ctx = contexts[number - 1]
+        if usable is False:
+            continue
+        ctx.facts["catalog"] = None if usable is None or values[2] is None else _catalog(ctx.table, tuple(values))

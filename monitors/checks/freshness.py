@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import sql
 
-from connections.guardrails import GuardrailStop
+from connections.guardrails import CheckError, GuardrailStop
 from monitors import baselines
 from monitors.checks.base import CheckContext, Outcome, Status, format_duration
 
@@ -84,6 +84,8 @@ def run(ctx: CheckContext, check=None) -> Outcome:
     table = ctx.table
     if "catalog" in ctx.facts and ctx.facts["catalog"] is None:  # the batch's catalog statement did not find it
         raise GuardrailStop(f"{table.qualified_name} no longer exists on the replica", reason="missing")
+    if "catalog_error" in ctx.facts:  # its catalog lookup failed (a lock, a permission): so would max()
+        raise CheckError(ctx.facts["catalog_error"])
     if "latest" in ctx.facts:  # the volume check of this run already read it with its bucket
         latest = latest_timestamp(ctx.facts["latest"])
     else:
