@@ -101,7 +101,13 @@ class MonitoredTable(models.Model):
         help_text="Ignore deviations smaller than this many rows.",
     )
     baseline_since = models.DateTimeField(
-        null=True, blank=True, editable=False, help_text="Set by rebaseline: older values do not train."
+        null=True,
+        blank=True,
+        editable=False,
+        help_text=(
+            "Start of the current level (set by rebaseline or an accepted level shift): older values train only "
+            "the seasonal shape, rescaled to the level since."
+        ),
     )
     backfilled_at = models.DateTimeField(null=True, blank=True, editable=False)
     # The volume series the stored history belongs to ("total_rows" or "rows:<column>:<width>") and the
