@@ -225,6 +225,22 @@ def poisson_band(expected: float, limit: float) -> tuple[float, float]:
         term *= expected / k
 
 
+def _learning(message: str, *, seasonality: str, training_points: int) -> Verdict:
+    """A verdict that judges nothing yet: too few points to learn from."""
+    return Verdict(
+        learning=True,
+        is_anomaly=False,
+        expected_lower=None,
+        expected_upper=None,
+        median=None,
+        mad=None,
+        score=None,
+        seasonality="none" if seasonality == "auto" else seasonality,
+        message=message,
+        training_points=training_points,
+    )
+
+
 def evaluate(
     *,
     history: Sequence[Point],
@@ -268,33 +284,17 @@ def evaluate(
         rescaled = rescaled_to_new_level(points, level_since=level_since, seasonality=seasonality)
         if rescaled is None:
             since_shift = sum(1 for t, _ in points if t >= level_since)
-            return Verdict(
-                learning=True,
-                is_anomaly=False,
-                expected_lower=None,
-                expected_upper=None,
-                median=None,
-                mad=None,
-                score=None,
-                seasonality="none" if seasonality == "auto" else seasonality,
-                message=(
-                    f"Learning the new level: {since_shift} of {LEVEL_SHIFT_MIN_POINTS} points since the level shift "
-                    "collected."
-                ),
+            return _learning(
+                f"Learning the new level: {since_shift} of {LEVEL_SHIFT_MIN_POINTS} points since the level shift "
+                "collected.",
+                seasonality=seasonality,
                 training_points=len(points),
             )
         points = rescaled
     if not points or len(points) < min_history_points:
-        return Verdict(
-            learning=True,
-            is_anomaly=False,
-            expected_lower=None,
-            expected_upper=None,
-            median=None,
-            mad=None,
-            score=None,
-            seasonality="none" if seasonality == "auto" else seasonality,
-            message=f"Learning the baseline: {len(points)} of {min_history_points} history points collected.",
+        return _learning(
+            f"Learning the baseline: {len(points)} of {min_history_points} history points collected.",
+            seasonality=seasonality,
             training_points=len(points),
         )
 
