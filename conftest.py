@@ -1,6 +1,7 @@
 """Shared fixtures: a real primary + hot-standby pair, tenants, API clients, and notification receivers."""
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -57,8 +58,8 @@ def allow_local_replicas(settings):
     settings.PULSE_CONNECTION_ALLOW_LOCAL = True
 
 
-@pytest.fixture(scope="session")
-def replica_pair():
+def _sample_pair():
+    """A primary + hot standby holding the sample database, stopped and removed afterwards."""
     pair = ReplicaPair.create(autovacuum=False)  # deterministic statistics: tests ANALYZE where they need them
     try:
         with pair.primary.connect() as conn:
@@ -69,6 +70,18 @@ def replica_pair():
         yield pair
     finally:
         pair.stop()
+        shutil.rmtree(pair.base_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def replica_pair():
+    yield from _sample_pair()
+
+
+@pytest.fixture
+def own_pair():
+    """A replica pair of the test's own, for tests that stop, restart or promote it."""
+    yield from _sample_pair()
 
 
 @pytest.fixture

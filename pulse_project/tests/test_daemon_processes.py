@@ -8,10 +8,9 @@ import pytest
 from django.db import connection as pulse_db
 from django.utils import timezone
 
-from conftest import READER, READER_PASSWORD, SAMPLE_DB, SAMPLE_SCHEMA
+from conftest import READER, READER_PASSWORD, SAMPLE_DB
 from connections.state import BREAKER_THRESHOLD
 from monitors.models import Check, CheckResult, MonitoredTable, SchedulerHeartbeat
-from pulse_project.pgcluster import ReplicaPair
 from pulse_project.testing.daemons import (
     TableLock,
     finish,
@@ -23,19 +22,6 @@ from pulse_project.testing.daemons import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SAMPLE_TABLES = ["orders", "customers", "stale_events", "empty_events"]
-
-
-@pytest.fixture
-def own_pair():
-    """A replica pair for tests that stop, restart or promote it."""
-    pair = ReplicaPair.create(autovacuum=False)
-    with pair.primary.connect() as conn:
-        conn.execute(f"CREATE DATABASE {SAMPLE_DB}")
-    with pair.primary.connect(SAMPLE_DB) as conn:
-        conn.execute(SAMPLE_SCHEMA)
-    pair.wait_for_replay()
-    yield pair
-    pair.stop()
 
 
 def test_three_processes_share_the_work_and_check_each_table_exactly_once(make_connection, replica_pair):

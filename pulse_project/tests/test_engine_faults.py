@@ -4,7 +4,6 @@ that goes down and comes back (the circuit breaker, with the backoff's end as ex
 no configured key can decrypt."""
 
 import logging
-import shutil
 import time
 from datetime import timedelta
 
@@ -19,7 +18,6 @@ from monitors.batch import batch_run
 from monitors.claims import tables_claim_due
 from monitors.models import CheckResult, MonitoredTable
 from monitors.recording import results_ignore
-from pulse_project.pgcluster import ReplicaPair
 from pulse_project.testing.daemons import TableLock
 
 pytestmark = pytest.mark.django_db
@@ -128,22 +126,6 @@ def test_a_read_blocked_by_a_replayed_lock_gives_up_at_the_lock_timeout(make_con
 
 
 # --- the circuit breaker, end to end ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def own_pair():
-    """A replica pair this test may stop and start."""
-    from conftest import SAMPLE_SCHEMA
-
-    pair = ReplicaPair.create(autovacuum=False)
-    with pair.primary.connect() as conn:
-        conn.execute(f"CREATE DATABASE {SAMPLE_DB}")
-    with pair.primary.connect(SAMPLE_DB) as conn:
-        conn.execute(SAMPLE_SCHEMA)
-    pair.wait_for_replay()
-    yield pair
-    pair.stop()
-    shutil.rmtree(pair.base_dir, ignore_errors=True)
 
 
 def test_the_breaker_opens_after_failed_contacts_and_closes_once_its_backoff_ends(make_connection, own_pair):
