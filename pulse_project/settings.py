@@ -179,6 +179,11 @@ PULSE_RESULT_RETENTION_DAYS = env.int("PULSE_RESULT_RETENTION_DAYS", default=90)
 PULSE_HEARTBEAT_STALE_SECONDS = env.int("PULSE_HEARTBEAT_STALE_SECONDS", default=120)
 # Volume: anomalous buckets in a row, explained by one new level, after which the level is accepted (0: never).
 PULSE_LEVEL_SHIFT_CONFIRMATIONS = env.int("PULSE_LEVEL_SHIFT_CONFIRMATIONS", default=6)
+if PULSE_LEVEL_SHIFT_CONFIRMATIONS == 1 or not 0 <= PULSE_LEVEL_SHIFT_CONFIRMATIONS <= 1000:
+    raise ImproperlyConfigured(
+        "PULSE_LEVEL_SHIFT_CONFIRMATIONS must be 0 (only rebaseline accepts a level shift) or 2 to 1000 "
+        f"(anomalous buckets in a row), not {PULSE_LEVEL_SHIFT_CONFIRMATIONS}"
+    )
 # The bearer token Prometheus sends to GET /metrics; empty (the default): /metrics answers 404.
 PULSE_METRICS_TOKEN = env.str("PULSE_METRICS_TOKEN", default="")
 # runchecks: how long a batch's recording retries while Pulse's database is unreachable (seconds), and

@@ -27,3 +27,13 @@ def test_deploy_checks_pass_with_production_settings():
         PULSE_ALLOWED_HOSTS="pulse.example.com",
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_it_refuses_to_start_with_a_level_shift_confirmation_count_that_means_nothing():
+    for value in ("-3", "1", "5000"):
+        result = manage("check", PULSE_LEVEL_SHIFT_CONFIRMATIONS=value)
+        assert result.returncode != 0
+        assert "PULSE_LEVEL_SHIFT_CONFIRMATIONS must be 0 (only rebaseline accepts a level shift) or 2 to 1000" in (
+            result.stderr
+        )
+        assert f"not {int(value)}" in result.stderr
