@@ -178,3 +178,36 @@ def test_a_dropped_table_is_reported_missing_and_the_others_read_together(four_t
     assert gone["volume"].status == "skipped" and gone["freshness"].status == "skipped"
     others = [r for r in results if r.table_id not in (None, doomed.id)]
     assert len(others) == 11 and all(r.status in ("pass", "fail") for r in others)
+
+
+def test_hostile_table_and_column_names_are_read_together_as_names_never_as_sql(four_tables, replica_pair):
+    """A tenant names the table and column; in the batch's combined statements they stay quoted identifiers."""
+    shop, tables = four_tables
+    name, column = 'x"; DROP TABLE public.orders; --', "at' OR '1'='1"
+    relation, at = sql.Identifier("public", name), sql.Identifier(column)
+    with replica_pair.primary.connect(SAMPLE_DB) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {} (id int, {} timestamptz)").format(relation, at))
+        conn.execute(sql.SQL("CREATE INDEX ON {} ({})").format(relation, at))
+        conn.execute(
+            sql.SQL("INSERT INTO {} SELECT g, now() - interval '2 hours' FROM generate_series(1, 7) g").format(relation)
+        )
+        conn.execute(sql.SQL("GRANT SELECT ON {} TO pulse_reader").format(relation))
+    with replica_pair.primary.connect() as other:
+        other.execute("SELECT pg_current_xact_id()")  # a commit flushes the WAL written before it, as TableLock does
+    replica_pair.wait_for_replay()
+    try:
+        hostile = MonitoredTable.objects.create(connection=shop, table_name=name, timestamp_column=column)
+        run_batch(hostile, *tables)  # first run: the hostile table's series starts
+        before = statements_sent(shop)
+        results = run_batch(*MonitoredTable.objects.filter(pk__in=[hostile.pk, *[t.pk for t in tables]]))
+        assert statements_sent(shop) - before == STEADY_STATEMENTS  # read together, in the combined statements
+        read = {r.kind: r for r in results if r.table_id == hostile.id}
+        assert read["volume"].details["total_rows"] == 7
+        assert 7200 <= read["freshness"].observed_value < 7200 + 600  # the newest row's age: 2 hours
+        standby = {"host": "127.0.0.1", "port": replica_pair.standby.port, "dbname": SAMPLE_DB, "user": "postgres"}
+        with psycopg.connect(**standby) as conn:
+            assert conn.execute("SELECT count(*) FROM public.orders").fetchone()[0] == 500
+    finally:
+        with replica_pair.primary.connect(SAMPLE_DB) as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(relation))
+        replica_pair.wait_for_replay()
