@@ -8,6 +8,11 @@ import sys
 def main():
     """Run administrative tasks."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pulse_project.settings")
+    # `runchecks --once` with nothing due is answered from the settings and one statement, without Django.
+    from pulse_project.idle_start import runchecks_once_idle
+
+    if runchecks_once_idle(sys.argv):
+        return
     try:
         from django.core.management import execute_from_command_line
     except ImportError as exc:

@@ -21,11 +21,10 @@ from datetime import datetime, timedelta
 
 from django.db import DatabaseError
 from django.db import connection as pulse_db
-from django.db.models import DateTimeField, Min, Value
-from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from connections.models import Connection
+from monitors.due import first_claimable
 from monitors.models import Check, MonitoredTable
 
 logger = logging.getLogger(__name__)
@@ -83,14 +82,8 @@ _CLAIM = {force: _claim_sql(force=force) for force in (False, True)}
 def tables_next_due(*, now: datetime, force: bool = False, table_ids: list[int] | None = None) -> datetime | None:
     """When the first active table (of `table_ids`, if given) becomes claimable: the latest of its due time
     (not with `force`), its lease's expiry and its connection's backoff, as in `_DUE`; None without any."""
-    tables = MonitoredTable.objects.filter(is_active=True, connection__is_active=True).exclude(
-        status=MonitoredTable.Status.MISSING
-    )
-    if table_ids is not None:
-        tables = tables.filter(id__in=table_ids)
-    waits = ["lease_expires_at", "connection__backoff_until"] + ([] if force else ["next_check_at"])
-    claimable_at = Coalesce(Greatest(*waits), Value(now, output_field=DateTimeField()))  # PostgreSQL skips NULLs
-    return tables.aggregate(first=Min(claimable_at))["first"]
+    with pulse_db.cursor() as cursor:
+        return first_claimable(cursor, now=now, force=force, table_ids=table_ids)
 
 
 @dataclass(frozen=True)

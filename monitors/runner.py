@@ -28,8 +28,8 @@ from django.utils import timezone
 from monitors import spool
 from monitors.batch import ConnectionBusy, batch_run, batch_time_limit
 from monitors.checks import Status, format_value, replication_lag
-from monitors.checks.base import format_duration
 from monitors.claims import Claim, LeaseKeeper, lease_release, tables_claim_due, tables_next_due
+from monitors.due import idle_line
 from monitors.models import CheckResult
 from monitors.recording import ResultsHandler, spool_flush
 
@@ -245,17 +245,14 @@ class CheckRunner:
 
     def _idle_line(self, run: _Pass) -> str:
         now = timezone.now()
-        first = tables_next_due(now=now, force=run.forced, table_ids=run.table_ids)
-        if first is None:
-            return "nothing to check: no active table on an active connection" + (
-                " among the tables given" if run.table_ids else ""
-            )
-        wait = (first - now).total_seconds()
-        when = "now" if wait <= 0 else f"in {format_duration(wait)} (at {timezone.localtime(first):%H:%M:%S %Z})"
-        if run.forced:
-            return f"nothing to check now: the tables are leased or their connection is backing off; claimable {when}"
-        line = f"nothing due: the next table is due {when}"
-        return f"{line}; --all checks every active table now" if run.wait else line
+        return idle_line(
+            first=tables_next_due(now=now, force=run.forced, table_ids=run.table_ids),
+            now=now,
+            zone=timezone.get_current_timezone(),
+            forced=run.forced,
+            some_tables=bool(run.table_ids),
+            once=run.wait,
+        )
 
     @staticmethod
     def _lost(run: _Pass) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import models
 from psycopg import sql
 
+from common.durations import format_duration as format_duration  # re-exported: the checks' home of it
 from connections.guardrails import CheckError, QueryRunner
 
 
@@ -81,21 +82,6 @@ def format_quantity(value: float) -> str:
         text = f"{value:,.1f}"
         return text.removesuffix(".0")
     return f"{value:.3g}"
-
-
-def format_duration(seconds: float) -> str:
-    """Seconds for people, at the two coarsest units: '2 d 3 h', '1 h 5 min', '4 min', '12 s'."""
-    seconds = max(0, int(seconds))
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days} d {hours} h"
-    if hours:
-        return f"{hours} h {minutes} min"
-    if minutes:
-        return f"{minutes} min"
-    return f"{secs} s"
 
 
 # The catalog entry of a table: size (for volume) and columns (for schema_change, and the timestamp column's
