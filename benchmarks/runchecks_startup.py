@@ -1,12 +1,16 @@
 """Start-up of `manage.py runchecks --once` with nothing due: whole-process wall time, and what it imports.
 
-Usage: .venv/bin/python benchmarks/runchecks_startup.py [--runs 15]
+Usage: .venv/bin/python benchmarks/runchecks_startup.py [--runs 15] [--database NAME]
 
 A fresh, migrated Pulse database `pulse_guardrails_startup` on 127.0.0.1:5432 (dropped at the end) with no
 table to check, production settings (PULSE_DEBUG=off). Bytecode is cached as after an install
 (PYTHONDONTWRITEBYTECODE unset; one warm-up run writes it). Prints each run's wall time (and the process's
 user+system CPU, less sensitive to other load on a shared machine), their medians, the load average, and the
 slowest top-level imports from `python -X importtime`.
+
+Then the same figures, their runs interleaved, for what surrounds it: `runchecks --once --all` (nothing
+to check either, but never answered before Django starts: a pass's start-up through Django), the floor
+`python -c "import django; django.setup()"` with the same settings, and a bare `python -c pass`.
 """
 
 from __future__ import annotations
@@ -42,11 +46,21 @@ def environment(database: str) -> dict:
     return env
 
 
-def run_once(env: dict, extra: list[str] | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
+RUNCHECKS_ONCE = [str(ROOT / "manage.py"), "runchecks", "--once"]
+AROUND = {
+    "runchecks --once --all (through Django)": [*RUNCHECKS_ONCE, "--all"],
+    "floor: django.setup()": ["-c", "import django; django.setup()"],
+    "floor: python -c pass": ["-c", "pass"],
+}
+
+
+def run_once(
+    env: dict, extra: list[str] | None = None, command: list[str] = RUNCHECKS_ONCE
+) -> tuple[float, float, subprocess.CompletedProcess]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, *(extra or []), str(ROOT / "manage.py"), "runchecks", "--once"],
+        [sys.executable, *(extra or []), *command],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -82,6 +96,23 @@ def main() -> int:
             f"median wall {statistics.median(walls):.3f} s (min {min(walls):.3f} s), "
             f"median CPU {statistics.median(cpus):.3f} s; target < {TARGET_SECONDS} s wall"
         )
+        print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+        env_setup = {**env, "DJANGO_SETTINGS_MODULE": "pulse_project.settings"}
+        around = {name: ([], []) for name in AROUND}
+        for command in AROUND.values():
+            run_once(env_setup, command=command)  # warm-up (bytecode)
+        for _ in range(args.runs):
+            for name, command in AROUND.items():
+                wall, cpu, done = run_once(env_setup, command=command)
+                if done.returncode != 0:
+                    raise SystemExit(f"{name} failed: {done.stderr}")
+                around[name][0].append(wall)
+                around[name][1].append(cpu)
+        for name, (walls, cpus) in around.items():
+            print(
+                f"{name}: median wall {statistics.median(walls):.3f} s (min {min(walls):.3f} s), "
+                f"median CPU {statistics.median(cpus):.3f} s (min {min(cpus):.3f} s)"
+            )
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
         _, _, timed = run_once(env, ["-X", "importtime"])
         top = []

@@ -1,5 +1,9 @@
-"""`manage.py runchecks --once` with nothing due is answered before Django starts (pulse_project/idle_start.py),
-with the line the command itself prints; whenever something is or could be due, the command runs as usual."""
+"""Start-up of `manage.py runchecks --once`.
+
+With nothing due it is answered before Django starts (pulse_project/idle_start.py), with the line the command
+itself prints; whenever something is or could be due, the command runs as usual, with an app registry
+without the apps that only serve pages and the API (settings.SERVING_ONLY_APPS), and still records results,
+opens alerts and queues their notifications."""
 
 import json
 import os
@@ -12,7 +16,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from monitors.models import MonitoredTable
+from alerts.models import Alert, Notification
+from monitors.models import CheckResult, MonitoredTable
 from pulse_project.testing.daemons import ROOT, manage, pulse_test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -22,10 +27,14 @@ NOT_LOADED = (
     "django.apps", "django.db", "django.core.management", "rest_framework", "apprise", "django.contrib.admin",
     "monitors.models", "monitors.runner", "alerts",
 )  # fmt: skip
-PROBE = (
-    "import sys, manage; sys.argv = ['manage.py', 'runchecks', '--once']; manage.main();"
-    f"print(sorted(m for m in {NOT_LOADED!r} if m in sys.modules))"
-)
+PROBE = f"""
+import sys, manage
+sys.argv = ["manage.py", "runchecks", "--once"]
+try:
+    manage.main()
+finally:
+    print(sorted(m for m in {NOT_LOADED!r} if m in sys.modules))
+"""
 
 
 def once(**env):
@@ -87,6 +96,24 @@ def test_a_due_table_is_left_to_the_command_which_checks_it(make_connection):
     assert "cycle: checked 1 tables" in looked.stdout and " 0 errors" in looked.stdout
     table.refresh_from_db()
     assert table.last_checked_at is not None
+
+
+def test_a_pass_with_a_failing_check_opens_its_alert_without_the_serving_apps(
+    make_connection, teams, make_channel, receiver
+):
+    channel = make_channel(teams[0], "webhook", receiver.url + "/hook")
+    table = MonitoredTable.objects.create(
+        connection=make_connection(), table_name="stale_events", timestamp_column="happened_at", failure_threshold=1
+    )
+    looked = probe()
+    assert looked.returncode == 1, looked.stderr  # some check failed
+    loaded = looked.stdout.strip().splitlines()[-1]
+    assert "'monitors.runner'" in loaded
+    assert not {"'rest_framework'", "'django.contrib.admin'", "'apprise'"} & set(loaded.strip("[]").split(", "))
+    assert CheckResult.objects.get(table=table, kind="freshness").status == "fail"
+    alert = Alert.objects.get(table=table, kind="freshness", status="open")
+    assert Notification.objects.get(channel=channel, event__alert=alert).status == "pending"
+    assert receiver.requests == []
 
 
 def test_a_table_of_an_inactive_connection_or_a_missing_table_counts_as_none(make_connection):
