@@ -18,6 +18,7 @@ from importlib import import_module
 from pathlib import Path
 
 # Django's connection options with an effect beyond libpq's parameters: with any of them, Django connects.
+_EARLY_CONNECT_TIMEOUT_SECONDS = 2  # libpq's minimum
 _DJANGO_ONLY_OPTIONS = {"assume_role", "pool", "server_side_binding", "cursor_factory", "context"}
 
 
@@ -76,6 +77,8 @@ def _connection_params(database: dict) -> dict | None:
     params = {"dbname": database["NAME"], **options}
     params["client_encoding"] = "UTF8"
     params["prepare_threshold"] = options.get("prepare_threshold")
+    # A database that does not answer at once is left to the command, which waits its full timeout and says why.
+    params["connect_timeout"] = _EARLY_CONNECT_TIMEOUT_SECONDS
     for key, param in (("USER", "user"), ("PASSWORD", "password"), ("HOST", "host"), ("PORT", "port")):
         if database.get(key):
             params[param] = database[key]
