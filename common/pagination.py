@@ -142,13 +142,12 @@ class CappedCountPagination(PageNumberPagination):
 
 
 class IdsFirstPaginator(CappedCountPaginator):
-    """Reads a page's ids first (from an index that holds the list's ordering and the id: an index-only scan,
-    however deep the page), then those rows: PostgreSQL otherwise sorts every matching row for a deep page."""
+    """Reads a page's ids first (a subquery over an index that holds the list's ordering and the id: an
+    index-only scan, however deep the page), then those rows, in one statement: PostgreSQL otherwise sorts every
+    matching row for a deep page."""
 
     def _rows(self, bottom: int, top: int) -> list:
-        ids = list(self.object_list.values_list("pk", flat=True)[bottom:top])
-        rows = {row.pk: row for row in self.object_list.order_by().filter(pk__in=ids)}
-        return [rows[pk] for pk in ids if pk in rows]  # in the list's order; a row deleted meanwhile is left out
+        return list(self.object_list.filter(pk__in=self.object_list.values("pk")[bottom:top]))
 
     def page(self, number):
         number = self.validate_number(number)
