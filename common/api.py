@@ -2,6 +2,7 @@
 
 import copy
 import logging
+from datetime import datetime
 
 import django_filters
 from django import forms
@@ -157,7 +158,7 @@ class ReadPlanMixin(FieldsBuiltOnceMixin):
             value = getattr(instance, attribute)
             if value is None or convert is None:
                 representation[name] = value
-            elif convert is _ISO_DATETIME and value.tzinfo is not None:
+            elif convert is _ISO_DATETIME and isinstance(value, datetime) and value.tzinfo is not None:
                 text = value.astimezone(zone).isoformat()
                 representation[name] = text[:-6] + "Z" if text.endswith("+00:00") else text
             elif convert is _ISO_DATETIME:

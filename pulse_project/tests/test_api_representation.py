@@ -106,3 +106,15 @@ def test_the_output_is_drfs(rows, owner, zone):
         assert opened_at.endswith({None: "Z", "Asia/Kolkata": "+05:30", "America/St_Johns": "-03:30"}[zone])
     finally:
         timezone.deactivate()
+
+
+def test_values_not_yet_read_back_from_the_database_are_written_as_drf_writes_them(rows, owner):
+    """An object built in Python (before a save reads anything back) may hold a string for a time or a number."""
+    tables = rows[0]
+    request = APIRequestFactory().get("/api/tables")
+    request.user = owner
+    table = tables[0]
+    table.last_checked_at, table.sensitivity, table.failure_threshold = "2026-01-02T03:04:05Z", "2.5", "3"
+    fast, slow = both(TableSerializer, [table], {"request": request})
+    assert fast == slow and dict(fast[0])["sensitivity"] == 2.5
+    assert dict(fast[0])["last_checked_at"] == "2026-01-02T03:04:05Z"
