@@ -2,15 +2,18 @@
 
 import copy
 import logging
+from datetime import datetime
 
 import django_filters
 from django import forms
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError
-from rest_framework import exceptions, permissions, routers, serializers, status
+from django.utils import timezone
+from rest_framework import ISO_8601, exceptions, fields, permissions, relations, routers, serializers, status
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from common.managed import changed_fields, managed_by_problem, managed_change_problems
@@ -56,6 +59,8 @@ class TeamModelPermissions(permissions.DjangoModelPermissions):
             model = view.get_queryset().model
             codename = f"{model._meta.app_label}.{action_permission}_{model._meta.model_name}"
             return request.user.has_perm(codename)
+        if self.perms_map.get(request.method) == []:
+            return True  # a read needs no model permission: no queryset built (and scoped) just to name the model
         return super().has_permission(request, view)
 
 
@@ -70,6 +75,97 @@ class FieldsBuiltOnceMixin:
             prototype = super().get_fields()
             cls._fields_prototype = prototype
         return copy.deepcopy(prototype)
+
+
+# Field types whose output DRF computes as one plain conversion of the model attribute's value.
+_PLAIN_CONVERSIONS = {
+    fields.CharField: str,
+    fields.IntegerField: int,
+    fields.FloatField: float,
+    fields.BooleanField: bool,
+}
+_ISO_DATETIME = object()
+_OWN = object()  # the field's own to_representation, given the attribute's value
+
+
+def _read_step(field, model_fields: dict) -> tuple:
+    """(model attribute or None, conversion) of one readable field: no attribute means DRF's own path."""
+    source = field.source_attrs
+    model_field = model_fields.get(source[0]) if len(source) == 1 else None
+    if model_field is None or not model_field.concrete:
+        return None, None
+    kind = type(field)
+    if model_field.is_relation:
+        if (
+            isinstance(field, relations.PrimaryKeyRelatedField)
+            and field.pk_field is None
+            and kind.use_pk_only_optimization is relations.PrimaryKeyRelatedField.use_pk_only_optimization
+            and kind.get_attribute is relations.RelatedField.get_attribute
+            and kind.to_representation is relations.PrimaryKeyRelatedField.to_representation
+        ):
+            return model_field.attname, None  # the id, as DRF's pk-only optimisation gives it
+        return None, None
+    if kind.get_attribute is not fields.Field.get_attribute:
+        return None, None
+    if kind in _PLAIN_CONVERSIONS:
+        return model_field.attname, _PLAIN_CONVERSIONS[kind]
+    if (
+        kind is fields.DateTimeField
+        and settings.USE_TZ
+        and not hasattr(field, "timezone")
+        and str(getattr(field, "format", api_settings.DATETIME_FORMAT)).lower() == ISO_8601
+    ):
+        return model_field.attname, _ISO_DATETIME
+    return model_field.attname, _OWN
+
+
+class ReadPlanMixin(FieldsBuiltOnceMixin):
+    """A model serializer whose output reads each model attribute once and converts it as DRF would, without
+    DRF's per-field dispatch (sources, callables, timezone look-ups per value): DRF's generic path was most of a
+    list request's CPU. Fields it cannot read that way (`source="*"`, method fields, nested) take DRF's own path;
+    the output is the same (pulse_project/tests/test_api_representation.py compares them)."""
+
+    def _read_plan_build(self) -> list[tuple]:
+        """(field, output name, attribute, conversion) per readable field; the steps are worked out once per class."""
+        cls = type(self)
+        steps = cls.__dict__.get("_read_steps")
+        if steps is None:
+            model_fields = {field.name: field for field in self.Meta.model._meta.get_fields()}
+            steps = cls._read_steps = {
+                field.field_name: _read_step(field, model_fields) for field in self._readable_fields
+            }
+        plan = []
+        for field in self._readable_fields:
+            attribute, convert = steps[field.field_name]
+            plan.append((field, field.field_name, attribute, field.to_representation if convert is _OWN else convert))
+        return plan
+
+    def to_representation(self, instance):
+        plan = self.__dict__.get("_read_plan")
+        if plan is None:
+            plan = self._read_plan = self._read_plan_build()
+        zone = timezone.get_current_timezone() if settings.USE_TZ else None
+        representation = {}
+        for field, name, attribute, convert in plan:
+            if attribute is None:
+                try:
+                    value = field.get_attribute(instance)
+                except fields.SkipField:
+                    continue
+                missing = (value.pk if isinstance(value, relations.PKOnlyObject) else value) is None
+                representation[name] = None if missing else field.to_representation(value)
+                continue
+            value = getattr(instance, attribute)
+            if value is None or convert is None:
+                representation[name] = value
+            elif convert is _ISO_DATETIME and isinstance(value, datetime) and value.tzinfo is not None:
+                text = value.astimezone(zone).isoformat()
+                representation[name] = text[:-6] + "Z" if text.endswith("+00:00") else text
+            elif convert is _ISO_DATETIME:
+                representation[name] = field.to_representation(value)
+            else:
+                representation[name] = convert(value)
+        return representation
 
 
 class StrictModelSerializer(serializers.ModelSerializer):

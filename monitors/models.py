@@ -162,6 +162,8 @@ class MonitoredTable(models.Model):
                 name="table_due_per_connection",
                 condition=models.Q(is_active=True),
             ),
+            # /api/tables reads a page's ids in list order from this index alone, however deep the page.
+            models.Index(fields=["connection", "schema_name", "table_name"], include=["id"], name="table_list_order"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -4,12 +4,12 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from alerts.models import Alert, AlertEvent
-from common.api import FieldsBuiltOnceMixin
+from common.api import ReadPlanMixin
 
 MAX_SNOOZE = timedelta(days=30)
 
 
-class AlertSerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
+class AlertSerializer(ReadPlanMixin, serializers.ModelSerializer):
     class Meta:
         model = Alert
         fields = [

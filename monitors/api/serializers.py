@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.utils import timezone
 from rest_framework import serializers
 
-from common.api import FieldsBuiltOnceMixin, ManagedModelSerializer, StrictModelSerializer
+from common.api import ManagedModelSerializer, ReadPlanMixin, StrictModelSerializer
 from common.tenancy import scope_to_user
 from connections.api.serializers import UserConnectionField
 from monitors.check_rules import AUTOMATIC_KINDS, check_problems, kind_problem
@@ -20,7 +20,7 @@ from monitors.table_rules import CATALOG_FIELDS, table_problems
 from monitors.tables import table_activation_apply, table_timestamp_choice_apply
 
 
-class MonitoredTableSerializer(FieldsBuiltOnceMixin, ManagedModelSerializer):
+class MonitoredTableSerializer(ReadPlanMixin, ManagedModelSerializer):
     connection = UserConnectionField()
 
     class Meta:
@@ -108,7 +108,7 @@ class MonitoredTableSerializer(FieldsBuiltOnceMixin, ManagedModelSerializer):
         return attrs
 
 
-class CheckResultSerializer(FieldsBuiltOnceMixin, serializers.ModelSerializer):
+class CheckResultSerializer(ReadPlanMixin, serializers.ModelSerializer):
     class Meta:
         model = CheckResult
         fields = [

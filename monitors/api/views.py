@@ -8,9 +8,12 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from common.api import IdFilter
+from common.pagination import IdsFirstPagination, TimeOrderedPagination
+from common.tenancy import scope_to_user
 from common.viewsets import TeamScopedViewSet
 from connections import guardrails, replica
 from connections.api.views import ConnectionViewSet
+from connections.models import Connection
 from monitors import discovery, tables
 from monitors.api.serializers import (
     CheckResultSerializer,
@@ -43,8 +46,18 @@ class MonitoredTableViewSet(TeamScopedViewSet):
     action_permissions = {"rebaseline": "change", "mark_expected": "change"}
     table_rebaseline = staticmethod(tables.table_rebaseline)
 
+    pagination_class = IdsFirstPagination
+
     def base_queryset(self):
         return MonitoredTable.objects.all()  # the serializer shows the connection id only: no join needed
+
+    def get_queryset(self):
+        """The list names the team's connection ids (one small query first) rather than joining connections:
+        with the ids in hand, PostgreSQL reads the tables in list order from the `table_list_order` index."""
+        if self.action != "list":
+            return super().get_queryset()
+        connections = scope_to_user(Connection.objects.all(), user=self.request.user, team_path="team")
+        return self.base_queryset().filter(connection_id__in=list(connections.order_by().values_list("id", flat=True)))
 
     @extend_schema(request=RebaselineSerializer, responses=MonitoredTableSerializer)
     @action(detail=True, methods=["post"])
@@ -72,12 +85,13 @@ class MonitoredTableViewSet(TeamScopedViewSet):
         parameters=[OpenApiParameter("kind", str, enum=CheckKind.values)],
         responses=CheckResultSerializer(many=True),
     )
-    @action(detail=True, methods=["get"], filter_backends=[])
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=TimeOrderedPagination)
     def results(self, request, pk=None):
+        """The table's results, newest first, by cursor (`next`, `previous`) or `?page=N`; no count."""
         table = self.get_object()
         params = ResultFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        results = table.results.order_by("-started_at", "-id")
+        results = table.results.all()
         if "kind" in params.validated_data:
             results = results.filter(kind=params.validated_data["kind"])
         page = self.paginate_queryset(results)

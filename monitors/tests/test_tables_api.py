@@ -147,7 +147,7 @@ def test_it_lists_results_newest_first_filtered_by_kind(owner_client, shop):
             started_at=now - timedelta(minutes=minutes),
         )
     body = owner_client.get(f"/api/tables/{table.id}/results").json()
-    assert body["count"] == 3
+    assert (set(body), body["next"], body["previous"]) == ({"next", "previous", "results"}, None, None)  # no count
     assert [r["observed_value"] for r in body["results"]] == [1, 2, 3]
     volume = owner_client.get(f"/api/tables/{table.id}/results/?kind=volume").json()
     assert [r["observed_value"] for r in volume["results"]] == [1, 3]
