@@ -397,6 +397,11 @@ def judge_series(job: tuple) -> SeriesResult:
     if shift_at is not None:
         first_shifted = next(i for i, t in enumerate(times) if t >= shift_at)
         excused.update(range(first_shifted, first_shifted + SHIFT_SETTLING))
+        alerted = [times[i] for i in range(first_shifted, len(flags)) if flags[i] and flags[i - 1]]
+        result.misses.append(
+            f"{family} level shift x{lam[first_shifted] / rate(shift_at - 24 * HOUR) / step:.1f} at "
+            f"{shift_at:%a %d %H:%M}: first alert at {f'{alerted[0]:%a %d %H:%M}' if alerted else 'none'}"
+        )
     result.pulse_false = count_false(flags, first_test, excused)
     for i in range(first_test + 1, len(flags)):
         if flags[i] and flags[i - 1] and not flags[i - 2] and not excused.intersection((i - 1, i)):

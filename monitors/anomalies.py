@@ -175,6 +175,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
         spread=_finite(verdict.spread),
         spread_source=verdict.spread_source or None,
         tail_probability=verdict.tail_probability,
+        dispersion=_finite(verdict.dispersion),
+        relative_noise=_finite(verdict.relative_noise),
         sensitivity=sensitivity,
         bucket_seconds=bucket_seconds,
         training_points=verdict.training_points,
@@ -226,8 +228,8 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (
-        "seasonality", "score", "expected", "spread", "spread_source", "sensitivity", "bucket_seconds",
-        "training_points",
+        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "sensitivity",
+        "bucket_seconds", "training_points",
     )  # fmt: skip
     outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
@@ -291,16 +293,60 @@ def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, c
     return streak
 
 
+SHIFT_LOOKBACK = 24
+SHIFT_MIN_SCORE = 1.0
+"""A shift's first buckets may pass (a wide night band): the accepted level starts at the earliest of the up to
+24 buckets before the confirming streak that deviate the same way by at least 1 robust sd, in an unbroken run."""
+
+
+def _shift_start(
+    *, table: MonitoredTable, outcome: Outcome, first: datetime, rising: bool
+) -> list[tuple[datetime, float]]:
+    """The buckets of the new level before `first` (the confirming streak's first bucket): the unbroken run of up
+    to `SHIFT_LOOKBACK` buckets right before it that already deviated the same way by `SHIFT_MIN_SCORE` robust sd,
+    anomalous or not, oldest first as [(bucket, value)], so the old shape is not rescaled from points that were
+    already at the new level."""
+    width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+    rows = {
+        bucket: (score, value)
+        for bucket, score, value in CheckResult.objects.filter(
+            table_id=table.id,
+            kind=VOLUME,
+            series=_series_of(outcome),
+            bucket_start__gte=first - SHIFT_LOOKBACK * width,
+            bucket_start__lt=first,
+            details__judged=True,
+            details__repeats_verdict_of__isnull=True,
+            marked_expected=False,
+        )
+        .order_by("bucket_start", "-started_at")
+        .distinct("bucket_start")
+        .values_list("bucket_start", "details__score", "observed_value")
+    }
+    run: list[tuple[datetime, float]] = []
+    bucket = first - width
+    while bucket in rows and rows[bucket][0] is not None and rows[bucket][1] is not None:
+        score, value = rows[bucket]
+        if not (score >= SHIFT_MIN_SCORE if rising else score <= -SHIFT_MIN_SCORE):
+            break
+        run.insert(0, (bucket, value))
+        bucket -= width
+    return run
+
+
 def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Verdict) -> baselines.Verdict | None:
     """Automatic acceptance of a level shift: after `level_shift_confirmations()` anomalous buckets in a row
     that one new level explains (the latest judged against the old shape rescaled to the earlier ones passes),
-    the table's baseline restarts from the first of them and they train it (as if marked expected)."""
+    the table's baseline restarts from the first of them, or from the run of buckets right before them that
+    already deviated the same way (`_shift_start`), and they train it (as if marked expected)."""
     confirmations = level_shift_confirmations()
     if confirmations < 2 or not outcome.observed_value or verdict.median is None:
         return None
     streak = _shift_streak(table=table, outcome=outcome, expected=verdict.median, confirmations=confirmations)
     if streak is None:
         return None
+    rising = outcome.observed_value > verdict.median
+    streak = [*_shift_start(table=table, outcome=outcome, first=streak[0][0], rising=rising), *streak]
     since = streak[0][0]
     verdict = judge(history={**points, **dict(streak)}, level_since=since)
     if verdict.learning or verdict.is_anomaly:

@@ -218,6 +218,7 @@ def test_the_details_explain_the_verdict(table):
     assert details["expected"] == 4 and details["spread"] == pytest.approx(2.0)
     assert details["spread_source"] == "counting_noise"
     assert details["tail_probability"] == pytest.approx(0.0183, abs=1e-4)
+    assert details["dispersion"] == 1.0 and details["relative_noise"] == 0.0  # plain Poisson rows, no extra noise
     assert details["seasonality"] == "none" and details["bucket_seconds"] == 3600
     assert details["training_points"] == 335 and details["sensitivity"] == 3.5
     assert "spread set by counting noise" in quiet.message
