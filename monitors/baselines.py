@@ -308,6 +308,7 @@ def evaluate(
     unit: str = "",
     counts: bool = False,
     level_since: datetime | None = None,
+    quiet_today: bool = False,
 ) -> Verdict:
     """Judge ``value`` observed at ``at`` against ``history``.
 
@@ -328,6 +329,9 @@ def evaluate(
     ``level_since`` (a level shift accepted then): the history before it keeps its seasonal shape but is
     rescaled to the level of the points since then (``rescaled_to_new_level``); while fewer than
     ``LEVEL_SHIFT_MIN_POINTS`` of those are known the verdict is learning.
+    ``quiet_today``: an earlier bucket of the day already passed as a quiet day (the caller keeps such buckets,
+    and the rest of that day, out of ``history``), so a low count needs no more evidence of the day than the quiet
+    weekday's band at its hour.
     ``unit`` (e.g. "rows") only decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
@@ -372,7 +376,11 @@ def evaluate(
         lower, upper = max(0.0, center - half_width), center + half_width
         high, low = score > sensitivity, score < -sensitivity
     quiet_day = (
-        counts and low and _like_a_quiet_day(data, at=at, value=value, mode=mode, sensitivity=sensitivity, noise=noise)
+        counts
+        and low
+        and _like_a_quiet_day(
+            data, at=at, value=value, mode=mode, sensitivity=sensitivity, noise=noise, quiet_today=quiet_today
+        )
     )
     low = low and not quiet_day
     outside = (high and direction != "drop") or (low and direction != "spike")
@@ -449,7 +457,14 @@ def _predict(data: _Data, *, mode: str, at: datetime) -> float | None:
 
 
 def _like_a_quiet_day(
-    data: _Data, *, at: datetime, value: float, mode: str, sensitivity: float, noise: tuple[float, float] | None
+    data: _Data,
+    *,
+    at: datetime,
+    value: float,
+    mode: str,
+    sensitivity: float,
+    noise: tuple[float, float] | None,
+    quiet_today: bool = False,
 ) -> bool:
     """A holiday: a low count that the table's quietest weekday explains at this hour, on a day whose buckets so
     far, on the hours where the quietest weekday is clearly quieter than this one, add up to what that weekday
@@ -467,7 +482,7 @@ def _like_a_quiet_day(
     weekly = mode == "hour_of_week"
     midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
     today = [(moment.hour, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
-    if weekly and not today:
+    if weekly and not today and not quiet_today:
         return False  # nothing known of the day yet: judged as any other drop
     fit = data.fit(mode)
     keys = [hour for hour, _ in today] + [at.hour] if weekly else [0]
