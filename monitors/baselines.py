@@ -773,6 +773,8 @@ def _fit_week(data: _Data) -> _Fit:
 
     def predict(key: int) -> float | None:
         base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
+        if len(bucket) < MIN_BUCKET_POINTS:
+            bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
         return join(base, statistics.median(bucket))
