@@ -175,6 +175,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
         spread=_finite(verdict.spread),
         spread_source=verdict.spread_source or None,
         tail_probability=verdict.tail_probability,
+        dispersion=_finite(verdict.dispersion),
+        relative_noise=_finite(verdict.relative_noise),
         sensitivity=sensitivity,
         bucket_seconds=bucket_seconds,
         training_points=verdict.training_points,
@@ -209,12 +211,11 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
         verdict, anomaly = "is not judged yet", False
     elif previous.marked_expected:
         verdict, anomaly = "is in a bucket accepted as expected", False
-    elif before.get("quiet_day") and value <= upper:
+    elif before.get("quiet_day") and value < lower:
         verdict = (
             f"is below the expected {baselines.band(lower, upper, whole=whole)} but as quiet as the table's quiet days"
         )
         anomaly = False
-        outcome.details["quiet_day"] = True
     elif value < lower and value == 0 and table.direction != "spike":
         verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper, whole=whole)}", True
     elif value > upper and table.direction != "drop" and not small:
@@ -223,11 +224,13 @@ def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -
         verdict, anomaly = f"is below the expected {baselines.band(lower, upper, whole=whole)}", True
     else:
         verdict, anomaly = f"is within the expected {baselines.band(lower, upper, whole=whole)}", False
+    if before.get("quiet_day") and not anomaly:
+        outcome.details["quiet_day"] = True  # a quiet day's bucket stays out of training
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (
-        "seasonality", "score", "expected", "spread", "spread_source", "sensitivity", "bucket_seconds",
-        "training_points",
+        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "sensitivity",
+        "bucket_seconds", "training_points",
     )  # fmt: skip
     outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
@@ -249,15 +252,23 @@ MAX_SHIFT_FACTOR = 4.0
 (an outage, a holiday) or a tenfold burst stays an incident until an operator rebaselines."""
 
 
+SHIFT_LOOKBACK = 24
+SHIFT_MIN_SCORE = 1.0
+"""A shifted table's quiet buckets may pass inside a wide band: they count in the confirming run when they deviate
+the same way by at least 1 robust sd, and the accepted level starts at the earliest of up to 24 such buckets
+right before that run."""
+
+
 def _plausible_shift(value: float, expected: float) -> bool:
     return expected > 0 and value > 0 and 1 / MAX_SHIFT_FACTOR <= value / expected <= MAX_SHIFT_FACTOR
 
 
 def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, confirmations: int):
-    """The anomalous buckets right before the outcome's that, with it, may confirm a new level: the
-    `confirmations - 1` previous buckets of its series, each judged anomalous on the same side of its
-    expected value as the outcome, within `MAX_SHIFT_FACTOR` of it (so never empty), none in a maintenance
-    window. [(bucket, value)] or None."""
+    """The buckets right before the outcome's that, with it, may confirm a new level: the `confirmations - 1`
+    previous buckets of its series, each off its expected value on the same side as the outcome by at least
+    `SHIFT_MIN_SCORE` robust sd, within `MAX_SHIFT_FACTOR` of it (so never empty), none in a maintenance window,
+    and at least half of all of them judged anomalous (a quiet bucket of a shifted table may pass inside its
+    wide band without breaking the run). [(bucket, value)] or None."""
     width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
     wanted = [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
     rows = (
@@ -271,19 +282,22 @@ def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, c
         )
         .order_by("bucket_start", "-started_at")
         .distinct("bucket_start")
-        .values_list("bucket_start", "is_anomaly", "marked_expected", "observed_value", "details__expected")
+        .values_list(
+            "bucket_start", "is_anomaly", "marked_expected", "observed_value", "details__expected", "details__score"
+        )
     )
     rising = outcome.observed_value > expected
     if not _plausible_shift(outcome.observed_value, expected):
         return None
-    streak = []
-    for bucket, anomalous, marked, value, then_expected in rows:
-        if not anomalous or marked or then_expected is None or (value > then_expected) != rising:
+    streak, anomalous_buckets = [], 1
+    for bucket, anomalous, marked, value, then_expected, score in rows:
+        if marked or then_expected is None or score is None or (value > then_expected) != rising:
             return None
-        if not _plausible_shift(value, then_expected):
+        if abs(score) < SHIFT_MIN_SCORE or not _plausible_shift(value, then_expected):
             return None
+        anomalous_buckets += anomalous
         streak.append((bucket, value))
-    if [bucket for bucket, _ in streak] != wanted:
+    if [bucket for bucket, _ in streak] != wanted or 2 * anomalous_buckets < confirmations:
         return None
     windows = windows_by_connection(connection_ids={table.connection_id}, since=wanted[0]).get(table.connection_id, ())
     if any(start <= bucket < end for start, end in windows for bucket in [*wanted, outcome.bucket_start]):
@@ -291,16 +305,54 @@ def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, c
     return streak
 
 
+def _shift_start(
+    *, table: MonitoredTable, outcome: Outcome, first: datetime, rising: bool
+) -> list[tuple[datetime, float]]:
+    """The buckets of the new level before `first` (the confirming streak's first bucket): the unbroken run of up
+    to `SHIFT_LOOKBACK` buckets right before it that already deviated the same way by `SHIFT_MIN_SCORE` robust sd,
+    anomalous or not, oldest first as [(bucket, value)], so the old shape is not rescaled from points that were
+    already at the new level."""
+    width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+    rows = {
+        bucket: (score, value)
+        for bucket, score, value in CheckResult.objects.filter(
+            table_id=table.id,
+            kind=VOLUME,
+            series=_series_of(outcome),
+            bucket_start__gte=first - SHIFT_LOOKBACK * width,
+            bucket_start__lt=first,
+            details__judged=True,
+            details__repeats_verdict_of__isnull=True,
+            marked_expected=False,
+        )
+        .order_by("bucket_start", "-started_at")
+        .distinct("bucket_start")
+        .values_list("bucket_start", "details__score", "observed_value")
+    }
+    run: list[tuple[datetime, float]] = []
+    bucket = first - width
+    while bucket in rows and rows[bucket][0] is not None and rows[bucket][1] is not None:
+        score, value = rows[bucket]
+        if not (score >= SHIFT_MIN_SCORE if rising else score <= -SHIFT_MIN_SCORE):
+            break
+        run.insert(0, (bucket, value))
+        bucket -= width
+    return run
+
+
 def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Verdict) -> baselines.Verdict | None:
     """Automatic acceptance of a level shift: after `level_shift_confirmations()` anomalous buckets in a row
     that one new level explains (the latest judged against the old shape rescaled to the earlier ones passes),
-    the table's baseline restarts from the first of them and they train it (as if marked expected)."""
+    the table's baseline restarts from the first of them, or from the run of buckets right before them that
+    already deviated the same way (`_shift_start`), and they train it (as if marked expected)."""
     confirmations = level_shift_confirmations()
     if confirmations < 2 or not outcome.observed_value or verdict.median is None:
         return None
     streak = _shift_streak(table=table, outcome=outcome, expected=verdict.median, confirmations=confirmations)
     if streak is None:
         return None
+    rising = outcome.observed_value > verdict.median
+    streak = [*_shift_start(table=table, outcome=outcome, first=streak[0][0], rising=rising), *streak]
     since = streak[0][0]
     verdict = judge(history={**points, **dict(streak)}, level_since=since)
     if verdict.learning or verdict.is_anomaly:
@@ -311,6 +363,55 @@ def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Ver
         table_id=table.id, kind=VOLUME, series=_series_of(outcome), bucket_start__in=[b for b, _ in streak]
     ).update(marked_expected=True)
     return verdict
+
+
+def _day_of(outcome: Outcome) -> tuple[datetime, datetime]:
+    """Midnight of the outcome's bucket (its own clock, as the seasonal buckets read it) and the bucket's start."""
+    return outcome.bucket_start.replace(hour=0, minute=0, second=0, microsecond=0), outcome.bucket_start
+
+
+def _quiet_day_marked(*, table: MonitoredTable, outcome: Outcome, points: dict[datetime, float]) -> bool:
+    """Whether an earlier bucket of the outcome's day passed as a quiet day (looked up only when the day's
+    training points have a gap, as quiet-day buckets leave)."""
+    midnight, bucket = _day_of(outcome)
+    width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+    if width >= timedelta(days=1) or sum(1 for at in points if midnight <= at < bucket) >= (bucket - midnight) / width:
+        return False
+    return CheckResult.objects.filter(
+        table_id=table.id,
+        kind=VOLUME,
+        series=_series_of(outcome),
+        bucket_start__gte=midnight,
+        bucket_start__lt=bucket,
+        started_at__gte=midnight,
+        details__quiet_day=True,
+    ).exists()
+
+
+def _quiet_day_keep_out(*, table: MonitoredTable, outcome: Outcome, quiet_today: bool) -> None:
+    """A quiet day (a holiday) trains nothing, not even its ordinary buckets: its nights before the first quiet
+    verdict are marked now, its later buckets as they are judged. Otherwise a holiday's nights, quieter than a
+    working day's, would drag its weekday's level down and the same weekday a week later would alert."""
+    if outcome.details.get("quiet_day"):
+        midnight, bucket = _day_of(outcome)
+        earlier = list(
+            CheckResult.objects.filter(
+                table_id=table.id,
+                kind=VOLUME,
+                series=_series_of(outcome),
+                bucket_start__gte=midnight,
+                bucket_start__lt=bucket,
+                started_at__gte=midnight,
+                is_anomaly=False,
+            )
+        )
+        earlier = [result for result in earlier if not result.details.get("quiet_day")]
+        for result in earlier:
+            result.details = {**result.details, "quiet_day": True, "quiet_day_of": bucket.isoformat()}
+        CheckResult.objects.bulk_update(earlier, ["details"])
+    elif quiet_today and not outcome.is_anomaly:
+        outcome.details["quiet_day"] = True
+        outcome.message = f"{outcome.message[:-1]}; part of a quiet day, kept out of training."
 
 
 def _width_drift(outcome: Outcome, *, history: list[tuple[datetime, float]]) -> None:
@@ -357,7 +458,18 @@ def volume_judge(*, runs) -> None:
         sensitivity = effective_sensitivity(table)
         daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
 
-        def judge(*, history: dict, level_since, table=table, outcome=outcome, sensitivity=sensitivity, daily=daily):
+        quiet_today = _quiet_day_marked(table=table, outcome=outcome, points=points)
+
+        def judge(
+            *,
+            history: dict,
+            level_since,
+            table=table,
+            outcome=outcome,
+            sensitivity=sensitivity,
+            daily=daily,
+            quiet_today=quiet_today,
+        ):
             return baselines.evaluate(
                 history=sorted(history.items()),
                 at=outcome.bucket_start,
@@ -371,6 +483,7 @@ def volume_judge(*, runs) -> None:
                 unit="rows",
                 counts=_series_of(outcome).startswith("rows:"),
                 level_since=level_since,
+                quiet_today=quiet_today,
             )
 
         verdict = judge(history=points, level_since=table.baseline_since)
@@ -378,6 +491,8 @@ def volume_judge(*, runs) -> None:
             table=table, outcome=outcome, points=points, judge=judge, verdict=verdict
         )
         _apply(outcome, accepted or verdict, sensitivity=sensitivity)
+        if not verdict.learning:
+            _quiet_day_keep_out(table=table, outcome=outcome, quiet_today=quiet_today)
         if accepted:
             confirmations = level_shift_confirmations()
             outcome.details["level_shift_accepted"] = {

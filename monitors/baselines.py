@@ -135,6 +135,13 @@ MIN_EXPECTED_COUNT = 0.5
 """A count is never expected below half a row when judging by counting noise: the median of sparse counts
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
+BUSY_COUNT = 25.0
+"""Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
+most a fifth of the count there); the counting noise's dispersion on the quieter ones."""
+
+MAX_RELATIVE_NOISE = 2.0
+"""Counts: the relative extra noise k (variance = dispersion * mu + (k * mu) ** 2) is capped here."""
+
 LEVEL_SHIFT_MIN_POINTS = 3
 """After a level shift (``level_since``) the history before it keeps its seasonal shape, rescaled to the level of
 the points since the shift: at least 3 of them (predicted above zero), else the verdict is learning."""
@@ -166,7 +173,9 @@ class Verdict:
     the centre); ``tail_probability`` is the exact Poisson tail of the value when a small
     expected count was judged with it (else None); ``training_points`` the history points used;
     ``verdict`` the message's predicate ("is within the expected 0-13"), for callers with their own subject;
-    ``quiet_day`` that a low count passed as a holiday-like quiet day (callers keep it out of training).
+    ``quiet_day`` that a low count passed as a holiday-like quiet day (callers keep it out of training);
+    ``dispersion`` and ``relative_noise`` the count noise model fitted on the history (rows per bucket:
+    variance = dispersion * expected + (relative_noise * expected) ** 2; None when not fitted).
     """
 
     learning: bool
@@ -183,6 +192,8 @@ class Verdict:
     spread_source: str = ""
     tail_probability: float | None = None
     training_points: int = 0
+    dispersion: float | None = None
+    relative_noise: float | None = None
 
     @property
     def spread(self) -> float | None:
@@ -197,32 +208,73 @@ def tail_limit(sensitivity: float) -> float:
 
 def poisson_tails(value: float, expected: float) -> tuple[float, float]:
     """(P(X <= value), P(X >= value)) for X ~ Poisson(expected); ``value`` is rounded to a count."""
-    count = max(0, round(value))
-    if expected <= 0:
-        return 1.0, 1.0 if count == 0 else 0.0
-    term = math.exp(-expected)
-    below = 0.0
-    for k in range(count):
-        below += term
-        term *= expected / (k + 1)
-    at_most = min(1.0, below + term)
-    return at_most, max(0.0, 1.0 - below)
+    return count_tails(value, expected)
 
 
 def poisson_band(expected: float, limit: float) -> tuple[float, float]:
     """The counts whose both tails stay at or above ``limit``: values outside fail the exact test."""
+    return count_band(expected, limit)
+
+
+def _count_terms(mean: float, relative_noise: float):
+    """P(Y = 0), P(Y = 1), ... for a count of the given mean: Poisson, or negative binomial with variance
+    mean + (relative_noise * mean) ** 2."""
+    if relative_noise**2 * mean < 1e-12:
+        term, ratio, shape = math.exp(-mean), 0.0, None
+    else:
+        shape = 1 / relative_noise**2
+        ratio = mean / (shape + mean)
+        term = math.exp(-shape * math.log1p(mean / shape))
+    k = 0
+    while True:
+        yield term
+        term *= ratio * (k + shape) / (k + 1) if shape is not None else mean / (k + 1)
+        k += 1
+
+
+def count_tails(
+    value: float, expected: float, *, dispersion: float = 1.0, relative_noise: float = 0.0
+) -> tuple[float, float]:
+    """(P(X <= value), P(X >= value)) for a count X of mean ``expected`` whose rows come in clumps of
+    ``dispersion`` (X / dispersion is Poisson, or negative binomial with ``relative_noise`` > 0: variance
+    dispersion * expected + (relative_noise * expected) ** 2). Plain Poisson by default."""
+    if expected <= 0:
+        return 1.0, 1.0 if round(value) <= 0 else 0.0
+    if dispersion == 1.0:
+        down = up = max(0, round(value))
+    else:
+        down, up = max(0, math.floor(value / dispersion + 1e-9)), max(0, math.ceil(value / dispersion - 1e-9))
+    mean = expected / dispersion
+    below_up, at_most, cumulative = 0.0, None, 0.0
+    for k, term in enumerate(_count_terms(mean, relative_noise)):
+        if k == up:
+            below_up = cumulative
+        cumulative += term
+        if k == down:
+            at_most = cumulative
+        if k >= max(up, down) or (k > mean and 1.0 - cumulative < 1e-16):
+            break
+    if at_most is None:
+        at_most = min(1.0, cumulative)
+    if up > k:
+        below_up = cumulative
+    return min(1.0, at_most), max(0.0, 1.0 - below_up)
+
+
+def count_band(
+    expected: float, limit: float, *, dispersion: float = 1.0, relative_noise: float = 0.0
+) -> tuple[float, float]:
+    """The counts whose both tails (``count_tails``) stay at or above ``limit``: values outside fail."""
     if expected <= 0:
         return 0.0, 0.0
-    term, cumulative, k = math.exp(-expected), 0.0, 0
-    lower = None
-    while True:
+    cumulative, lower = 0.0, None
+    for k, term in enumerate(_count_terms(expected / dispersion, relative_noise)):
         cumulative += term
         if lower is None and cumulative >= limit:
             lower = k
         if 1.0 - cumulative < limit:  # P(X >= k + 1) below the limit: k is the last count that passes
-            return float(lower), float(k)
-        k += 1
-        term *= expected / k
+            return dispersion * lower, dispersion * k
+    raise AssertionError("unreachable")
 
 
 def _learning(message: str, *, seasonality: str, training_points: int) -> Verdict:
@@ -256,6 +308,7 @@ def evaluate(
     unit: str = "",
     counts: bool = False,
     level_since: datetime | None = None,
+    quiet_today: bool = False,
 ) -> Verdict:
     """Judge ``value`` observed at ``at`` against ``history``.
 
@@ -276,6 +329,9 @@ def evaluate(
     ``level_since`` (a level shift accepted then): the history before it keeps its seasonal shape but is
     rescaled to the level of the points since then (``rescaled_to_new_level``); while fewer than
     ``LEVEL_SHIFT_MIN_POINTS`` of those are known the verdict is learning.
+    ``quiet_today``: an earlier bucket of the day already passed as a quiet day (the caller keeps such buckets,
+    and the rest of that day, out of ``history``), so a low count needs no more evidence of the day than the quiet
+    weekday's band at its hour.
     ``unit`` (e.g. "rows") only decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
@@ -300,25 +356,32 @@ def evaluate(
 
     data = _Data(points)
     mode = _choose(data) if seasonality == "auto" else seasonality
-    center, mad, mode, source = _baseline(data, at=at, mode=mode)
+    center, mad, mode, source, noise = _baseline(data, at=at, mode=mode, counts=counts)
     rate = max(center, MIN_EXPECTED_COUNT)
-    if counts and MODIFIED_Z * math.sqrt(rate) > mad:
+    if counts and noise is None and MODIFIED_Z * math.sqrt(rate) > mad:
         mad, source = MODIFIED_Z * math.sqrt(rate), "counting_noise"
+    dispersion, relative_noise = noise or (1.0, 0.0)
 
     deviation = value - center
     score = MODIFIED_Z * deviation / mad
     tail = None
-    if counts and source == "counting_noise" and center < POISSON_EXACT_BELOW:
+    if counts and (noise is not None or source == "counting_noise") and center < POISSON_EXACT_BELOW:
         limit = tail_limit(sensitivity)
-        at_most, at_least = poisson_tails(value, rate)
+        at_most, at_least = count_tails(value, rate, dispersion=dispersion, relative_noise=relative_noise)
         tail = min(at_most, at_least)
-        lower, upper = poisson_band(rate, limit)
+        lower, upper = count_band(rate, limit, dispersion=dispersion, relative_noise=relative_noise)
         high, low = at_least < limit, at_most < limit
     else:
         half_width = sensitivity * mad / MODIFIED_Z
         lower, upper = max(0.0, center - half_width), center + half_width
         high, low = score > sensitivity, score < -sensitivity
-    quiet_day = counts and low and _like_a_quiet_day(data, at=at, value=value, mode=mode, sensitivity=sensitivity)
+    quiet_day = (
+        counts
+        and low
+        and _like_a_quiet_day(
+            data, at=at, value=value, mode=mode, sensitivity=sensitivity, noise=noise, quiet_today=quiet_today
+        )
+    )
     low = low and not quiet_day
     outside = (high and direction != "drop") or (low and direction != "spike")
     small = abs(deviation) < min_relative_change * abs(center) or abs(deviation) < min_absolute_change
@@ -352,6 +415,8 @@ def evaluate(
         spread_source=source,
         tail_probability=tail,
         training_points=len(points),
+        dispersion=None if noise is None else dispersion,
+        relative_noise=None if noise is None else relative_noise,
     )
 
 
@@ -391,36 +456,71 @@ def _predict(data: _Data, *, mode: str, at: datetime) -> float | None:
     return None
 
 
-def _like_a_quiet_day(data: _Data, *, at: datetime, value: float, mode: str, sensitivity: float) -> bool:
-    """A holiday: a low count that the table's quietest weekday would explain, on a day that has been as quiet
-    as that weekday since midnight (hour-of-week counts only).
+def _like_a_quiet_day(
+    data: _Data,
+    *,
+    at: datetime,
+    value: float,
+    mode: str,
+    sensitivity: float,
+    noise: tuple[float, float] | None,
+    quiet_today: bool = False,
+) -> bool:
+    """A holiday: a low count that the table's quietest weekday explains at this hour, on a day whose buckets so
+    far, on the hours where the quietest weekday is clearly quieter than this one, add up to what that weekday
+    gives (weekly baselines only; rows per day: the day's count alone).
 
-    A weekly baseline knows weekends are quiet; a public holiday on a weekday looks like one from its first
-    hour. A drop that starts after the day's normal activity began is not excused; one that starts with
-    the day (after at least one known bucket of it) is: the price is that a table going silent overnight
-    on a weekday is caught by its freshness, not by volume."""
-    if mode != "hour_of_week":
+    A weekly baseline knows weekends are quiet; a public holiday on a weekday looks like one from its first busy
+    hour. Hours that do not tell the two weekdays apart (nights) are no evidence either way, and the sum over the
+    hours that do is judged rather than each bucket, so a holiday's noisy night does not spoil the match. Not
+    excused: a drop that starts after the day's normal activity began (its busy hours are far above the quiet
+    total), a count below even the quietest weekday's band (an outage on a holiday), and, for hourly buckets, a
+    drop with nothing known of the day yet; the price is that a table that falls to its quiet-day level from the
+    first busy hour of a weekday passes that day as a holiday (its freshness still watches it)."""
+    if mode not in ("hour_of_week", "day_of_week"):
         return False
-    fit = data.fit(mode)
-    limit = tail_limit(sensitivity)
-
-    def quiet_band(moment: datetime) -> float | None:
-        predictions = [fit.predict(day * 24 + moment.hour) for day in range(7)]
-        known = [p for p in predictions if p is not None]
-        return poisson_band(max(min(known), MIN_EXPECTED_COUNT), limit)[1] if known else None
-
-    upper = quiet_band(at)
-    if upper is None or value > upper:
-        return False
+    weekly = mode == "hour_of_week"
     midnight = at.replace(hour=0, minute=0, second=0, microsecond=0)
-    today = [(moment, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
-    if not today:
+    today = [(moment.hour, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
+    if weekly and not today and not quiet_today:
         return False  # nothing known of the day yet: judged as any other drop
-    for moment, earlier in today:
-        band = quiet_band(moment)
-        if band is None or earlier > band:
-            return False
-    return True
+    fit = data.fit(mode)
+    keys = [hour for hour, _ in today] + [at.hour] if weekly else [0]
+
+    def predictions(weekday: int) -> dict[int, float] | None:
+        predicted = {key: fit.predict(weekday * 24 + key if weekly else weekday) for key in keys}
+        return None if any(p is None for p in predicted.values()) else predicted
+
+    days = {weekday: predicted for weekday in range(7) if (predicted := predictions(weekday)) is not None}
+    own = days.get(at.weekday())
+    quietest = min(days, key=lambda weekday: math.fsum(days[weekday].values()), default=None)
+    if own is None or quietest == at.weekday():
+        return False  # the quietest weekday itself: its drops are drops
+    quiet = days[quietest]
+    lower, upper = _count_range(quiet[keys[-1]], sensitivity=sensitivity, noise=noise)
+    if not lower <= value <= upper:
+        return False
+    telling = [
+        (earlier, quiet[hour])
+        for hour, earlier in today
+        if _count_range(own[hour], sensitivity=sensitivity, noise=noise)[0]
+        > _count_range(quiet[hour], sensitivity=sensitivity, noise=noise)[1]
+    ]
+    if not telling:
+        return True
+    lower, upper = _count_range(math.fsum(q for _, q in telling), sensitivity=sensitivity, noise=noise)
+    return lower <= math.fsum(e for e, _ in telling) <= upper
+
+
+def _count_range(expected: float, *, sensitivity: float, noise: tuple[float, float] | None) -> tuple[float, float]:
+    """The counts that pass around ``expected`` under the count noise model (exact tails for small counts)."""
+    expected = max(expected, MIN_EXPECTED_COUNT)
+    dispersion, relative_noise = noise or (1.0, 0.0)
+    if expected < POISSON_EXACT_BELOW:
+        limit = tail_limit(sensitivity)
+        return count_band(expected, limit, dispersion=dispersion, relative_noise=relative_noise)
+    half_width = sensitivity * math.sqrt(dispersion * expected + (relative_noise * expected) ** 2)
+    return expected - half_width, expected + half_width
 
 
 def choose_seasonality(*, history: Sequence[Point], at: datetime) -> str:
@@ -673,6 +773,8 @@ def _fit_week(data: _Data) -> _Fit:
 
     def predict(key: int) -> float | None:
         base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
+        if len(bucket) < MIN_BUCKET_POINTS:
+            bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
         return join(base, statistics.median(bucket))
@@ -713,8 +815,11 @@ def _choose(data: _Data) -> str:
     return best.mode
 
 
-def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, str, str]:
-    """Centre, MAD, the bucketing actually used (coarser when the bucket is too thin) and what set the MAD."""
+def _baseline(
+    data: _Data, *, at: datetime, mode: str, counts: bool = False
+) -> tuple[float, float, str, str, tuple[float, float] | None]:
+    """Centre, MAD, the bucketing actually used (coarser when the bucket is too thin), what set the MAD and,
+    for counts, the fitted count noise (dispersion, relative noise; see ``_count_noise``) or None."""
     while True:
         fit = data.fit(mode)
         center = fit.predict(_key(mode, at))
@@ -748,6 +853,17 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
     level = _level_now(blocks)
     center = center * (1 + max(level, -MAX_LEVEL_DROP)) if relative else max(0.0, center + level)
 
+    noise = _count_noise(data, residuals, predicted) if counts else None
+    if noise is not None:
+        dispersion, relative_noise = noise
+        rate = max(center, MIN_EXPECTED_COUNT)
+        counting, extra = dispersion * rate, (relative_noise * rate) ** 2
+        mad = MODIFIED_Z * math.sqrt(counting + extra)
+        floor = MAD_FLOOR_RELATIVE * abs(center)
+        if mad < floor:
+            return center, floor, mode, "relative_floor", noise
+        return center, mad, mode, "counting_noise" if counting >= extra else "history", noise
+
     groups = data.hours if mode in ("hour_of_day", "hour_of_week") else None
     exponent = _noise_exponent(residuals, predicted, groups) if relative else 0.0
     spread = [abs(r) / p**exponent for r, p in zip(residuals, predicted) if r is not None and p is not None]
@@ -756,7 +872,51 @@ def _baseline(data: _Data, *, at: datetime, mode: str) -> tuple[float, float, st
         mad = MEAN_ABSOLUTE_DEVIATION_TO_MAD * statistics.fmean(spread)
     mad *= center**exponent * PREDICTION_CORRECTION
     floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
-    return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor"
+    return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor", None
+
+
+def _count_noise(
+    data: _Data, residuals: list[float | None], predicted: list[float | None]
+) -> tuple[float, float] | None:
+    """(dispersion, relative noise) of a count series: variance = dispersion * mu + (k * mu) ** 2 at expected mu.
+
+    Counting noise (rows arriving one by one: dispersion 1; in clumps: above 1) dominates quiet buckets, a relative
+    extra noise k (load that varies from day to day, and the seasonal fit's own error) busy ones.
+
+    * k: on the points predicted at ``BUSY_COUNT`` rows or more (the busier half when all are), from their levelled
+      leave-one-out errors, so that their median standardised error is 0.6745 (that of a normal error): the median
+      of the points' own moment estimates. None of the busy points: k = 0.
+    * dispersion (at least 1: never narrower than Poisson): from the differences between each quiet bucket and
+      the same bucket a week earlier (same hour and weekday), sum((a - b) ** 2 / 2) / sum((a + b) / 2), without
+      the largest tenth of the differences (an incident the history kept). Differences, not prediction errors:
+      a quiet hour the seasonal fit gets wrong (a weekend's business hours predicted at a few rows) is a bias,
+      not noise. Fewer than ``MIN_RELATIVE_POINTS`` quiet pairs: 1.
+
+    None with fewer than ``MIN_RELATIVE_POINTS`` points predicted above zero."""
+    busy = sorted((p, r * r) for r, p in zip(residuals, predicted) if r is not None and p is not None and p > 0)
+    if len(busy) < MIN_RELATIVE_POINTS:
+        return None
+    split = bisect_left(busy, (BUSY_COUNT,))
+    busy = busy[split:] if split else busy[len(busy) // 2 :]
+    relative_noise = 0.0
+    if len(busy) >= MIN_RELATIVE_POINTS:
+        k2 = statistics.median((squared / MODIFIED_Z**2 - p) / (p * p) for p, squared in busy)
+        relative_noise = min(MAX_RELATIVE_NOISE, math.sqrt(max(0.0, k2)) * PREDICTION_CORRECTION)
+    earlier = dict(zip(data.times, data.values))
+    week = timedelta(weeks=1)
+    pairs = sorted(
+        ((a - b) ** 2 / 2, (a + b) / 2)
+        for t, a in zip(data.times, data.values)
+        if (b := earlier.get(t - week)) is not None and (a + b) / 2 < BUSY_COUNT
+    )
+    if len(pairs) < MIN_RELATIVE_POINTS:
+        return 1.0, relative_noise
+    kept = pairs[: len(pairs) - len(pairs) // 10]
+    level = math.fsum(m for _, m in kept)
+    if level <= 0:
+        return 1.0, relative_noise
+    variance = math.fsum(d for d, _ in kept) - relative_noise**2 * math.fsum(m * m for _, m in kept)
+    return max(1.0, variance / level), relative_noise
 
 
 def _level_now(blocks: list[tuple[float, float]]) -> float:

@@ -121,6 +121,19 @@ def test_a_level_shift_is_accepted_after_the_confirmations_and_tracked(table):
     assert START in history  # the confirming buckets train the new level
 
 
+def test_a_level_shift_whose_first_buckets_passed_is_accepted_from_its_first_bucket(table):
+    """A shift that starts in buckets whose band is wide enough to pass them (here 4 % up, over 1 sd): once the
+    confirmations accept it, the new level starts at those buckets too, so they are not rescaled as old ones."""
+    rng = random.Random(23)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.01)))
+    early = [observe(table, START + timedelta(hours=h), 1045.0) for h in range(2)]
+    streak = [observe(table, START + timedelta(hours=2 + h), 1500 * (1 + rng.gauss(0, 0.01))) for h in range(6)]
+    assert not any(r.is_anomaly for r in early) and all(r.details["score"] >= 1 for r in early)
+    assert all(r.is_anomaly for r in streak[:5]) and "level_shift_accepted" in streak[5].details
+    table.refresh_from_db()
+    assert table.baseline_since == START
+
+
 def test_an_outage_or_an_erratic_incident_is_not_accepted_as_a_new_level(table, settings):
     rng = random.Random(19)
     seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
@@ -218,6 +231,7 @@ def test_the_details_explain_the_verdict(table):
     assert details["expected"] == 4 and details["spread"] == pytest.approx(2.0)
     assert details["spread_source"] == "counting_noise"
     assert details["tail_probability"] == pytest.approx(0.0183, abs=1e-4)
+    assert details["dispersion"] == 1.0 and details["relative_noise"] == 0.0  # plain Poisson rows, no extra noise
     assert details["seasonality"] == "none" and details["bucket_seconds"] == 3600
     assert details["training_points"] == 335 and details["sensitivity"] == 3.5
     assert "spread set by counting noise" in quiet.message
@@ -248,7 +262,8 @@ def test_a_sensitivity_preset_replaces_the_numeric_sensitivity(table):
 
 
 def test_a_holiday_passes_and_does_not_train_the_next_days(table):
-    """Business hours on weekdays, empty weekends; a weekday with no rows since midnight is a holiday."""
+    """Business hours on weekdays, empty weekends; a weekday with no rows since midnight is a holiday, and none of
+    its buckets trains the baseline (its quieter nights would pull the same weekday's level down a week later)."""
     rng = random.Random(23)
 
     def rows(at):
@@ -261,8 +276,11 @@ def test_a_holiday_passes_and_does_not_train_the_next_days(table):
     assert all(r.details.get("quiet_day") for r in holiday) and "quiet days" in holiday[0].message
     again = observe(table, START + timedelta(hours=11), 0)
     assert not again.is_anomaly and again.details["quiet_day"] and "quiet days" in again.message
-    history = training_history(tables=[table], until=START + timedelta(hours=12), series={table.id: SERIES})[table.id]
-    assert START + timedelta(hours=8) in history and START + timedelta(hours=9) not in history
+    evening = observe(table, START + timedelta(hours=20), 1)
+    assert not evening.is_anomaly and evening.details["quiet_day"] and "part of a quiet day" in evening.message
+    history = training_history(tables=[table], until=START + timedelta(hours=21), series={table.id: SERIES})[table.id]
+    # The whole holiday stays out of training (its night too, marked by its first quiet verdict), not the day before.
+    assert not [at for at in history if at >= START] and START - timedelta(hours=1) in history
 
 
 def test_the_training_points_are_read_from_their_index_alone(table):

@@ -462,3 +462,77 @@ def test_until_enough_points_follow_a_level_shift_the_verdict_is_learning():
 
     assert verdict.learning and not verdict.is_anomaly
     assert "new level" in verdict.message
+
+
+def poisson(rng: random.Random, expected: float) -> float:
+    """A Poisson count (Knuth's method; the expectations here are small enough)."""
+    threshold, count, product = math.exp(-expected), 0, rng.random()
+    while product > threshold:
+        count += 1
+        product *= rng.random()
+    return float(count)
+
+
+def business_hours_counts(rng: random.Random, *, hours: int, night: float = 3.0, start: datetime = MONDAY):
+    """Rows per hour: ~200 in weekday business hours with 10 % day-to-day noise, Poisson(``night``) otherwise."""
+    points = []
+    for i in range(hours):
+        t = start + i * HOUR
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        points.append((t, poisson(rng, 200 * max(0.0, 1 + rng.gauss(0, 0.1))) if busy else poisson(rng, night)))
+    return points
+
+
+def test_a_spike_into_a_near_empty_hour_is_judged_by_its_counting_noise():
+    """The busy hours' day-to-day noise does not widen the band of a night hour that expects three rows."""
+    history = business_hours_counts(random.Random(31), hours=14 * 24)
+    night = MONDAY + 15 * DAY + 3 * HOUR  # a Tuesday, 03:00
+
+    spike = evaluate(history=history, at=night, value=13, counts=True)
+    usual = evaluate(history=history, at=night, value=6, counts=True)
+
+    assert spike.is_anomaly and "above the expected" in spike.message
+    assert spike.tail_probability < 1e-4 and spike.expected_upper < 13
+    assert not usual.is_anomaly and usual.spread_source == "counting_noise"
+    assert usual.dispersion == pytest.approx(1.0, abs=0.5)
+    busy = evaluate(history=history, at=night + 9 * HOUR, value=200, counts=True)
+    assert not busy.is_anomaly and busy.relative_noise > 0.05  # the busy hours' extra noise is learnt
+
+
+def test_rows_arriving_in_clumps_widen_a_quiet_hours_band_but_a_real_spike_still_fails():
+    """Quiet hours get their rows ten at a time: 30 rows where 10 are expected is normal there."""
+    rng = random.Random(32)
+    history = [
+        (t, p if t.weekday() < 5 and 9 <= t.hour < 18 else 10 * poisson(rng, 1.0))
+        for t, p in business_hours_counts(rng, hours=14 * 24)
+    ]
+    night = MONDAY + 15 * DAY + 3 * HOUR
+
+    usual = evaluate(history=history, at=night, value=30, counts=True)
+
+    assert not usual.is_anomaly and usual.dispersion > 3
+    assert evaluate(history=history, at=night, value=150, counts=True).is_anomaly
+
+
+def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
+    """Weekdays: 20 rows an hour at night, 200 in business hours; weekends 5 at night, 60 by day. A Wednesday
+    holiday (its nights as busy as a weekday's, its day at the weekend's level) passes from its first busy hour;
+    no rows at all on that holiday, or a fall to the weekend level after a normal morning, fail."""
+    rng = random.Random(33)
+
+    def rows(t: datetime, *, holiday: bool = False) -> float:
+        quiet, busy = t.weekday() >= 5 or holiday, 9 <= t.hour < 18
+        return poisson(rng, (60 if busy else 5) if quiet and (busy or not holiday) else (200 if busy else 20))
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
+    wednesday = MONDAY + 16 * DAY
+    holiday = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR, holiday=True)) for h in range(10))]
+    working = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR)) for h in range(14))]
+
+    quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=58, counts=True)
+    outage = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=0, counts=True)
+    afternoon = evaluate(history=working, at=wednesday + 14 * HOUR, value=58, counts=True)
+
+    assert not quiet.is_anomaly and quiet.quiet_day and "quiet days" in quiet.message
+    assert outage.is_anomaly and "drop to zero" in outage.message
+    assert afternoon.is_anomaly and not afternoon.quiet_day
