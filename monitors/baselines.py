@@ -29,8 +29,8 @@ import itertools
 import math
 import operator
 import statistics
+import sys
 from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -214,6 +214,8 @@ def poisson_band(expected: float, limit: float) -> tuple[float, float]:
     if expected <= 0:
         return 0.0, 0.0
     term, cumulative, k = math.exp(-expected), 0.0, 0
+    if term < sys.float_info.min:  # exp(-expected) underflows (expected over ~708): the same sum in logs
+        return _poisson_band_large(expected, limit)
     lower = None
     while True:
         cumulative += term
@@ -223,6 +225,20 @@ def poisson_band(expected: float, limit: float) -> tuple[float, float]:
             return float(lower), float(k)
         k += 1
         term *= expected / k
+
+
+def _poisson_band_large(expected: float, limit: float) -> tuple[float, float]:
+    """``poisson_band`` for a large expected count, whose first terms underflow to 0 (the loop above would never
+    end): the sum starts 40 sd below the mean (where the tail is below 1e-300) and each term is taken from logs."""
+    k = max(0, math.floor(expected - 40 * math.sqrt(expected)))
+    log_expected, cumulative, lower = math.log(expected), 0.0, None
+    while True:
+        cumulative += math.exp(k * log_expected - expected - math.lgamma(k + 1))
+        if lower is None and cumulative >= limit:
+            lower = k
+        if 1.0 - cumulative < limit:
+            return float(lower), float(k)
+        k += 1
 
 
 def _learning(message: str, *, seasonality: str, training_points: int) -> Verdict:
@@ -520,6 +536,7 @@ class _Data:
         self.span = (last - first) * count / (count - 1) if count > 1 else timedelta(0)
         self.order = sorted(range(count), key=self.times.__getitem__)
         self.fits: dict[str, _Fit] = {}
+        self._week_keys: list[int] | None = None
 
     def keys(self, mode: str) -> list[int]:
         if mode == "hour_of_day":
@@ -527,7 +544,9 @@ class _Data:
         if mode == "day_of_week":
             return self.weekdays
         if mode == "hour_of_week":
-            return [day * 24 + hour for day, hour in zip(self.weekdays, self.hours)]
+            if self._week_keys is None:
+                self._week_keys = [day * 24 + hour for day, hour in zip(self.weekdays, self.hours)]
+            return self._week_keys
         return [0] * len(self.values)
 
     def fit(self, mode: str) -> _Fit:
@@ -546,6 +565,14 @@ def _key(mode: str, at: datetime) -> int:
     return 0
 
 
+def _median_sorted(ordered: list[float]) -> float:
+    """``statistics.median`` of a list already sorted (without sorting it again)."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _median_without(ordered: list[float], index: int) -> float:
     """Median of a sorted list with the element at ``index`` left out."""
     remaining = len(ordered) - 1
@@ -559,13 +586,18 @@ def _median_without(ordered: list[float], index: int) -> float:
 
 def _group(keys: list[int], values: Sequence[float | None]) -> tuple[dict[int, list], dict[int, list[int]]]:
     """Values and point indexes by bucket key (None values left out)."""
-    own: defaultdict[int, list] = defaultdict(list)
-    members: defaultdict[int, list[int]] = defaultdict(list)
-    for index, (key, value) in enumerate(zip(keys, values)):
-        if value is not None:
+    own: dict[int, list] = {}
+    members: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        value = values[index]
+        if value is None:
+            continue
+        if key in own:
             own[key].append(value)
             members[key].append(index)
-    return dict(own), dict(members)
+        else:
+            own[key], members[key] = [value], [index]
+    return own, members
 
 
 def _criterion(residuals: list[float | None]) -> float | None:
@@ -597,9 +629,13 @@ def _fit_buckets(data: _Data, mode: str) -> _Fit:
             value = data.values[index]
             residuals[index] = value - _median_without(bucket, bisect_left(bucket, value))
 
+    predictions: dict[int, float | None] = {}
+
     def predict(key: int) -> float | None:
-        bucket = ordered[key] if key in ordered else pooled(key)
-        return statistics.median(bucket) if len(bucket) >= MIN_BUCKET_POINTS else None
+        if key not in predictions:
+            bucket = ordered[key] if key in ordered else pooled(key)
+            predictions[key] = _median_sorted(bucket) if len(bucket) >= MIN_BUCKET_POINTS else None
+        return predictions[key]
 
     return _Fit(mode=mode, residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
@@ -655,8 +691,9 @@ def _fit_week(data: _Data) -> _Fit:
     candidates: dict[int, list[float | None]] = {}
     for width in (WHOLE_DAY, WEEK_POOL_HOURS):
         residuals: list[float | None] = [None] * len(keys)
+        buckets = {key: pooled(key, width) for key in set(keys)}
         for index, (key, ratio, base) in enumerate(zip(keys, ratios, bases)):
-            bucket = pooled(key, width)
+            bucket = buckets[key]
             if base is not None and len(bucket) >= MIN_BUCKET_POINTS:
                 factor = _median_without(bucket, bisect_left(bucket, ratio))
                 residuals[index] = data.values[index] - join(base, factor)
@@ -671,11 +708,16 @@ def _fit_week(data: _Data) -> _Fit:
             for index in members:
                 residuals[index] = candidates[WEEK_POOL_HOURS][index]
 
+    predictions: dict[int, float | None] = {}
+
     def predict(key: int) -> float | None:
-        base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
-        if base is None or len(bucket) < MIN_BUCKET_POINTS:
-            return None
-        return join(base, statistics.median(bucket))
+        if key not in predictions:
+            base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
+            if base is None or len(bucket) < MIN_BUCKET_POINTS:
+                predictions[key] = None
+            else:
+                predictions[key] = join(base, _median_sorted(bucket))
+        return predictions[key]
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
