@@ -112,10 +112,10 @@ def training_history(
     windows = windows_by_connection(
         connection_ids={t.connection_id for t in tables}, since=timezone.now() - 2 * TRAINING_WINDOW
     )
-    connection_of = {t.id: t.connection_id for t in tables}
+    windows_of = {t.id: windows[t.connection_id] for t in tables if t.connection_id in windows}
     history: dict[int, dict[datetime, float]] = defaultdict(dict)
     for table_id, bucket, value in rows:
-        if any(start <= bucket < end for start, end in windows.get(connection_of[table_id], ())):
+        if table_id in windows_of and any(start <= bucket < end for start, end in windows_of[table_id]):
             continue
         history[table_id][bucket] = value
     return history
@@ -253,29 +253,80 @@ def _plausible_shift(value: float, expected: float) -> bool:
     return expected > 0 and value > 0 and 1 / MAX_SHIFT_FACTOR <= value / expected <= MAX_SHIFT_FACTOR
 
 
-def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, confirmations: int):
-    """The anomalous buckets right before the outcome's that, with it, may confirm a new level: the
-    `confirmations - 1` previous buckets of its series, each judged anomalous on the same side of its
-    expected value as the outcome, within `MAX_SHIFT_FACTOR` of it (so never empty), none in a maintenance
-    window. [(bucket, value)] or None."""
+# The first judgement of each of the buckets right before the buckets under test whose verdicts may confirm a level
+# shift (one statement for the batch's candidates). Results of a bucket come after its start, which bounds the
+# weekly partitions read.
+_STREAK_BUCKETS = """
+SELECT DISTINCT ON (r.table_id, r.bucket_start)
+       r.table_id, r.bucket_start, r.is_anomaly, r.marked_expected, r.observed_value, r.details -> 'expected'
+FROM monitors_checkresult r
+JOIN unnest(%(tables)s::bigint[], %(buckets)s::timestamptz[], %(series)s::text[]) AS v(table_id, bucket_start, series)
+  ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
+WHERE r.kind = %(kind)s AND r.started_at >= %(first)s
+  AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
+ORDER BY r.table_id, r.bucket_start, r.started_at DESC
+"""
+
+
+def _streak_buckets(outcome: Outcome, confirmations: int) -> list[datetime]:
     width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
-    wanted = [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
-    rows = (
-        CheckResult.objects.filter(
-            table_id=table.id,
-            kind=VOLUME,
-            series=_series_of(outcome),
-            bucket_start__in=wanted,
-            details__judged=True,
-            details__repeats_verdict_of__isnull=True,
+    return [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
+
+
+def _shift_streaks(
+    candidates: list[tuple[MonitoredTable, Outcome, float]], *, confirmations: int
+) -> dict[int, list[tuple[datetime, float]]]:
+    """`_shift_streak` of each (table, outcome, expected) candidate of a batch whose value is a plausible new
+    level, with one statement for their buckets and one for the maintenance windows (none when no candidate is
+    plausible): {table id: streak} of those that have one."""
+    plausible = [(t, o, e) for t, o, e in candidates if _plausible_shift(o.observed_value, e)]
+    if not plausible:
+        return {}
+    wanted = {table.id: _streak_buckets(outcome, confirmations) for table, outcome, _ in plausible}
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _STREAK_BUCKETS,
+            {
+                "tables": [table.id for table, _, _ in plausible for _ in wanted[table.id]],
+                "buckets": [bucket for table, _, _ in plausible for bucket in wanted[table.id]],
+                "series": [_series_of(outcome) for table, outcome, _ in plausible for _ in wanted[table.id]],
+                "kind": VOLUME,
+                "first": min(buckets[0] for buckets in wanted.values()),
+            },
+            binary=True,
         )
-        .order_by("bucket_start", "-started_at")
-        .distinct("bucket_start")
-        .values_list("bucket_start", "is_anomaly", "marked_expected", "observed_value", "details__expected")
+        rows: dict[int, list[tuple]] = defaultdict(list)
+        for table_id, *row in cursor.fetchall():
+            rows[table_id].append(tuple(row))
+    streaks = {
+        table.id: streak
+        for table, outcome, expected in plausible
+        if (streak := _shift_streak(outcome=outcome, expected=expected, wanted=wanted[table.id], rows=rows[table.id]))
+    }
+    if not streaks:
+        return {}
+    connection_of = {table.id: table.connection_id for table, _, _ in plausible}
+    windows = windows_by_connection(
+        connection_ids={connection_of[i] for i in streaks}, since=min(wanted[i][0] for i in streaks)
     )
+    bucket_of = {table.id: outcome.bucket_start for table, outcome, _ in plausible}
+    return {
+        table_id: streak
+        for table_id, streak in streaks.items()
+        if not any(
+            start <= bucket < end
+            for start, end in windows.get(connection_of[table_id], ())
+            for bucket in [*wanted[table_id], bucket_of[table_id]]
+        )
+    }
+
+
+def _shift_streak(*, outcome: Outcome, expected: float, wanted: list[datetime], rows: list[tuple]):
+    """The anomalous buckets right before the outcome's (`wanted`, the first judgements of those read in `rows`)
+    that, with it, may confirm a new level: the `confirmations - 1` previous buckets of its series, each judged
+    anomalous on the same side of its expected value as the outcome, within `MAX_SHIFT_FACTOR` of it (so never
+    empty); maintenance windows are `_shift_streaks`' to rule out. [(bucket, value)] or None."""
     rising = outcome.observed_value > expected
-    if not _plausible_shift(outcome.observed_value, expected):
-        return None
     streak = []
     for bucket, anomalous, marked, value, then_expected in rows:
         if not anomalous or marked or then_expected is None or (value > then_expected) != rising:
@@ -285,22 +336,19 @@ def _shift_streak(*, table: MonitoredTable, outcome: Outcome, expected: float, c
         streak.append((bucket, value))
     if [bucket for bucket, _ in streak] != wanted:
         return None
-    windows = windows_by_connection(connection_ids={table.connection_id}, since=wanted[0]).get(table.connection_id, ())
-    if any(start <= bucket < end for start, end in windows for bucket in [*wanted, outcome.bucket_start]):
-        return None
     return streak
 
 
-def _accept_level_shift(*, table, outcome, points, judge, verdict: baselines.Verdict) -> baselines.Verdict | None:
+def _may_shift(outcome: Outcome, verdict: baselines.Verdict, confirmations: int) -> bool:
+    """An anomalous verdict that, with its streak, may accept a new level."""
+    return verdict.is_anomaly and confirmations >= 2 and bool(outcome.observed_value) and verdict.median is not None
+
+
+def _accept_level_shift(*, table, outcome, points, judge, streak) -> baselines.Verdict | None:
     """Automatic acceptance of a level shift: after `level_shift_confirmations()` anomalous buckets in a row
-    that one new level explains (the latest judged against the old shape rescaled to the earlier ones passes),
-    the table's baseline restarts from the first of them and they train it (as if marked expected)."""
-    confirmations = level_shift_confirmations()
-    if confirmations < 2 or not outcome.observed_value or verdict.median is None:
-        return None
-    streak = _shift_streak(table=table, outcome=outcome, expected=verdict.median, confirmations=confirmations)
-    if streak is None:
-        return None
+    (`streak`, from `_shift_streaks`) that one new level explains (the latest judged against the old shape
+    rescaled to the earlier ones passes), the table's baseline restarts from the first of them and they train it
+    (as if marked expected)."""
     since = streak[0][0]
     verdict = judge(history={**points, **dict(streak)}, level_since=since)
     if verdict.learning or verdict.is_anomaly:
@@ -348,6 +396,7 @@ def volume_judge(*, runs) -> None:
         until=until + timedelta(seconds=1),
         series={table_id: _series_of(outcome) for table_id, outcome in volume.items()},
     )
+    judged: dict[int, tuple] = {}
     for table_id, outcome in volume.items():
         table = tables[table_id]
         points = dict(outcome.history)
@@ -373,13 +422,24 @@ def volume_judge(*, runs) -> None:
                 level_since=level_since,
             )
 
-        verdict = judge(history=points, level_since=table.baseline_since)
-        accepted = verdict.is_anomaly and _accept_level_shift(
-            table=table, outcome=outcome, points=points, judge=judge, verdict=verdict
+        judged[table_id] = (judge(history=points, level_since=table.baseline_since), points, judge, sensitivity)
+    confirmations = level_shift_confirmations()
+    streaks = _shift_streaks(
+        [
+            (tables[table_id], volume[table_id], verdict.median)
+            for table_id, (verdict, *_) in judged.items()
+            if _may_shift(volume[table_id], verdict, confirmations)
+        ],
+        confirmations=confirmations,
+    )
+    for table_id, (verdict, points, judge, sensitivity) in judged.items():
+        table, outcome = tables[table_id], volume[table_id]
+        streak = streaks.get(table_id)
+        accepted = streak is not None and _accept_level_shift(
+            table=table, outcome=outcome, points=points, judge=judge, streak=streak
         )
         _apply(outcome, accepted or verdict, sensitivity=sensitivity)
         if accepted:
-            confirmations = level_shift_confirmations()
             outcome.details["level_shift_accepted"] = {
                 "since": table.baseline_since.isoformat(),
                 "confirmations": confirmations,
