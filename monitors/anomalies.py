@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.utils import timezone
@@ -78,9 +79,7 @@ ORDER BY r.table_id, r.bucket_start, r.started_at DESC
 
 # The judgement (not a run that repeated it) of each table's bucket under test, if a run already judged it.
 _JUDGED = """
-SELECT DISTINCT ON (r.table_id)
-       r.id, r.table_id, r.bucket_start, r.series, r.started_at, r.expected_lower, r.expected_upper, r.is_anomaly,
-       r.marked_expected, r.details
+SELECT DISTINCT ON (r.table_id) r.id, r.table_id, r.expected_lower, r.expected_upper, r.marked_expected, r.details
 FROM monitors_checkresult r
 JOIN unnest(%(tables)s::bigint[], %(buckets)s::timestamptz[], %(series)s::text[]) AS v(table_id, bucket_start, series)
   ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
@@ -121,7 +120,18 @@ def training_history(
     return history
 
 
-def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
+class Judgement(NamedTuple):
+    """What a repeated verdict needs of a bucket's first judgement (a CheckResult's columns; no model built)."""
+
+    pk: int
+    table_id: int
+    expected_lower: float | None
+    expected_upper: float | None
+    marked_expected: bool
+    details: dict
+
+
+def _already_judged(volume: dict[int, Outcome]) -> dict[int, Judgement]:
     """The latest judged result of each table's bucket under test, if a run already judged it."""
     if not volume:
         return {}
@@ -137,8 +147,7 @@ def _already_judged(volume: dict[int, Outcome]) -> dict[int, CheckResult]:
             },
             binary=True,
         )
-        columns = [column.name for column in cursor.description]
-        return {row[1]: CheckResult(**dict(zip(columns, row))) for row in cursor.fetchall()}
+        return {row[1]: Judgement(*row) for row in cursor.fetchall()}
 
 
 def _finite(value: float | None) -> float | None:
@@ -193,7 +202,7 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
     outcome.message = _sentence(outcome, verdict.verdict, explanation)
 
 
-def _repeat(outcome: Outcome, *, previous: CheckResult, table: MonitoredTable) -> None:
+def _repeat(outcome: Outcome, *, previous: Judgement, table: MonitoredTable) -> None:
     """A bucket already judged: hold its value (it may have grown with late rows) against the same band."""
     lower, upper, value = previous.expected_lower, previous.expected_upper, outcome.observed_value
     outcome.expected_lower, outcome.expected_upper = lower, upper
