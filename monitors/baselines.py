@@ -30,7 +30,6 @@ import math
 import operator
 import statistics
 from bisect import bisect_left
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -216,18 +215,38 @@ def poisson_band(expected: float, limit: float) -> tuple[float, float]:
     return count_band(expected, limit)
 
 
+_LOWEST_LOG_TERM = -700.0  # exp() of less underflows towards 0: a sum of counts starts where its terms do not
+
+
 def _count_terms(mean: float, relative_noise: float):
-    """P(Y = 0), P(Y = 1), ... for a count of the given mean: Poisson, or negative binomial with variance
-    mean + (relative_noise * mean) ** 2."""
+    """(k, P(Y = k)) for k = k0, k0 + 1, ... for a count Y of the given mean: Poisson, or negative binomial with
+    variance mean + (relative_noise * mean) ** 2. k0 is 0 unless P(Y = 0) underflows (a large mean): then the
+    first count whose probability does not, so that the terms never vanish (what lies below k0 is under 1e-300)."""
     if relative_noise**2 * mean < 1e-12:
-        term, ratio, shape = math.exp(-mean), 0.0, None
+        shape, ratio = None, 0.0
+        log_mean = math.log(mean)
+
+        def log_term(k: int) -> float:
+            return k * log_mean - mean - math.lgamma(k + 1)
+
     else:
         shape = 1 / relative_noise**2
         ratio = mean / (shape + mean)
-        term = math.exp(-shape * math.log1p(mean / shape))
+        log_ratio, log_rest, log_gamma_shape = math.log(ratio), math.log1p(-ratio), math.lgamma(shape)
+
+        def log_term(k: int) -> float:
+            return math.lgamma(k + shape) - log_gamma_shape - math.lgamma(k + 1) + shape * log_rest + k * log_ratio
+
     k = 0
+    if log_term(0) < _LOWEST_LOG_TERM:  # log_term rises up to the mode (at most the mean): bisect for k0
+        low, high = 0, math.floor(mean)
+        while low < high:
+            middle = (low + high) // 2
+            low, high = (middle + 1, high) if log_term(middle) < _LOWEST_LOG_TERM else (low, middle)
+        k = low
+    term = math.exp(log_term(k))
     while True:
-        yield term
+        yield k, term
         term *= ratio * (k + shape) / (k + 1) if shape is not None else mean / (k + 1)
         k += 1
 
@@ -245,18 +264,19 @@ def count_tails(
     else:
         down, up = max(0, math.floor(value / dispersion + 1e-9)), max(0, math.ceil(value / dispersion - 1e-9))
     mean = expected / dispersion
-    below_up, at_most, cumulative = 0.0, None, 0.0
-    for k, term in enumerate(_count_terms(mean, relative_noise)):
-        if k == up:
+    below_up = at_most = None  # P(X < up), P(X <= down)
+    cumulative = 0.0
+    for k, term in _count_terms(mean, relative_noise):
+        if below_up is None and k >= up:
             below_up = cumulative
-        cumulative += term
-        if k == down:
+        if at_most is None and k > down:
             at_most = cumulative
-        if k >= max(up, down) or (k > mean and 1.0 - cumulative < 1e-16):
+        if (below_up is not None and at_most is not None) or (k > mean and 1.0 - cumulative < 1e-16):
             break
+        cumulative += term
     if at_most is None:
-        at_most = min(1.0, cumulative)
-    if up > k:
+        at_most = cumulative
+    if below_up is None:
         below_up = cumulative
     return min(1.0, at_most), max(0.0, 1.0 - below_up)
 
@@ -268,7 +288,7 @@ def count_band(
     if expected <= 0:
         return 0.0, 0.0
     cumulative, lower = 0.0, None
-    for k, term in enumerate(_count_terms(expected / dispersion, relative_noise)):
+    for k, term in _count_terms(expected / dispersion, relative_noise):
         cumulative += term
         if lower is None and cumulative >= limit:
             lower = k
@@ -620,6 +640,7 @@ class _Data:
         self.span = (last - first) * count / (count - 1) if count > 1 else timedelta(0)
         self.order = sorted(range(count), key=self.times.__getitem__)
         self.fits: dict[str, _Fit] = {}
+        self._week_keys: list[int] | None = None
 
     def keys(self, mode: str) -> list[int]:
         if mode == "hour_of_day":
@@ -627,7 +648,9 @@ class _Data:
         if mode == "day_of_week":
             return self.weekdays
         if mode == "hour_of_week":
-            return [day * 24 + hour for day, hour in zip(self.weekdays, self.hours)]
+            if self._week_keys is None:
+                self._week_keys = [day * 24 + hour for day, hour in zip(self.weekdays, self.hours)]
+            return self._week_keys
         return [0] * len(self.values)
 
     def fit(self, mode: str) -> _Fit:
@@ -646,6 +669,14 @@ def _key(mode: str, at: datetime) -> int:
     return 0
 
 
+def _median_sorted(ordered: list[float]) -> float:
+    """``statistics.median`` of a list already sorted (without sorting it again)."""
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _median_without(ordered: list[float], index: int) -> float:
     """Median of a sorted list with the element at ``index`` left out."""
     remaining = len(ordered) - 1
@@ -659,13 +690,18 @@ def _median_without(ordered: list[float], index: int) -> float:
 
 def _group(keys: list[int], values: Sequence[float | None]) -> tuple[dict[int, list], dict[int, list[int]]]:
     """Values and point indexes by bucket key (None values left out)."""
-    own: defaultdict[int, list] = defaultdict(list)
-    members: defaultdict[int, list[int]] = defaultdict(list)
-    for index, (key, value) in enumerate(zip(keys, values)):
-        if value is not None:
+    own: dict[int, list] = {}
+    members: dict[int, list[int]] = {}
+    for index, key in enumerate(keys):
+        value = values[index]
+        if value is None:
+            continue
+        if key in own:
             own[key].append(value)
             members[key].append(index)
-    return dict(own), dict(members)
+        else:
+            own[key], members[key] = [value], [index]
+    return own, members
 
 
 def _criterion(residuals: list[float | None]) -> float | None:
@@ -697,9 +733,13 @@ def _fit_buckets(data: _Data, mode: str) -> _Fit:
             value = data.values[index]
             residuals[index] = value - _median_without(bucket, bisect_left(bucket, value))
 
+    predictions: dict[int, float | None] = {}
+
     def predict(key: int) -> float | None:
-        bucket = ordered[key] if key in ordered else pooled(key)
-        return statistics.median(bucket) if len(bucket) >= MIN_BUCKET_POINTS else None
+        if key not in predictions:
+            bucket = ordered[key] if key in ordered else pooled(key)
+            predictions[key] = _median_sorted(bucket) if len(bucket) >= MIN_BUCKET_POINTS else None
+        return predictions[key]
 
     return _Fit(mode=mode, residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
@@ -755,8 +795,9 @@ def _fit_week(data: _Data) -> _Fit:
     candidates: dict[int, list[float | None]] = {}
     for width in (WHOLE_DAY, WEEK_POOL_HOURS):
         residuals: list[float | None] = [None] * len(keys)
+        buckets = {key: pooled(key, width) for key in set(keys)}
         for index, (key, ratio, base) in enumerate(zip(keys, ratios, bases)):
-            bucket = pooled(key, width)
+            bucket = buckets[key]
             if base is not None and len(bucket) >= MIN_BUCKET_POINTS:
                 factor = _median_without(bucket, bisect_left(bucket, ratio))
                 residuals[index] = data.values[index] - join(base, factor)
@@ -771,13 +812,17 @@ def _fit_week(data: _Data) -> _Fit:
             for index in members:
                 residuals[index] = candidates[WEEK_POOL_HOURS][index]
 
+    predictions: dict[int, float | None] = {}
+
     def predict(key: int) -> float | None:
-        base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
-        if len(bucket) < MIN_BUCKET_POINTS:
-            bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
-        if base is None or len(bucket) < MIN_BUCKET_POINTS:
-            return None
-        return join(base, statistics.median(bucket))
+        if key not in predictions:
+            base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
+            if len(bucket) < MIN_BUCKET_POINTS:
+                bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
+            predictions[key] = (
+                None if base is None or len(bucket) < MIN_BUCKET_POINTS else join(base, _median_sorted(bucket))
+            )
+        return predictions[key]
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 

@@ -8,7 +8,9 @@ import random
 from datetime import timedelta
 from functools import partial
 
+import psycopg
 import pytest
+from django.db import transaction
 
 from connections.models import MaintenanceWindow
 from monitors.anomalies import TRAINING_POINTS, training_history, volume_judge
@@ -330,3 +332,73 @@ def test_the_training_points_are_read_from_their_index_alone(table):
         plan = "\n".join(line for (line,) in cursor.fetchall())
     scans = [line.split(" using ")[1].split(" on ")[0] for line in plan.splitlines() if " using " in line]
     assert scans and set(scans) <= partition_indexes, plan
+
+
+def _batch_tables(connection, count: int) -> list[MonitoredTable]:
+    rng = random.Random(41)
+    tables = []
+    for index in range(count):
+        table = volume_table(connection)
+        MonitoredTable.objects.filter(pk=table.pk).update(table_name=f"orders_{index}")
+        seed_history(table, hours=14 * 24, until=START, value_at=lambda at: 1000 * (1 + rng.gauss(0, 0.02)))
+        tables.append(table)
+    return tables
+
+
+def _new_run(table, at, value) -> TableRun:
+    table.refresh_from_db()
+    outcome = Outcome(
+        kind="volume",
+        status="pass",
+        observed_value=value,
+        bucket_start=at,
+        message=f"{value} rows",
+        details={"series": SERIES, "bucket_seconds": 3600},
+    )
+    return TableRun(table=table, outcomes=[outcome])
+
+
+def _judged(runs) -> tuple[list[dict], int]:
+    """The batch's verdicts and the statements judging it sent to Pulse's database (rolled back afterwards)."""
+    sent = []
+    real_execute = psycopg.Cursor.execute
+
+    def counted(cursor, query, params=None, **kwargs):
+        sent.append(query)
+        return real_execute(cursor, query, params, **kwargs)
+
+    with transaction.atomic():
+        psycopg.Cursor.execute = counted
+        try:
+            volume_judge(runs=runs)
+        finally:
+            psycopg.Cursor.execute = real_execute
+        transaction.set_rollback(True)
+    return [{**vars(run.outcomes[0]), "details": dict(run.outcomes[0].details)} for run in runs], len(sent)
+
+
+def test_a_batch_is_judged_as_each_table_alone_with_statements_independent_of_its_size(make_connection):
+    """Level shifts confirmed, an anomaly without a streak, a normal value and a repeated verdict, judged one table
+    per call and as one batch: the same verdicts; a batch of 8 reads with as many statements as a batch of 2 (each
+    accepted level shift then reads the run before its streak and writes its two updates: the table's
+    baseline_since and the confirming buckets)."""
+    tables = _batch_tables(make_connection(), 8)
+    for table in tables[:5]:  # five anomalous hours at half the level: the sixth confirms a new level
+        for hour in range(5):
+            observe(table, START + timedelta(hours=hour), 500)
+    observe(tables[7], START + timedelta(hours=5), 1000)  # already judged: its verdict is repeated
+    at = START + timedelta(hours=5)
+    values = [500, 500, 500, 500, 500, 500, 1000, 1000]  # tables[5]: anomalous, no streak; tables[6]: normal
+
+    def runs(chosen):
+        return [_new_run(tables[i], at, values[i]) for i in chosen]
+
+    alone = [_judged(runs([i]))[0][0] for i in range(8)]
+    together, statements = _judged(runs(range(8)))
+    assert together == alone
+    assert [v["details"].get("level_shift_accepted") is not None for v in together] == [True] * 5 + [False] * 3
+    assert (
+        together[5]["is_anomaly"] and not together[6]["is_anomaly"] and "repeats_verdict_of" in together[7]["details"]
+    )
+    _, two = _judged(runs([0, 5]))
+    assert statements - 3 * 5 == two - 3 * 1 <= 6

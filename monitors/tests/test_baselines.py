@@ -16,6 +16,8 @@ from monitors.baselines import (
     evaluate,
     expected_update_gap,
     mean_stddev_verdict,
+    poisson_band,
+    tail_limit,
 )
 
 MONDAY = datetime(2024, 1, 1)
@@ -536,3 +538,22 @@ def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
     assert not quiet.is_anomaly and quiet.quiet_day and "quiet days" in quiet.message
     assert outage.is_anomaly and "drop to zero" in outage.message
     assert afternoon.is_anomaly and not afternoon.quiet_day
+
+def test_the_exact_band_of_a_large_expected_count_is_found_where_its_first_terms_underflow():
+    limit = tail_limit(3.5)
+    for expected in (709.0, 800.0, 100_000.0):  # exp(-expected) is subnormal or 0 from ~708 on
+        lower, upper = poisson_band(expected, limit)
+        assert -3.6 < (lower - expected) / math.sqrt(expected) < -3.3
+        assert 3.4 < (upper - expected) / math.sqrt(expected) < 3.7
+    below, above = poisson_band(708.0, limit), poisson_band(709.0, limit)  # each side of the switch: one count apart
+    assert above[0] - below[0] in (0.0, 1.0) and above[1] - below[1] in (0.0, 1.0)
+
+
+def test_a_busy_hourly_count_that_falls_on_a_weekday_is_judged():
+    """The quiet-day test asks for the band of the quietest weekday's count (800 rows here): it used to loop for
+    ever once that count passed ~745."""
+    rng = random.Random(40)
+    history = hourly(business_week, hours=14 * 24, rng=rng, noise=0.02)
+    tuesday_afternoon = MONDAY + 15 * DAY + 14 * HOUR
+    verdict = evaluate(history=history, at=tuesday_afternoon, value=400, counts=True, seasonality="hour_of_week")
+    assert verdict.is_anomaly and not verdict.quiet_day
