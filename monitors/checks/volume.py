@@ -33,7 +33,15 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 
 from connections.guardrails import CheckError, GuardrailStop, known_cost
-from monitors.checks.base import CheckContext, Outcome, Status, fmt_number, format_quantity, table_catalog
+from monitors.checks.base import (
+    CheckContext,
+    Outcome,
+    Status,
+    fmt_number,
+    format_quantity,
+    size_cost_bound,
+    table_catalog,
+)
 
 KIND = "volume"
 LABEL = "Volume"
@@ -85,6 +93,12 @@ _PART_SMALL = (
     " max({column})::timestamptz FROM {relation})"
 )
 _PART_COUNT = "(SELECT {number}, count(*), NULL::bigint, NULL::timestamptz FROM {relation})"
+# A table's part of a batch's backfill statement: the backfill's rows per hour (or day) with the table's number, the
+# newest timestamp as timestamptz (as `freshness.latest_timestamp` reads the per-table statement's).
+_PART_BACKFILL = (
+    "(SELECT {number}, date_trunc({unit}, {column}::timestamptz), count(*), max({column})::timestamptz"
+    " FROM {relation} WHERE {column} >= %s AND {column} < %s GROUP BY 2)"
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +141,7 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
         return read.total, "exact"
     query = sql.SQL(_COUNT).format(relation=ctx.relation)
     if pages_now is None or pages_now > EXACT_COUNT_MAX_PAGES:
-        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count")
+        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count", bound=size_cost_bound(ctx))
     return ctx.runner.fetchone(query)[0], "exact"
 
 
@@ -217,8 +231,13 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         column=sql.Identifier(table.timestamp_column),
         relation=ctx.relation,
     )
-    ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill")
-    rows = ctx.runner.fetch(query, (start, until), rows=100_000)
+    read = ctx.facts.get("backfill_read")
+    if read is not None and read[:2] == (start, until):
+        rows = read[2]
+    else:
+        bound = size_cost_bound(ctx)
+        ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill", bound=bound)
+        rows = ctx.runner.fetch(query, (start, until), rows=100_000)
     counts = {_aware(b): float(n) for b, n, _ in rows}
     ctx.facts["update_times"] = [newest for _, _, newest in rows]
     if not counts:
@@ -264,7 +283,9 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         )
     query = sql.SQL(_BUCKET_COUNT).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     try:
-        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket")
+        ctx.runner.guard_cost(
+            query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket", bound=size_cost_bound(ctx)
+        )
     except GuardrailStop as refused:
         details.update(
             series=TOTAL_ROWS,
@@ -336,7 +357,10 @@ def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
         total, in_bucket, latest = read.total, read.in_bucket, read.latest
     else:
         query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
-        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
+        bound = size_cost_bound(ctx)
+        ctx.runner.guard_cost(
+            query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan", bound=bound
+        )
         total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
     ctx.facts["latest"] = latest
     details.update(total_rows=total, method="exact")
@@ -405,11 +429,13 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
     bucket_start = bucket_end - width
     small = _is_small(size)
     key = "volume_small_scan" if small else "volume_bucket"
-    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key):
+    bound = size_cost_bound(ctx)
+    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key, bound=bound):
         return None
     template = _PART_SMALL if small else _PART_BUCKET
     query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
     cost = known_cost(cached=ctx.plan_costs, key=key)
+    cost = bound if cost is None else cost
     return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost
 
 
@@ -445,3 +471,64 @@ def batch_read(contexts: list[CheckContext]) -> None:
             contexts[number].facts["batch_read"] = BatchRead(
                 kind=plans[number][2], bucket_start=plans[number][3], total=total, in_bucket=in_bucket, latest=latest
             )
+
+
+def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, int, float] | None:
+    """This table's part of its batch's backfill statement: (SQL, parameters, rows at most, cost bound); None when
+    its series exists, it has nothing to backfill, or its cost is not known to be within the limit (it then reads
+    its own, cost-guarded)."""
+    table, catalog = ctx.table, ctx.facts.get("catalog")
+    if not table.timestamp_column or catalog is None or not catalog.readable:
+        return None
+    if catalog.timestamp_type != "date" and not (catalog.timestamp_type or "").startswith("timestamp"):
+        return None  # no such column, or not a date or timestamp: its own statement gets the server's error
+    if _known_width(table, column_type=catalog.timestamp_type) is not None:
+        return None
+    unit = DAY if catalog.timestamp_type == "date" else HOUR
+    until = _floor(ctx.data_as_of, unit)
+    start = _backfill_start(table, bucket=unit, until=until)
+    bound = size_cost_bound(ctx)
+    if start >= until or not ctx.runner.cost_allowed(cached=ctx.plan_costs, key="volume_backfill", bound=bound):
+        return None
+    cost = known_cost(cached=ctx.plan_costs, key="volume_backfill")
+    query = sql.SQL(_PART_BACKFILL).format(
+        number=sql.Literal(number),
+        unit=sql.Literal("day" if unit == DAY else "hour"),
+        column=sql.Identifier(table.timestamp_column),
+        relation=ctx.relation,
+    )
+    buckets = math.ceil((until - start) / unit)
+    return query, (start, until), buckets, bound if cost is None else cost
+
+
+def batch_backfill(contexts: list[CheckContext]) -> None:
+    """Read the backfill of every table of a batch whose series is new (its first check) in set-based statements:
+    a UNION ALL of each table's fixed part, as many tables in one statement as their costs let under the
+    connection's `max_query_cost`. Each table's rows go to its facts ("backfill_read": start, end, rows), which
+    its volume check then uses instead of its own statement; a statement that fails (GuardrailStop, CheckError)
+    leaves its tables' facts unset, and each of them reads its own. SessionLost propagates."""
+    runner = contexts[0].runner
+    limit = runner.connection.max_query_cost
+    statements, cost = [[]], 0.0
+    for number, ctx in enumerate(contexts):
+        part = _backfill_part(ctx, number=number)
+        if part is None:
+            continue
+        if statements[-1] and cost + part[3] > limit:
+            statements.append([])
+            cost = 0.0
+        statements[-1].append((number, part))
+        cost += part[3]
+    for together in filter(None, statements):
+        query = sql.SQL(" UNION ALL ").join(part[0] for _, part in together)
+        params = [value for _, part in together for value in part[1]]
+        try:
+            rows = runner.fetch(query, params, rows=sum(part[2] for _, part in together))
+        except (GuardrailStop, CheckError) as exc:
+            logger.info("a batch's backfill statement failed (%s): its %d tables read their own", exc, len(together))
+            continue
+        read: dict[int, list] = {number: [] for number, _ in together}
+        for number, bucket, count, newest in rows:
+            read[number].append((bucket, count, newest))
+        for number, part in together:
+            contexts[number].facts["backfill_read"] = (*part[1], sorted(read[number], key=lambda row: row[0]))
