@@ -192,13 +192,18 @@ def size_cost_bound(ctx: CheckContext) -> float | None:
     if catalog.relkind not in ("r", "m"):
         return None
     seq_page_cost, cpu_tuple_cost, cpu_operator_cost = catalog.cost_settings
-    pages = catalog.pages_now
-    if catalog.relpages and catalog.reltuples is not None and catalog.reltuples >= 0:
-        tuples = catalog.reltuples / catalog.relpages * pages
-    else:
-        tuples = pages * MAX_TUPLES_PER_PAGE
-    scan = pages * seq_page_cost + tuples * (cpu_tuple_cost + OPERATORS_PER_TUPLE * cpu_operator_cost)
+    scan = catalog.pages_now * seq_page_cost + table_tuples(catalog) * (
+        cpu_tuple_cost + OPERATORS_PER_TUPLE * cpu_operator_cost
+    )
     return SIZE_COST_MARGIN * 2 * scan
+
+
+def table_tuples(catalog: Catalog) -> float:
+    """The table's rows now, as the planner estimates them (at most a page's worth per page if never analyzed)."""
+    pages = catalog.pages_now or 0
+    if catalog.relpages and catalog.reltuples is not None and catalog.reltuples >= 0:
+        return catalog.reltuples / catalog.relpages * pages
+    return pages * MAX_TUPLES_PER_PAGE
 
 
 def catalogs_read(contexts: list[CheckContext]) -> None:

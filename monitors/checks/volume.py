@@ -41,6 +41,7 @@ from monitors.checks.base import (
     format_quantity,
     size_cost_bound,
     table_catalog,
+    table_tuples,
 )
 
 KIND = "volume"
@@ -473,8 +474,15 @@ def batch_read(contexts: list[CheckContext]) -> None:
             )
 
 
-def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, int, float] | None:
-    """This table's part of its batch's backfill statement: (SQL, parameters, rows at most, cost bound); None when
+BACKFILL_ROWS_PER_MS = 40
+"""A batch's backfill statement reads at most this many table rows (by the tables' sizes) per millisecond of the
+statement timeout: the planner's cost says nothing of time, and a statement over the timeout would be lost (its
+tables then read their own)."""
+
+
+def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, int, float, float] | None:
+    """This table's part of its batch's backfill statement: (SQL, parameters, rows returned at most, cost, rows
+    read at most); None when
     its series exists, it has nothing to backfill, or its cost is not known to be within the limit (it then reads
     its own, cost-guarded)."""
     table, catalog = ctx.table, ctx.facts.get("catalog")
@@ -498,27 +506,28 @@ def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, t
         relation=ctx.relation,
     )
     buckets = math.ceil((until - start) / unit)
-    return query, (start, until), buckets, bound if cost is None else cost
+    return query, (start, until), buckets, bound if cost is None else cost, table_tuples(catalog)
 
 
 def batch_backfill(contexts: list[CheckContext]) -> None:
     """Read the backfill of every table of a batch whose series is new (its first check) in set-based statements:
     a UNION ALL of each table's fixed part, as many tables in one statement as their costs let under the
-    connection's `max_query_cost`. Each table's rows go to its facts ("backfill_read": start, end, rows), which
+    connection's `max_query_cost` and read at most BACKFILL_ROWS_PER_MS rows per millisecond of its statement
+    timeout. Each table's rows go to its facts ("backfill_read": start, end, rows), which
     its volume check then uses instead of its own statement; a statement that fails (GuardrailStop, CheckError)
     leaves its tables' facts unset, and each of them reads its own. SessionLost propagates."""
     runner = contexts[0].runner
-    limit = runner.connection.max_query_cost
-    statements, cost = [[]], 0.0
+    limit, rows_limit = runner.connection.max_query_cost, runner.connection.statement_timeout_ms * BACKFILL_ROWS_PER_MS
+    statements, cost, rows = [[]], 0.0, 0.0
     for number, ctx in enumerate(contexts):
         part = _backfill_part(ctx, number=number)
         if part is None:
             continue
-        if statements[-1] and cost + part[3] > limit:
+        if statements[-1] and (cost + part[3] > limit or rows + part[4] > rows_limit):
             statements.append([])
-            cost = 0.0
+            cost, rows = 0.0, 0.0
         statements[-1].append((number, part))
-        cost += part[3]
+        cost, rows = cost + part[3], rows + part[4]
     for together in filter(None, statements):
         query = sql.SQL(" UNION ALL ").join(part[0] for _, part in together)
         params = [value for _, part in together for value in part[1]]

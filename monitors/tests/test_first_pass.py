@@ -136,3 +136,16 @@ def test_a_column_that_is_no_timestamp_is_left_out_of_the_backfill_statement(mak
     bad_results = {r.kind: r for r in results if r.table_id == bad.id}
     assert bad_results["volume"].status == "error"
     assert bad_results["freshness"].status in ("error", "fail")  # its own statements ran, and the batch went on
+
+
+def test_backfill_statements_read_no_more_rows_than_the_statement_timeout_allows(make_connection, monkeypatch):
+    """The planner's cost says nothing of time: parts are also grouped by the rows they may read."""
+    together_shop = make_connection(name="together")
+    split_shop = make_connection(name="split")
+    together_tables = new_tables(together_shop)
+    split_tables = new_tables(split_shop)
+    together = first_pass(run_batch(*together_tables), together_tables)
+    monkeypatch.setattr(volume, "BACKFILL_ROWS_PER_MS", 0.001)  # 5 rows at the default timeout: one table each
+    split = first_pass(run_batch(*split_tables), split_tables)
+    assert statements_sent(split_shop) == FIRST_BATCH_STATEMENTS + len(TABLES) - 1
+    assert split == together
