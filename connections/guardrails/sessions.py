@@ -14,7 +14,8 @@ The keeper's rules:
   which any statement failed, on a replica no longer in recovery, when the connection's settings changed (host,
   credentials, timeouts: anything its sessions are opened with), when the keeper's session of Pulse's database
   failed (its slots are gone with it), and at stop (`close`).
-- Checked at reuse: the session settings are set again (`session_limits`, also what user SQL may have changed),
+- Checked at reuse: the keeper's session of Pulse's database must still answer (else its slots are gone: every idle
+  session is closed), and the session settings are set again (`session_limits`, also what user SQL may have changed),
   which tells a session the replica ended (a restart, pg_terminate_backend): then a new one is opened in the
   same slot, and the batch loses nothing.
 """
@@ -30,7 +31,8 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
 import psycopg
-from django.db import DEFAULT_DB_ALIAS, DatabaseError
+from django.db import DEFAULT_DB_ALIAS
+from django.db import Error as PulseDatabaseError  # OperationalError, and InterfaceError (a closed session)
 from django.db import connections as pulse_databases
 
 from connections.guardrails.runner import session_limits, statement_deadline
@@ -155,6 +157,8 @@ class SessionKeeper:
 
     def _take_kept(self, connection: Connection, fingerprint: str) -> Checkout | None:
         with self._lock:
+            if self._idle.get(connection.pk) and not self._holder_answers():
+                self._holder_lost()  # the slots went with it: the idle sessions are closed
             idle = self._idle.get(connection.pk, [])
             stale = [c for c in idle if c.fingerprint != fingerprint or c.generation != self._generation]
             fresh = [c for c in idle if c not in stale]
@@ -179,7 +183,7 @@ class SessionKeeper:
                     with self._holder_cursor() as cursor:
                         held = self._held.setdefault(connection.pk, set())
                         slot = slot_try(cursor, connection=connection, taken=frozenset(held))
-                except DatabaseError:
+                except PulseDatabaseError:
                     self._holder_lost()
                     raise
                 if slot is not None:
@@ -221,7 +225,7 @@ class SessionKeeper:
             try:
                 with self._holder_cursor() as cursor:
                     slot_unlock(cursor, connection_id=checkout.connection_id, slot=checkout.slot)
-            except DatabaseError:
+            except PulseDatabaseError:
                 self._holder_lost()
 
     def _holder_cursor(self):
@@ -230,6 +234,15 @@ class SessionKeeper:
             self._holder = pulse_databases.create_connection(DEFAULT_DB_ALIAS)
             self._holder.inc_thread_sharing()  # the workers' threads share it, one at a time (under `_lock`)
         return self._holder.cursor()
+
+    def _holder_answers(self) -> bool:
+        """The keeper's session of Pulse's database still answers, and so still holds its slots. Under `_lock`."""
+        try:
+            with self._holder_cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except PulseDatabaseError:
+            return False
+        return True
 
     def _holder_lost(self) -> None:
         """The session of Pulse's database failed, and the slots it held with it: the idle sessions are closed,
@@ -245,6 +258,6 @@ class SessionKeeper:
 
     def _holder_close(self) -> None:
         if self._holder is not None:
-            with suppress(DatabaseError):  # gone already
+            with suppress(PulseDatabaseError):  # gone already
                 self._holder.close()
             self._holder = None

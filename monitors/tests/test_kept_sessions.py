@@ -4,6 +4,7 @@ replica pair: reuse, a killed backend replaced, the slot held while kept, idle e
 from datetime import timedelta
 
 import pytest
+from django.db import connection as pulse_db
 from django.utils import timezone
 
 from connections import guardrails
@@ -204,3 +205,31 @@ def test_the_daemon_closes_its_kept_sessions_when_it_stops(make_connection, keep
     [kept] = keeper.kept(shop.pk)
     runner.stop()
     assert keeper.kept() == [] and kept.session is None
+
+
+def slot_holders(connection) -> set[int]:
+    """Backends of Pulse's database holding one of the connection's slots."""
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND objid BETWEEN %s AND %s",
+            [guardrails.SLOT_LOCK_NAMESPACE, connection.pk * 64, connection.pk * 64 + 63],
+        )
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def test_a_lost_slot_holder_closes_the_kept_sessions_and_the_next_batch_takes_a_slot_again(make_connection, keeper):
+    """Pulse's database ended the keeper's session (a restart, a failover): the kept session's slot went with it,
+    so it is closed instead of reused; the next batch takes a slot on a new session and loses nothing."""
+    shop = make_connection()
+    orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    run_batch(orders, keeper=keeper)
+    [kept] = keeper.kept(shop.pk)
+    [holder] = slot_holders(shop)
+    with pulse_db.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [holder])
+    results = run_batch(orders, keeper=keeper)
+    assert {r.status for r in results} == {"pass"}
+    assert kept.session is None
+    [new] = keeper.kept(shop.pk)
+    assert slot_holders(shop) and slot_holders(shop) != {holder}
+    assert new is not kept
