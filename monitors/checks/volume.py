@@ -20,9 +20,11 @@ Without a timestamp column the series is the total row count, one value per hour
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
 
-In a batch, every table whose series exists and whose statement's cost estimate is fresh and within the
-limit is read by one statement for the whole batch (`batch_part`: a UNION ALL of each table's fixed
-statement); a table it could not read (the statement failed) reads its own, as outside a batch.
+In a batch, every table whose series exists (or is new and was backfilled by the batch's backfill statement,
+`batch_backfill`: its width is then chosen from those rows) and whose statement's cost is known within the limit
+(a fresh estimate, or a bound from its size) is read by one statement for the whole batch (`batch_part`: a UNION
+ALL of each table's fixed statement); a table it could not read (the statement failed) reads its own, as outside
+a batch.
 """
 
 import logging
@@ -239,8 +241,13 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         bound = size_cost_bound(ctx)
         ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill", bound=bound)
         rows = ctx.runner.fetch(query, (start, until), rows=100_000)
-    counts = {_aware(b): float(n) for b, n, _ in rows}
     ctx.facts["update_times"] = [newest for _, _, newest in rows]
+    return _points(rows, bucket=bucket, until=until)
+
+
+def _points(rows: list, *, bucket: timedelta, until: datetime) -> list[tuple[datetime, float]]:
+    """The backfill's rows as counts per bucket up to `until`, zeros from the first busy bucket on."""
+    counts = {_aware(b): float(n) for b, n, _ in rows}
     if not counts:
         return []
     points, moment = [], min(counts)
@@ -248,6 +255,22 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         points.append((moment, counts.get(moment, 0.0)))
         moment += bucket
     return points
+
+
+def _new_series_width(table, *, column_type: str, counts: list) -> timedelta:
+    """The bucket width of a new series: a day for a date column; the stored width when re-chosen as the rate
+    drifted; else the width the backfilled hours' rate asks for (the stored one without any)."""
+    stored = timedelta(seconds=table.volume_bucket_seconds or 3600)
+    if column_type == "date":
+        return DAY
+    if _rechosen(table) or not counts:
+        return stored
+    return bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
+
+
+def _rechosen(table) -> bool:
+    """The series is new because its width is re-chosen (the rate drifted), not because it was never backfilled."""
+    return table.backfilled_at is not None and table.volume_series.startswith(f"rows:{table.timestamp_column}:")
 
 
 def run(ctx: CheckContext, check=None) -> Outcome:
@@ -318,27 +341,20 @@ def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[time
     hours are summed into buckets of it."""
     table = ctx.table
     unit = DAY if column_type == "date" else HOUR
-    stored = timedelta(seconds=table.volume_bucket_seconds or 3600)
-    width = DAY if column_type == "date" else stored
     if column_type == "date":
         details["fixed_width"] = True  # a date column counts whole days: no narrower width exists
     known = _known_width(table, column_type=column_type)
     if known is not None:
         return known, None
-    rechosen = (
-        unit == HOUR
-        and table.backfilled_at is not None
-        and table.volume_series.startswith(f"rows:{table.timestamp_column}:")
-    )
+    rechosen = unit == HOUR and _rechosen(table)
     until = _floor(ctx.data_as_of, unit)
     try:
         counts = _backfill(ctx, bucket=unit, until=until)
     except GuardrailStop as refused:
         details["backfill_refused"] = str(refused)
-        return width, []
+        return _new_series_width(table, column_type=column_type, counts=[]), []
+    width = _new_series_width(table, column_type=column_type, counts=counts)
     if unit == HOUR and counts:
-        if not rechosen:
-            width = bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
         since = _backfill_start(table, bucket=HOUR, until=until)
         counts = regroup(counts, width=width, since=since, until=_floor(ctx.data_as_of, width))
     if rechosen:
@@ -410,6 +426,19 @@ SMALL_COUNT_COST = 100.0
 """A bound on the planner's cost of counting a table of at most EXACT_COUNT_MAX_PAGES pages (never estimated)."""
 
 
+def _width_after_backfill(ctx: CheckContext, *, catalog) -> timedelta | None:
+    """The width a new series will have, from the rows the batch's backfill statement read for it (so its first
+    bucket joins the batch's data statement); None without them. Should the check choose otherwise, its bucket
+    would not match the statement's and it reads its own."""
+    read = ctx.facts.get("backfill_read")
+    if read is None:
+        return None
+    _, until, rows = read
+    unit = DAY if catalog.timestamp_type == "date" else HOUR
+    counts = _points(rows, bucket=unit, until=until)
+    return _new_series_width(ctx.table, column_type=catalog.timestamp_type, counts=counts)
+
+
 def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None, float] | None:
     """This table's part of its batch's statement: (SQL, parameters, kind, bucket start, cost estimate); None when
     the table must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over
@@ -423,7 +452,7 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
         if not _is_small(size):
             return None
         return sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
-    width = _known_width(table, column_type=catalog.timestamp_type)
+    width = _known_width(table, column_type=catalog.timestamp_type) or _width_after_backfill(ctx, catalog=catalog)
     if width is None:
         return None
     bucket_end = _floor(ctx.data_as_of, width)
