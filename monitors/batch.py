@@ -218,6 +218,7 @@ def _run_on_replica(connection, held: guardrails.Checkout, runs, plans, allowanc
             _everything(runs, plans, status=Status.ERROR, message=str(exc))
             return
         share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
+    held.tables_seen.update(run.table.id for run in runs)
     runner = guardrails.QueryRunner(session=held.session, connection=connection, allowance=allowance, share=share)
     _checks_run(connection, runner, runs, plans, share, book)
     held.keep = book.contact_status == Connection.Status.OK and not runner.failed

@@ -10,7 +10,8 @@ The keeper's rules:
   own (one per process, shared by the workers), so other processes count the kept session as busy. A process
   keeps at most `max_concurrent_queries - 1` idle sessions of a connection (none when the cap is 1), so one
   slot stays free for the other processes' batches and the save-time lookups.
-- Closed: idle longer than the idle limit (`expire_idle`: at every checkout and daemon tick), after a batch in
+- Closed: idle longer than the idle limit (`expire_idle`: at every checkout and daemon tick), once it has read
+  more than KEPT_SESSION_TABLES_MAX distinct tables (a backend's catalog caches only grow), after a batch in
   which any statement failed, on a replica no longer in recovery, when the connection's settings changed (host,
   credentials, timeouts: anything its sessions are opened with), when the keeper's session of Pulse's database
   failed (its slots are gone with it), and at stop (`close`).
@@ -28,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from django.db import DEFAULT_DB_ALIAS
@@ -66,6 +67,7 @@ class Checkout:
     keep: bool = False
     generation: int = 0  # the keeper's session of Pulse's database that holds the slot
     idle_since: float = 0.0
+    tables_seen: set = field(default_factory=set)  # ids of the tables its session has read (kept sessions)
 
     def close_session(self) -> None:
         if self.session is not None:
@@ -82,6 +84,11 @@ def one_off_checkout(*, connection: Connection, wait_seconds: float) -> Iterator
             yield checkout
         finally:
             checkout.close_session()
+
+
+KEPT_SESSION_TABLES_MAX = 5_000
+"""A kept session that has read more distinct tables than this is closed after its batch: a backend keeps every
+table it has seen in its catalog caches (a few kB each) for as long as it lives."""
 
 
 def kept_max(connection: Connection) -> int:
@@ -173,6 +180,7 @@ class SessionKeeper:
         if not checkout.warm:
             logger.info("a kept session of connection %s no longer answers: a new one is opened", connection.pk)
             checkout.close_session()  # the slot stays taken: the batch opens a new session in it
+            checkout.tables_seen = set()
         return checkout
 
     def _take_slot(self, connection: Connection, fingerprint: str, wait_seconds: float) -> Checkout:
@@ -207,6 +215,7 @@ class SessionKeeper:
                 and checkout.generation == self._generation
                 and checkout.fingerprint == fingerprint
                 and len(self._idle.get(connection.pk, [])) < kept_max(connection)
+                and len(checkout.tables_seen) <= KEPT_SESSION_TABLES_MAX
             )
             if keep:
                 checkout.idle_since = self.clock()

@@ -233,3 +233,20 @@ def test_a_lost_slot_holder_closes_the_kept_sessions_and_the_next_batch_takes_a_
     [new] = keeper.kept(shop.pk)
     assert slot_holders(shop) and slot_holders(shop) != {holder}
     assert new is not kept
+
+
+def test_a_session_that_has_read_many_tables_is_not_kept(make_connection, keeper, monkeypatch):
+    """A backend's catalog caches grow with every table it reads: past the limit, its session is closed."""
+    from connections.guardrails import sessions
+
+    monkeypatch.setattr(sessions, "KEPT_SESSION_TABLES_MAX", 1)
+    shop = make_connection()
+    orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
+    customers = MonitoredTable.objects.create(connection=shop, table_name="customers")
+    run_batch(orders, keeper=keeper)
+    [kept] = keeper.kept(shop.pk)
+    assert kept.tables_seen == {orders.id}
+    run_batch(orders, keeper=keeper)  # the same table again: still one
+    assert keeper.kept(shop.pk) == [kept]
+    assert {r.status for r in run_batch(customers, keeper=keeper)} == {"pass"}
+    assert keeper.kept(shop.pk) == [] and kept.session is None
