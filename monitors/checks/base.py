@@ -110,9 +110,11 @@ _CATALOG_COLUMNS = (
     "  AND NOT a.attisdropped),"
     " pg_catalog.has_table_privilege(c.oid, 'SELECT'),"
     # The server's cost settings, for a bound of the fixed templates' cost from the table's size (none for a table
-    # whose reads hold more than its own pages: children, or row-level security's policies).
-    " CASE WHEN NOT (c.relhassubclass OR c.relrowsecurity) THEN ARRAY[current_setting('seq_page_cost'),"
-    " current_setting('cpu_tuple_cost'), current_setting('cpu_operator_cost')]::float8[] END"
+    # whose reads hold more than its own pages: children, or row-level security's policies; nor for an unlogged
+    # table, which a standby cannot read).
+    " CASE WHEN NOT (c.relhassubclass OR c.relrowsecurity OR c.relpersistence <> 'p')"
+    " THEN ARRAY[current_setting('seq_page_cost'), current_setting('cpu_tuple_cost'),"
+    " current_setting('cpu_operator_cost')]::float8[] END"
 )
 # One table (a batch's fallback, and the first run of a check outside a batch).
 _CATALOG = sql.SQL(
@@ -196,6 +198,19 @@ def size_cost_bound(ctx: CheckContext) -> float | None:
         cpu_tuple_cost + OPERATORS_PER_TUPLE * cpu_operator_cost
     )
     return SIZE_COST_MARGIN * 2 * scan
+
+
+def known_empty(ctx: CheckContext) -> bool:
+    """The catalog statement shows the table has no rows: a readable, permanent plain table without children whose
+    main fork has no page (what its statements would read is known without sending them)."""
+    catalog = ctx.facts.get("catalog")
+    return (
+        catalog is not None
+        and catalog.readable
+        and catalog.cost_settings is not None
+        and catalog.relkind == "r"
+        and catalog.pages_now == 0
+    )
 
 
 def table_tuples(catalog: Catalog) -> float:

@@ -41,6 +41,7 @@ from monitors.checks.base import (
     Status,
     fmt_number,
     format_quantity,
+    known_empty,
     size_cost_bound,
     table_catalog,
     table_tuples,
@@ -483,6 +484,11 @@ def batch_read(contexts: list[CheckContext]) -> None:
         part = batch_part(ctx, number=number)
         if part is None:
             continue
+        if known_empty(ctx):  # no rows: what its part would return is known
+            kind = part[2]
+            total, in_bucket = (None if kind == "bucket" else 0), (None if kind == "count" else 0)
+            ctx.facts["batch_read"] = BatchRead(kind=kind, bucket_start=part[3], total=total, in_bucket=in_bucket)
+            continue
         if statements[-1] and cost + part[4] > limit:
             statements.append([])
             cost = 0.0
@@ -551,6 +557,9 @@ def batch_backfill(contexts: list[CheckContext]) -> None:
     for number, ctx in enumerate(contexts):
         part = _backfill_part(ctx, number=number)
         if part is None:
+            continue
+        if known_empty(ctx):  # no rows: its part would return none
+            ctx.facts["backfill_read"] = (*part[1], [])
             continue
         if statements[-1] and (cost + part[3] > limit or rows + part[4] > rows_limit):
             statements.append([])

@@ -119,7 +119,7 @@ def test_a_failed_backfill_statement_falls_back_to_each_tables_own(make_connecti
     failing = first_pass(run_batch(*failing_tables), failing_tables)
     assert failing == clean
     # The replica's state, the catalog statement, the failed statement, then each table's own statements.
-    assert statements_sent(failing_shop) == 3 + PER_TABLE_FIRST_STATEMENTS * len(TABLES)
+    assert statements_sent(failing_shop) == 3 + PER_TABLE_FIRST_STATEMENTS * (len(TABLES) - 1)  # empty: none
 
 
 def test_a_column_that_is_no_timestamp_is_left_out_of_the_backfill_statement(make_connection, monkeypatch):
@@ -150,5 +150,25 @@ def test_backfill_statements_read_no_more_rows_than_the_statement_timeout_allows
     together = first_pass(run_batch(*together_tables), together_tables)
     monkeypatch.setattr(volume, "BACKFILL_ROWS_PER_MS", 0.001)  # 5 rows at the default timeout: one table each
     split = first_pass(run_batch(*split_tables), split_tables)
-    assert statements_sent(split_shop) == FIRST_BATCH_STATEMENTS + len(TABLES) - 1
+    # One backfill statement per table with rows (the empty table needs none).
+    assert statements_sent(split_shop) == FIRST_BATCH_STATEMENTS + len(TABLES) - 2
     assert split == together
+
+
+def test_an_empty_table_is_answered_from_the_catalog_statement(make_connection, monkeypatch):
+    """A permanent table whose main fork has no page has no rows: neither batch statement reads it, and its results
+    are those of the per-table path."""
+    together_shop = make_connection(name="together")
+    alone_shop = make_connection(name="alone")
+    [together_table] = new_tables(together_shop, [("empty_events", "at")])
+    [alone_table] = new_tables(alone_shop, [("empty_events", "at")])
+    together = first_pass(run_batch(together_table), [together_table])
+    assert statements_sent(together_shop) == 2  # the replica's state and the catalog statement
+    again = run_batch(MonitoredTable.objects.get(pk=together_table.pk))
+    assert statements_sent(together_shop) == 4  # the same two in the steady state
+    assert {r.kind: r.observed_value for r in again if r.kind == "volume"} == {"volume": 0}
+    monkeypatch.setattr(volume, "batch_backfill", lambda contexts: None)
+    monkeypatch.setattr(volume, "batch_read", lambda contexts: None)
+    alone = first_pass(run_batch(alone_table), [alone_table])
+    assert statements_sent(alone_shop) == 2 + PER_TABLE_FIRST_STATEMENTS
+    assert together == alone
