@@ -7,7 +7,7 @@ Usage: .venv/bin/python benchmarks/rehearsal_100k.py [--tables 100000] [--interv
 1. The replica pair lives in var/rehearsal-pg (kept with --keep; an existing pair there with all the tables
    is reused, so the script is re-runnable). Tables `r.tNNNNNN (id bigint, created_at timestamptz)`, empty,
    created 2,000 per transaction, then the standby catches up.
-2. Pulse's database `pulse_bench_reh_rehearsal` (dropped and migrated each run): one connection to the standby
+2. Pulse's database `pulse_bench_<PULSE_BENCH_TAG or reh>_rehearsal` (dropped and migrated each run): one connection to the standby
    with default settings (--lift-limits: rate, budget and concurrency at the fields' maxima, for a branch
    whose defaults throttle), --tables monitored tables with `created_at` as timestamp column and
    `check_interval_seconds` = --interval, their first checks due evenly over the first interval.
@@ -42,7 +42,7 @@ import psycopg  # noqa: E402
 from pulse_project.pgcluster import ReplicaPair, Server  # noqa: E402
 
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-BENCH_DB = "pulse_bench_reh_rehearsal"
+BENCH_DB = f"pulse_bench_{os.environ.get('PULSE_BENCH_TAG', 'reh')}_rehearsal"
 DATA_DB = "rehearsal"
 READER = "pulse_rehearsal_reader"
 READER_PASSWORD = "rehearsal-reader-password"

@@ -129,9 +129,13 @@ def batch_run(
     on_recorded: ResultsHandler,
     slot_wait_seconds: float = SLOT_WAIT_SECONDS,
     release_when_busy: bool = False,
+    sessions: guardrails.SessionKeeper | None = None,
 ) -> list[CheckResult]:
     """Check `tables` (all of `connection`, leased by `claim`) in one replica session and record the results;
     `on_recorded` gets the recorded results inside the recording transaction (see monitors.recording).
+
+    With `sessions` (the daemon's keeper) the batch runs in a warm session kept from an earlier batch when one
+    is idle, and its session is kept for the next one when everything went well; else it is closed at the end.
 
     With every session slot busy for `slot_wait_seconds`, the tables are `skipped` (concurrency), or with
     `release_when_busy` given back unchecked (their due time unchanged) and ConnectionBusy is raised.
@@ -146,13 +150,14 @@ def batch_run(
         connection=connection, now=started_at, shared=guardrails.query_caps_bind(connection)
     )
     share = guardrails.TimeShare(connection=connection)
+    checkout = sessions.checkout if sessions is not None else guardrails.one_off_checkout
     try:
-        with guardrails.replica_slot(connection=connection, wait_seconds=slot_wait_seconds):
+        with checkout(connection=connection, wait_seconds=slot_wait_seconds) as held:
             share.admit()
             planned = 1 + sum(module.QUERIES for plan in plans.values() for module, _ in plan)
             allowance.reserve(planned)  # if the whole batch doesn't fit, queries are reserved one by one
             try:
-                _run_on_replica(connection, runs, plans, allowance, share, book)
+                _run_on_replica(connection, held, runs, plans, allowance, share, book)
             finally:
                 if not allowance.shared:
                     share.count_queries(allowance.used)
@@ -171,8 +176,9 @@ def _contact(book: Bookkeeping, status: str, error: str = "") -> None:
 
 
 def _read_together(contexts: list[CheckContext]) -> None:
-    """Read the catalog entries of every table of the batch in one statement, then the data of every table
-    that can be read together in one more (see `volume.batch_read`). A statement that fails (a lock, a table
+    """Read the catalog entries of every table of the batch in one statement, then the backfill of the tables
+    checked for the first time (`volume.batch_backfill`) and the data of every table that can be read together
+    (`volume.batch_read`), each in as few statements as the cost limit allows. A statement that fails (a lock, a table
     dropped meanwhile, a permission, a guardrail) leaves its facts unset: each table then reads its own, so one
     bad table never costs the others their result. SessionLost propagates."""
     try:
@@ -180,6 +186,7 @@ def _read_together(contexts: list[CheckContext]) -> None:
     except (guardrails.GuardrailStop, guardrails.CheckError) as exc:
         logger.info("a batch's catalog statement failed (%s): each table reads its own", exc)
         return
+    volume.batch_backfill(contexts)
     volume.batch_read(contexts)
 
 
@@ -192,81 +199,88 @@ def _read_already(ctx: CheckContext, plan: list) -> bool:
     return not ctx.table.timestamp_column or read.kind != "count"
 
 
-def _run_on_replica(connection, runs, plans, allowance, share, book: Bookkeeping) -> None:
-    """Run the plans in one session; outcomes go to `runs`, the contact's result and lag outcome to `book`.
+def _run_on_replica(connection, held: guardrails.Checkout, runs, plans, allowance, share, book: Bookkeeping) -> None:
+    """Run the plans in the checkout's session (a new one unless it is warm); outcomes go to `runs`, the
+    contact's result and lag outcome to `book`. `held.keep` is set when the session may serve another batch: no
+    statement failed and the replica is still in recovery (the checkout closes the session otherwise).
 
     The session's start-up and every statement are spent from the replica time `share`; between tables it
     may sleep a short refill or hold the remaining tables back (`skipped`, with when they run again)."""
-    started_at = book.started_at
-    connecting = time.perf_counter()
-    try:
-        session = replica.connect(conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms)
-    except (replica.ReplicaError, ValueError) as exc:
-        # Not charged: a replica that cannot be reached did no work, and its outage must read as an error.
-        _contact(book, Connection.Status.ERROR, str(exc))
-        _everything(runs, plans, status=Status.ERROR, message=str(exc))
-        return
-    share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
-    try:
-        runner = guardrails.QueryRunner(session=session, connection=connection, allowance=allowance, share=share)
+    if held.session is None:
+        connecting = time.perf_counter()
         try:
-            replica_state = ReplicaState.from_row(runner.fetchone(replication_lag.STATE_QUERY))
-        except guardrails.CheckError as exc:
+            held.session = replica.connect(
+                conninfo=connection.conninfo(), statement_timeout_ms=connection.statement_timeout_ms
+            )
+        except (replica.ReplicaError, ValueError) as exc:
+            # Not charged: a replica that cannot be reached did no work, and its outage must read as an error.
             _contact(book, Connection.Status.ERROR, str(exc))
             _everything(runs, plans, status=Status.ERROR, message=str(exc))
             return
-        if connection.require_replica and not replica_state.in_recovery:
-            message = "not a read replica (pg_is_in_recovery() is false): no checks run"
-            _contact(book, Connection.Status.NOT_REPLICA, message)
-            _everything(runs, plans, status=Status.ERROR, message=message)
-            return
-        _contact(book, Connection.Status.OK)
-        if replica_state.in_recovery and _lag_due(connection, started_at):
-            book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
-        contexts = [
-            CheckContext(
-                runner=runner,
-                table=run.table,
-                now=replica_state.now,
-                data_as_of=replica_state.data_as_of,
-                plan_costs=run.plan_costs,
-                update_times=run.update_times,
-            )
-            for run in runs
-        ]
+        share.spend((time.perf_counter() - connecting) * 1000)  # a backend's start-up is server time too
+    held.tables_seen.update(run.table.id for run in runs)
+    runner = guardrails.QueryRunner(session=held.session, connection=connection, allowance=allowance, share=share)
+    _checks_run(connection, runner, runs, plans, share, book)
+    held.keep = book.contact_status == Connection.Status.OK and not runner.failed
+
+
+def _checks_run(connection, runner, runs, plans, share, book: Bookkeeping) -> None:
+    """The batch's statements on `runner`'s session: the replica's state, the batch's set-based reads, each table."""
+    started_at = book.started_at
+    try:
+        replica_state = ReplicaState.from_row(runner.fetchone(replication_lag.STATE_QUERY))
+    except guardrails.CheckError as exc:
+        _contact(book, Connection.Status.ERROR, str(exc))
+        _everything(runs, plans, status=Status.ERROR, message=str(exc))
+        return
+    if connection.require_replica and not replica_state.in_recovery:
+        message = "not a read replica (pg_is_in_recovery() is false): no checks run"
+        _contact(book, Connection.Status.NOT_REPLICA, message)
+        _everything(runs, plans, status=Status.ERROR, message=message)
+        return
+    _contact(book, Connection.Status.OK)
+    if replica_state.in_recovery and _lag_due(connection, started_at):
+        book.connection_outcomes.append(replication_lag.outcome(connection=connection, state=replica_state))
+    contexts = [
+        CheckContext(
+            runner=runner,
+            table=run.table,
+            now=replica_state.now,
+            data_as_of=replica_state.data_as_of,
+            plan_costs=run.plan_costs,
+            update_times=run.update_times,
+        )
+        for run in runs
+    ]
+    try:
+        _read_together(contexts)
+    except guardrails.SessionLost as lost:
+        _contact(book, Connection.Status.ERROR, str(lost))
+        _everything(runs, plans, status=Status.ERROR, message=str(lost))
+        return
+    for index, (run, ctx) in enumerate(zip(runs, contexts, strict=True)):
         try:
-            _read_together(contexts)
+            if index and not _read_already(ctx, plans[run.table.id]):  # the first was admitted with the batch
+                share.checkpoint()
+        except guardrails.GuardrailStop as stop:
+            _everything(
+                runs[index:],
+                plans,
+                status=Status.SKIPPED,
+                message=str(stop),
+                reason=stop.reason,
+                retry_at=stop.retry_at,
+            )
+            break
+        try:
+            for module, check in plans[run.table.id]:
+                run.outcomes.append(_timed(module, check, ctx))
         except guardrails.SessionLost as lost:
             _contact(book, Connection.Status.ERROR, str(lost))
-            _everything(runs, plans, status=Status.ERROR, message=str(lost))
-            return
-        for index, (run, ctx) in enumerate(zip(runs, contexts, strict=True)):
-            try:
-                if index and not _read_already(ctx, plans[run.table.id]):  # the first was admitted with the batch
-                    share.checkpoint()
-            except guardrails.GuardrailStop as stop:
-                _everything(
-                    runs[index:],
-                    plans,
-                    status=Status.SKIPPED,
-                    message=str(stop),
-                    reason=stop.reason,
-                    retry_at=stop.retry_at,
-                )
-                break
-            try:
-                for module, check in plans[run.table.id]:
-                    run.outcomes.append(_timed(module, check, ctx))
-            except guardrails.SessionLost as lost:
-                _contact(book, Connection.Status.ERROR, str(lost))
-                done = {(o.kind, o.check_id) for o in run.outcomes}
-                for module, check in plans[run.table.id]:
-                    key = (module.KIND, check.pk if check else None)
-                    if key not in done:
-                        run.outcomes.append(
-                            Outcome(kind=key[0], status=Status.ERROR, message=str(lost), check_id=key[1])
-                        )
-                _everything(runs[index + 1 :], plans, status=Status.ERROR, message=str(lost))
-                break
-    finally:
-        session.close()
+            done = {(o.kind, o.check_id) for o in run.outcomes}
+            for module, check in plans[run.table.id]:
+                key = (module.KIND, check.pk if check else None)
+                if key not in done:
+                    run.outcomes.append(Outcome(kind=key[0], status=Status.ERROR, message=str(lost), check_id=key[1]))
+            _everything(runs[index + 1 :], plans, status=Status.ERROR, message=str(lost))
+            break

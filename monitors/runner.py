@@ -25,6 +25,7 @@ from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db import connection as pulse_db
 from django.utils import timezone
 
+from connections.guardrails import SessionKeeper
 from monitors import spool
 from monitors.batch import ConnectionBusy, batch_run, batch_time_limit
 from monitors.checks import Status, format_value, replication_lag
@@ -144,6 +145,7 @@ class CheckRunner:
         batch_size: int = DEFAULT_BATCH_SIZE,
         report=None,
         verbosity: int = 1,
+        sessions: SessionKeeper | None = None,
     ):
         self.on_recorded = on_recorded
         self.workers = workers
@@ -151,6 +153,7 @@ class CheckRunner:
         self.batch_size = batch_size
         self.report = report or (lambda line: None)
         self.verbosity = verbosity
+        self.sessions = sessions  # the daemon's warm replica sessions (None: each batch opens and closes its own)
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pulse-check") if workers > 1 else None
         self.keeper = LeaseKeeper(lease=lease)
@@ -169,6 +172,8 @@ class CheckRunner:
             if self.pool:
                 self.pool.shutdown(wait=True)
         self.keeper.stop()
+        if self.sessions is not None:
+            self.sessions.close()
 
     def cycle(self, *, force: bool = False, table_ids: list[int] | None = None, wait: bool = True) -> CycleSummary:
         """Record spooled batches, then check due tables on the free workers until none are left.
@@ -178,6 +183,8 @@ class CheckRunner:
         its own batch, checks it and claims again, so no worker waits for another.
         """
         self._flush_spool()
+        if self.sessions is not None:
+            self.sessions.expire_idle()
         run = _Pass(forced=force or table_ids is not None, table_ids=table_ids, wait=wait)
         if self.pool is None:
             with self._cycle_lock:
@@ -309,7 +316,13 @@ class CheckRunner:
                 return []
             self.keeper.hold(claim.token, seconds=batch_time_limit(connection=connection, tables=tables))
             if run.wait:
-                return batch_run(connection=connection, claim=claim, tables=tables, on_recorded=self.on_recorded)
+                return batch_run(
+                    connection=connection,
+                    claim=claim,
+                    tables=tables,
+                    on_recorded=self.on_recorded,
+                    sessions=self.sessions,
+                )
             results = batch_run(
                 connection=connection,
                 claim=claim,
@@ -317,6 +330,7 @@ class CheckRunner:
                 on_recorded=self.on_recorded,
                 slot_wait_seconds=BUSY_SLOT_WAIT_SECONDS,
                 release_when_busy=True,
+                sessions=self.sessions,
             )
             if _held_back(results):
                 # The connection's time share is used up: the daemon's pass moves on to other connections

@@ -206,6 +206,10 @@ PULSE_METRICS_TOKEN = env.str("PULSE_METRICS_TOKEN", default="")
 # runchecks: how long a batch's recording retries while Pulse's database is unreachable (seconds), and
 # where batches go after that, to be recorded when the database is back (monitors/spool.py).
 PULSE_RECORD_RETRY_SECONDS = env.float("PULSE_RECORD_RETRY_SECONDS", default=60.0)
+# runchecks (the daemon) keeps a replica session open between batches for this long at most while unused
+# (each in one of the connection's concurrency slots): a warm session spares the replica a backend start-up and
+# its catalog caches. 0 keeps none.
+PULSE_KEPT_SESSION_IDLE_SECONDS = env.float("PULSE_KEPT_SESSION_IDLE_SECONDS", default=120.0)
 PULSE_SPOOL_DIR = env.path("PULSE_SPOOL_DIR", default=BASE_DIR / "var" / "spool")
 # Webhook and Slack channels may only reach public addresses unless this is on (SSRF guard): a tenant
 # could otherwise make Pulse POST to services on its own network and read their answers in the channel error.

@@ -6,6 +6,8 @@ One module per guardrail:
 - `share`: the replica time share: Pulse's statements' durations on a replica, at most
   `replica_time_share_percent` of one backend (with a burst), on a bucket shared by every process.
 - `slots`: at most `max_concurrent_queries` sessions per replica (advisory locks in Pulse's database).
+- `sessions`: a batch's slot and session (`Checkout`); the daemon's `SessionKeeper` keeps warm sessions, each
+  in its slot, between batches.
 - `runner`: `QueryRunner` sends the queries of a session: statement and lock timeouts backed by a client-side
   deadline, recovery conflicts retried (each try counts), the cost guard, user SQL fetched bounded.
 - `lookup`: the one-off session of save-time lookups (API and admin), under the same budget, rate and slots.
@@ -31,6 +33,7 @@ from connections.guardrails.runner import (
     session_limits,
     statement_deadline,
 )
+from connections.guardrails.sessions import Checkout, SessionKeeper, one_off_checkout
 from connections.guardrails.share import SHARE_WAIT_MAX_SECONDS, ShareUse, TimeShare, share_use, time_share_charge
 from connections.guardrails.slots import SLOT_LOCK_NAMESPACE, replica_slot
 
@@ -45,9 +48,11 @@ __all__ = [
     "USER_ROW_MAX_BYTES",
     "Allowance",
     "CheckError",
+    "Checkout",
     "Deadline",
     "GuardrailStop",
     "QueryRunner",
+    "SessionKeeper",
     "SessionLost",
     "ShareUse",
     "TimeShare",
@@ -56,6 +61,7 @@ __all__ = [
     "allowance_reserve",
     "known_cost",
     "lookup_session",
+    "one_off_checkout",
     "query_caps_bind",
     "replica_slot",
     "session_limits",

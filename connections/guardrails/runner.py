@@ -199,6 +199,7 @@ class QueryRunner:
         self.allowance = allowance
         self.share = share if share is not None else TimeShare(connection=connection)
         self.queries_sent = 0
+        self.failed = False  # some statement failed (the session is then not kept for another batch)
         self._round_trip_ms = math.inf  # the quickest statement of this session so far
 
     def _spend(self, started: float) -> None:
@@ -230,7 +231,15 @@ class QueryRunner:
             self._spend(started)
 
     def _attempts(self, work, *, transaction: bool):
-        """Run `work(cursor)`, retrying recovery conflicts; psycopg errors become CheckError or SessionLost."""
+        """Run `work(cursor)`, retrying recovery conflicts; psycopg errors become CheckError or SessionLost, and
+        mark the runner `failed`."""
+        try:
+            return self._retried(work, transaction=transaction)
+        except (CheckError, SessionLost):
+            self.failed = True
+            raise
+
+    def _retried(self, work, *, transaction: bool):
         for attempt in range(RECOVERY_CONFLICT_RETRIES + 1):
             try:
                 with self.session.transaction() if transaction else nullcontext(), self.session.cursor() as cur:
@@ -285,12 +294,23 @@ class QueryRunner:
                 reason="cost",
             )
 
-    def guard_cost(self, query: sql.Composable, params=None, *, cached: dict | None = None, key: str = "") -> float:
+    def guard_cost(
+        self,
+        query: sql.Composable,
+        params=None,
+        *,
+        cached: dict | None = None,
+        key: str = "",
+        bound: float | None = None,
+    ) -> float:
         """Refuse (GuardrailStop) a query whose estimated cost exceeds the connection's limit.
 
-        `cached` maps keys to {"cost", "at"}; a fresh estimate (under a day old) is reused.
+        `cached` maps keys to {"cost", "at"}; a fresh estimate (under a day old) is reused. `bound`, an upper bound
+        of the query's cost known without asking (from the table's size), spares the EXPLAIN when within the limit.
         """
         cost = known_cost(cached=cached, key=key)
+        if cost is None and bound is not None and bound <= self.connection.max_query_cost:
+            return bound
         if cost is None:
             cost = self.plan_cost(query, params)
             if cached is not None and key:
@@ -298,9 +318,11 @@ class QueryRunner:
         self._refuse_over_limit(cost)
         return cost
 
-    def cost_allowed(self, *, cached: dict | None, key: str) -> bool:
-        """True when a fresh cached estimate under `key` is within the connection's limit (nothing is sent)."""
+    def cost_allowed(self, *, cached: dict | None, key: str, bound: float | None = None) -> bool:
+        """True when a fresh cached estimate under `key`, else `bound`, is within the connection's limit (nothing
+        is sent)."""
         cost = known_cost(cached=cached, key=key)
+        cost = bound if cost is None else cost
         return cost is not None and cost <= self.connection.max_query_cost
 
     def fetch_user(self, query: sql.Composable) -> UserRows:

@@ -94,7 +94,13 @@ _CATALOG_COLUMNS = (
     " (SELECT json_agg(json_build_array(a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull)"
     "  ORDER BY a.attnum) FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0"
     "  AND NOT a.attisdropped),"
-    " pg_catalog.has_table_privilege(c.oid, 'SELECT')"
+    " pg_catalog.has_table_privilege(c.oid, 'SELECT'),"
+    # The server's cost settings, for a bound of the fixed templates' cost from the table's size (none for a table
+    # whose reads hold more than its own pages: children, or row-level security's policies; nor for an unlogged
+    # table, which a standby cannot read).
+    " CASE WHEN NOT (c.relhassubclass OR c.relrowsecurity OR c.relpersistence <> 'p')"
+    " THEN ARRAY[current_setting('seq_page_cost'), current_setting('cpu_tuple_cost'),"
+    " current_setting('cpu_operator_cost')]::float8[] END"
 )
 # One table (a batch's fallback, and the first run of a check outside a batch).
 _CATALOG = sql.SQL(
@@ -122,10 +128,11 @@ class Catalog:
     timestamp_type: str | None
     columns: list
     readable: bool = True
+    cost_settings: tuple | None = None  # (seq_page_cost, cpu_tuple_cost, cpu_operator_cost); None: no size bound
 
 
 def _catalog(table, row: tuple) -> Catalog:
-    reltuples, relpages, relkind, pages_now, columns, readable = row
+    reltuples, relpages, relkind, pages_now, columns, readable, cost_settings = row
     types = {name: type_ for name, type_, _ in columns or []}
     return Catalog(
         reltuples,
@@ -135,6 +142,7 @@ def _catalog(table, row: tuple) -> Catalog:
         timestamp_type=types.get(table.timestamp_column),
         columns=columns or [],
         readable=bool(readable),
+        cost_settings=tuple(cost_settings) if cost_settings else None,
     )
 
 
@@ -152,6 +160,51 @@ def table_catalog(ctx: CheckContext) -> Catalog | None:
             raise
         ctx.facts["catalog"] = None if row is None else _catalog(table, row)
     return ctx.facts["catalog"]
+
+
+SIZE_COST_MARGIN = 3.0
+MAX_TUPLES_PER_PAGE = 291  # PostgreSQL's MaxHeapTuplesPerPage (8 kB pages): a table never analyzed
+OPERATORS_PER_TUPLE = 8
+
+
+def size_cost_bound(ctx: CheckContext) -> float | None:
+    """An upper bound of the planner's cost of any fixed template of the built-in checks on this table (a count,
+    a bucket, the backfill's GROUP BY, a max), from its catalog entry and the server's cost settings, with nothing
+    sent: the planner picks an index only when cheaper than scanning the table, so the cost of reading every page
+    and judging every tuple (OPERATORS_PER_TUPLE operators each: the bounds, the aggregates, date_trunc) twice (the
+    bucket's max() subquery), with a margin, bounds the plan. None when there is no such bound (no catalog entry,
+    not a plain table or materialized view, children, row-level security): the statement is EXPLAINed."""
+    catalog = ctx.facts.get("catalog")
+    if catalog is None or catalog.cost_settings is None or catalog.pages_now is None:
+        return None
+    if catalog.relkind not in ("r", "m"):
+        return None
+    seq_page_cost, cpu_tuple_cost, cpu_operator_cost = catalog.cost_settings
+    scan = catalog.pages_now * seq_page_cost + table_tuples(catalog) * (
+        cpu_tuple_cost + OPERATORS_PER_TUPLE * cpu_operator_cost
+    )
+    return SIZE_COST_MARGIN * 2 * scan
+
+
+def known_empty(ctx: CheckContext) -> bool:
+    """The catalog statement shows the table has no rows: a readable, permanent plain table without children whose
+    main fork has no page (what its statements would read is known without sending them)."""
+    catalog = ctx.facts.get("catalog")
+    return (
+        catalog is not None
+        and catalog.readable
+        and catalog.cost_settings is not None
+        and catalog.relkind == "r"
+        and catalog.pages_now == 0
+    )
+
+
+def table_tuples(catalog: Catalog) -> float:
+    """The table's rows now, as the planner estimates them (at most a page's worth per page if never analyzed)."""
+    pages = catalog.pages_now or 0
+    if catalog.relpages and catalog.reltuples is not None and catalog.reltuples >= 0:
+        return catalog.reltuples / catalog.relpages * pages
+    return pages * MAX_TUPLES_PER_PAGE
 
 
 def catalogs_read(contexts: list[CheckContext]) -> None:

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from connections.guardrails import CheckError, GuardrailStop
 from monitors import baselines
-from monitors.checks.base import CheckContext, Outcome, Status, format_duration
+from monitors.checks.base import CheckContext, Outcome, Status, format_duration, size_cost_bound
 
 KIND = "freshness"
 LABEL = "Freshness"
@@ -90,8 +90,11 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         latest = latest_timestamp(ctx.facts["latest"])
     else:
         query = sql.SQL(_LATEST).format(column=sql.Identifier(table.timestamp_column), relation=ctx.relation)
-        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="freshness")
-        latest = latest_timestamp(ctx.runner.fetchone(query)[0])
+        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="freshness", bound=size_cost_bound(ctx))
+        value = ctx.runner.fetchone(query)[0]
+        if value is not None and not isinstance(value, date):
+            raise CheckError(f"{table.timestamp_column} is not a date or timestamp column")
+        latest = latest_timestamp(value)
     hard_limit = table.freshness_threshold_minutes * 60
     if latest is None:
         return Outcome(

@@ -20,9 +20,11 @@ Without a timestamp column the series is the total row count, one value per hour
 timestamp column is read in one scan (total, rows in the bucket and the newest timestamp, which the
 freshness check of the same run reuses).
 
-In a batch, every table whose series exists and whose statement's cost estimate is fresh and within the
-limit is read by one statement for the whole batch (`batch_part`: a UNION ALL of each table's fixed
-statement); a table it could not read (the statement failed) reads its own, as outside a batch.
+In a batch, every table whose series exists (or is new and was backfilled by the batch's backfill statement,
+`batch_backfill`: its width is then chosen from those rows) and whose statement's cost is known within the limit
+(a fresh estimate, or a bound from its size) is read by one statement for the whole batch (`batch_part`: a UNION
+ALL of each table's fixed statement); a table it could not read (the statement failed) reads its own, as outside
+a batch.
 """
 
 import logging
@@ -33,7 +35,17 @@ from datetime import UTC, datetime, timedelta
 from psycopg import sql
 
 from connections.guardrails import CheckError, GuardrailStop, known_cost
-from monitors.checks.base import CheckContext, Outcome, Status, fmt_number, format_quantity, table_catalog
+from monitors.checks.base import (
+    CheckContext,
+    Outcome,
+    Status,
+    fmt_number,
+    format_quantity,
+    known_empty,
+    size_cost_bound,
+    table_catalog,
+    table_tuples,
+)
 
 KIND = "volume"
 LABEL = "Volume"
@@ -85,6 +97,12 @@ _PART_SMALL = (
     " max({column})::timestamptz FROM {relation})"
 )
 _PART_COUNT = "(SELECT {number}, count(*), NULL::bigint, NULL::timestamptz FROM {relation})"
+# A table's part of a batch's backfill statement: the backfill's rows per hour (or day) with the table's number, the
+# newest timestamp as timestamptz (as `freshness.latest_timestamp` reads the per-table statement's).
+_PART_BACKFILL = (
+    "(SELECT {number}, date_trunc({unit}, {column}::timestamptz), count(*), max({column})::timestamptz"
+    " FROM {relation} WHERE {column} >= %s AND {column} < %s GROUP BY 2)"
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +145,7 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
         return read.total, "exact"
     query = sql.SQL(_COUNT).format(relation=ctx.relation)
     if pages_now is None or pages_now > EXACT_COUNT_MAX_PAGES:
-        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count")
+        ctx.runner.guard_cost(query, cached=ctx.plan_costs, key="count", bound=size_cost_bound(ctx))
     return ctx.runner.fetchone(query)[0], "exact"
 
 
@@ -217,10 +235,20 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         column=sql.Identifier(table.timestamp_column),
         relation=ctx.relation,
     )
-    ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill")
-    rows = ctx.runner.fetch(query, (start, until), rows=100_000)
-    counts = {_aware(b): float(n) for b, n, _ in rows}
+    read = ctx.facts.get("backfill_read")
+    if read is not None and read[:2] == (start, until):
+        rows = read[2]
+    else:
+        bound = size_cost_bound(ctx)
+        ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill", bound=bound)
+        rows = ctx.runner.fetch(query, (start, until), rows=100_000)
     ctx.facts["update_times"] = [newest for _, _, newest in rows]
+    return _points(rows, bucket=bucket, until=until)
+
+
+def _points(rows: list, *, bucket: timedelta, until: datetime) -> list[tuple[datetime, float]]:
+    """The backfill's rows as counts per bucket up to `until`, zeros from the first busy bucket on."""
+    counts = {_aware(b): float(n) for b, n, _ in rows}
     if not counts:
         return []
     points, moment = [], min(counts)
@@ -228,6 +256,22 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
         points.append((moment, counts.get(moment, 0.0)))
         moment += bucket
     return points
+
+
+def _new_series_width(table, *, column_type: str, counts: list) -> timedelta:
+    """The bucket width of a new series: a day for a date column; the stored width when re-chosen as the rate
+    drifted; else the width the backfilled hours' rate asks for (the stored one without any)."""
+    stored = timedelta(seconds=table.volume_bucket_seconds or 3600)
+    if column_type == "date":
+        return DAY
+    if _rechosen(table) or not counts:
+        return stored
+    return bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
+
+
+def _rechosen(table) -> bool:
+    """The series is new because its width is re-chosen (the rate drifted), not because it was never backfilled."""
+    return table.backfilled_at is not None and table.volume_series.startswith(f"rows:{table.timestamp_column}:")
 
 
 def run(ctx: CheckContext, check=None) -> Outcome:
@@ -264,7 +308,9 @@ def run(ctx: CheckContext, check=None) -> Outcome:
         )
     query = sql.SQL(_BUCKET_COUNT).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
     try:
-        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket")
+        ctx.runner.guard_cost(
+            query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_bucket", bound=size_cost_bound(ctx)
+        )
     except GuardrailStop as refused:
         details.update(
             series=TOTAL_ROWS,
@@ -296,27 +342,20 @@ def _series(ctx: CheckContext, *, column_type: str, details: dict) -> tuple[time
     hours are summed into buckets of it."""
     table = ctx.table
     unit = DAY if column_type == "date" else HOUR
-    stored = timedelta(seconds=table.volume_bucket_seconds or 3600)
-    width = DAY if column_type == "date" else stored
     if column_type == "date":
         details["fixed_width"] = True  # a date column counts whole days: no narrower width exists
     known = _known_width(table, column_type=column_type)
     if known is not None:
         return known, None
-    rechosen = (
-        unit == HOUR
-        and table.backfilled_at is not None
-        and table.volume_series.startswith(f"rows:{table.timestamp_column}:")
-    )
+    rechosen = unit == HOUR and _rechosen(table)
     until = _floor(ctx.data_as_of, unit)
     try:
         counts = _backfill(ctx, bucket=unit, until=until)
     except GuardrailStop as refused:
         details["backfill_refused"] = str(refused)
-        return width, []
+        return _new_series_width(table, column_type=column_type, counts=[]), []
+    width = _new_series_width(table, column_type=column_type, counts=counts)
     if unit == HOUR and counts:
-        if not rechosen:
-            width = bucket_width_for_rate(sum(v for _, v in counts) / len(counts))
         since = _backfill_start(table, bucket=HOUR, until=until)
         counts = regroup(counts, width=width, since=since, until=_floor(ctx.data_as_of, width))
     if rechosen:
@@ -336,7 +375,10 @@ def _run_small(ctx: CheckContext, *, column_type: str) -> Outcome:
         total, in_bucket, latest = read.total, read.in_bucket, read.latest
     else:
         query = sql.SQL(_SMALL_SCAN).format(relation=ctx.relation, column=sql.Identifier(table.timestamp_column))
-        ctx.runner.guard_cost(query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan")
+        bound = size_cost_bound(ctx)
+        ctx.runner.guard_cost(
+            query, (bucket_start, bucket_end), cached=ctx.plan_costs, key="volume_small_scan", bound=bound
+        )
         total, in_bucket, latest = ctx.runner.fetchone(query, (bucket_start, bucket_end))
     ctx.facts["latest"] = latest
     details.update(total_rows=total, method="exact")
@@ -385,6 +427,19 @@ SMALL_COUNT_COST = 100.0
 """A bound on the planner's cost of counting a table of at most EXACT_COUNT_MAX_PAGES pages (never estimated)."""
 
 
+def _width_after_backfill(ctx: CheckContext, *, catalog) -> timedelta | None:
+    """The width a new series will have, from the rows the batch's backfill statement read for it (so its first
+    bucket joins the batch's data statement); None without them. Should the check choose otherwise, its bucket
+    would not match the statement's and it reads its own."""
+    read = ctx.facts.get("backfill_read")
+    if read is None:
+        return None
+    _, until, rows = read
+    unit = DAY if catalog.timestamp_type == "date" else HOUR
+    counts = _points(rows, bucket=unit, until=until)
+    return _new_series_width(ctx.table, column_type=catalog.timestamp_type, counts=counts)
+
+
 def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None, float] | None:
     """This table's part of its batch's statement: (SQL, parameters, kind, bucket start, cost estimate); None when
     the table must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over
@@ -398,18 +453,20 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
         if not _is_small(size):
             return None
         return sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
-    width = _known_width(table, column_type=catalog.timestamp_type)
+    width = _known_width(table, column_type=catalog.timestamp_type) or _width_after_backfill(ctx, catalog=catalog)
     if width is None:
         return None
     bucket_end = _floor(ctx.data_as_of, width)
     bucket_start = bucket_end - width
     small = _is_small(size)
     key = "volume_small_scan" if small else "volume_bucket"
-    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key):
+    bound = size_cost_bound(ctx)
+    if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key, bound=bound):
         return None
     template = _PART_SMALL if small else _PART_BUCKET
     query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
     cost = known_cost(cached=ctx.plan_costs, key=key)
+    cost = bound if cost is None else cost
     return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost
 
 
@@ -426,6 +483,11 @@ def batch_read(contexts: list[CheckContext]) -> None:
     for number, ctx in enumerate(contexts):
         part = batch_part(ctx, number=number)
         if part is None:
+            continue
+        if known_empty(ctx):  # no rows: what its part would return is known
+            kind = part[2]
+            total, in_bucket = (None if kind == "bucket" else 0), (None if kind == "count" else 0)
+            ctx.facts["batch_read"] = BatchRead(kind=kind, bucket_start=part[3], total=total, in_bucket=in_bucket)
             continue
         if statements[-1] and cost + part[4] > limit:
             statements.append([])
@@ -445,3 +507,75 @@ def batch_read(contexts: list[CheckContext]) -> None:
             contexts[number].facts["batch_read"] = BatchRead(
                 kind=plans[number][2], bucket_start=plans[number][3], total=total, in_bucket=in_bucket, latest=latest
             )
+
+
+BACKFILL_ROWS_PER_MS = 40
+"""A batch's backfill statement reads at most this many table rows (by the tables' sizes) per millisecond of the
+statement timeout: the planner's cost says nothing of time, and a statement over the timeout would be lost (its
+tables then read their own)."""
+
+
+def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, int, float, float] | None:
+    """This table's part of its batch's backfill statement: (SQL, parameters, rows returned at most, cost, rows
+    read at most); None when
+    its series exists, it has nothing to backfill, or its cost is not known to be within the limit (it then reads
+    its own, cost-guarded)."""
+    table, catalog = ctx.table, ctx.facts.get("catalog")
+    if not table.timestamp_column or catalog is None or not catalog.readable:
+        return None
+    if catalog.timestamp_type != "date" and not (catalog.timestamp_type or "").startswith("timestamp"):
+        return None  # no such column, or not a date or timestamp: its own statement gets the server's error
+    if _known_width(table, column_type=catalog.timestamp_type) is not None:
+        return None
+    unit = DAY if catalog.timestamp_type == "date" else HOUR
+    until = _floor(ctx.data_as_of, unit)
+    start = _backfill_start(table, bucket=unit, until=until)
+    bound = size_cost_bound(ctx)
+    if start >= until or not ctx.runner.cost_allowed(cached=ctx.plan_costs, key="volume_backfill", bound=bound):
+        return None
+    cost = known_cost(cached=ctx.plan_costs, key="volume_backfill")
+    query = sql.SQL(_PART_BACKFILL).format(
+        number=sql.Literal(number),
+        unit=sql.Literal("day" if unit == DAY else "hour"),
+        column=sql.Identifier(table.timestamp_column),
+        relation=ctx.relation,
+    )
+    buckets = math.ceil((until - start) / unit)
+    return query, (start, until), buckets, bound if cost is None else cost, table_tuples(catalog)
+
+
+def batch_backfill(contexts: list[CheckContext]) -> None:
+    """Read the backfill of every table of a batch whose series is new (its first check) in set-based statements:
+    a UNION ALL of each table's fixed part, as many tables in one statement as their costs let under the
+    connection's `max_query_cost` and read at most BACKFILL_ROWS_PER_MS rows per millisecond of its statement
+    timeout. Each table's rows go to its facts ("backfill_read": start, end, rows), which
+    its volume check then uses instead of its own statement; a statement that fails (GuardrailStop, CheckError)
+    leaves its tables' facts unset, and each of them reads its own. SessionLost propagates."""
+    runner = contexts[0].runner
+    limit, rows_limit = runner.connection.max_query_cost, runner.connection.statement_timeout_ms * BACKFILL_ROWS_PER_MS
+    statements, cost, rows = [[]], 0.0, 0.0
+    for number, ctx in enumerate(contexts):
+        part = _backfill_part(ctx, number=number)
+        if part is None:
+            continue
+        if known_empty(ctx):  # no rows: its part would return none
+            ctx.facts["backfill_read"] = (*part[1], [])
+            continue
+        if statements[-1] and (cost + part[3] > limit or rows + part[4] > rows_limit):
+            statements.append([])
+            cost, rows = 0.0, 0.0
+        statements[-1].append((number, part))
+        cost, rows = cost + part[3], rows + part[4]
+    for together in filter(None, statements):
+        query = sql.SQL(" UNION ALL ").join(part[0] for _, part in together)
+        params = [value for _, part in together for value in part[1]]
+        try:
+            rows = runner.fetch(query, params, rows=sum(part[2] for _, part in together))
+        except (GuardrailStop, CheckError) as exc:
+            logger.info("a batch's backfill statement failed (%s): its %d tables read their own", exc, len(together))
+            continue
+        read: dict[int, list] = {number: [] for number, _ in together}
+        for number, bucket, count, newest in rows:
+            read[number].append((bucket, count, newest))
+        for number, part in together:
+            contexts[number].facts["backfill_read"] = (*part[1], sorted(read[number], key=lambda row: row[0]))

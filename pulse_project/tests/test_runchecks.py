@@ -180,3 +180,13 @@ def test_a_pass_loads_only_what_checking_needs():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_daemon_keeps_replica_sessions_warm(settings):
+    from connections.guardrails import SessionKeeper
+
+    assert Command._session_keeper(once=True) is None
+    keeper = Command._session_keeper(once=False)
+    assert isinstance(keeper, SessionKeeper) and keeper.idle_seconds == settings.PULSE_KEPT_SESSION_IDLE_SECONDS
+    settings.PULSE_KEPT_SESSION_IDLE_SECONDS = 0
+    assert Command._session_keeper(once=False) is None

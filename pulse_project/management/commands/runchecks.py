@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from alerts.intake import results_intake
+from connections.guardrails import SessionKeeper
 from monitors.models import MonitoredTable
 from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
 
@@ -88,6 +89,7 @@ class Command(BaseCommand):
             report=lambda line: self.stdout.write(line),
             verbosity=verbosity,
             on_recorded=results_intake,
+            sessions=self._session_keeper(once=once or bool(tables)),
         )
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
         self._install_signal_handlers(runner)
@@ -102,6 +104,12 @@ class Command(BaseCommand):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+    @staticmethod
+    def _session_keeper(*, once: bool) -> SessionKeeper | None:
+        """The daemon keeps its replica sessions warm between batches; a single pass keeps none."""
+        idle = settings.PULSE_KEPT_SESSION_IDLE_SECONDS
+        return None if once or idle <= 0 else SessionKeeper(idle_seconds=idle)
 
     def run_from_argv(self, argv):
         """From the shell, a --once/--table pass exits with its status (see `help`)."""
