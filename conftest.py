@@ -46,6 +46,17 @@ GRANT SELECT ON public.orders, public.customers, public.stale_events, public.emp
 """
 
 
+def pytest_configure(config):
+    """Tests hash users' passwords with MD5 first (PBKDF2 costs ~0.35 s of CPU per user); production keeps PBKDF2.
+
+    The default hashers stay listed after it, so a hash made by a subprocess under the production settings
+    still checks in the test process.
+    """
+    from django.conf import settings
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher", *settings.PASSWORD_HASHERS]
+
+
 @pytest.fixture(autouse=True)
 def allow_local_receivers(settings):
     """Test receivers listen on 127.0.0.1; the SSRF guard's own tests turn this back off."""

@@ -48,6 +48,7 @@ class FakeServer:
         self.handle = handle
         self.connections = 0
         self.passwords: list[str] = []
+        self.accepted: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self._serve, daemon=True)
@@ -60,6 +61,7 @@ class FakeServer:
             except OSError:
                 return
             self.connections += 1
+            self.accepted.append(conn)
             with conn:
                 conn.settimeout(5)
                 with contextlib.suppress(OSError):
@@ -69,6 +71,9 @@ class FakeServer:
         with contextlib.suppress(OSError):
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept()
         self.listener.close()
+        for conn in self.accepted:  # a handler still waiting on a client that never closed its end returns now
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         self.thread.join(timeout=10)
 
 
