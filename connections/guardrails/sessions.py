@@ -8,8 +8,9 @@ session kept in it (else the batch opens one). `one_off_checkout` (runchecks --o
 The keeper's rules:
 - A kept session keeps holding its slot: the keeper takes its slots on a session of Pulse's database of its
   own (one per process, shared by the workers), so other processes count the kept session as busy. A process
-  keeps at most `max_concurrent_queries - 1` idle sessions of a connection (none when the cap is 1), so one
-  slot stays free for the other processes' batches and the save-time lookups.
+  keeps at most `max_concurrent_queries - 1` idle sessions of a connection (none when the cap is 1), and keeps
+  one only while another slot is free in every process (`_another_slot_free`), so daemons on several hosts
+  never hold every slot idle: one stays free for their batches and the save-time lookups (a Test, a save).
 - Closed: idle longer than the idle limit (`expire_idle`: at every checkout and daemon tick), once it has read
   more than KEPT_SESSION_TABLES_MAX distinct tables (a backend's catalog caches only grow), after a batch in
   which any statement failed, on a replica no longer in recovery, when the connection's settings changed (host,
@@ -216,12 +217,26 @@ class SessionKeeper:
                 and checkout.fingerprint == fingerprint
                 and len(self._idle.get(connection.pk, [])) < kept_max(connection)
                 and len(checkout.tables_seen) <= KEPT_SESSION_TABLES_MAX
+                and self._another_slot_free(connection)
             )
             if keep:
                 checkout.idle_since = self.clock()
                 self._idle.setdefault(connection.pk, []).append(checkout)
         if not keep:
             self._release(checkout)
+
+    def _another_slot_free(self, connection: Connection) -> bool:
+        """Some slot of the connection is free in every process (tried and let go at once): keeping the session
+        then leaves one for the other processes' batches and the save-time lookups. Under `_lock`."""
+        try:
+            with self._holder_cursor() as cursor:
+                free = slot_try(cursor, connection=connection, taken=frozenset(self._held.get(connection.pk, ())))
+                if free is not None:
+                    slot_unlock(cursor, connection_id=connection.pk, slot=free)
+        except PulseDatabaseError:
+            self._holder_lost()
+            return False
+        return free is not None
 
     def _release(self, checkout: Checkout) -> None:
         """Close the checkout's session and give its slot back (unless it went with a lost session of Pulse's

@@ -112,6 +112,26 @@ def test_a_kept_session_keeps_holding_its_slot(make_connection, keeper, clock):
         other.close()
 
 
+def test_daemons_never_keep_every_slot_idle_so_a_lookup_still_gets_one(make_connection, clock):
+    """Two daemons (two keepers, each with its own session of Pulse's database) on a connection with two slots:
+    the first keeps its session, the second does not (that would leave no slot), so a save-time lookup gets the
+    last slot at once; with three slots, both keep theirs and one is still free."""
+    first, second = (SessionKeeper(idle_seconds=IDLE_SECONDS, clock=clock) for _ in range(2))
+    try:
+        for slots, second_keeps in ((2, 0), (3, 1)):
+            shop = make_connection(name=f"shop {slots}", max_concurrent_queries=slots)
+            orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
+            assert {r.status for r in run_batch(orders, keeper=first)} == {"pass"}
+            assert len(first.kept(shop.pk)) == 1
+            assert {r.status for r in run_batch(orders, keeper=second)} == {"pass"}
+            assert len(second.kept(shop.pk)) == second_keeps
+            with guardrails.replica_slot(connection=shop, wait_seconds=0):
+                pass
+    finally:
+        first.close()
+        second.close()
+
+
 def test_two_workers_of_one_process_take_two_slots(make_connection, keeper):
     """One session of Pulse's database holds the process's slots: a slot it holds is never taken twice."""
     shop = make_connection(max_concurrent_queries=2)
