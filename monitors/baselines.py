@@ -135,6 +135,10 @@ MIN_EXPECTED_COUNT = 0.5
 """A count is never expected below half a row when judging by counting noise: the median of sparse counts
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
+SIMILAR_HOURS = 2.0
+"""A small count's weekday ratio pools the hours whose profile is within a factor of 2 of its own (not a weekend's
+quiet night with its busy day: their ratios to the weekday profile differ)."""
+
 BUSY_COUNT = 25.0
 """Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
 most a fifth of the count there); the counting noise's dispersion on the quieter ones."""
@@ -771,13 +775,20 @@ def _fit_week(data: _Data) -> _Fit:
             for index in members:
                 residuals[index] = candidates[WEEK_POOL_HOURS][index]
 
+    counted, _ = _group(
+        keys, [None if r is None else (v, profile[h]) for v, r, h in zip(data.values, ratios, data.hours)]
+    )
+
     def predict(key: int) -> float | None:
-        base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
+        width = widths.get(key // 24, WHOLE_DAY)
+        base, bucket = profile.get(key % 24), pooled(key, width)
         if len(bucket) < MIN_BUCKET_POINTS:
-            bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
+            width, bucket = WHOLE_DAY, pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window: its day
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
-        return join(base, statistics.median(bucket))
+        center = join(base, statistics.median(bucket))
+        small = _small_count(counted, key=key, width=width, base=base) if center < BUSY_COUNT and base > 0 else None
+        return center if small is None else small
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
@@ -795,6 +806,23 @@ def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, in
         return pools[first, last]
 
     return pooled
+
+
+def _small_count(counted: dict[int, list[tuple[float, float]]], *, key: int, width: int, base: float) -> float | None:
+    """A small count's expectation: ``base`` times rows over profile rows of the weekday's pooled hours whose profile
+    is within a factor of ``SIMILAR_HOURS`` of ``base`` (the counting-noise estimate; a median of a few small
+    counts is off by about a row). None with fewer than ``MIN_BUCKET_POINTS`` such hours or no rows expected."""
+    midnight = key - key % 24
+    similar = [
+        (value, profile)
+        for k in range(max(midnight, key - width), min(midnight + 23, key + width) + 1)
+        for value, profile in counted.get(k, ())
+        if base / SIMILAR_HOURS <= profile <= base * SIMILAR_HOURS
+    ]
+    expected = math.fsum(profile for _, profile in similar)
+    if len(similar) < MIN_BUCKET_POINTS or expected <= 0:
+        return None
+    return base * math.fsum(value for value, _ in similar) / expected
 
 
 def _mean_error(residuals: list[float | None], members: list[int]) -> float | None:
