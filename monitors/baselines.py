@@ -564,13 +564,25 @@ def expected_update_gap(
 
 
 def _gap_a_week_before(times: list[datetime], *, after: datetime, usual: timedelta) -> timedelta | None:
-    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %."""
+    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %; None when that
+    gap was long but the same update two weeks before was followed by a usual gap (one missed load, not a
+    schedule)."""
     tolerance = max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * usual)
-    target = after - timedelta(weeks=1)
+    gap = _gap_after(times, moment=after - timedelta(weeks=1), tolerance=tolerance)
+    if gap is None:
+        return None
+    if gap > usual:
+        before = _gap_after(times, moment=after - timedelta(weeks=2), tolerance=tolerance)
+        if before is not None and before <= usual:
+            return None
+    return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+
+
+def _gap_after(times: list[datetime], *, moment: datetime, tolerance: timedelta) -> timedelta | None:
+    """The gap that followed the first update within ``tolerance`` of ``moment``, if any."""
     for earlier, later in itertools.pairwise(times):
-        if abs(earlier - target) <= tolerance and later > earlier:
-            gap = later - earlier
-            return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+        if abs(earlier - moment) <= tolerance and later > earlier:
+            return later - earlier
     return None
 
 

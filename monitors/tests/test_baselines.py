@@ -415,6 +415,19 @@ def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one
     assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
 
 
+
+def test_one_missed_daily_load_a_week_ago_is_not_a_weekly_schedule():
+    """Daily loads at 02:00 for three weeks, last Wednesday's missing: this Tuesday's load is followed by the
+    usual ~26 hours (two weeks ago Tuesday's was followed by a day), not by last week's 48."""
+    missed = MONDAY + 9 * DAY + 2 * HOUR  # the second Wednesday
+    loads = [MONDAY + d * DAY + 2 * HOUR for d in range(16)]
+    loads.remove(missed)
+    tuesday = loads[-1]  # the third Tuesday
+
+    gap = expected_update_gap(update_times=loads, after=tuesday)
+
+    assert timedelta(hours=24) < gap < timedelta(hours=27)
+
 def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop():
     """Business hours on weekdays, empty weekends: a Wednesday with no rows from midnight passes; rows stopping
     in the middle of a busy Wednesday fail."""
