@@ -415,7 +415,6 @@ def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one
     assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
 
 
-
 def test_one_missed_daily_load_a_week_ago_is_not_a_weekly_schedule():
     """Daily loads at 02:00 for three weeks, last Wednesday's missing: this Tuesday's load is followed by the
     usual ~26 hours (two weeks ago Tuesday's was followed by a day), not by last week's 48."""
@@ -427,6 +426,7 @@ def test_one_missed_daily_load_a_week_ago_is_not_a_weekly_schedule():
     gap = expected_update_gap(update_times=loads, after=tuesday)
 
     assert timedelta(hours=24) < gap < timedelta(hours=27)
+
 
 def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop():
     """Business hours on weekdays, empty weekends: a Wednesday with no rows from midnight passes; rows stopping
