@@ -136,8 +136,9 @@ MIN_EXPECTED_COUNT = 0.5
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
 SIMILAR_HOURS = 2.0
-"""A small count's weekday ratio pools the hours whose profile is within a factor of 2 of its own (not a weekend's
-quiet night with its busy day: their ratios to the weekday profile differ)."""
+"""A small count on a weekly fit of differences (some hour of the day has a median of 0) takes its weekday ratio
+from the hours whose profile is within a factor of 2 of its own (not a weekend's quiet night with its busy day:
+their ratios to the weekday profile differ)."""
 
 BUSY_COUNT = 25.0
 """Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
@@ -799,7 +800,9 @@ def _fit_week(data: _Data) -> _Fit:
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
         center = join(base, statistics.median(bucket))
-        small = _small_count(counted, key=key, width=width, base=base) if center < BUSY_COUNT and base > 0 else None
+        if relative or center >= BUSY_COUNT or base <= 0:
+            return center
+        small = _small_count(counted, key=key, width=width, base=base)  # differences do not scale to a quiet day
         return center if small is None else small
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
@@ -821,9 +824,10 @@ def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, in
 
 
 def _small_count(counted: dict[int, list[tuple[float, float]]], *, key: int, width: int, base: float) -> float | None:
-    """A small count's expectation: ``base`` times rows over profile rows of the weekday's pooled hours whose profile
-    is within a factor of ``SIMILAR_HOURS`` of ``base`` (the counting-noise estimate; a median of a few small
-    counts is off by about a row). None with fewer than ``MIN_BUCKET_POINTS`` such hours or no rows expected."""
+    """A small count's expectation on a fit of differences: ``base`` times rows over profile rows of the weekday's
+    pooled hours whose profile is within a factor of ``SIMILAR_HOURS`` of ``base`` (the counting-noise estimate; a
+    weekday profile's hour-to-hour differences carried into a quiet weekend can be several times its rows). None
+    with fewer than ``MIN_BUCKET_POINTS`` such hours or no rows expected."""
     midnight = key - key % 24
     similar = [
         (value, profile)

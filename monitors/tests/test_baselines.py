@@ -591,27 +591,6 @@ def test_a_spike_on_a_holiday_still_fails():
     assert later.is_anomaly and not later.quiet_day and "above the expected" in later.message
 
 
-def test_a_near_empty_weekend_hour_expects_its_pools_rows_over_expected_rows_not_a_median_of_small_counts():
-    """Weekdays ~300 rows an hour with a day/night shape, weekends a flat 3: a Sunday afternoon expects about three
-    rows (the Sundays' rows over their profile's rows at the nearby hours), so 13 rows there fail and 7 do not."""
-    rng = random.Random(34)
-
-    def rows(t: datetime) -> float:
-        shape = 1 + 0.6 * math.sin(2 * math.pi * (t.hour - 8) / 24)
-        return poisson(rng, 3.0) if t.weekday() >= 5 else float(round(rng.gauss(300 * shape, math.sqrt(300 * shape))))
-
-    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(20 * 24)]  # up to Sunday 00:00
-    sunday_afternoon = MONDAY + 20 * DAY + 15 * HOUR
-
-    spike = evaluate(history=history, at=sunday_afternoon, value=13, counts=True)
-    usual = evaluate(history=history, at=sunday_afternoon, value=7, counts=True)
-
-    assert spike.seasonality == "hour_of_week"
-    assert spike.median == pytest.approx(3.0, abs=0.6)
-    assert spike.is_anomaly and "above the expected" in spike.message
-    assert not usual.is_anomaly
-
-
 def test_a_weekend_hour_of_a_business_hours_table_expects_its_few_rows_even_where_nights_are_often_empty():
     """Weekday business hours ~60 rows, nights ~1 (so some hours of the day have a median of 0 and the weekly
     baseline works on differences), weekends ~1 row an hour all day: a Sunday afternoon expects about a row, not
