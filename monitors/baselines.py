@@ -134,6 +134,11 @@ MIN_EXPECTED_COUNT = 0.5
 """A count is never expected below half a row when judging by counting noise: the median of sparse counts
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
+SIMILAR_HOURS = 2.0
+"""A small count on a weekly fit of differences (some hour of the day has a median of 0) takes its weekday ratio
+from the hours whose profile is within a factor of 2 of its own (not a weekend's quiet night with its busy day:
+their ratios to the weekday profile differ)."""
+
 BUSY_COUNT = 25.0
 """Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
 most a fifth of the count there); the counting noise's dispersion on the quieter ones."""
@@ -580,13 +585,25 @@ def expected_update_gap(
 
 
 def _gap_a_week_before(times: list[datetime], *, after: datetime, usual: timedelta) -> timedelta | None:
-    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %."""
+    """The gap after the update closest to ``after - 7 days`` (within 10 % of the usual gap), + 10 %; None when that
+    gap was long but the same update two weeks before was followed by a usual gap (one missed load, not a
+    schedule)."""
     tolerance = max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * usual)
-    target = after - timedelta(weeks=1)
+    gap = _gap_after(times, moment=after - timedelta(weeks=1), tolerance=tolerance)
+    if gap is None:
+        return None
+    if gap > usual:
+        before = _gap_after(times, moment=after - timedelta(weeks=2), tolerance=tolerance)
+        if before is not None and before <= usual:
+            return None
+    return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+
+
+def _gap_after(times: list[datetime], *, moment: datetime, tolerance: timedelta) -> timedelta | None:
+    """The gap that followed the first update within ``tolerance`` of ``moment``, if any."""
     for earlier, later in itertools.pairwise(times):
-        if abs(earlier - target) <= tolerance and later > earlier:
-            gap = later - earlier
-            return gap + max(MIN_CADENCE_TOLERANCE, MIN_CADENCE_TOLERANCE_FRACTION * gap)
+        if abs(earlier - moment) <= tolerance and later > earlier:
+            return later - earlier
     return None
 
 
@@ -812,17 +829,28 @@ def _fit_week(data: _Data) -> _Fit:
             for index in members:
                 residuals[index] = candidates[WEEK_POOL_HOURS][index]
 
+    counted, _ = _group(
+        keys, [None if r is None else (v, profile[h]) for v, r, h in zip(data.values, ratios, data.hours)]
+    )
     predictions: dict[int, float | None] = {}
 
     def predict(key: int) -> float | None:
         if key not in predictions:
-            base, bucket = profile.get(key % 24), pooled(key, widths.get(key // 24, WHOLE_DAY))
-            if len(bucket) < MIN_BUCKET_POINTS:
-                bucket = pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window (or an incident): its day
-            predictions[key] = (
-                None if base is None or len(bucket) < MIN_BUCKET_POINTS else join(base, _median_sorted(bucket))
-            )
+            predictions[key] = _predict_week_bucket(key)
         return predictions[key]
+
+    def _predict_week_bucket(key: int) -> float | None:
+        width = widths.get(key // 24, WHOLE_DAY)
+        base, bucket = profile.get(key % 24), pooled(key, width)
+        if len(bucket) < MIN_BUCKET_POINTS:
+            width, bucket = WHOLE_DAY, pooled(key, WHOLE_DAY)  # the weekday's hours nearby left the window: its day
+        if base is None or len(bucket) < MIN_BUCKET_POINTS:
+            return None
+        center = join(base, _median_sorted(bucket))
+        if relative or center >= BUSY_COUNT or base <= 0:
+            return center
+        small = _small_count(counted, key=key, width=width, base=base)  # differences do not scale to a quiet day
+        return center if small is None else small
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
@@ -840,6 +868,24 @@ def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, in
         return pools[first, last]
 
     return pooled
+
+
+def _small_count(counted: dict[int, list[tuple[float, float]]], *, key: int, width: int, base: float) -> float | None:
+    """A small count's expectation on a fit of differences: ``base`` times rows over profile rows of the weekday's
+    pooled hours whose profile is within a factor of ``SIMILAR_HOURS`` of ``base`` (the counting-noise estimate; a
+    weekday profile's hour-to-hour differences carried into a quiet weekend can be several times its rows). None
+    with fewer than ``MIN_BUCKET_POINTS`` such hours or no rows expected."""
+    midnight = key - key % 24
+    similar = [
+        (value, profile)
+        for k in range(max(midnight, key - width), min(midnight + 23, key + width) + 1)
+        for value, profile in counted.get(k, ())
+        if base / SIMILAR_HOURS <= profile <= base * SIMILAR_HOURS
+    ]
+    expected = math.fsum(profile for _, profile in similar)
+    if len(similar) < MIN_BUCKET_POINTS or expected <= 0:
+        return None
+    return base * math.fsum(value for value, _ in similar) / expected
 
 
 def _mean_error(residuals: list[float | None], members: list[int]) -> float | None:

@@ -417,6 +417,19 @@ def test_a_weekday_load_schedule_waits_for_mondays_load_but_not_for_a_missed_one
     assert expected_update_gap(update_times=loads) == after_thursday  # without `after`: the usual gap
 
 
+def test_one_missed_daily_load_a_week_ago_is_not_a_weekly_schedule():
+    """Daily loads at 02:00 for three weeks, last Wednesday's missing: this Tuesday's load is followed by the
+    usual ~26 hours (two weeks ago Tuesday's was followed by a day), not by last week's 48."""
+    missed = MONDAY + 9 * DAY + 2 * HOUR  # the second Wednesday
+    loads = [MONDAY + d * DAY + 2 * HOUR for d in range(16)]
+    loads.remove(missed)
+    tuesday = loads[-1]  # the third Tuesday
+
+    gap = expected_update_gap(update_times=loads, after=tuesday)
+
+    assert timedelta(hours=24) < gap < timedelta(hours=27)
+
+
 def test_a_weekday_as_quiet_as_a_weekend_since_midnight_is_a_holiday_not_a_drop():
     """Business hours on weekdays, empty weekends: a Wednesday with no rows from midnight passes; rows stopping
     in the middle of a busy Wednesday fail."""
@@ -539,6 +552,7 @@ def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
     assert outage.is_anomaly and "drop to zero" in outage.message
     assert afternoon.is_anomaly and not afternoon.quiet_day
 
+
 def test_the_exact_band_of_a_large_expected_count_is_found_where_its_first_terms_underflow():
     limit = tail_limit(3.5)
     for expected in (709.0, 800.0, 100_000.0):  # exp(-expected) is subnormal or 0 from ~708 on
@@ -557,3 +571,63 @@ def test_a_busy_hourly_count_that_falls_on_a_weekday_is_judged():
     tuesday_afternoon = MONDAY + 15 * DAY + 14 * HOUR
     verdict = evaluate(history=history, at=tuesday_afternoon, value=400, counts=True, seasonality="hour_of_week")
     assert verdict.is_anomaly and not verdict.quiet_day
+
+
+def test_a_weekday_whose_nearby_hours_left_the_window_keeps_its_weekly_baseline_from_its_whole_day():
+    """Weekends are a flat 800 rows an hour (their ratio is pooled over nearby hours, their shape being flatter than
+    the weekdays'); with the Saturdays' mornings missing from the window, Saturday 10:00 still takes Saturday's
+    whole-day ratio rather than the hour of day's weekday level (~4,000 rows)."""
+    history = [
+        (t, v)
+        for t, v in hourly(business_week, hours=19 * 24 + 10, rng=random.Random(35), noise=0.02)
+        if not (t.weekday() == 5 and 7 <= t.hour <= 13)
+    ]
+    saturday_morning = MONDAY + 19 * DAY + 10 * HOUR
+
+    usual = evaluate(history=history, at=saturday_morning, value=800, counts=True)
+
+    assert usual.seasonality == "hour_of_week"
+    assert usual.median < 2000
+    assert not usual.is_anomaly
+
+
+def test_a_spike_on_a_holiday_still_fails():
+    """The quiet-day rule excuses low counts only: on a Wednesday holiday (weekend level since midnight), three
+    times a weekday's business-hours count fails, whether the day's buckets are in the history or were kept out."""
+    rng = random.Random(36)
+
+    def rows(t: datetime, *, holiday: bool = False) -> float:
+        quiet, busy = t.weekday() >= 5 or holiday, 9 <= t.hour < 18
+        return poisson(rng, (60 if busy else 5) if quiet and (busy or not holiday) else (200 if busy else 20))
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
+    wednesday = MONDAY + 16 * DAY
+    holiday = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR, holiday=True)) for h in range(10))]
+
+    quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=58, counts=True)
+    spike = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=600, counts=True)
+    later = evaluate(history=history, at=wednesday + 11 * HOUR, value=600, counts=True, quiet_today=True)
+
+    assert quiet.quiet_day and not quiet.is_anomaly
+    assert spike.is_anomaly and not spike.quiet_day and "above the expected" in spike.message
+    assert later.is_anomaly and not later.quiet_day and "above the expected" in later.message
+
+
+def test_a_weekend_hour_of_a_business_hours_table_expects_its_few_rows_even_where_nights_are_often_empty():
+    """Weekday business hours ~60 rows, nights ~1 (so some hours of the day have a median of 0 and the weekly
+    baseline works on differences), weekends ~1 row an hour all day: a Sunday afternoon expects about a row, not
+    the weekday profile's hour-to-hour differences, so a spike of 9 rows fails."""
+    rng = random.Random(37)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        return poisson(rng, 60 * (1 + 0.3 * math.sin((t.hour - 9) / 9 * math.pi)) if busy else 0.8)
+
+    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(20 * 24)]  # up to Sunday 00:00
+    sunday_afternoon = MONDAY + 20 * DAY + 16 * HOUR
+
+    spike = evaluate(history=history, at=sunday_afternoon, value=9, counts=True)
+
+    assert spike.seasonality == "hour_of_week"
+    assert spike.median < 2
+    assert spike.is_anomaly and "above the expected" in spike.message
