@@ -101,7 +101,7 @@ _LATEST_RESULTS_OF_PROBLEMS = f"""
     FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS p(table_id, kind, latest)
     CROSS JOIN LATERAL (
         SELECT started_at, bucket_start, status, id FROM {CheckResult._meta.db_table} r
-        WHERE r.connection_id = %s AND r.table_id = p.table_id AND r.kind = p.kind AND r.status <> ALL(%s)
+        WHERE r.table_id = p.table_id AND r.kind = p.kind AND r.status <> ALL(%s)
         ORDER BY r.started_at DESC, r.id DESC
         LIMIT p.latest
     ) r
@@ -109,8 +109,11 @@ _LATEST_RESULTS_OF_PROBLEMS = f"""
 """
 
 
-def _failing_streaks(*, connection: Connection, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
-    """`_failing_streak` of many table problems {(table_id, kind): runs} in one statement (each table by its index)."""
+def _failing_streaks(*, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """`_failing_streak` of many table problems {(table_id, kind): runs} in one statement, each read by the
+    (table, kind, started_at) index: a table's results are its connection's, and with the connection in the
+    condition the planner chose the (connection, kind, started_at) index and filtered every result of the
+    connection (100,000 tables: 16 ms per table instead of 0.04)."""
     if not runs:
         return {}
     problems = list(runs)
@@ -122,7 +125,6 @@ def _failing_streaks(*, connection: Connection, runs: dict[tuple[int, str], int]
                 [table_id for table_id, _ in problems],
                 [kind for _, kind in problems],
                 [runs[problem] * 50 for problem in problems],
-                connection.pk,
                 [str(Status.ERROR), str(Status.SKIPPED)],
             ],
         )
@@ -314,7 +316,7 @@ def _table_streaks(*, connection, problems, unresolved, now) -> dict[tuple[int, 
             if holding:
                 continue
         runs[(table_id, kind)] = failing[0].table.failure_threshold
-    return _failing_streaks(connection=connection, runs=runs)
+    return _failing_streaks(runs=runs)
 
 
 def results_process(*, connection: Connection, results: list[CheckResult], now: datetime | None = None) -> None:

@@ -96,6 +96,8 @@ def first_pass(args) -> int:
     for text, count in r["statements"].texts.most_common(20):
         bench.say(f"    {count:6,}  {text}")
     if profiler:
+        profiler.dump_stats(f"{bench.BENCH_DB}.first.prof")
+        bench.say(f"cProfile stats saved to {bench.BENCH_DB}.first.prof")
         stats = pstats.Stats(profiler)
         stats.sort_stats("cumulative").print_stats(args.top)
         stats.sort_stats("tottime").print_stats(args.top)
