@@ -24,6 +24,7 @@ from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
+from django.db import connection as db_connection
 from django.db.models import F
 from django.utils import timezone
 
@@ -66,6 +67,20 @@ def _unresolved(connection: Connection) -> dict[tuple[int | None, str], Alert]:
     return {(a.table_id, a.kind): a for a in alerts}
 
 
+def _streak_of(rows, *, kind: str, runs: int) -> int:
+    """How many of the latest `runs` runs failed in a row, from their results (started_at, bucket_start, status)."""
+    by_run: dict[datetime, bool] = {}
+    for started_at, bucket_start, status in rows:
+        key = bucket_start if kind == CheckKind.VOLUME and bucket_start is not None else started_at
+        by_run[key] = by_run.get(key, False) or status == Status.FAIL
+    streak = 0
+    for failed in list(by_run.values())[:runs]:
+        if not failed:
+            break
+        streak += 1
+    return streak
+
+
 def _failing_streak(*, connection: Connection, table_id: int | None, kind: str, runs: int) -> int:
     """How many of the latest `runs` runs of (table, kind) failed in a row (a run fails if any result failed).
 
@@ -78,16 +93,44 @@ def _failing_streak(*, connection: Connection, table_id: int | None, kind: str, 
         .order_by("-started_at", "-id")
         .values_list("started_at", "bucket_start", "status")[: runs * 50]
     )
-    by_run: dict[datetime, bool] = {}
-    for started_at, bucket_start, status in rows:
-        key = bucket_start if kind == CheckKind.VOLUME and bucket_start is not None else started_at
-        by_run[key] = by_run.get(key, False) or status == Status.FAIL
-    streak = 0
-    for failed in list(by_run.values())[:runs]:
-        if not failed:
-            break
-        streak += 1
-    return streak
+    return _streak_of(rows, kind=kind, runs=runs)
+
+
+_LATEST_RESULTS_OF_PROBLEMS = f"""
+    SELECT p.table_id, p.kind, r.started_at, r.bucket_start, r.status
+    FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS p(table_id, kind, latest)
+    CROSS JOIN LATERAL (
+        SELECT started_at, bucket_start, status, id FROM {CheckResult._meta.db_table} r
+        WHERE r.table_id = p.table_id AND r.kind = p.kind AND r.status <> ALL(%s)
+        ORDER BY r.started_at DESC, r.id DESC
+        LIMIT p.latest
+    ) r
+    ORDER BY p.table_id, p.kind, r.started_at DESC, r.id DESC
+"""
+
+
+def _failing_streaks(*, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str], int]:
+    """`_failing_streak` of many table problems {(table_id, kind): runs} in one statement, each read by the
+    (table, kind, started_at) index: a table's results are its connection's, and with the connection in the
+    condition the planner chose the (connection, kind, started_at) index and filtered every result of the
+    connection (100,000 tables: 16 ms per table instead of 0.04)."""
+    if not runs:
+        return {}
+    problems = list(runs)
+    rows: dict[tuple[int, str], list] = defaultdict(list)
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            _LATEST_RESULTS_OF_PROBLEMS,
+            [
+                [table_id for table_id, _ in problems],
+                [kind for _, kind in problems],
+                [runs[problem] * 50 for problem in problems],
+                [str(Status.ERROR), str(Status.SKIPPED)],
+            ],
+        )
+        for table_id, kind, started_at, bucket_start, status in cursor.fetchall():
+            rows[(table_id, kind)].append((started_at, bucket_start, status))
+    return {problem: _streak_of(rows[problem], kind=problem[1], runs=runs[problem]) for problem in problems}
 
 
 def _open(*, connection, table, kind, severity, message, now, failures) -> Alert:
@@ -260,6 +303,22 @@ def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> 
         )
 
 
+def _table_streaks(*, connection, problems, unresolved, now) -> dict[tuple[int, str], int]:
+    """The failing streaks `results_process` will weigh for its tables' new failures, read in one statement."""
+    runs = {}
+    holding = None
+    for (table_id, kind), problem_results in problems:
+        failing = [r for r in problem_results if r.status == Status.FAIL]
+        if table_id is None or not failing or (table_id, kind) in unresolved:
+            continue
+        if kind == CheckKind.FRESHNESS:
+            holding = _lag_holds_freshness(connection, unresolved, now) if holding is None else holding
+            if holding:
+                continue
+        runs[(table_id, kind)] = failing[0].table.failure_threshold
+    return _failing_streaks(runs=runs)
+
+
 def results_process(*, connection: Connection, results: list[CheckResult], now: datetime | None = None) -> None:
     """Move alerts according to a batch of freshly recorded results (at the time they were taken)."""
     if not results:
@@ -288,6 +347,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     # Freshness first: a table that stopped receiving rows is stale before its volume drops, and an alert
     # opened later in this run names the ones opened before it ("Related: the table is also stale").
     problems = sorted(by_problem.items(), key=lambda item: item[0][1] != CheckKind.FRESHNESS)
+    streaks = {} if quiet else _table_streaks(connection=connection, problems=problems, unresolved=unresolved, now=now)
     for (table_id, kind), problem_results in problems:
         failing = [r for r in problem_results if r.status == Status.FAIL]
         passing = [r for r in problem_results if r.status == Status.PASS]
@@ -306,7 +366,9 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                 holding = _lag_holds_freshness(connection, unresolved, now) if holding is None else holding
                 if holding:
                     continue
-            streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
+            streak = streaks.get((table_id, kind))
+            if streak is None:
+                streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
             if streak >= threshold and not _held_by_hand(connection=connection, table_id=table_id, kind=kind):
                 try:
                     with transaction.atomic():

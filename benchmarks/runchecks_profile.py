@@ -67,11 +67,11 @@ class PulseStatements:
         return sum(self.texts.values())
 
 
-def steady_pass(*, tables: int, profiler: cProfile.Profile | None) -> dict:
+def steady_pass(*, tables: int, profiler: cProfile.Profile | None, workers: int = 1) -> dict:
     from alerts.intake import results_intake
     from monitors.runner import CheckRunner
 
-    runner = CheckRunner(on_recorded=results_intake, workers=1)
+    runner = CheckRunner(on_recorded=results_intake, workers=workers)
     with PulseStatements() as statements:
         cpu, wall = time.process_time(), time.perf_counter()
         summary = profiler.runcall(runner.cycle, force=True) if profiler else runner.cycle(force=True)
@@ -82,6 +82,29 @@ def steady_pass(*, tables: int, profiler: cProfile.Profile | None) -> dict:
     return {"cpu": cpu, "wall": wall, "statements": statements, "line": summary.line()}
 
 
+def first_pass(args) -> int:
+    """Measure (and with --profile, profile) the first pass of every table, in this process."""
+    profiler = cProfile.Profile() if args.profile else None
+    r = steady_pass(tables=args.tables, profiler=profiler, workers=args.workers)
+    per_table = r["statements"].total / args.tables
+    bench.say(f"first pass: {r['line']}")
+    bench.say(
+        f"first pass, {args.rows} rows/table, {args.workers} workers: {args.tables / r['wall']:,.0f} tables/s, "
+        f"wall {r['wall'] / args.tables * 1e3:.3f} ms/table, CPU {r['cpu'] / args.tables * 1e3:.3f} ms/table; "
+        f"Pulse statements {r['statements'].total:,} ({per_table:.2f}/table)"
+    )
+    for text, count in r["statements"].texts.most_common(20):
+        bench.say(f"    {count:6,}  {text}")
+    if profiler:
+        profiler.dump_stats(f"{bench.BENCH_DB}.first.prof")
+        bench.say(f"cProfile stats saved to {bench.BENCH_DB}.first.prof")
+        stats = pstats.Stats(profiler)
+        stats.sort_stats("cumulative").print_stats(args.top)
+        stats.sort_stats("tottime").print_stats(args.top)
+    bench.say(f"load average (1, 5, 15 min): {bench.load_average()}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tables", type=int, default=1000)
@@ -89,7 +112,15 @@ def main() -> int:
     parser.add_argument("--history", action="store_true", help="seed 14 days of hourly volume history per table")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--first",
+        action="store_true",
+        help="measure the FIRST pass instead (every table new: schema capture, backfill, first results), in-process",
+    )
+    parser.add_argument("--rows", type=int, default=bench.ROWS_PER_TABLE, help="rows per small table (0: empty)")
+    parser.add_argument("--workers", type=int, default=1, help="workers of the measured first pass (--first)")
     args = parser.parse_args()
+    bench.ROWS_PER_TABLE = args.rows
     bench.say(
         f"command: PULSE_BENCH_DB={bench.BENCH_DB} .venv/bin/python benchmarks/runchecks_profile.py "
         + " ".join(sys.argv[1:])
@@ -105,9 +136,11 @@ def main() -> int:
             pair,
             name="profile",
             team=Group.objects.create(name="bench"),
-            workers=1,
+            workers=args.workers,
             tables=bench.table_names(args.tables),
         )
+        if args.first:
+            return first_pass(args)
         first = bench.pulse_run(workers=1, expected_tables=args.tables)
         bench.say(f"first run (not measured): {first['line']}")
         if args.history:

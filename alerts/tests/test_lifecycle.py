@@ -3,6 +3,7 @@
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.utils import timezone
 
@@ -322,3 +323,52 @@ def test_a_passing_run_resets_the_error_streak_even_with_nothing_open(orders, sh
     for _ in range(shop.connection_error_threshold - 1):
         clock.run(orders, error())
     assert not Alert.objects.exists()
+
+
+def _record_batch(connection, outcome_of: dict, *, at) -> int:
+    """Record one run of many tables as one batch (`outcome_of`: table -> outcome); the statements it sent."""
+    sent = []
+    real_execute = psycopg.Cursor.execute
+
+    def counted(cursor, query, params=None, **kwargs):
+        sent.append(query)
+        return real_execute(cursor, query, params, **kwargs)
+
+    claim_token = uuid.uuid4()
+    MonitoredTable.objects.filter(pk__in=[t.pk for t in outcome_of]).update(lease_token=claim_token)
+    psycopg.Cursor.execute = counted
+    try:
+        results_record(
+            connection=connection,
+            token=claim_token,
+            runs=[TableRun(table=table, outcomes=[outcome]) for table, outcome in outcome_of.items()],
+            connection_outcomes=[],
+            started_at=at,
+            on_recorded=results_intake,
+        )
+    finally:
+        psycopg.Cursor.execute = real_execute
+    return len(sent)
+
+
+def test_a_batch_of_new_failures_weighs_every_table_streak_with_statements_independent_of_its_size(shop):
+    """Failing streaks of a batch's tables are read together: a batch of 8 failing tables sends as many statements
+    as a batch of 2 while no alert opens, and each table's alert opens at its own threshold (a pass restarts it)."""
+    small = [MonitoredTable.objects.create(connection=shop, table_name=f"s{i}", failure_threshold=3) for i in range(2)]
+    large = [MonitoredTable.objects.create(connection=shop, table_name=f"l{i}", failure_threshold=3) for i in range(8)]
+    at = timezone.now() - timedelta(hours=1)
+    counts = {}
+    for run in range(2):
+        at += timedelta(minutes=1)
+        counts[("small", run)] = _record_batch(shop, {t: fail() for t in small}, at=at)
+        # l0 passes its second run: its streak restarts.
+        counts[("large", run)] = _record_batch(
+            shop, {t: ok() if (t.table_name == "l0" and run == 1) else fail() for t in large}, at=at
+        )
+    assert counts[("small", 1)] == counts[("large", 1)]
+    assert not Alert.objects.exists()
+    at += timedelta(minutes=1)
+    _record_batch(shop, {t: fail() for t in large}, at=at)
+    opened = set(Alert.objects.filter(kind="freshness").values_list("table__table_name", flat=True))
+    assert opened == {f"l{i}" for i in range(1, 8)}
+    assert Alert.objects.get(table__table_name="l1").consecutive_failures == 3

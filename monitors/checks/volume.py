@@ -230,15 +230,15 @@ def _backfill(ctx: CheckContext, *, bucket: timedelta, until: datetime) -> list[
     start = _backfill_start(table, bucket=bucket, until=until)
     if start >= until:
         return []
-    query = sql.SQL(_BACKFILL).format(
-        unit=sql.Literal("day" if bucket == DAY else "hour"),
-        column=sql.Identifier(table.timestamp_column),
-        relation=ctx.relation,
-    )
     read = ctx.facts.get("backfill_read")
     if read is not None and read[:2] == (start, until):
         rows = read[2]
     else:
+        query = sql.SQL(_BACKFILL).format(
+            unit=sql.Literal("day" if bucket == DAY else "hour"),
+            column=sql.Identifier(table.timestamp_column),
+            relation=ctx.relation,
+        )
         bound = size_cost_bound(ctx)
         ctx.runner.guard_cost(query, (start, until), cached=ctx.plan_costs, key="volume_backfill", bound=bound)
         rows = ctx.runner.fetch(query, (start, until), rows=100_000)
@@ -440,10 +440,13 @@ def _width_after_backfill(ctx: CheckContext, *, catalog) -> timedelta | None:
     return _new_series_width(ctx.table, column_type=catalog.timestamp_type, counts=counts)
 
 
-def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, str, datetime | None, float] | None:
+def batch_part(
+    ctx: CheckContext, *, number: int, empty: bool = False
+) -> tuple[sql.Composable | None, tuple, str, datetime | None, float] | None:
     """This table's part of its batch's statement: (SQL, parameters, kind, bucket start, cost estimate); None when
     the table must read on its own (no catalog entry, not readable, a new series, a cost estimate stale or over
-    the limit), or reads nothing (a large table without a timestamp column: estimated from the catalog)."""
+    the limit), or reads nothing (a large table without a timestamp column: estimated from the catalog). An `empty`
+    table's answer is known: its part has no SQL."""
     table, catalog = ctx.table, ctx.facts.get("catalog")
     if catalog is None or not catalog.readable:
         return None
@@ -452,7 +455,7 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
     if not table.timestamp_column or catalog.timestamp_type is None:
         if not _is_small(size):
             return None
-        return sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
+        return None if empty else sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
     width = _known_width(table, column_type=catalog.timestamp_type) or _width_after_backfill(ctx, catalog=catalog)
     if width is None:
         return None
@@ -464,7 +467,7 @@ def batch_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple
     if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key, bound=bound):
         return None
     template = _PART_SMALL if small else _PART_BUCKET
-    query = sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
+    query = None if empty else sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
     cost = known_cost(cached=ctx.plan_costs, key=key)
     cost = bound if cost is None else cost
     return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost
@@ -481,10 +484,11 @@ def batch_read(contexts: list[CheckContext]) -> None:
     limit = runner.connection.max_query_cost
     statements, cost = [[]], 0.0
     for number, ctx in enumerate(contexts):
-        part = batch_part(ctx, number=number)
+        empty = known_empty(ctx)
+        part = batch_part(ctx, number=number, empty=empty)
         if part is None:
             continue
-        if known_empty(ctx):  # no rows: what its part would return is known
+        if empty:  # no rows: what its part would return is known
             kind = part[2]
             total, in_bucket = (None if kind == "bucket" else 0), (None if kind == "count" else 0)
             ctx.facts["batch_read"] = BatchRead(kind=kind, bucket_start=part[3], total=total, in_bucket=in_bucket)
@@ -515,11 +519,13 @@ statement timeout: the planner's cost says nothing of time, and a statement over
 tables then read their own)."""
 
 
-def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, tuple, int, float, float] | None:
+def _backfill_part(
+    ctx: CheckContext, *, number: int, empty: bool = False
+) -> tuple[sql.Composable | None, tuple, int, float, float] | None:
     """This table's part of its batch's backfill statement: (SQL, parameters, rows returned at most, cost, rows
     read at most); None when
     its series exists, it has nothing to backfill, or its cost is not known to be within the limit (it then reads
-    its own, cost-guarded)."""
+    its own, cost-guarded). An `empty` table's part has no SQL (its rows are known: none)."""
     table, catalog = ctx.table, ctx.facts.get("catalog")
     if not table.timestamp_column or catalog is None or not catalog.readable:
         return None
@@ -534,12 +540,14 @@ def _backfill_part(ctx: CheckContext, *, number: int) -> tuple[sql.Composable, t
     if start >= until or not ctx.runner.cost_allowed(cached=ctx.plan_costs, key="volume_backfill", bound=bound):
         return None
     cost = known_cost(cached=ctx.plan_costs, key="volume_backfill")
-    query = sql.SQL(_PART_BACKFILL).format(
-        number=sql.Literal(number),
-        unit=sql.Literal("day" if unit == DAY else "hour"),
-        column=sql.Identifier(table.timestamp_column),
-        relation=ctx.relation,
-    )
+    query = None
+    if not empty:
+        query = sql.SQL(_PART_BACKFILL).format(
+            number=sql.Literal(number),
+            unit=sql.Literal("day" if unit == DAY else "hour"),
+            column=sql.Identifier(table.timestamp_column),
+            relation=ctx.relation,
+        )
     buckets = math.ceil((until - start) / unit)
     return query, (start, until), buckets, bound if cost is None else cost, table_tuples(catalog)
 
@@ -555,10 +563,11 @@ def batch_backfill(contexts: list[CheckContext]) -> None:
     limit, rows_limit = runner.connection.max_query_cost, runner.connection.statement_timeout_ms * BACKFILL_ROWS_PER_MS
     statements, cost, rows = [[]], 0.0, 0.0
     for number, ctx in enumerate(contexts):
-        part = _backfill_part(ctx, number=number)
+        empty = known_empty(ctx)
+        part = _backfill_part(ctx, number=number, empty=empty)
         if part is None:
             continue
-        if known_empty(ctx):  # no rows: its part would return none
+        if empty:  # no rows: its part would return none
             ctx.facts["backfill_read"] = (*part[1], [])
             continue
         if statements[-1] and (cost + part[3] > limit or rows + part[4] > rows_limit):
