@@ -176,25 +176,36 @@ def _update_tables(*, runs: list[TableRun], token: uuid.UUID, checked_at: dateti
         return {row[0] for row in cursor.fetchall()}
 
 
+_TABLE_CACHE = CheckResult.table.field
+_CONNECTION_CACHE = CheckResult.connection.field
+
+
 def _result(outcome: Outcome, *, connection: Connection, table: MonitoredTable | None, started_at) -> CheckResult:
-    return CheckResult(
-        connection=connection,
-        table=table,
-        check_definition_id=outcome.check_id,
-        kind=outcome.kind,
-        status=outcome.status,
-        observed_value=outcome.observed_value,
-        expected_lower=outcome.expected_lower,
-        expected_upper=outcome.expected_upper,
-        message=outcome.message[:4000],
-        started_at=started_at,
-        duration_ms=outcome.duration_ms,
-        queries_used=min(outcome.queries_used, 32767),
-        bucket_start=outcome.bucket_start,
-        series=outcome.details.get("series", "") if outcome.kind == volume.KIND else "",
-        details=outcome.details,
-        is_anomaly=outcome.is_anomaly,
+    """A result as a model instance (for the alert lifecycle), built from positional values: the model's fast
+    path, a few times cheaper per result than keyword arguments through the related-object descriptors."""
+    result = CheckResult(
+        None,  # id, set by the INSERT
+        connection.pk,
+        None if table is None else table.pk,
+        outcome.check_id,
+        outcome.kind,
+        outcome.status,
+        outcome.observed_value,
+        outcome.expected_lower,
+        outcome.expected_upper,
+        outcome.message[:4000],
+        started_at,
+        outcome.duration_ms,
+        min(outcome.queries_used, 32767),
+        outcome.bucket_start,
+        outcome.details.get("series", "") if outcome.kind == volume.KIND else "",
+        outcome.details,
+        outcome.is_anomaly,
+        False,  # marked_expected
     )
+    _CONNECTION_CACHE.set_cached_value(result, connection)
+    _TABLE_CACHE.set_cached_value(result, table)
+    return result
 
 
 def _backfilled_results(run: TableRun, connection: Connection) -> list[CheckResult]:
