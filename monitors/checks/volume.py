@@ -29,6 +29,7 @@ a batch.
 
 import logging
 import math
+import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -97,6 +98,26 @@ _PART_SMALL = (
     " max({column})::timestamptz FROM {relation})"
 )
 _PART_COUNT = "(SELECT {number}, count(*), NULL::bigint, NULL::timestamptz FROM {relation})"
+
+
+def _template_cut(template: str) -> tuple[tuple[sql.SQL | None, str | None], ...]:
+    """A fixed template cut once at its {names} into (SQL text, name) pairs, for `_template_fill`."""
+    return tuple((sql.SQL(text) if text else None, name) for text, name, _, _ in string.Formatter().parse(template))
+
+
+def _template_fill(cut: tuple, **values: sql.Composable) -> sql.Composed:
+    """What `sql.SQL(template).format(**values)` returns, without parsing the template again (once per table)."""
+    composed = []
+    for text, name in cut:
+        if text is not None:
+            composed.append(text)
+        if name is not None:
+            composed.append(values[name])
+    return sql.Composed(composed)
+
+
+_CUT_BUCKET, _CUT_SMALL, _CUT_COUNT = (_template_cut(t) for t in (_PART_BUCKET, _PART_SMALL, _PART_COUNT))
+
 # A table's part of a batch's backfill statement: the backfill's rows per hour (or day) with the table's number, the
 # newest timestamp as timestamptz (as `freshness.latest_timestamp` reads the per-table statement's).
 _PART_BACKFILL = (
@@ -455,7 +476,7 @@ def batch_part(
     if not table.timestamp_column or catalog.timestamp_type is None:
         if not _is_small(size):
             return None
-        return None if empty else sql.SQL(_PART_COUNT).format(**names), (), "count", None, SMALL_COUNT_COST
+        return None if empty else _template_fill(_CUT_COUNT, **names), (), "count", None, SMALL_COUNT_COST
     width = _known_width(table, column_type=catalog.timestamp_type) or _width_after_backfill(ctx, catalog=catalog)
     if width is None:
         return None
@@ -466,8 +487,8 @@ def batch_part(
     bound = size_cost_bound(ctx)
     if not ctx.runner.cost_allowed(cached=ctx.plan_costs, key=key, bound=bound):
         return None
-    template = _PART_SMALL if small else _PART_BUCKET
-    query = None if empty else sql.SQL(template).format(column=sql.Identifier(table.timestamp_column), **names)
+    template = _CUT_SMALL if small else _CUT_BUCKET
+    query = None if empty else _template_fill(template, column=sql.Identifier(table.timestamp_column), **names)
     cost = known_cost(cached=ctx.plan_costs, key=key)
     cost = bound if cost is None else cost
     return query, (bucket_start, bucket_end), "small" if small else "bucket", bucket_start, cost

@@ -211,3 +211,15 @@ def test_hostile_table_and_column_names_are_read_together_as_names_never_as_sql(
         with replica_pair.primary.connect(SAMPLE_DB) as conn:
             conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(relation))
         replica_pair.wait_for_replay()
+
+
+@pytest.mark.parametrize("template", [volume._PART_BUCKET, volume._PART_SMALL, volume._PART_COUNT])
+def test_a_part_filled_from_its_cut_template_is_what_formatting_the_template_gives(template):
+    values = {
+        "number": sql.Literal(7),
+        "relation": sql.Identifier("public", 'odd "name'),
+        "column": sql.Identifier("created at"),
+    }
+    used = {name: value for name, value in values.items() if "{" + name + "}" in template}
+    filled = volume._template_fill(volume._template_cut(template), **used)
+    assert filled == sql.SQL(template).format(**used)

@@ -119,6 +119,22 @@ def test_results_of_a_lost_lease_are_history_and_not_handed_over(orders):
 
 
 @pytest.mark.django_db
+def test_the_handed_over_results_are_the_stored_rows_field_by_field(orders):
+    """The results handed to the lifecycle are built without the ORM's keyword path: each must equal the row
+    the database holds, every concrete field, with its table and connection at hand without a query."""
+    results = record(orders, leased(orders), Recorder(), status=Status.FAIL)
+    fields = [f.attname for f in CheckResult._meta.concrete_fields]
+    stored = {r.id: r for r in CheckResult.objects.filter(id__in=[r.id for r in results])}
+    assert len(stored) == 3
+    for result in results:
+        row = stored[result.id]
+        assert [getattr(result, name) for name in fields] == [getattr(row, name) for name in fields]
+        assert not result._state.adding
+        assert result.connection is orders.connection
+        assert result.table is (orders if result.table_id else None)
+
+
+@pytest.mark.django_db
 def test_statuses_are_stored_as_their_values(orders):
     record(orders, leased(orders), Recorder(), status=Status.FAIL)
     with pulse_db.cursor() as cursor:
