@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.db import connection as db_connection
-from django.db.models import F
+from django.db.models import Q
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
@@ -62,8 +62,12 @@ def event_write(*, alert: Alert, kind: str, at: datetime, message: str = "", act
     return event
 
 
-def _unresolved(connection: Connection) -> dict[tuple[int | None, str], Alert]:
-    alerts = Alert.objects.filter(connection=connection, status__in=UNRESOLVED).select_related("table")
+def _unresolved(connection: Connection, *, table_ids) -> dict[tuple[int | None, str], Alert]:
+    """The unresolved alerts of the connection itself and of the batch's tables (never the connection's every
+    alert: with 100,000 failing tables, each batch would read them all)."""
+    alerts = Alert.objects.filter(
+        Q(table_id__isnull=True) | Q(table_id__in=table_ids), connection=connection, status__in=UNRESOLVED
+    ).select_related("table")
     return {(a.table_id, a.kind): a for a in alerts}
 
 
@@ -172,9 +176,20 @@ def _open(*, connection, table, kind, severity, message, now, failures) -> Alert
 
 
 def _seen_again(alert: Alert, *, message: str, now: datetime) -> None:
-    Alert.objects.filter(pk=alert.pk).update(
-        last_seen_at=now, message=message, consecutive_failures=F("consecutive_failures") + 1
-    )
+    _seen_again_all({alert.pk: message}, now=now)
+
+
+_SEEN_AGAIN = """
+UPDATE alerts_alert a SET last_seen_at = %s, message = s.message, consecutive_failures = a.consecutive_failures + 1
+FROM unnest(%s::bigint[], %s::text[]) AS s(id, message) WHERE a.id = s.id
+"""
+
+
+def _seen_again_all(messages: dict[int, str], *, now: datetime) -> None:
+    """Alerts still failing, {alert id: message}: seen again now, one failure more (one statement for a batch)."""
+    if messages:
+        with db_connection.cursor() as cursor:
+            cursor.execute(_SEEN_AGAIN, [now, list(messages), list(messages.values())])
 
 
 def _problem_results(*, connection_id: int, table_id: int | None, kind: str):
@@ -324,7 +339,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     if not results:
         return
     now = now or max(r.started_at for r in results)
-    unresolved = _unresolved(connection)
+    unresolved = _unresolved(connection, table_ids=list({r.table_id for r in results if r.table_id is not None}))
     # A discovery's missing-tables result says nothing about whether checks run: it leaves connection_error alone.
     checked = [r for r in results if not (r.details or {}).get("discovery")]
     if not unresolved and all(r.status == Status.PASS for r in results):
@@ -348,6 +363,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     # opened later in this run names the ones opened before it ("Related: the table is also stale").
     problems = sorted(by_problem.items(), key=lambda item: item[0][1] != CheckKind.FRESHNESS)
     streaks = {} if quiet else _table_streaks(connection=connection, problems=problems, unresolved=unresolved, now=now)
+    seen_again: dict[int, str] = {}
     for (table_id, kind), problem_results in problems:
         failing = [r for r in problem_results if r.status == Status.FAIL]
         passing = [r for r in problem_results if r.status == Status.PASS]
@@ -356,7 +372,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
             message = "; ".join(r.message for r in failing)
             message = _with_related(message, table_id=table_id, kind=kind, open_now=open_now)
             if alert:
-                _seen_again(alert, message=message, now=now)
+                seen_again[alert.pk] = message
                 continue
             table = failing[0].table if table_id else None
             threshold = table.failure_threshold if table else CONNECTION_ALERT_THRESHOLDS.get(kind, LAG_ALERT_THRESHOLD)
@@ -386,6 +402,7 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
                     logger.info("alert for %s/%s already opened by another process", table_id, kind)
         elif passing and alert:
             _auto_resolve(alert, message=passing[0].message, now=now)
+    _seen_again_all(seen_again, now=now)
 
 
 def alert_acknowledge(*, alert: Alert, user=None) -> Alert:

@@ -372,3 +372,27 @@ def test_a_batch_of_new_failures_weighs_every_table_streak_with_statements_indep
     opened = set(Alert.objects.filter(kind="freshness").values_list("table__table_name", flat=True))
     assert opened == {f"l{i}" for i in range(1, 8)}
     assert Alert.objects.get(table__table_name="l1").consecutive_failures == 3
+
+
+def test_tables_still_failing_are_seen_again_together_and_other_tables_alerts_are_left_alone(shop):
+    """A batch reads only its own tables' unresolved alerts (and the connection's): 8 tables still failing send as
+    many statements as 2, each alert counts one failure more with its new message, and the open alert of a table
+    outside the batch is neither read, updated nor resolved."""
+    small = [MonitoredTable.objects.create(connection=shop, table_name=f"s{i}", failure_threshold=1) for i in range(2)]
+    large = [MonitoredTable.objects.create(connection=shop, table_name=f"l{i}", failure_threshold=1) for i in range(8)]
+    outside = MonitoredTable.objects.create(connection=shop, table_name="outside", failure_threshold=1)
+    at = timezone.now() - timedelta(hours=1)
+    _record_batch(shop, {t: fail() for t in [*small, *large, outside]}, at=at)
+    assert Alert.objects.filter(status=Alert.Status.OPEN).count() == 11
+    before = Alert.objects.get(table=outside)
+    at += timedelta(minutes=1)
+    two = _record_batch(shop, {t: fail(message="still stale") for t in small}, at=at)
+    eight = _record_batch(shop, {t: fail(message="still stale") for t in large}, at=at)
+    assert two == eight
+    for table in [*small, *large]:
+        alert = Alert.objects.get(table=table)
+        assert (alert.consecutive_failures, alert.message, alert.last_seen_at) == (2, "still stale", at)
+    after = Alert.objects.get(table=outside)
+    assert (after.status, after.consecutive_failures, after.message, after.last_seen_at) == (
+        before.status, before.consecutive_failures, before.message, before.last_seen_at
+    )  # fmt: skip
