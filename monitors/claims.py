@@ -11,6 +11,7 @@ and the batch's planned queries). A process that dies stops renewing, so its tab
 at most `lease` seconds later. Results are recorded against the lease (see recording.py).
 """
 
+import functools
 import logging
 import threading
 import time
@@ -39,6 +40,34 @@ _DUE = """{t}.is_active AND {c}.is_active AND {t}.status <> 'missing'
       AND {t}.id > COALESCE((SELECT w.after_id FROM unnest(%(walked)s::bigint[], %(walked_to)s::bigint[])
                              AS w(connection_id, after_id) WHERE w.connection_id = {t}.connection_id), 0)
       AND NOT ({t}.connection_id = ANY(%(busy)s::bigint[]))"""
+
+
+# The claimed rows come back whole from the claim's RETURNING (every concrete column, in the model's field order)
+# and are built as the ORM builds them (its converters, then `from_db`): no second query loads them.
+_TABLE_FIELDS = MonitoredTable._meta.concrete_fields
+_TABLE_ATTNAMES = [f.attname for f in _TABLE_FIELDS]
+_RETURNED_COLUMNS = ", ".join(f"monitors_monitoredtable.{pulse_db.ops.quote_name(f.column)}" for f in _TABLE_FIELDS)
+
+
+@functools.cache
+def _table_converters() -> list[tuple[int, list, object]]:
+    """The ORM's converters of the returned columns (e.g. json text -> Python): (position, converters, column)."""
+    converters = []
+    for position, field in enumerate(_TABLE_FIELDS):
+        column = field.get_col(MonitoredTable._meta.db_table)
+        found = pulse_db.ops.get_db_converters(column) + column.get_db_converters(pulse_db)
+        if found:
+            converters.append((position, found, column))
+    return converters
+
+
+def _table_from_row(row: tuple) -> MonitoredTable:
+    """A claimed table, built from its returned columns exactly as the ORM builds a loaded row."""
+    values = list(row)
+    for position, converters, column in _table_converters():
+        for converter in converters:
+            values[position] = converter(values[position], column, pulse_db)
+    return MonitoredTable.from_db(pulse_db.alias, _TABLE_ATTNAMES, values)
 
 
 def _claim_sql(*, force: bool) -> str:
@@ -70,7 +99,7 @@ WHERE id IN (
     LIMIT %(limit)s
     FOR UPDATE OF t SKIP LOCKED
 )
-RETURNING id, EXISTS (
+RETURNING {_RETURNED_COLUMNS}, EXISTS (
     SELECT 1 FROM monitors_check ch WHERE ch.table_id = monitors_monitoredtable.id AND ch.is_active
 )
 """
@@ -127,10 +156,10 @@ def tables_claim_due(
             },
         )
         rows = cursor.fetchall()
-    ids = [table_id for table_id, _ in rows]
-    tables = list(MonitoredTable.objects.filter(id__in=ids, lease_token=token).order_by("connection_id", "id"))
+    claimed = [(_table_from_row(row[:-1]), row[-1]) for row in rows]  # (table, has active checks)
+    tables = sorted((table for table, _ in claimed), key=lambda t: (t.connection_id, t.id))
     connections = Connection.objects.in_bulk({t.connection_id for t in tables})
-    with_checks = [table_id for table_id, has_checks in rows if has_checks]
+    with_checks = [table.id for table, has_checks in claimed if has_checks]
     active_checks = defaultdict(list)
     if with_checks:
         for check in Check.objects.filter(table_id__in=with_checks, is_active=True).order_by("id"):

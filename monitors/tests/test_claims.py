@@ -233,3 +233,37 @@ def test_claims_take_the_most_overdue_connection_and_its_tables_in_due_order_nev
     assert [t.id for t in tables_claim_due(now=now, lease=LEASE, limit=2).tables] == [behind.id]  # 1 h > 2 min
     assert [t.id for t in tables_claim_due(now=now, lease=LEASE, limit=2).tables] == [later.id]
     assert tables_claim_due(now=now, lease=LEASE, limit=2).tables == []  # the rest is not due
+
+
+@pytest.mark.django_db
+def test_claimed_tables_equal_the_rows_the_orm_loads_field_by_field(tables):
+    """The claim builds its tables from its own RETURNING: every field (json, uuid, times, floats) must come out as
+    the ORM loads it, including fields left at their defaults."""
+    now = timezone.now()
+    MonitoredTable.objects.filter(pk=tables[0].pk).update(
+        timestamp_column="created_at",
+        schema_reference=[{"name": "id", "type": "bigint"}],
+        plan_costs={"volume": {"cost": 12.5, "at": "2026-11-30T00:00:00+00:00"}},
+        update_times=["2026-11-30T00:00:00+00:00", "2026-11-29T23:00:00+00:00"],
+        baseline_since=now - timedelta(days=3),
+        sensitivity=4.25,
+        sensitivity_preset=MonitoredTable.SensitivityPreset.HIGH,
+        status=MonitoredTable.Status.FAILING,
+        last_error="the replica said no",
+        volume_series="rows:created_at:3600",
+        managed_by="pulse.yml",
+    )
+    claim = tables_claim_due(now=now, lease=LEASE, limit=100)
+    assert [t.id for t in claim.tables] == sorted(t.id for t in tables)
+    loaded = {t.id: t for t in MonitoredTable.objects.filter(id__in=[t.id for t in tables])}
+    for table in claim.tables:
+        expected = loaded[table.id]
+        assert table.lease_token == claim.token
+        for model_field in MonitoredTable._meta.concrete_fields:
+            ours, theirs = getattr(table, model_field.attname), getattr(expected, model_field.attname)
+            assert (ours, type(ours)) == (theirs, type(theirs)), model_field.name
+        assert table._state.adding is False and table._state.db == expected._state.db
+        assert table.connection is claim.tables[0].connection and table.connection == expected.connection
+    first = next(t for t in claim.tables if t.id == tables[0].id)
+    assert first.schema_reference == [{"name": "id", "type": "bigint"}]
+    assert first.plan_costs["volume"]["cost"] == 12.5
