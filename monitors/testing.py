@@ -8,10 +8,13 @@ import random
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from connections.models import QueryAllowance
 from monitors.anomalies import volume_judge
+from monitors.batch import batch_run
 from monitors.checks import Outcome, Status
+from monitors.claims import tables_claim_due
 from monitors.models import CheckResult, MonitoredTable
-from monitors.recording import ResultsHandler, TableRun, results_record
+from monitors.recording import ResultsHandler, TableRun, results_ignore, results_record
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 SERIES = "rows:created_at:1h"
@@ -159,3 +162,24 @@ def discovery_database_create(*, pair, reader: str) -> str:
         conn.execute("ANALYZE")
     pair.wait_for_replay(timeout=30)
     return DISCOVERY_DB
+
+
+def run_batch(*tables, on_recorded: ResultsHandler = results_ignore, sessions=None) -> list[CheckResult]:
+    """Claim `tables` (due or not) and check them in one batch of their connection, as a runchecks worker does;
+    `sessions`: a daemon's SessionKeeper (None: the batch's session is closed at its end, as with --once)."""
+    claim = tables_claim_due(
+        now=datetime.now(UTC), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
+    )
+    assert {t.id for t in claim.tables} == {t.id for t in tables}
+    return batch_run(
+        connection=claim.tables[0].connection,
+        claim=claim,
+        tables=claim.tables,
+        on_recorded=on_recorded,
+        sessions=sessions,
+    )
+
+
+def statements_sent(connection) -> int:
+    """Statements the connection's replica was sent, as its query allowance counted them."""
+    return sum(QueryAllowance.objects.filter(connection=connection).values_list("queries_used", flat=True))

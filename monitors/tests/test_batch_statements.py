@@ -2,39 +2,20 @@
 every table of the batch, equal to what each table reads on its own, and a per-table fallback when one table
 makes a combined statement fail."""
 
-from datetime import timedelta
-
 import psycopg
 import pytest
-from django.utils import timezone
 from psycopg import sql
 
-from connections.models import QueryAllowance
 from monitors import batch
-from monitors.batch import batch_run
 from monitors.checks import volume
-from monitors.claims import tables_claim_due
 from monitors.models import MonitoredTable
-from monitors.recording import results_ignore
+from monitors.testing import run_batch, statements_sent
 
 pytestmark = pytest.mark.django_db
 
 SAMPLE_DB = "shop"
 STEADY_STATEMENTS = 3
 """What a steady batch of built-in checks sends: the replica's state, the catalog statement, the data statement."""
-
-
-def run_batch(*tables):
-    claim = tables_claim_due(
-        now=timezone.now(), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
-    )
-    assert {t.id for t in claim.tables} == {t.id for t in tables}
-    connection = claim.tables[0].connection
-    return batch_run(connection=connection, claim=claim, tables=claim.tables, on_recorded=results_ignore)
-
-
-def statements_sent(connection) -> int:
-    return sum(QueryAllowance.objects.filter(connection=connection).values_list("queries_used", flat=True))
 
 
 def comparable(results) -> dict:

@@ -2,17 +2,11 @@
 cost, the 14-day backfill of every new series in set-based statements, equal to what each table reads on its own,
 and a per-table fallback when the combined statement fails."""
 
-from datetime import timedelta
-
 import pytest
-from django.utils import timezone
 
-from connections.models import QueryAllowance
-from monitors.batch import batch_run
 from monitors.checks import volume
-from monitors.claims import tables_claim_due
 from monitors.models import MonitoredTable
-from monitors.recording import results_ignore
+from monitors.testing import run_batch, statements_sent
 
 pytestmark = pytest.mark.django_db
 
@@ -27,19 +21,6 @@ FIRST_BATCH_STATEMENTS = 4
 four and one data statement for the four (their new series' width chosen from the backfill); no EXPLAIN."""
 PER_TABLE_FIRST_STATEMENTS = 2
 """What a table's first check sends on its own (no cost EXPLAIN for these small tables): its backfill, its scan."""
-
-
-def run_batch(*tables):
-    claim = tables_claim_due(
-        now=timezone.now(), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
-    )
-    assert {t.id for t in claim.tables} == {t.id for t in tables}
-    connection = claim.tables[0].connection
-    return batch_run(connection=connection, claim=claim, tables=claim.tables, on_recorded=results_ignore)
-
-
-def statements_sent(connection) -> int:
-    return sum(QueryAllowance.objects.filter(connection=connection).values_list("queries_used", flat=True))
 
 
 def new_tables(connection, tables=TABLES) -> list[MonitoredTable]:

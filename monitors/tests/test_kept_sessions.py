@@ -1,18 +1,14 @@
 """Warm replica sessions kept by the daemon between batches (connections.guardrails.sessions), against the real
 replica pair: reuse, a killed backend replaced, the slot held while kept, idle expiry, settings change, stop."""
 
-from datetime import timedelta
-
 import pytest
 from django.db import connection as pulse_db
-from django.utils import timezone
 
 from connections import guardrails
 from connections.guardrails.sessions import SessionKeeper, session_fingerprint
-from monitors.batch import batch_run
-from monitors.claims import tables_claim_due
 from monitors.models import Check, MonitoredTable
 from monitors.runner import CheckRunner
+from monitors.testing import run_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -41,20 +37,6 @@ def keeper(clock):
     keeper.close()
 
 
-def run_batch(*tables, keeper):
-    claim = tables_claim_due(
-        now=timezone.now(), lease=timedelta(minutes=1), limit=100, force=True, table_ids=[t.id for t in tables]
-    )
-    assert {t.id for t in claim.tables} == {t.id for t in tables}
-    return batch_run(
-        connection=claim.tables[0].connection,
-        claim=claim,
-        tables=claim.tables,
-        on_recorded=lambda **kwargs: None,
-        sessions=keeper,
-    )
-
-
 def kept_pids(keeper, connection) -> list[int]:
     return [checkout.session.info.backend_pid for checkout in keeper.kept(connection.pk)]
 
@@ -67,10 +49,10 @@ def standby_backends(replica_pair, pid: int) -> int:
 def test_a_second_batch_runs_in_the_session_the_first_one_kept(make_connection, keeper, replica_pair):
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
-    first = run_batch(orders, keeper=keeper)
+    first = run_batch(orders, sessions=keeper)
     [pid] = kept_pids(keeper, shop)
     assert standby_backends(replica_pair, pid) == 1
-    second = run_batch(orders, keeper=keeper)
+    second = run_batch(orders, sessions=keeper)
     assert kept_pids(keeper, shop) == [pid]
     for results in (first, second):
         assert {r.status for r in results} == {"pass"}
@@ -79,11 +61,11 @@ def test_a_second_batch_runs_in_the_session_the_first_one_kept(make_connection, 
 def test_a_kept_session_the_replica_ended_is_replaced_and_no_result_is_lost(make_connection, keeper, replica_pair):
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders", timestamp_column="created_at")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     [pid] = kept_pids(keeper, shop)
     with replica_pair.standby.connect() as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-    results = run_batch(orders, keeper=keeper)
+    results = run_batch(orders, sessions=keeper)
     assert {r.kind for r in results} >= {"schema_change", "volume", "freshness"}
     assert {r.status for r in results} == {"pass"}
     [replaced] = kept_pids(keeper, shop)
@@ -97,7 +79,7 @@ def test_a_kept_session_keeps_holding_its_slot(make_connection, keeper, clock):
     slot left, not two; once this process lets the session go, the slot is free again."""
     shop = make_connection(max_concurrent_queries=2)
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     assert len(keeper.kept(shop.pk)) == 1
     other = SessionKeeper(idle_seconds=IDLE_SECONDS, clock=clock)
     try:
@@ -121,9 +103,9 @@ def test_daemons_never_keep_every_slot_idle_so_a_lookup_still_gets_one(make_conn
         for slots, second_keeps in ((2, 0), (3, 1)):
             shop = make_connection(name=f"shop {slots}", max_concurrent_queries=slots)
             orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-            assert {r.status for r in run_batch(orders, keeper=first)} == {"pass"}
+            assert {r.status for r in run_batch(orders, sessions=first)} == {"pass"}
             assert len(first.kept(shop.pk)) == 1
-            assert {r.status for r in run_batch(orders, keeper=second)} == {"pass"}
+            assert {r.status for r in run_batch(orders, sessions=second)} == {"pass"}
             assert len(second.kept(shop.pk)) == second_keeps
             with guardrails.replica_slot(connection=shop, wait_seconds=0):
                 pass
@@ -148,7 +130,7 @@ def test_a_connection_with_one_slot_keeps_no_session(make_connection, keeper):
     """The one slot stays free for other processes and the save-time lookups."""
     shop = make_connection(max_concurrent_queries=1)
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-    assert {r.status for r in run_batch(orders, keeper=keeper)} == {"pass"}
+    assert {r.status for r in run_batch(orders, sessions=keeper)} == {"pass"}
     assert keeper.kept(shop.pk) == []
     with guardrails.replica_slot(connection=shop, wait_seconds=0):
         pass
@@ -157,7 +139,7 @@ def test_a_connection_with_one_slot_keeps_no_session(make_connection, keeper):
 def test_an_idle_session_is_closed_at_the_idle_limit(make_connection, keeper, clock):
     shop = make_connection(max_concurrent_queries=2)
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     [kept] = keeper.kept(shop.pk)
     clock.now += IDLE_SECONDS - 1
     assert keeper.expire_idle() == 0
@@ -174,12 +156,12 @@ def test_an_idle_session_is_closed_at_the_idle_limit(make_connection, keeper, cl
 def test_a_changed_connection_setting_closes_the_kept_session(make_connection, keeper):
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     [kept] = keeper.kept(shop.pk)
     old_pid = kept.session.info.backend_pid
     shop.statement_timeout_ms += 1234
     shop.save()
-    results = run_batch(orders, keeper=keeper)
+    results = run_batch(orders, sessions=keeper)
     assert {r.status for r in results} == {"pass"}
     assert kept.session is None  # closed, its slot given back
     [new] = keeper.kept(shop.pk)
@@ -204,7 +186,7 @@ def test_a_batch_with_a_failed_statement_does_not_keep_its_session(make_connecti
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
     Check.objects.create(table=orders, kind="custom_sql", sql="SELECT count(*) / 0 FROM orders", min_value=0)
-    results = run_batch(orders, keeper=keeper)
+    results = run_batch(orders, sessions=keeper)
     assert [r.status for r in results if r.kind == "custom_sql"] == ["error"]
     assert keeper.kept(shop.pk) == []
 
@@ -212,7 +194,7 @@ def test_a_batch_with_a_failed_statement_does_not_keep_its_session(make_connecti
 def test_a_server_that_is_not_in_recovery_keeps_no_session(make_connection, keeper, primary_settings):
     primary = make_connection(name="primary", port=primary_settings["port"])
     orders = MonitoredTable.objects.create(connection=primary, table_name="orders")
-    results = run_batch(orders, keeper=keeper)
+    results = run_batch(orders, sessions=keeper)
     assert {r.status for r in results} == {"error"}
     assert keeper.kept() == []
 
@@ -242,12 +224,12 @@ def test_a_lost_slot_holder_closes_the_kept_sessions_and_the_next_batch_takes_a_
     so it is closed instead of reused; the next batch takes a slot on a new session and loses nothing."""
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     [kept] = keeper.kept(shop.pk)
     [holder] = slot_holders(shop)
     with pulse_db.cursor() as cursor:
         cursor.execute("SELECT pg_terminate_backend(%s)", [holder])
-    results = run_batch(orders, keeper=keeper)
+    results = run_batch(orders, sessions=keeper)
     assert {r.status for r in results} == {"pass"}
     assert kept.session is None
     [new] = keeper.kept(shop.pk)
@@ -263,10 +245,10 @@ def test_a_session_that_has_read_many_tables_is_not_kept(make_connection, keeper
     shop = make_connection()
     orders = MonitoredTable.objects.create(connection=shop, table_name="orders")
     customers = MonitoredTable.objects.create(connection=shop, table_name="customers")
-    run_batch(orders, keeper=keeper)
+    run_batch(orders, sessions=keeper)
     [kept] = keeper.kept(shop.pk)
     assert kept.tables_seen == {orders.id}
-    run_batch(orders, keeper=keeper)  # the same table again: still one
+    run_batch(orders, sessions=keeper)  # the same table again: still one
     assert keeper.kept(shop.pk) == [kept]
-    assert {r.status for r in run_batch(customers, keeper=keeper)} == {"pass"}
+    assert {r.status for r in run_batch(customers, sessions=keeper)} == {"pass"}
     assert keeper.kept(shop.pk) == [] and kept.session is None
