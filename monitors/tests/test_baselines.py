@@ -529,11 +529,10 @@ def test_rows_arriving_in_clumps_widen_a_quiet_hours_band_but_a_real_spike_still
     assert evaluate(history=history, at=night, value=150, counts=True).is_anomaly
 
 
-def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
-    """Weekdays: 20 rows an hour at night, 200 in business hours; weekends 5 at night, 60 by day. A Wednesday
-    holiday (its nights as busy as a weekday's, its day at the weekend's level) passes from its first busy hour;
-    no rows at all on that holiday, or a fall to the weekend level after a normal morning, fail."""
-    rng = random.Random(33)
+def wednesday_holiday(rng: random.Random):
+    """Weekdays: 20 rows an hour at night, 200 in business hours; weekends 5 at night, 60 by day; then a Wednesday
+    holiday whose nights are a weekday's and whose day is at the weekend's level. (rows(t, holiday=...), the 16
+    days up to that Wednesday, its midnight, those days with the holiday's first 10 hours)."""
 
     def rows(t: datetime, *, holiday: bool = False) -> float:
         quiet, busy = t.weekday() >= 5 or holiday, 9 <= t.hour < 18
@@ -542,6 +541,14 @@ def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
     history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
     wednesday = MONDAY + 16 * DAY
     holiday = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR, holiday=True)) for h in range(10))]
+    return rows, history, wednesday, holiday
+
+
+def test_a_holiday_at_weekend_level_passes_but_an_outage_on_a_holiday_fails():
+    """Weekdays: 20 rows an hour at night, 200 in business hours; weekends 5 at night, 60 by day. A Wednesday
+    holiday (its nights as busy as a weekday's, its day at the weekend's level) passes from its first busy hour;
+    no rows at all on that holiday, or a fall to the weekend level after a normal morning, fail."""
+    rows, history, wednesday, holiday = wednesday_holiday(random.Random(33))
     working = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR)) for h in range(14))]
 
     quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=58, counts=True)
@@ -594,15 +601,7 @@ def test_a_weekday_whose_nearby_hours_left_the_window_keeps_its_weekly_baseline_
 def test_a_spike_on_a_holiday_still_fails():
     """The quiet-day rule excuses low counts only: on a Wednesday holiday (weekend level since midnight), three
     times a weekday's business-hours count fails, whether the day's buckets are in the history or were kept out."""
-    rng = random.Random(36)
-
-    def rows(t: datetime, *, holiday: bool = False) -> float:
-        quiet, busy = t.weekday() >= 5 or holiday, 9 <= t.hour < 18
-        return poisson(rng, (60 if busy else 5) if quiet and (busy or not holiday) else (200 if busy else 20))
-
-    history = [(MONDAY + i * HOUR, rows(MONDAY + i * HOUR)) for i in range(16 * 24)]  # up to Wednesday 00:00
-    wednesday = MONDAY + 16 * DAY
-    holiday = [*history, *((wednesday + h * HOUR, rows(wednesday + h * HOUR, holiday=True)) for h in range(10))]
+    _, history, wednesday, holiday = wednesday_holiday(random.Random(36))
 
     quiet = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=58, counts=True)
     spike = evaluate(history=holiday, at=wednesday + 10 * HOUR, value=600, counts=True)
