@@ -209,7 +209,16 @@ PULSE_RECORD_RETRY_SECONDS = env.float("PULSE_RECORD_RETRY_SECONDS", default=60.
 # runchecks (the daemon) keeps a replica session open between batches for this long at most while unused
 # (each in one of the connection's concurrency slots): a warm session spares the replica a backend start-up and
 # its catalog caches. 0 keeps none.
-PULSE_KEPT_SESSION_IDLE_SECONDS = env.float("PULSE_KEPT_SESSION_IDLE_SECONDS", default=120.0)
+_kept_idle = env.str("PULSE_KEPT_SESSION_IDLE_SECONDS", default="120")
+try:
+    PULSE_KEPT_SESSION_IDLE_SECONDS = float(_kept_idle)
+except ValueError:
+    PULSE_KEPT_SESSION_IDLE_SECONDS = float("nan")
+if not 0 <= PULSE_KEPT_SESSION_IDLE_SECONDS <= 86_400:  # NaN and words fail this too
+    raise ImproperlyConfigured(
+        "PULSE_KEPT_SESSION_IDLE_SECONDS must be 0 (keep no replica session between batches) to 86400 seconds, "
+        f"not {_kept_idle!r}"
+    )
 PULSE_SPOOL_DIR = env.path("PULSE_SPOOL_DIR", default=BASE_DIR / "var" / "spool")
 # Webhook and Slack channels may only reach public addresses unless this is on (SSRF guard): a tenant
 # could otherwise make Pulse POST to services on its own network and read their answers in the channel error.

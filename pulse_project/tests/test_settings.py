@@ -37,3 +37,13 @@ def test_it_refuses_to_start_with_a_level_shift_confirmation_count_that_means_no
             result.stderr
         )
         assert f"not {int(value)}" in result.stderr
+
+
+def test_it_refuses_to_start_with_a_kept_session_idle_time_that_means_nothing():
+    for value in ("-1", "nan", "1e9", "two minutes"):
+        result = manage("check", PULSE_KEPT_SESSION_IDLE_SECONDS=value)
+        assert result.returncode != 0
+        assert "PULSE_KEPT_SESSION_IDLE_SECONDS must be 0 (keep no replica session between batches) to 86400" in (
+            result.stderr
+        )
+        assert f"not {value!r}" in result.stderr
