@@ -13,7 +13,7 @@ import pytest
 from django.db import transaction
 
 from connections.models import MaintenanceWindow
-from monitors.anomalies import TRAINING_POINTS, training_history, volume_judge
+from monitors.anomalies import JUDGE_READS, TRAINING_WINDOW, training_history, volume_judge
 from monitors.checks import Outcome
 from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
@@ -320,17 +320,31 @@ def test_the_training_points_are_read_from_their_index_alone(table):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_bitmapscan = off")
         cursor.execute(
-            "EXPLAIN " + TRAINING_POINTS,
+            "EXPLAIN " + JUDGE_READS,
             {
                 "tables": [table.id],
+                "connections": [table.connection_id],
                 "series": [SERIES],
-                "since": [None],
-                "start": START - timedelta(days=14),
-                "until": START,
+                "buckets": [START],
+                "widths": [timedelta(hours=1)],
+                "midnights": [START],
+                "first": START,
+                "recorded_by": START + timedelta(days=2),
+                "window": TRAINING_WINDOW,
+                "training_first": START - TRAINING_WINDOW,
+                "windows_since": START - 2 * TRAINING_WINDOW,
+                "first_midnight": START,
+                "confirmations": 6,
+                "first_streak": START - timedelta(hours=5),
             },
         )
         plan = "\n".join(line for (line,) in cursor.fetchall())
-    scans = [line.split(" using ")[1].split(" on ")[0] for line in plan.splitlines() if " using " in line]
+    # The training part is the only one its index can serve (the other parts read judged results).
+    scans = [
+        line.split(" using ")[1].split(" on ")[0]
+        for line in plan.splitlines()
+        if " using " in line and " on monitors_checkresult" in line
+    ]
     assert scans and set(scans) <= partition_indexes, plan
 
 
