@@ -18,6 +18,10 @@ excluding
 Values before the table's `baseline_since` (a level shift accepted by a rebaseline, or automatically after
 `PULSE_LEVEL_SHIFT_CONFIRMATIONS` consistent buckets) keep training the seasonal shape, rescaled to the level
 of the values since (`baselines.rescaled_to_new_level`).
+
+What the judge reads of a batch (the buckets already judged, the training points, the quiet-day marks, the
+judgements that may confirm a level shift) comes from one statement (`judge_reads`); only an accepted level
+shift reads and writes more.
 """
 
 from __future__ import annotations
@@ -68,8 +72,9 @@ def _series_of(outcome: Outcome) -> str:
 # and, only for the tables not judged yet:
 # 1  the training points: the latest usable value of each bucket of the table's current series (before its
 #    `baseline_since` too: that shape is rescaled), none taken during one of its connection's maintenance windows
-#    that end at `windows_since` or later; the window is the batch's: TRAINING_WINDOW up to a second after the
-#    latest bucket under test of the tables not judged yet;
+#    that end at `windows_since` or later (connections' MaintenanceWindow table, read with the rule of
+#    `connections.maintenance.windows_by_connection`); the window is the batch's: TRAINING_WINDOW up to a second
+#    after the latest bucket under test of the tables not judged yet;
 # 2  the table, if an earlier bucket of its day (`midnight` up to its bucket) passed as a quiet day;
 # 3  the first judgement of each of the `confirmations - 1` buckets right before its bucket under test, which may
 #    confirm a level shift with it.
@@ -182,15 +187,13 @@ class JudgeReads:
     right before the bucket under test that may confirm a level shift (`_streak_buckets`), oldest first."""
 
 
-def judge_reads(
-    *, volume: dict[int, Outcome], tables: dict[int, MonitoredTable], confirmations: int, now: datetime | None = None
-) -> JudgeReads:
+def judge_reads(*, volume: dict[int, Outcome], tables: dict[int, MonitoredTable], confirmations: int) -> JudgeReads:
     """Read what the judge needs of the batch's tables (`volume`: {table id: outcome}) in one statement
     (JUDGE_READS)."""
     reads = JudgeReads()
     if not volume:
         return reads
-    now = now or timezone.now()
+    now = timezone.now()
     outcomes = list(volume.values())
     widths = [timedelta(seconds=o.details.get("bucket_seconds", 3600)) for o in outcomes]
     latest = max(o.bucket_start for o in outcomes)
