@@ -1,18 +1,23 @@
 """Time one volume evaluation of a table (`monitors.anomalies.volume_judge`) on Pulse's own database.
 
 Usage: .venv/bin/python benchmarks/volume_judge_speed.py [--tables 40] [--days 14] [--retention-days 90]
-           [--rounds 6] [--batch 10] [--database pulse_bench_volume_judge]
+           [--rounds 6] [--batch 10] [--database pulse_bench_volume_judge] [--profile]
+           [--now 2026-11-30T05:00+00:00 --verdicts before.json]
 
 Setup (a throwaway database on 127.0.0.1:5432, dropped at the end): `--tables` tables with a timestamp column,
 each with `--days` of hourly volume results of its series (the training window), and, like a real deployment,
 `--retention-days` of older volume, freshness and schema results in the weekly partitions (one of each kind per
 hour), so the query meets every partition retention keeps. Then `--rounds` hours: each hour every table's new
 bucket is judged by `volume_judge` (one table per call: the per-table figure; and once per batch of `--batch`
-tables, as runchecks judges a batch) and recorded by `results_record`, the path runchecks takes.
+tables, as runchecks judges a batch) and recorded by `results_record`, the path runchecks takes. Every judged
+value is far from its table's usual level, so each first judgement also reads the run of buckets that may confirm
+a level shift (with more than 6 rounds, the sixth accepts one).
 
-Prints, per table: wall time median/p95, the process's CPU time median/p95 (load-independent), Pulse queries
-per call, and the server's planning + execution time of each query (EXPLAIN ANALYZE of the statements one
-call sends), plus the load average.
+Prints, per table: wall time median/p95 of the `volume_judge` call (Pulse's round trips included), the process's
+CPU time median/p95 (load-independent), Pulse queries per call, and the server's planning + execution time of each
+query (EXPLAIN ANALYZE of the statements of the last one-table round's first call, run before its result is
+recorded, as that call found the database), plus the load average. `--verdicts FILE` writes every judged outcome,
+and `--now` fixes the hours judged, so that two codes can be compared verdict by verdict (`cmp` of the files).
 """
 
 from __future__ import annotations
