@@ -1,24 +1,30 @@
 """Time one volume evaluation of a table (`monitors.anomalies.volume_judge`) on Pulse's own database.
 
 Usage: .venv/bin/python benchmarks/volume_judge_speed.py [--tables 40] [--days 14] [--retention-days 90]
-           [--rounds 6] [--batch 10] [--database pulse_bench_volume_judge]
+           [--rounds 6] [--batch 10] [--database pulse_bench_volume_judge] [--profile]
+           [--now 2026-11-30T05:00+00:00 --verdicts before.json]
 
 Setup (a throwaway database on 127.0.0.1:5432, dropped at the end): `--tables` tables with a timestamp column,
 each with `--days` of hourly volume results of its series (the training window), and, like a real deployment,
 `--retention-days` of older volume, freshness and schema results in the weekly partitions (one of each kind per
 hour), so the query meets every partition retention keeps. Then `--rounds` hours: each hour every table's new
 bucket is judged by `volume_judge` (one table per call: the per-table figure; and once per batch of `--batch`
-tables, as runchecks judges a batch) and recorded by `results_record`, the path runchecks takes.
+tables, as runchecks judges a batch) and recorded by `results_record`, the path runchecks takes. Every judged
+value is far from its table's usual level, so each first judgement also reads the run of buckets that may confirm
+a level shift (with more than 6 rounds, the sixth accepts one).
 
-Prints, per table: wall time median/p95, the process's CPU time median/p95 (load-independent), Pulse queries
-per call, and the server's planning + execution time of each query (EXPLAIN ANALYZE of the statements one
-call sends), plus the load average.
+Prints, per table: wall time median/p95 of the `volume_judge` call (Pulse's round trips included), the process's
+CPU time median/p95 (load-independent), Pulse queries per call, and the server's planning + execution time of each
+query (EXPLAIN ANALYZE of the statements of the last one-table round's first call, run before its result is
+recorded, as that call found the database), plus the load average. `--verdicts FILE` writes every judged outcome,
+and `--now` fixes the hours judged, so that two codes can be compared verdict by verdict (`cmp` of the files).
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import os
 import pstats
 import secrets
@@ -170,7 +176,7 @@ def explain(statements) -> list[tuple[float, float, int, str]]:
 
     figures = []
     for text, params in statements:
-        if not text.lstrip().upper().startswith("SELECT"):
+        if not text.lstrip().upper().startswith(("SELECT", "WITH")):
             continue
         with psycopg.Cursor(pulse_db.connection) as cursor:
             cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + text, params)
@@ -196,6 +202,16 @@ def main() -> None:
     parser.add_argument("--database", default="pulse_bench_volume_judge")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards (to inspect plans)")
     parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of the per-table calls")
+    parser.add_argument(
+        "--now",
+        type=datetime.fromisoformat,
+        help="the hour judged last (ISO, UTC; default: this hour), to compare codes",
+    )
+    parser.add_argument(
+        "--verdicts",
+        type=Path,
+        help="write every judged outcome (status, band, message, details) to this JSON file, to compare two codes",
+    )
     args = parser.parse_args()
     setup_django(args.database)
     from django.db import connection as pulse_db
@@ -208,7 +224,8 @@ def main() -> None:
     from monitors.recording import TableRun, results_ignore, results_record
 
     anomalies.binary_cursor = logged_binary_cursor  # count its statements too (the judging path is unchanged)
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=args.rounds)
+    last = (args.now or datetime.now(UTC)).astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    now = last - timedelta(hours=args.rounds)
     began = time.perf_counter()
     connection, tables = populate(tables=args.tables, days=args.days, retention_days=args.retention_days, now=now)
     print(f"setup: {args.tables} tables, {args.retention_days} days of results, {time.perf_counter() - began:.0f} s")
@@ -237,9 +254,26 @@ def main() -> None:
             on_recorded=results_ignore,
         )
 
+    verdicts = []
+
+    def keep(runs, bucket):
+        for run in runs:
+            outcome = run.outcomes[0]
+            verdicts.append(
+                {
+                    "table": run.table.table_name,
+                    "bucket": bucket.isoformat(),
+                    "status": outcome.status,
+                    "is_anomaly": outcome.is_anomaly,
+                    "expected": [outcome.expected_lower, outcome.expected_upper],
+                    "message": outcome.message,
+                    "details": outcome.details,
+                }
+            )
+
     wall, cpu, queries = [], [], []
     batch_wall, batch_cpu = [], []
-    sample = None
+    sample = None  # EXPLAIN of the statements of the last round's first call, before its result is recorded
     profiler = cProfile.Profile() if args.profile else None
     for round_index in range(args.rounds):
         bucket = now + round_index * HOUR
@@ -256,7 +290,9 @@ def main() -> None:
                     cpu.append((time.process_time() - cpu_began) * 1000)
                     wall.append((time.perf_counter() - wall_began) * 1000)
                 queries.append(len(log.statements))
-                sample = sample or log.statements
+                if table is tables[0]:
+                    sample = explain(log.statements)
+                keep([run], bucket)
                 record([run], bucket)
         else:  # a batch of tables per call, as runchecks judges a batch
             for first in range(0, len(tables), args.batch):
@@ -265,7 +301,10 @@ def main() -> None:
                 volume_judge(runs=runs)
                 batch_cpu.append((time.process_time() - cpu_began) * 1000 / len(runs))
                 batch_wall.append((time.perf_counter() - wall_began) * 1000 / len(runs))
+                keep(runs, bucket)
                 record(runs, bucket)
+    if args.verdicts:
+        args.verdicts.write_text(json.dumps(verdicts, indent=1, sort_keys=True, default=str))
     load = os.getloadavg()
     print(f"command: .venv/bin/python benchmarks/volume_judge_speed.py {' '.join(sys.argv[1:])}".rstrip())
     print(f"load average (1, 5, 15 min): {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
@@ -280,10 +319,11 @@ def main() -> None:
             f"{statistics.median(batch_wall):.2f} ms, p95 {percentile(batch_wall, 0.95):.2f} ms; CPU median "
             f"{statistics.median(batch_cpu):.2f} ms, p95 {percentile(batch_cpu, 0.95):.2f} ms"
         )
-    for planning, execution, buffers, words in explain(sample or []):
+    for planning, execution, buffers, words in sample or []:
         print(f"  server: planning {planning:.2f} ms, execution {execution:.2f} ms, {buffers} buffers: {words}…")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
     verdict = "met" if percentile(wall, 0.95) < TARGET_MS else "missed"
     print(f"target: one evaluation of a table < {TARGET_MS:g} ms (p95, one table per call): {verdict}")
     connections.close_all()

@@ -18,12 +18,17 @@ excluding
 Values before the table's `baseline_since` (a level shift accepted by a rebaseline, or automatically after
 `PULSE_LEVEL_SHIFT_CONFIRMATIONS` consistent buckets) keep training the seasonal shape, rescaled to the level
 of the values since (`baselines.rescaled_to_new_level`).
+
+What the judge reads of a batch (the buckets already judged, the training points, the quiet-day marks, the
+judgements that may confirm a level shift) comes from one statement (`judge_reads`); only an accepted level
+shift reads and writes more.
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -61,68 +66,98 @@ def _series_of(outcome: Outcome) -> str:
     return outcome.details.get("series", "")
 
 
-# The training points of a batch's tables, one statement for the whole batch: the latest usable value of each
-# bucket of each table's current series (before its `baseline_since` too: that shape is rescaled). Results of a
-# bucket come after its start, so `started_at` bounds the weekly partitions read. Its conditions are written as
-# the partial index result_volume_training's (monitors/models.py), which serves it from the index alone; table by
-# table (LATERAL), each table's few hundred points are de-duplicated on their own instead of the whole batch's
-# points being hashed and sorted together (for 200 tables x 336 points: 69 ms instead of 248 ms, no spill to disk).
-TRAINING_POINTS = """
-SELECT v.table_id, p.bucket_start, p.observed_value
-FROM unnest(%(tables)s::bigint[], %(series)s::text[]) AS v(table_id, series)
-CROSS JOIN LATERAL (
+# Everything the judge reads of a batch's tables, in one statement (`judge_reads`), in four parts told apart by
+# the first column:
+# 0  the judgement (not a run that repeated it) of each table's bucket under test, if a run already judged it;
+# and, only for the tables not judged yet:
+# 1  the training points: the latest usable value of each bucket of the table's current series (before its
+#    `baseline_since` too: that shape is rescaled), none taken during one of its connection's maintenance windows
+#    that end at `windows_since` or later (connections' MaintenanceWindow table, read with the rule of
+#    `connections.maintenance.windows_by_connection`); the window is the batch's: TRAINING_WINDOW up to a second
+#    after the latest bucket under test of the tables not judged yet;
+# 2  the table, if an earlier bucket of its day (`midnight` up to its bucket) passed as a quiet day;
+# 3  the first judgement of each of the `confirmations - 1` buckets right before its bucket under test, which may
+#    confirm a level shift with it.
+# Results of a bucket come after its start, and none is recorded after `recorded_by` (the later of now and the
+# latest bucket under test, plus RECORDED_MARGIN): those literal bounds on `started_at` let the planner read only
+# the weekly partitions that can hold them (2 or 3 instead of every partition up to the ones created ahead), which
+# is most of the statement's planning time. The training part's conditions are written as the partial index
+# result_volume_training's (monitors/models.py), which serves it from the index alone; table by table (LATERAL),
+# each table's few hundred points are de-duplicated on their own instead of the whole batch's points being hashed
+# and sorted together (for 200 tables x 336 points: 69 ms instead of 248 ms, no spill to disk).
+JUDGE_READS = """
+WITH v AS MATERIALIZED (
+    SELECT *
+    FROM unnest(%(tables)s::bigint[], %(connections)s::bigint[], %(series)s::text[], %(buckets)s::timestamptz[],
+                %(widths)s::interval[], %(midnights)s::timestamptz[])
+      AS v(table_id, connection_id, series, bucket_start, width, midnight)
+), judged AS MATERIALIZED (
+    SELECT DISTINCT ON (r.table_id)
+           r.table_id, r.id, r.expected_lower, r.expected_upper, r.marked_expected, r.details
+    FROM v JOIN monitors_checkresult r
+      ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
+    WHERE r.kind = 'volume' AND r.started_at >= %(first)s AND r.started_at < %(recorded_by)s
+      AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
+    ORDER BY r.table_id, r.started_at DESC, r.id DESC
+), unjudged AS MATERIALIZED (
+    SELECT v.* FROM v WHERE NOT EXISTS (SELECT FROM judged j WHERE j.table_id = v.table_id)
+), training AS MATERIALIZED (
+    SELECT max(u.bucket_start) + interval '1 second' - %(window)s::interval AS start,
+           max(u.bucket_start) + interval '1 second' AS until
+    FROM unjudged u
+)
+SELECT 0, j.table_id, j.id, NULL::timestamptz, NULL::float8, j.expected_lower, j.expected_upper, j.marked_expected,
+       NULL::boolean, j.details, NULL::jsonb, NULL::jsonb
+FROM judged j
+UNION ALL
+SELECT 1, u.table_id, NULL, p.bucket_start, p.observed_value, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM unjudged u CROSS JOIN training w CROSS JOIN LATERAL (
     SELECT DISTINCT ON (r.bucket_start) r.bucket_start, r.observed_value
     FROM monitors_checkresult r
-    WHERE r.table_id = v.table_id AND r.series = v.series
-      AND r.bucket_start >= %(start)s AND r.bucket_start < %(until)s AND r.started_at >= %(start)s
+    WHERE r.table_id = u.table_id AND r.series = u.series
+      AND r.bucket_start >= w.start AND r.bucket_start < w.until AND r.started_at >= w.start
+      AND r.started_at >= %(training_first)s AND r.started_at < %(recorded_by)s
       AND r.bucket_start IS NOT NULL AND r.kind = 'volume' AND r.observed_value IS NOT NULL
       AND (NOT r.is_anomaly OR r.marked_expected) AND NOT (r.status IN ('error', 'skipped'))
       AND NOT (r.details @> '{"quiet_day": true}'::jsonb)
+      AND NOT EXISTS (
+          SELECT FROM connections_maintenancewindow m
+          WHERE m.connection_id = u.connection_id AND m.ends_at >= %(windows_since)s
+            AND m.starts_at <= r.bucket_start AND r.bucket_start < m.ends_at
+      )
     ORDER BY r.bucket_start, r.started_at DESC
 ) p
+UNION ALL
+SELECT 2, u.table_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+FROM unjudged u
+WHERE EXISTS (
+    SELECT FROM monitors_checkresult r
+    WHERE r.table_id = u.table_id AND r.series = u.series AND r.bucket_start >= u.midnight
+      AND r.bucket_start < u.bucket_start AND r.kind = 'volume' AND r.started_at >= %(first_midnight)s
+      AND r.started_at < %(recorded_by)s AND r.details @> '{"quiet_day": true}'
+)
+UNION ALL
+SELECT 3, u.table_id, NULL, s.bucket_start, s.observed_value, NULL, NULL, s.marked_expected, s.is_anomaly, NULL,
+       s.expected, s.score
+FROM unjudged u CROSS JOIN LATERAL (
+    SELECT DISTINCT ON (r.bucket_start)
+           r.bucket_start, r.is_anomaly, r.marked_expected, r.observed_value, r.details -> 'expected' AS expected,
+           r.details -> 'score' AS score
+    FROM monitors_checkresult r
+    WHERE r.table_id = u.table_id AND r.series = u.series AND r.bucket_start < u.bucket_start
+      AND r.bucket_start >= u.bucket_start - (%(confirmations)s - 1) * u.width
+      AND r.bucket_start = ANY (
+          ARRAY(SELECT u.bucket_start - k * u.width FROM generate_series(1, %(confirmations)s - 1) AS k)
+      )
+      AND r.kind = 'volume' AND r.started_at >= %(first_streak)s AND r.started_at < %(recorded_by)s
+      AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
+    ORDER BY r.bucket_start, r.started_at DESC
+) s
 """
 
-# The judgement (not a run that repeated it) of each table's bucket under test, if a run already judged it.
-_JUDGED = """
-SELECT DISTINCT ON (r.table_id) r.id, r.table_id, r.expected_lower, r.expected_upper, r.marked_expected, r.details
-FROM monitors_checkresult r
-JOIN unnest(%(tables)s::bigint[], %(buckets)s::timestamptz[], %(series)s::text[]) AS v(table_id, bucket_start, series)
-  ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
-WHERE r.kind = %(kind)s AND r.started_at >= %(first)s
-  AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
-ORDER BY r.table_id, r.started_at DESC, r.id DESC
-"""
-
-
-def training_history(
-    *, tables: list[MonitoredTable], until: datetime, series: dict[int, str]
-) -> dict[int, dict[datetime, float]]:
-    """Per table: {bucket_start: value} of its current series (`series[table.id]`) usable for training, one
-    value per bucket, before `until`."""
-    if not tables:
-        return {}
-    with binary_cursor() as cursor:
-        cursor.execute(
-            TRAINING_POINTS,
-            {
-                "tables": [t.id for t in tables],
-                "series": [series[t.id] for t in tables],
-                "start": until - TRAINING_WINDOW,
-                "until": until,
-            },
-            binary=True,
-        )
-        rows = cursor.fetchall()
-    windows = windows_by_connection(
-        connection_ids={t.connection_id for t in tables}, since=timezone.now() - 2 * TRAINING_WINDOW
-    )
-    windows_of = {t.id: windows[t.connection_id] for t in tables if t.connection_id in windows}
-    history: dict[int, dict[datetime, float]] = defaultdict(dict)
-    for table_id, bucket, value in rows:
-        if table_id in windows_of and any(start <= bucket < end for start, end in windows_of[table_id]):
-            continue
-        history[table_id][bucket] = value
-    return history
+RECORDED_MARGIN = timedelta(days=2)
+"""No result is recorded (its `started_at`, a run's clock) more than this after both now and the latest bucket
+under test: clocks of several daemons differ by far less, and a bucket is judged after it ends."""
 
 
 class Judgement(NamedTuple):
@@ -136,23 +171,85 @@ class Judgement(NamedTuple):
     details: dict
 
 
-def _already_judged(volume: dict[int, Outcome]) -> dict[int, Judgement]:
-    """The latest judged result of each table's bucket under test, if a run already judged it."""
+@dataclass
+class JudgeReads:
+    """What `judge_reads` read of a batch's tables, by table id."""
+
+    judged: dict[int, Judgement] = field(default_factory=dict)
+    """The first judgement of each bucket under test that a run already judged; the other parts are only read for
+    the tables not in it."""
+    history: dict[int, dict[datetime, float]] = field(default_factory=lambda: defaultdict(dict))
+    """{bucket_start: value} of the current series usable for training, one value per bucket."""
+    quiet_day_marked: set[int] = field(default_factory=set)
+    """Tables whose day under test already had a bucket pass as a quiet day."""
+    streak_rows: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))
+    """(bucket, is_anomaly, marked_expected, value, expected, score) of the first judgement of each of the buckets
+    right before the bucket under test that may confirm a level shift (`_streak_buckets`), oldest first."""
+
+
+def judge_reads(*, volume: dict[int, Outcome], tables: dict[int, MonitoredTable], confirmations: int) -> JudgeReads:
+    """Read what the judge needs of the batch's tables (`volume`: {table id: outcome}) in one statement
+    (JUDGE_READS)."""
+    reads = JudgeReads()
     if not volume:
-        return {}
+        return reads
+    now = timezone.now()
+    outcomes = list(volume.values())
+    widths = [timedelta(seconds=o.details.get("bucket_seconds", 3600)) for o in outcomes]
+    latest = max(o.bucket_start for o in outcomes)
+    first = min(o.bucket_start for o in outcomes)
+    midnights = [_day_of(o)[0] for o in outcomes]
     with binary_cursor() as cursor:
         cursor.execute(
-            _JUDGED,
+            JUDGE_READS,
             {
                 "tables": list(volume),
-                "buckets": [o.bucket_start for o in volume.values()],
-                "series": [_series_of(o) for o in volume.values()],
-                "kind": VOLUME,
-                "first": min(o.bucket_start for o in volume.values()),
+                "connections": [tables[i].connection_id for i in volume],
+                "series": [_series_of(o) for o in outcomes],
+                "buckets": [o.bucket_start for o in outcomes],
+                "widths": widths,
+                "midnights": midnights,
+                "first": first,
+                "recorded_by": max(now, latest) + RECORDED_MARGIN,
+                "window": TRAINING_WINDOW,
+                "training_first": first + timedelta(seconds=1) - TRAINING_WINDOW,
+                "windows_since": now - 2 * TRAINING_WINDOW,
+                "first_midnight": min(midnights),
+                "confirmations": max(confirmations, 1),
+                "first_streak": min(
+                    o.bucket_start - (max(confirmations, 1) - 1) * width for o, width in zip(outcomes, widths)
+                ),
             },
             binary=True,
         )
-        return {row[1]: Judgement(*row) for row in cursor.fetchall()}
+        rows = cursor.fetchall()
+    for part, table_id, pk, at, value, lower, upper, marked, anomalous, details, expected, score in rows:
+        if part == 1:
+            reads.history[table_id][at] = value
+        elif part == 0:
+            reads.judged[table_id] = Judgement(pk, table_id, lower, upper, marked, details)
+        elif part == 2:
+            reads.quiet_day_marked.add(table_id)
+        else:
+            reads.streak_rows[table_id].append((at, anomalous, marked, value, expected, score))
+    for streak in reads.streak_rows.values():
+        streak.sort(key=lambda row: row[0])
+    return reads
+
+
+def training_history(
+    *, tables: list[MonitoredTable], until: datetime, series: dict[int, str]
+) -> dict[int, dict[datetime, float]]:
+    """Per table: {bucket_start: value} of its current series (`series[table.id]`) usable for training, one
+    value per bucket, before `until` (as `judge_reads` reads them for a bucket under test starting a second
+    before `until`)."""
+    bucket = until - timedelta(seconds=1)
+    volume = {
+        t.id: Outcome(kind=VOLUME, status=Status.PASS, bucket_start=bucket, details={"series": series[t.id]})
+        for t in tables
+    }
+    reads = judge_reads(volume=volume, tables={t.id: t for t in tables}, confirmations=0)
+    return reads.history
 
 
 def _finite(value: float | None) -> float | None:
@@ -277,56 +374,30 @@ def _plausible_shift(value: float, expected: float) -> bool:
     return expected > 0 and value > 0 and 1 / MAX_SHIFT_FACTOR <= value / expected <= MAX_SHIFT_FACTOR
 
 
-# The first judgement of each of the buckets right before the buckets under test whose verdicts may confirm a level
-# shift (one statement for the batch's candidates). Results of a bucket come after its start, which bounds the
-# weekly partitions read.
-_STREAK_BUCKETS = """
-SELECT DISTINCT ON (r.table_id, r.bucket_start)
-       r.table_id, r.bucket_start, r.is_anomaly, r.marked_expected, r.observed_value, r.details -> 'expected',
-       r.details -> 'score'
-FROM monitors_checkresult r
-JOIN unnest(%(tables)s::bigint[], %(buckets)s::timestamptz[], %(series)s::text[]) AS v(table_id, bucket_start, series)
-  ON r.table_id = v.table_id AND r.bucket_start = v.bucket_start AND r.series = v.series
-WHERE r.kind = %(kind)s AND r.started_at >= %(first)s
-  AND r.details @> '{"judged": true}' AND NOT r.details ? 'repeats_verdict_of'
-ORDER BY r.table_id, r.bucket_start, r.started_at DESC
-"""
-
-
 def _streak_buckets(outcome: Outcome, confirmations: int) -> list[datetime]:
     width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
     return [outcome.bucket_start - k * width for k in range(confirmations - 1, 0, -1)]
 
 
 def _shift_streaks(
-    candidates: list[tuple[MonitoredTable, Outcome, float]], *, confirmations: int
+    candidates: list[tuple[MonitoredTable, Outcome, float]], *, confirmations: int, rows: dict[int, list[tuple]]
 ) -> dict[int, list[tuple[datetime, float]]]:
     """`_shift_streak` of each (table, outcome, expected) candidate of a batch whose value is a plausible new
-    level, with one statement for their buckets and one for the maintenance windows (none when no candidate is
-    plausible): {table id: streak} of those that have one."""
+    level, from the first judgements of the buckets before its own (`rows`, by table id, read by `judge_reads`),
+    with one statement for the maintenance windows (none when no candidate has a streak): {table id: streak} of
+    those that have one."""
     plausible = [(t, o, e) for t, o, e in candidates if _plausible_shift(o.observed_value, e)]
     if not plausible:
         return {}
     wanted = {table.id: _streak_buckets(outcome, confirmations) for table, outcome, _ in plausible}
-    with binary_cursor() as cursor:
-        cursor.execute(
-            _STREAK_BUCKETS,
-            {
-                "tables": [table.id for table, _, _ in plausible for _ in wanted[table.id]],
-                "buckets": [bucket for table, _, _ in plausible for bucket in wanted[table.id]],
-                "series": [_series_of(outcome) for table, outcome, _ in plausible for _ in wanted[table.id]],
-                "kind": VOLUME,
-                "first": min(buckets[0] for buckets in wanted.values()),
-            },
-            binary=True,
-        )
-        rows: dict[int, list[tuple]] = defaultdict(list)
-        for table_id, *row in cursor.fetchall():
-            rows[table_id].append(tuple(row))
     streaks = {
         table.id: streak
         for table, outcome, expected in plausible
-        if (streak := _shift_streak(outcome=outcome, expected=expected, wanted=wanted[table.id], rows=rows[table.id]))
+        if (
+            streak := _shift_streak(
+                outcome=outcome, expected=expected, wanted=wanted[table.id], rows=rows.get(table.id, [])
+            )
+        )
     }
     if not streaks:
         return {}
@@ -431,47 +502,22 @@ def _day_of(outcome: Outcome) -> tuple[datetime, datetime]:
     return outcome.bucket_start.replace(hour=0, minute=0, second=0, microsecond=0), outcome.bucket_start
 
 
-# Which of a batch's tables had an earlier bucket of the day under test pass as a quiet day (one statement for
-# the tables whose day has a gap in its training points, as quiet-day buckets leave). Results of a bucket come
-# after its start, which bounds the weekly partitions read.
-_QUIET_DAYS = """
-SELECT DISTINCT r.table_id
-FROM monitors_checkresult r
-JOIN unnest(%(tables)s::bigint[], %(series)s::text[], %(midnights)s::timestamptz[], %(buckets)s::timestamptz[])
-  AS v(table_id, series, midnight, bucket)
-  ON r.table_id = v.table_id AND r.series = v.series AND r.bucket_start >= v.midnight AND r.bucket_start < v.bucket
-WHERE r.kind = %(kind)s AND r.started_at >= %(first)s AND r.details @> '{"quiet_day": true}'
-"""
-
-
-def _quiet_days_marked(days: dict[int, tuple[Outcome, dict[datetime, float]]]) -> set[int]:
+def _quiet_days_marked(days: dict[int, tuple[Outcome, dict[datetime, float]]], *, marked: set[int]) -> set[int]:
     """The ids of {table id: (outcome, training points)} whose outcome's day already had a bucket pass as a quiet
-    day (looked up only for days whose training points have a gap)."""
-    gaps = {}
+    day (`marked`, read by `judge_reads`), counted only for days whose training points have a gap, as quiet-day
+    buckets leave."""
+    quiet = set()
     for table_id, (outcome, points) in days.items():
+        if table_id not in marked:
+            continue
         midnight, bucket = _day_of(outcome)
         width = timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
         if (
             width < timedelta(days=1)
             and sum(1 for at in points if midnight <= at < bucket) < (bucket - midnight) / width
         ):
-            gaps[table_id] = (_series_of(outcome), midnight, bucket)
-    if not gaps:
-        return set()
-    with binary_cursor() as cursor:
-        cursor.execute(
-            _QUIET_DAYS,
-            {
-                "tables": list(gaps),
-                "series": [series for series, _, _ in gaps.values()],
-                "midnights": [midnight for _, midnight, _ in gaps.values()],
-                "buckets": [bucket for _, _, bucket in gaps.values()],
-                "kind": VOLUME,
-                "first": min(midnight for _, midnight, _ in gaps.values()),
-            },
-            binary=True,
-        )
-        return {table_id for (table_id,) in cursor.fetchall()}
+            quiet.add(table_id)
+    return quiet
 
 
 def _quiet_day_keep_out(*, table: MonitoredTable, outcome: Outcome, quiet_today: bool) -> None:
@@ -525,22 +571,19 @@ def volume_judge(*, runs) -> None:
             if outcome.kind == VOLUME and outcome.status == Status.PASS and outcome.bucket_start is not None:
                 volume[run.table.id] = outcome
                 tables[run.table.id] = run.table
-    for table_id, previous in _already_judged(volume).items():
+    confirmations = level_shift_confirmations()
+    reads = judge_reads(volume=volume, tables=tables, confirmations=confirmations)
+    for table_id, previous in reads.judged.items():
         _repeat(volume.pop(table_id), previous=previous, table=tables[table_id])
     if not volume:
         return
-    until = max(o.bucket_start for o in volume.values())
-    history = training_history(
-        tables=[tables[i] for i in volume],
-        until=until + timedelta(seconds=1),
-        series={table_id: _series_of(outcome) for table_id, outcome in volume.items()},
-    )
+    history = reads.history
     training: dict[int, tuple[Outcome, dict[datetime, float]]] = {}
     for table_id, outcome in volume.items():
         points = dict(outcome.history)
         points.update(history.get(table_id, {}))
         training[table_id] = (outcome, {at: value for at, value in points.items() if at < outcome.bucket_start})
-    quiet_days = _quiet_days_marked(training)
+    quiet_days = _quiet_days_marked(training, marked=reads.quiet_day_marked)
     judged: dict[int, tuple] = {}
     for table_id, (outcome, points) in training.items():
         table = tables[table_id]
@@ -578,7 +621,6 @@ def volume_judge(*, runs) -> None:
 
         verdict = judge(history=points, level_since=table.baseline_since)
         judged[table_id] = (verdict, points, judge, sensitivity, quiet_today)
-    confirmations = level_shift_confirmations()
     streaks = _shift_streaks(
         [
             (tables[table_id], volume[table_id], verdict.median)
@@ -586,6 +628,7 @@ def volume_judge(*, runs) -> None:
             if _may_shift(volume[table_id], verdict, confirmations)
         ],
         confirmations=confirmations,
+        rows=reads.streak_rows,
     )
     for table_id, (verdict, points, judge, sensitivity, quiet_today) in judged.items():
         table, outcome = tables[table_id], volume[table_id]

@@ -694,14 +694,16 @@ def _median_sorted(ordered: list[float]) -> float:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def _median_without(ordered: list[float], index: int) -> float:
-    """Median of a sorted list with the element at ``index`` left out."""
-    remaining = len(ordered) - 1
-    middle = remaining // 2
-    upper = ordered[middle] if middle < index else ordered[middle + 1]
-    if remaining % 2:
+def _median_without(ordered: list[float], value: float) -> float:
+    """Median of a sorted list (of at least 2) with one element equal to ``value`` left out.
+
+    Which element goes (the first equal one, at ``bisect_left(ordered, value)``) only matters by its side of the
+    middle, so two comparisons with the middle elements pick the answer."""
+    middle = (len(ordered) - 1) // 2
+    upper = ordered[middle] if ordered[middle] < value else ordered[middle + 1]
+    if len(ordered) % 2 == 0:
         return upper
-    lower = ordered[middle - 1] if middle - 1 < index else ordered[middle]
+    lower = ordered[middle - 1] if ordered[middle - 1] < value else ordered[middle]
     return (lower + upper) / 2
 
 
@@ -748,7 +750,7 @@ def _fit_buckets(data: _Data, mode: str) -> _Fit:
             continue
         for index in indexes:
             value = data.values[index]
-            residuals[index] = value - _median_without(bucket, bisect_left(bucket, value))
+            residuals[index] = value - _median_without(bucket, value)
 
     predictions: dict[int, float | None] = {}
 
@@ -804,7 +806,7 @@ def _fit_week(data: _Data) -> _Fit:
         if hour not in profile or own is None:
             return profile.get(hour)
         points = profile_points[hour]
-        return _median_without(points, bisect_left(points, own)) if len(points) > MIN_BUCKET_POINTS else None
+        return _median_without(points, own) if len(points) > MIN_BUCKET_POINTS else None
 
     keys = data.keys("hour_of_week")
     pooled = _day_pools(keys, ratios)
@@ -816,7 +818,7 @@ def _fit_week(data: _Data) -> _Fit:
         for index, (key, ratio, base) in enumerate(zip(keys, ratios, bases)):
             bucket = buckets[key]
             if base is not None and len(bucket) >= MIN_BUCKET_POINTS:
-                factor = _median_without(bucket, bisect_left(bucket, ratio))
+                factor = _median_without(bucket, ratio)
                 residuals[index] = data.values[index] - join(base, factor)
         candidates[width] = residuals
 
@@ -863,9 +865,13 @@ def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, in
     def pooled(key: int, width: int) -> list[float]:
         midnight = key - key % 24
         first, last = max(midnight, key - width), min(midnight + 23, key + width)
-        if (first, last) not in pools:
-            pools[first, last] = sorted(itertools.chain.from_iterable(own.get(k, ()) for k in range(first, last + 1)))
-        return pools[first, last]
+        pool = pools.get((first, last))
+        if pool is None:
+            pool = pools[first, last] = []
+            for k in range(first, last + 1):
+                pool += own.get(k, ())
+            pool.sort()
+        return pool
 
     return pooled
 

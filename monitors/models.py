@@ -320,8 +320,8 @@ class CheckResult(models.Model):
                 name="result_volume_buckets",
                 condition=models.Q(kind="volume", bucket_start__isnull=False),
             ),
-            # baseline training (monitors/anomalies.py _TRAINING_POINTS): a table's usable values of one series
-            # by bucket, read from the index alone (no heap visit per point).
+            # baseline training (the training part of monitors/anomalies.py JUDGE_READS): a table's usable values of
+            # one series by bucket, read from the index alone (no heap visit per point).
             models.Index(
                 fields=["table", "series", "bucket_start", "-started_at"],
                 include=["observed_value"],

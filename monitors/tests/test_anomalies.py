@@ -11,9 +11,10 @@ from functools import partial
 import psycopg
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
 from connections.models import MaintenanceWindow
-from monitors.anomalies import TRAINING_POINTS, training_history, volume_judge
+from monitors.anomalies import JUDGE_READS, TRAINING_WINDOW, training_history, volume_judge
 from monitors.checks import Outcome
 from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
@@ -320,17 +321,31 @@ def test_the_training_points_are_read_from_their_index_alone(table):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_bitmapscan = off")
         cursor.execute(
-            "EXPLAIN " + TRAINING_POINTS,
+            "EXPLAIN " + JUDGE_READS,
             {
                 "tables": [table.id],
+                "connections": [table.connection_id],
                 "series": [SERIES],
-                "since": [None],
-                "start": START - timedelta(days=14),
-                "until": START,
+                "buckets": [START],
+                "widths": [timedelta(hours=1)],
+                "midnights": [START],
+                "first": START,
+                "recorded_by": START + timedelta(days=2),
+                "window": TRAINING_WINDOW,
+                "training_first": START - TRAINING_WINDOW,
+                "windows_since": START - 2 * TRAINING_WINDOW,
+                "first_midnight": START,
+                "confirmations": 6,
+                "first_streak": START - timedelta(hours=5),
             },
         )
         plan = "\n".join(line for (line,) in cursor.fetchall())
-    scans = [line.split(" using ")[1].split(" on ")[0] for line in plan.splitlines() if " using " in line]
+    # The training part is the only one its index can serve (the other parts read judged results).
+    scans = [
+        line.split(" using ")[1].split(" on ")[0]
+        for line in plan.splitlines()
+        if " using " in line and " on monitors_checkresult" in line
+    ]
     assert scans and set(scans) <= partition_indexes, plan
 
 
@@ -377,6 +392,26 @@ def _judged(runs) -> tuple[list[dict], int]:
     return [{**vars(run.outcomes[0]), "details": dict(run.outcomes[0].details)} for run in runs], len(sent)
 
 
+def test_a_first_judgement_and_a_repeat_each_read_what_they_need_with_one_statement(make_connection):
+    """A bucket judged for the first time (anomalous, in a day with a gap, after anomalous buckets that may start a
+    level shift, on a connection with a maintenance window) and a repeat of it: one statement each, and the window's
+    values stay out of training."""
+    table = _batch_tables(make_connection(), 1)[0]
+    # Windows ending before the last 28 days are not read: this one is still on.
+    MaintenanceWindow.objects.create(
+        connection=table.connection, starts_at=START - timedelta(hours=30), ends_at=timezone.now() + timedelta(days=1)
+    )
+    for hour in range(3):
+        observe(table, START + timedelta(hours=hour), 500)
+    at = START + timedelta(hours=3)
+    (first,), statements = _judged([_new_run(table, at, 500)])
+    assert first["is_anomaly"] and first["details"]["training_points"] == 14 * 24 - 4 - 30
+    assert statements == 1
+    observe(table, at, 500)
+    (again,), statements = _judged([_new_run(table, at, 500)])
+    assert "repeats_verdict_of" in again["details"] and statements == 1
+
+
 def test_a_batch_is_judged_as_each_table_alone_with_statements_independent_of_its_size(make_connection):
     """Level shifts confirmed, an anomaly without a streak, a normal value and a repeated verdict, judged one table
     per call and as one batch: the same verdicts; a batch of 8 reads with as many statements as a batch of 2 (each
@@ -401,4 +436,5 @@ def test_a_batch_is_judged_as_each_table_alone_with_statements_independent_of_it
         together[5]["is_anomaly"] and not together[6]["is_anomaly"] and "repeats_verdict_of" in together[7]["details"]
     )
     _, two = _judged(runs([0, 5]))
-    assert statements - 3 * 5 == two - 3 * 1 <= 6
+    # One statement reads the batch (monitors.anomalies.JUDGE_READS), one the windows of the tables with a streak.
+    assert statements - 3 * 5 == two - 3 * 1 == 2

@@ -1,8 +1,10 @@
 """Behaviour of the anomaly baselines, through the public functions (no database needed)."""
 
+import bisect
 import math
 import random
 import re
+import statistics
 from datetime import datetime, timedelta
 
 import pytest
@@ -630,3 +632,21 @@ def test_a_weekend_hour_of_a_business_hours_table_expects_its_few_rows_even_wher
     assert spike.seasonality == "hour_of_week"
     assert spike.median < 2
     assert spike.is_anomaly and "above the expected" in spike.message
+
+
+def test_a_median_leaving_one_value_out_is_the_median_of_the_rest():
+    """The fits' leave-one-out median (a private helper, tested alone: every fit's residuals rest on it) against its
+    definition, on sorted lists of odd and even lengths with repeated values, for each value and for values that
+    are not in the list but fall between them."""
+    from monitors.baselines import _median_without
+
+    rng = random.Random(3)
+    for length in range(2, 40):
+        ordered = sorted(float(rng.randint(0, 12)) for _ in range(length))
+        for position, value in enumerate(ordered):
+            rest = ordered[:position] + ordered[position + 1 :]
+            assert _median_without(ordered, value) == statistics.median(rest)
+        for value in (ordered[length // 2] - 0.5, ordered[length // 2] + 0.5):
+            position = bisect.bisect_left(ordered, value)
+            rest = ordered[: min(position, length - 1)] + ordered[min(position, length - 1) + 1 :]
+            assert _median_without(ordered, value) == statistics.median(rest)
