@@ -4,20 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitors', '0004_kind_labels_from_registry'),
+        ("monitors", "0004_kind_labels_from_registry"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='check',
-            name='managed_by',
-            field=models.CharField(blank=True, default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
+            model_name="check",
+            name="managed_by",
+            field=models.CharField(
+                blank=True,
+                default="",
+                editable=False,
+                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
+                max_length=100,
+            ),
         ),
         migrations.AddField(
-            model_name='monitoredtable',
-            name='managed_by',
-            field=models.CharField(blank=True, default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
+            model_name="monitoredtable",
+            name="managed_by",
+            field=models.CharField(
+                blank=True,
+                default="",
+                editable=False,
+                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
+                max_length=100,
+            ),
         ),
     ]

@@ -4,50 +4,81 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitors', '0008_volume_series_and_sensitivity_presets'),
+        ("monitors", "0008_volume_series_and_sensitivity_presets"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='check',
-            name='managed_by',
-            field=models.CharField(blank=True, db_default='', default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
+            model_name="check",
+            name="managed_by",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                editable=False,
+                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
+                max_length=100,
+            ),
         ),
         migrations.AlterField(
-            model_name='checkresult',
-            name='series',
-            field=models.CharField(blank=True, db_default='', default='', max_length=100),
+            model_name="checkresult",
+            name="series",
+            field=models.CharField(blank=True, db_default="", default="", max_length=100),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='managed_by',
-            field=models.CharField(blank=True, db_default='', default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
+            model_name="monitoredtable",
+            name="managed_by",
+            field=models.CharField(
+                blank=True,
+                db_default="",
+                default="",
+                editable=False,
+                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
+                max_length=100,
+            ),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='sensitivity_preset',
-            field=models.CharField(blank=True, choices=[('', 'custom (the numeric sensitivity)'), ('low', 'Low'), ('medium', 'Medium'), ('high', 'High')], db_default='', default='', help_text='low / medium / high replace the numeric sensitivity (thresholds in the README); empty: use it.', max_length=6),
+            model_name="monitoredtable",
+            name="sensitivity_preset",
+            field=models.CharField(
+                blank=True,
+                choices=[
+                    ("", "custom (the numeric sensitivity)"),
+                    ("low", "Low"),
+                    ("medium", "Medium"),
+                    ("high", "High"),
+                ],
+                db_default="",
+                default="",
+                help_text="low / medium / high replace the numeric sensitivity (thresholds in the README); empty: use it.",
+                max_length=6,
+            ),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='timestamp_column_chosen_by',
-            field=models.CharField(choices=[('user', 'User'), ('discovery', 'Discovery')], db_default='user', default='user', editable=False, max_length=9),
+            model_name="monitoredtable",
+            name="timestamp_column_chosen_by",
+            field=models.CharField(
+                choices=[("user", "User"), ("discovery", "Discovery")],
+                db_default="user",
+                default="user",
+                editable=False,
+                max_length=9,
+            ),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='timestamp_column_reason',
-            field=models.TextField(blank=True, db_default='', default='', editable=False),
+            model_name="monitoredtable",
+            name="timestamp_column_reason",
+            field=models.TextField(blank=True, db_default="", default="", editable=False),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='volume_bucket_seconds',
+            model_name="monitoredtable",
+            name="volume_bucket_seconds",
             field=models.PositiveIntegerField(db_default=3600, default=3600, editable=False),
         ),
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='volume_series',
-            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=100),
+            model_name="monitoredtable",
+            name="volume_series",
+            field=models.CharField(blank=True, db_default="", default="", editable=False, max_length=100),
         ),
     ]

@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('monitors', '0011_claim_indexes_in_due_order'),
+        ("monitors", "0011_claim_indexes_in_due_order"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='monitoredtable',
-            name='baseline_since',
-            field=models.DateTimeField(blank=True, editable=False, help_text='Start of the current level (set by rebaseline or an accepted level shift): older values train only the seasonal shape, rescaled to the level since.', null=True),
+            model_name="monitoredtable",
+            name="baseline_since",
+            field=models.DateTimeField(
+                blank=True,
+                editable=False,
+                help_text="Start of the current level (set by rebaseline or an accepted level shift): older values train only the seasonal shape, rescaled to the level since.",
+                null=True,
+            ),
         ),
     ]

@@ -4,15 +4,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('connections', '0007_new_columns_have_database_defaults'),
-        ('monitors', '0012_baseline_since_help_text'),
+        ("connections", "0007_new_columns_have_database_defaults"),
+        ("monitors", "0012_baseline_since_help_text"),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='monitoredtable',
-            index=models.Index(fields=['connection', 'schema_name', 'table_name'], include=('id',), name='table_list_order'),
+            model_name="monitoredtable",
+            index=models.Index(
+                fields=["connection", "schema_name", "table_name"], include=("id",), name="table_list_order"
+            ),
         ),
     ]
