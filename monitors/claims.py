@@ -146,7 +146,9 @@ def tables_claim_due(
     `exclude_connections`: connections this pass found busy (all session slots taken).
     """
     token = uuid.uuid4()
-    with binary_cursor() as cursor:
+    # Errors as Django's own cursor raises them (OperationalError when the database went away), marking the
+    # connection so that `close_old_connections` replaces it: a raw psycopg error would leave a dead connection.
+    with binary_cursor() as cursor, pulse_db.wrap_database_errors:
         cursor.execute(
             _CLAIM[force],
             {

@@ -6,8 +6,8 @@ import psycopg
 from django.db import connection as pulse_db
 from django.db.models import Model
 from django.db.models.base import ModelState
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
 from django.db.models.query_utils import DeferredAttribute
-from django.db.models.signals import post_init, pre_init
 
 
 def binary_cursor() -> psycopg.Cursor:
@@ -20,25 +20,27 @@ def binary_cursor() -> psycopg.Cursor:
     return psycopg.Cursor(pulse_db.connection)
 
 
+# Field descriptors whose setting on a new instance only stores the value under the field's name (the foreign
+# key's clears a cached related object, which a new instance does not have yet).
+_PLAIN_DESCRIPTORS = (DeferredAttribute, ForeignKeyDeferredAttribute)
+
+
 @functools.cache
 def _plain_attnames(model: type[Model]) -> tuple[str, ...] | None:
-    """The concrete fields' attribute names when `model(*values)` only stores each value under its name (every
-    field's class attribute a plain DeferredAttribute, whose foreign-key kind clears a cache a new instance does
-    not have yet); None when some field does more (a file, a custom descriptor)."""
+    """The concrete fields' attribute names when `model(*values)` only stores each value under its name; None when
+    some field's descriptor does more (a file, a custom descriptor)."""
     names = tuple(f.attname for f in model._meta.concrete_fields)
-    plain = all(isinstance(model.__dict__.get(name), DeferredAttribute) for name in names)
+    plain = all(type(model.__dict__.get(name)) in _PLAIN_DESCRIPTORS for name in names)
     return names if plain else None
 
 
 def model_new(model: type[Model], values) -> Model:
     """`model(*values)` (every concrete field, in field order), a few times cheaper: the same instance state and
     attributes, without Model.__init__'s per-field setattr (the hot paths build thousands per pass). Falls back
-    to `model(*values)` when init signals have receivers or a field has its own descriptor."""
+    to `model(*values)` when a field has its own descriptor. Model.__init__'s pre_init/post_init signals are not
+    sent: Pulse connects none (test_architecture), and test_database checks the models built here have none."""
     names = _plain_attnames(model)
-    signalled = (pre_init.receivers and pre_init.has_listeners(model)) or (
-        post_init.receivers and post_init.has_listeners(model)
-    )
-    if names is None or signalled:
+    if names is None:
         return model(*values)
     instance = model.__new__(model)
     instance._state = ModelState()
