@@ -25,6 +25,7 @@ from django.db import connection as pulse_db
 from django.utils import timezone
 
 from connections.models import Connection
+from monitors.database import binary_cursor, model_loaded
 from monitors.due import first_claimable
 from monitors.models import Check, MonitoredTable
 
@@ -42,11 +43,15 @@ _DUE = """{t}.is_active AND {c}.is_active AND {t}.status <> 'missing'
       AND NOT ({t}.connection_id = ANY(%(busy)s::bigint[]))"""
 
 
-# The claimed rows come back whole from the claim's RETURNING (every concrete column, in the model's field order)
-# and are built as the ORM builds them (its converters, then `from_db`): no second query loads them.
+# The claimed rows come back whole from the claim's RETURNING (every concrete column, in the model's field order),
+# read in binary (timestamps decoded in C; Django's text loader parses them in Python), JSON columns as their text,
+# and are built as the ORM builds them (its converters, then `from_db`'s instance): no second query loads them.
 _TABLE_FIELDS = MonitoredTable._meta.concrete_fields
-_TABLE_ATTNAMES = [f.attname for f in _TABLE_FIELDS]
-_RETURNED_COLUMNS = ", ".join(f"monitors_monitoredtable.{pulse_db.ops.quote_name(f.column)}" for f in _TABLE_FIELDS)
+_RETURNED_COLUMNS = ", ".join(
+    f"monitors_monitoredtable.{pulse_db.ops.quote_name(f.column)}"
+    + ("::text" if f.get_internal_type() == "JSONField" else "")
+    for f in _TABLE_FIELDS
+)
 
 
 @functools.cache
@@ -67,7 +72,7 @@ def _table_from_row(row: tuple) -> MonitoredTable:
     for position, converters, column in _table_converters():
         for converter in converters:
             values[position] = converter(values[position], column, pulse_db)
-    return MonitoredTable.from_db(pulse_db.alias, _TABLE_ATTNAMES, values)
+    return model_loaded(MonitoredTable, values, db=pulse_db.alias)
 
 
 def _claim_sql(*, force: bool) -> str:
@@ -141,7 +146,9 @@ def tables_claim_due(
     `exclude_connections`: connections this pass found busy (all session slots taken).
     """
     token = uuid.uuid4()
-    with pulse_db.cursor() as cursor:
+    # Errors as Django's own cursor raises them (OperationalError when the database went away), marking the
+    # connection so that `close_old_connections` replaces it: a raw psycopg error would leave a dead connection.
+    with binary_cursor() as cursor, pulse_db.wrap_database_errors:
         cursor.execute(
             _CLAIM[force],
             {
@@ -154,6 +161,7 @@ def tables_claim_due(
                 "busy": list(exclude_connections or []),
                 "limit": limit,
             },
+            binary=True,
         )
         rows = cursor.fetchall()
     claimed = [(_table_from_row(row[:-1]), row[-1]) for row in rows]  # (table, has active checks)

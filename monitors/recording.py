@@ -39,7 +39,7 @@ from connections.models import Connection
 from monitors import spool
 from monitors.anomalies import volume_judge
 from monitors.checks import Outcome, Status, schema_change, volume
-from monitors.database import binary_cursor
+from monitors.database import binary_cursor, model_new
 from monitors.models import CheckResult, MonitoredTable
 
 logger = logging.getLogger(__name__)
@@ -181,27 +181,30 @@ _CONNECTION_CACHE = CheckResult.connection.field
 
 
 def _result(outcome: Outcome, *, connection: Connection, table: MonitoredTable | None, started_at) -> CheckResult:
-    """A result as a model instance (for the alert lifecycle), built from positional values: the model's fast
-    path, a few times cheaper per result than keyword arguments through the related-object descriptors."""
-    result = CheckResult(
-        None,  # id, set by the INSERT
-        connection.pk,
-        None if table is None else table.pk,
-        outcome.check_id,
-        outcome.kind,
-        outcome.status,
-        outcome.observed_value,
-        outcome.expected_lower,
-        outcome.expected_upper,
-        outcome.message[:4000],
-        started_at,
-        outcome.duration_ms,
-        min(outcome.queries_used, 32767),
-        outcome.bucket_start,
-        outcome.details.get("series", "") if outcome.kind == volume.KIND else "",
-        outcome.details,
-        outcome.is_anomaly,
-        False,  # marked_expected
+    """A result as a model instance (for the alert lifecycle), built from positional values (`model_new`): several
+    times cheaper per result than keyword arguments through the related-object descriptors."""
+    result = model_new(
+        CheckResult,
+        (
+            None,  # id, set by the INSERT
+            connection.pk,
+            None if table is None else table.pk,
+            outcome.check_id,
+            outcome.kind,
+            outcome.status,
+            outcome.observed_value,
+            outcome.expected_lower,
+            outcome.expected_upper,
+            outcome.message[:4000],
+            started_at,
+            outcome.duration_ms,
+            min(outcome.queries_used, 32767),
+            outcome.bucket_start,
+            outcome.details.get("series", "") if outcome.kind == volume.KIND else "",
+            outcome.details,
+            outcome.is_anomaly,
+            False,  # marked_expected
+        ),
     )
     _CONNECTION_CACHE.set_cached_value(result, connection)
     _TABLE_CACHE.set_cached_value(result, table)

@@ -11,6 +11,7 @@ takes every worker ahead of another connection's tables. Leases are renewed by t
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
@@ -46,6 +47,21 @@ HELD_BACK_PAUSE_MAX = timedelta(seconds=30)
 """After a held-back batch, a daemon leaves the connection alone until its `retry_at` plus a pause that doubles
 with each held-back batch in a row (1 s up to 30 s): a backlog larger than the share then costs a held-back
 batch every 30 s, not every second. Nothing is lost meanwhile: the bucket banks the refill up to its burst."""
+
+
+COLLECTOR_YOUNG_THRESHOLD = 10_000
+"""Net container allocations between two collections of the garbage collector's youngest generation (Python's
+default: 700)."""
+
+
+def collector_tune() -> None:
+    """Collect the youngest generation after COLLECTOR_YOUNG_THRESHOLD net allocations instead of 700: a batch
+    allocates tens of thousands of short-lived objects (rows, results, statements) that are freed when it ends,
+    and at 700 their peaks set off ~150 young and one or two full collections (which walk every object of
+    Django's start-up) per 2,000 tables: 22-34 us of CPU per table, about 1 us at 10,000. Cycles are still
+    collected, a little later."""
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(COLLECTOR_YOUNG_THRESHOLD, middle, oldest)
 
 
 def worker_name() -> str:

@@ -27,6 +27,7 @@ ALL of each table's fixed statement); a table it could not read (the statement f
 a batch.
 """
 
+import functools
 import logging
 import math
 import string
@@ -170,6 +171,7 @@ def row_count(ctx: CheckContext, size: tuple | None = None) -> tuple[float, str]
     return ctx.runner.fetchone(query)[0], "exact"
 
 
+@functools.lru_cache(maxsize=256)  # a batch's tables share their few (column, width) pairs
 def series_key(column: str, width: timedelta) -> str:
     """The identity of a rows-per-bucket series: what is counted (rows by `column`) and per how long."""
     hours = int(width.total_seconds()) // 3600
@@ -224,6 +226,7 @@ def regroup(hourly: list[tuple[datetime, float]], *, width: timedelta, since: da
     return [(start, total) for start, total in sorted(sums.items()) if start >= since and start + width <= until]
 
 
+@functools.lru_cache(maxsize=1024)  # a batch's tables share the replica's `data_as_of` and a few widths
 def _floor(moment: datetime, bucket: timedelta) -> datetime:
     """The start of the bucket holding `moment`: buckets are aligned on UTC midnight."""
     moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
@@ -412,12 +415,9 @@ def _bucketed(
     ctx: CheckContext, *, in_bucket: int, bucket: timedelta, bucket_start: datetime, details: dict, history: list | None
 ) -> Outcome:
     """The volume outcome for rows in a bucket (with the backfilled history of a new series)."""
-    bucket_end = bucket_start + bucket
     total, method = details["total_rows"], details["method"]
     details.update(series=series_key(ctx.table.timestamp_column, bucket), bucket_seconds=int(bucket.total_seconds()))
-    span = (
-        f"on {bucket_start:%Y-%m-%d}" if bucket == DAY else f"in {bucket_start:%Y-%m-%d %H:00}–{bucket_end:%H:00} UTC"
-    )
+    span = _span(bucket_start, bucket)
     context = f"{fmt_number(total)} rows in all ({method})"
     if "width_rechosen_from" in details:
         context += f"; a new series of {width_label(bucket)} buckets, re-chosen as the table's rate drifted"
@@ -434,6 +434,14 @@ def _bucketed(
         outcome.history = [(moment, value) for moment, value in history if moment < bucket_start]
         details["backfilled"] = len(outcome.history)
     return outcome
+
+
+@functools.lru_cache(maxsize=256)  # a batch's tables share their few buckets
+def _span(bucket_start: datetime, bucket: timedelta) -> str:
+    """When a bucket was, for people: its day for a day's bucket, else its day and hours (UTC)."""
+    if bucket == DAY:
+        return f"on {bucket_start:%Y-%m-%d}"
+    return f"in {bucket_start:%Y-%m-%d %H:00}–{bucket_start + bucket:%H:00} UTC"
 
 
 def _known_width(table, *, column_type: str) -> timedelta | None:

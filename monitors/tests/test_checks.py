@@ -360,3 +360,22 @@ def test_a_weekly_load_seen_by_several_runs_is_one_load():
     assert learned_limit(seen, latest=monday + timedelta(weeks=2, minutes=40)) == timedelta(weeks=1, hours=16.8)
     later = monday + timedelta(weeks=1, hours=9)  # not the same time of day: no weekly cadence
     assert learned_limit([*seen[:3], later.isoformat()], latest=later) is None
+
+
+def test_a_buckets_span_and_start_read_the_same_for_every_table_of_a_batch_and_in_utc():
+    """`_span`, `_floor` and `series_key` are remembered per value (a batch's tables share them): the same answer
+    every time, whatever zone an equal moment was given in."""
+    hour, six = timedelta(hours=1), timedelta(hours=6)
+    start = datetime(2026, 11, 30, 5, tzinfo=UTC)
+    for _ in range(2):
+        assert volume._span(start, hour) == "in 2026-11-30 05:00–06:00 UTC"
+        assert volume._span(start, six) == "in 2026-11-30 05:00–11:00 UTC"
+        assert volume._span(datetime(2026, 11, 30, tzinfo=UTC), volume.DAY) == "on 2026-11-30"
+        assert volume.series_key("created_at", hour) == "rows:created_at:1h"
+        assert volume.series_key("created_at", volume.DAY) == "rows:created_at:1d"
+    berlin = datetime(2026, 11, 30, 8, 59, 59, 999999, tzinfo=timezone.get_fixed_timezone(120))  # 06:59:59 UTC
+    for moment in (berlin, berlin.astimezone(UTC), berlin):
+        assert volume._floor(moment, hour) == datetime(2026, 11, 30, 6, tzinfo=UTC)
+        assert volume._floor(moment, hour).utcoffset() == timedelta(0)
+        assert volume._floor(moment, six) == datetime(2026, 11, 30, 6, tzinfo=UTC)
+        assert volume._floor(moment, volume.DAY) == datetime(2026, 11, 30, tzinfo=UTC)

@@ -2,10 +2,11 @@
 
 import threading
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import psycopg
 import pytest
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.db import connection as pulse_db
 from django.utils import timezone
 
@@ -262,8 +263,26 @@ def test_claimed_tables_equal_the_rows_the_orm_loads_field_by_field(tables):
         for model_field in MonitoredTable._meta.concrete_fields:
             ours, theirs = getattr(table, model_field.attname), getattr(expected, model_field.attname)
             assert (ours, type(ours)) == (theirs, type(theirs)), model_field.name
+            if isinstance(ours, datetime):  # read in binary: the same zone object as Django's text loader gives
+                assert ours.tzinfo is theirs.tzinfo, model_field.name
         assert table._state.adding is False and table._state.db == expected._state.db
         assert table.connection is claim.tables[0].connection and table.connection == expected.connection
     first = next(t for t in claim.tables if t.id == tables[0].id)
     assert first.schema_reference == [{"name": "id", "type": "bigint"}]
     assert first.plan_costs["volume"]["cost"] == 12.5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_on_a_connection_the_database_dropped_raises_djangos_error_and_the_next_claim_reconnects(tables):
+    """The claim reads through a raw psycopg cursor: its errors must still be Django's, and mark the connection, so
+    the runner's handling (a warning, then `close_old_connections`) replaces the dead connection."""
+    pulse_db.ensure_connection()
+    pid = pulse_db.connection.info.backend_pid
+    with psycopg.connect(pulse_db.connection.info.dsn, password=pulse_db.settings_dict["PASSWORD"] or None) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises((OperationalError, InterfaceError)):
+        tables_claim_due(now=timezone.now(), lease=LEASE, limit=100)
+    close_old_connections()
+    claim = tables_claim_due(now=timezone.now(), lease=LEASE, limit=100)
+    assert sorted(t.id for t in claim.tables) == sorted(t.id for t in tables)
+    assert pulse_db.connection.info.backend_pid != pid

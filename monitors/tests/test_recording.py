@@ -287,3 +287,78 @@ def test_the_shared_allowance_row_is_not_locked_while_a_batch_is_recorded(orders
     assert [r.kind for r in batch_bookkeep(book, on_recorded=try_the_row)] == ["schema_change"]
     assert seen["row"] == (10,)  # free while the handler ran, the refund not yet made
     assert QueryAllowance.objects.get(connection=orders.connection).queries_used == 6  # refunded with the batch
+
+
+@pytest.mark.django_db
+def test_the_table_state_is_written_field_by_field_from_the_runs(make_connection):
+    """The batch's table states go to the server as one JSON document: every written field must come back as the
+    run said, JSON nested as it was, NULL where nothing is to be kept, times to the microsecond, odd text intact."""
+    shop = make_connection()
+    kept = [{"name": "id", "type": "bigint"}]
+    fresh, known = (
+        MonitoredTable.objects.create(connection=shop, table_name="fresh", timestamp_column="created_at"),
+        MonitoredTable.objects.create(
+            connection=shop,
+            table_name="known",
+            schema_reference=kept,
+            volume_series="rows:created_at:1h",
+            volume_bucket_seconds=3600,
+            backfilled_at=timezone.now() - timedelta(days=2),
+        ),
+    )
+    token = uuid.uuid4()
+    MonitoredTable.objects.filter(pk__in=[fresh.pk, known.pk]).update(
+        lease_token=token, lease_expires_at=timezone.now() + timedelta(minutes=1)
+    )
+    fresh.refresh_from_db()
+    known.refresh_from_db()
+    started_at = timezone.now().replace(microsecond=123457)
+    retry_at = started_at + timedelta(seconds=42, microseconds=1)
+    runs = [
+        TableRun(
+            table=fresh,
+            outcomes=[
+                Outcome(kind="schema_change", status=Status.PASS, details={"columns": [{"name": "é\"'\\", "n": 1.25}]}),
+                Outcome(
+                    kind="volume",
+                    status=Status.PASS,
+                    observed_value=3,
+                    details={"series": "rows:created_at:2h", "bucket_seconds": 7200, "backfilled": 10},
+                ),
+            ],
+            plan_costs={"volume_bucket": {"cost": 12.5, "at": "2026-11-30T00:00:00+00:00"}, "count": {"cost": 1e-07}},
+            update_times=["2026-11-30T00:00:00+00:00"],
+        ),
+        TableRun(
+            table=known,
+            outcomes=[
+                Outcome(
+                    kind="freshness",
+                    status=Status.SKIPPED,
+                    message="held back: ünïcode \"quoted\" 'single' \\ back\nslash",
+                    details={"reason": "time_share", "retry_at": retry_at.isoformat()},
+                )
+            ],
+        ),
+    ]
+    results_record(
+        connection=shop, token=token, runs=runs, connection_outcomes=[], started_at=started_at, on_recorded=Recorder()
+    )
+    fresh.refresh_from_db()
+    known.refresh_from_db()
+    assert (fresh.status, fresh.last_error, fresh.lease_token, fresh.lease_expires_at) == ("healthy", "", None, None)
+    assert fresh.last_checked_at == started_at and fresh.backfilled_at == started_at
+    assert fresh.next_check_at == started_at + timedelta(seconds=fresh.check_interval_seconds)
+    assert fresh.schema_reference == [{"name": "é\"'\\", "n": 1.25}]
+    assert fresh.plan_costs == {
+        "volume_bucket": {"cost": 12.5, "at": "2026-11-30T00:00:00+00:00"},
+        "count": {"cost": 1e-07},
+    }
+    assert fresh.update_times == ["2026-11-30T00:00:00+00:00"]
+    assert (fresh.volume_series, fresh.volume_bucket_seconds) == ("rows:created_at:2h", 7200)
+    assert known.status == "unknown"  # only skipped checks: the status stays
+    assert known.last_error == "held back: ünïcode \"quoted\" 'single' \\ back\nslash"
+    assert known.next_check_at == retry_at  # sooner than the interval: to the microsecond
+    assert known.schema_reference == kept and known.plan_costs == {} and known.update_times == []
+    assert (known.volume_series, known.volume_bucket_seconds) == ("rows:created_at:1h", 3600)
+    assert known.backfilled_at < started_at - timedelta(days=1)

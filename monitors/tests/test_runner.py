@@ -1,5 +1,6 @@
 """monitors.runner, heartbeat and results: a pass of the runner in-process, and the housekeeping it relies on."""
 
+import gc
 import threading
 from datetime import datetime, timedelta
 
@@ -14,7 +15,7 @@ from connections.models import QueryAllowance
 from monitors.checks import Status
 from monitors.heartbeat import heartbeat_beat, heartbeats_prune
 from monitors.models import CheckResult, MonitoredTable, SchedulerHeartbeat
-from monitors.runner import CheckRunner, CycleSummary
+from monitors.runner import COLLECTOR_YOUNG_THRESHOLD, CheckRunner, CycleSummary, collector_tune
 
 pytestmark = pytest.mark.django_db
 
@@ -297,3 +298,19 @@ def test_the_pause_after_held_back_batches_is_capped_and_ends_with_a_batch_that_
     runner._held_until[shop.pk] = timezone.now()
     runner.cycle(wait=False)
     assert shop.pk not in runner._held_streak  # a batch ran: the next held-back batch pauses 1 s again
+
+
+@pytest.fixture
+def collector_thresholds():
+    """The garbage collector's thresholds, restored after the test (they are the process's)."""
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 7, 9)
+    yield
+    gc.set_threshold(*saved)
+
+
+@pytest.mark.django_db(False)
+def test_tuning_the_collector_spaces_its_young_collections_and_keeps_the_older_generations(collector_thresholds):
+    collector_tune()
+    assert gc.get_threshold() == (COLLECTOR_YOUNG_THRESHOLD, 7, 9)
+    assert gc.isenabled()

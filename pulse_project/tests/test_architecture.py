@@ -15,7 +15,14 @@ import pytest
 from django.conf import settings
 
 PACKAGES = (
-    "common", "connections", "monitors", "alerts", "observability", "monitors_as_code", "dashboard", "pulse_project"
+    "common",
+    "connections",
+    "monitors",
+    "alerts",
+    "observability",
+    "monitors_as_code",
+    "dashboard",
+    "pulse_project",
 )
 JOB_PATH = re.compile(r"^[a-z_]+(\.[a-z_]+)+:[a-z_]+$")
 FOREIGN_WRITE = re.compile(

@@ -5,6 +5,7 @@ itself prints; whenever something is or could be due, the command runs as usual,
 without the apps that only serve pages and the API (settings.SERVING_ONLY_APPS), and still records results,
 opens alerts and queues their notifications."""
 
+import gc
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ from django.utils import timezone
 
 from alerts.models import Alert, Notification
 from monitors.models import CheckResult, MonitoredTable
+from monitors.runner import COLLECTOR_YOUNG_THRESHOLD
 from pulse_project.testing.daemons import ROOT, manage, pulse_test_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -84,6 +86,17 @@ def test_a_table_due_later_is_told_as_the_command_tells_it(make_connection):
     assert done.stdout.strip() == in_process()
     looked = probe()
     assert looked.stdout.strip().splitlines()[-1] == "[]", looked.stderr
+
+
+def test_the_command_tunes_the_garbage_collector_before_its_passes(make_connection):
+    MonitoredTable.objects.create(connection=make_connection(), table_name="orders", timestamp_column="created_at")
+    saved = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    try:
+        assert "cycle: checked 1 tables" in in_process()
+        assert gc.get_threshold() == (COLLECTOR_YOUNG_THRESHOLD, 10, 10)
+    finally:
+        gc.set_threshold(*saved)
 
 
 def test_a_due_table_is_left_to_the_command_which_checks_it(make_connection):

@@ -15,7 +15,7 @@ from django.utils import timezone
 from alerts.intake import results_intake
 from connections.guardrails import SessionKeeper
 from monitors.models import MonitoredTable
-from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, worker_name
+from monitors.runner import DEFAULT_BATCH_SIZE, DEFAULT_LEASE, CheckRunner, collector_tune, worker_name
 
 # A refused command line exits 2, as argparse's own refusals do: nothing could run.
 USAGE_ERROR = 2
@@ -82,6 +82,7 @@ class Command(BaseCommand):
                 raise CommandError(
                     f"No monitored table with id {', '.join(map(str, sorted(missing)))}.", returncode=USAGE_ERROR
                 )
+        collector_tune()
         runner = CheckRunner(
             workers=workers,
             lease=timedelta(seconds=lease),
