@@ -197,6 +197,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
     )
     if verdict.quiet_day:
         outcome.details["quiet_day"] = True
+    if verdict.after_anomaly:
+        outcome.details["after_anomaly"] = verdict.after_anomaly
     if verdict.learning:
         outcome.message = _sentence(outcome, "is not judged yet", verdict.message.rstrip(".").lower())
         return
@@ -243,8 +245,8 @@ def _repeat(outcome: Outcome, *, previous: Judgement, table: MonitoredTable) -> 
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (
-        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "sensitivity",
-        "bucket_seconds", "training_points",
+        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "after_anomaly",
+        "sensitivity", "bucket_seconds", "training_points",
     )  # fmt: skip
     outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
@@ -426,6 +428,46 @@ def _accept_level_shift(*, table, outcome, points, judge, streak, expected: floa
     return verdict
 
 
+def _may_continue(verdict: baselines.Verdict, sensitivity: float) -> bool:
+    """A passing verdict that the narrower band of a bucket right after an anomalous one could turn into a failure:
+    judged by its exact count tail, and beyond `baselines.run_limit` on one side."""
+    tail = verdict.tail_probability
+    return not verdict.is_anomaly and tail is not None and tail < baselines.run_limit(sensitivity)
+
+
+def _previous_anomalies(candidates: list[tuple[MonitoredTable, Outcome, dict[datetime, float]]]) -> dict[int, str]:
+    """{table id: "high" or "low"} of the (table, outcome, training points) candidates (`_may_continue`) whose bucket
+    right before the outcome's was judged anomalous on that side (and not marked expected): the next bucket of a
+    lasting anomaly is judged against a narrower band on that side (`baselines.run_limit`). Only buckets missing
+    from the training points can be anomalous, so one statement reads the first judgements of those alone (none
+    when there are none)."""
+    wanted = {}
+    for table, outcome, points in candidates:
+        previous = outcome.bucket_start - timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+        if previous not in points:
+            wanted[table.id] = (previous, _series_of(outcome))
+    if not wanted:
+        return {}
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _STREAK_BUCKETS,
+            {
+                "tables": list(wanted),
+                "buckets": [bucket for bucket, _ in wanted.values()],
+                "series": [series for _, series in wanted.values()],
+                "kind": VOLUME,
+                "first": min(bucket for bucket, _ in wanted.values()),
+            },
+            binary=True,
+        )
+        rows = cursor.fetchall()
+    return {
+        table_id: "high" if value > expected else "low"
+        for table_id, _, anomalous, marked, value, expected, _ in rows
+        if anomalous and not marked and expected is not None and value is not None and value != expected
+    }
+
+
 def _day_of(outcome: Outcome) -> tuple[datetime, datetime]:
     """Midnight of the outcome's bucket (its own clock, as the seasonal buckets read it) and the bucket's start."""
     return outcome.bucket_start.replace(hour=0, minute=0, second=0, microsecond=0), outcome.bucket_start
@@ -554,6 +596,7 @@ def volume_judge(*, runs) -> None:
             *,
             history: dict,
             level_since,
+            after_anomaly=None,
             table=table,
             outcome=outcome,
             sensitivity=sensitivity,
@@ -574,10 +617,22 @@ def volume_judge(*, runs) -> None:
                 counts=_series_of(outcome).startswith("rows:"),
                 level_since=level_since,
                 quiet_today=quiet_today,
+                after_anomaly=after_anomaly,
             )
 
         verdict = judge(history=points, level_since=table.baseline_since)
         judged[table_id] = (verdict, points, judge, sensitivity, quiet_today)
+    after = _previous_anomalies(
+        [
+            (tables[table_id], volume[table_id], points)
+            for table_id, (verdict, points, _, sensitivity, _) in judged.items()
+            if _may_continue(verdict, sensitivity)
+        ]
+    )
+    for table_id, side in after.items():
+        _, points, judge, *rest = judged[table_id]
+        verdict = judge(history=points, level_since=tables[table_id].baseline_since, after_anomaly=side)
+        judged[table_id] = (verdict, points, judge, *rest)
     confirmations = level_shift_confirmations()
     streaks = _shift_streaks(
         [
