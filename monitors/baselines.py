@@ -884,10 +884,12 @@ def _fit_week(data: _Data) -> _Fit:
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
         center = join(base, _median_sorted(bucket))
-        if center >= BUSY_COUNT or base <= 0:
+        if (relative and center >= BUSY_COUNT) or base <= 0:
             return center
         small = _small_count(counted, hour=key % 24, days=similar_days(key // 24), base=base)
-        return center if small is None else small
+        if small is None or (not relative and small >= BUSY_COUNT and center >= BUSY_COUNT):
+            return center
+        return small  # on differences, the gate is the similar hours' rows: a median of two clusters is neither
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 

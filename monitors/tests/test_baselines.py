@@ -675,3 +675,26 @@ def test_a_night_hour_expects_the_rate_the_weekday_nights_share():
         caught += verdict.is_anomaly  # 8 rows: tail 1.1e-4 at a true 1.4
     assert sum(errors) / len(errors) < 0.3
     assert caught >= 9
+
+
+def test_a_quiet_sunday_evening_expects_its_few_rows_when_its_pool_straddles_busy_and_quiet_hours():
+    """Weekday business hours ~60 rows and nights ~1.2 (some hours of the day have a median of 0: the weekly fit
+    works on differences), weekends ~0.6 rows all day; the window starts on a Sunday 18:00 and the last Sunday's 16:00
+    (a spike) is kept out. Sunday 17:00's nearby hours then hold four busy-hour differences (-60) and four night ones
+    (0): their median, -31, put the hour at ~25 rows, so 9 rows passed. The similar hours' mean expects ~0.6 rows."""
+    rng = random.Random(43)
+
+    def rows(t: datetime) -> float:
+        busy = t.weekday() < 5 and 9 <= t.hour < 18
+        quiet = 0.6 if t.weekday() >= 5 else 1.2
+        return poisson(rng, 60 * (1 + 0.3 * math.sin((t.hour - 9) / 9 * math.pi)) if busy else quiet)
+
+    start = MONDAY + 6 * DAY + 18 * HOUR  # a Sunday, 18:00
+    history = [(start + i * HOUR, rows(start + i * HOUR)) for i in range(14 * 24 - 2)]  # to Sunday 15:00
+    sunday_evening = start + (14 * 24 - 1) * HOUR  # 17:00
+
+    spike = evaluate(history=history, at=sunday_evening, value=9, counts=True)
+
+    assert spike.seasonality == "hour_of_week"
+    assert spike.median < 2
+    assert spike.is_anomaly and "above the expected" in spike.message
