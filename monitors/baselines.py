@@ -971,10 +971,11 @@ def _baseline(
         predicted = [p if p is not None and p > 0 else None for p in predicted]
         residuals = [None if p is None else r for r, p in zip(residuals, predicted)]
     errors = [None if r is None else (r / p if relative else r) for r, p in zip(residuals, predicted)]
+    level_errors = _level_errors(errors, predicted) if counts and relative else errors
     blocks: list[tuple[float, float]] = []
     for end in range(len(data.order), 0, -LEVEL_POINTS):
         block = data.order[max(0, end - LEVEL_POINTS) : end]
-        block_errors = [errors[i] for i in block if errors[i] is not None]
+        block_errors = [level_errors[i] for i in block if level_errors[i] is not None]
         if len(block_errors) < LEVEL_MIN_POINTS:
             continue
         level = statistics.median(block_errors)
@@ -1006,6 +1007,16 @@ def _baseline(
     mad *= center**exponent * PREDICTION_CORRECTION
     floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
     return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor", None
+
+
+def _level_errors(errors: list[float | None], predicted: list[float | None]) -> list[float | None]:
+    """The relative errors a count series' level is tracked on: those of the buckets predicted at ``BUSY_COUNT`` rows
+    or more, when there are at least four blocks' worth of them. The median relative error of small counts is no
+    level: where 0.6 rows are expected 55 % of the buckets are empty, so a block of quiet hours (a weekend, or one
+    with a holiday kept out of training) reads -90 % and the next morning's first busy hour was expected at a tenth
+    of itself ("69 rows is above the expected 11–53")."""
+    busy = [e if e is not None and p is not None and p >= BUSY_COUNT else None for e, p in zip(errors, predicted)]
+    return busy if sum(1 for e in busy if e is not None) >= 4 * LEVEL_MIN_POINTS else errors
 
 
 def _count_noise(
