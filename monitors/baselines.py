@@ -1014,7 +1014,7 @@ def _level_errors(errors: list[float | None], predicted: list[float | None]) -> 
     or more, when there are at least four blocks' worth of them. The median relative error of small counts is no
     level: where 0.6 rows are expected 55 % of the buckets are empty, so a block of quiet hours (a weekend, or one
     with a holiday kept out of training) reads -90 % and the next morning's first busy hour was expected at a tenth
-    of itself ("69 rows is above the expected 11–53")."""
+    of itself ("69 rows is above the expected 11-53")."""
     busy = [e if e is not None and p is not None and p >= BUSY_COUNT else None for e, p in zip(errors, predicted)]
     return busy if sum(1 for e in busy if e is not None) >= 4 * LEVEL_MIN_POINTS else errors
 
