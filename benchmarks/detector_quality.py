@@ -18,7 +18,9 @@ buckets, each judged by `monitors.anomalies.volume_judge` and stored by `monitor
 the history's rate. Injected anomalies (two buckets long, --injections per series-week, outside batch families):
 spikes, drops and silences that are significant in their bucket (Poisson tail below 1e-4 AND at least
 5 or 10 robust sd, robust sd = sqrt(expected) times the family's extra noise); 5-sd and 10-sd ones are
-reported apart. Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
+reported apart. Significant for the true rate and for the rate a table without a calendar can know: on a holiday,
+before its first busy hour, that of an ordinary weekday's night as well (twice the holiday's), since nothing tells
+the two nights apart yet (`significant_value`). Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
 count is itself Poisson around it (so some injections land back inside the normal range). Batch families get missed loads instead, caught (or not)
 by freshness's learned cadence (`monitors.checks.freshness.learned_limit`), evaluated every 5 minutes; the
 weekly family misses one test load per series, and its cadence is learned from the two loads of the history
@@ -93,7 +95,9 @@ and where no anomaly is injected (the confirmations take 6 buckets by default)."
 
 
 def rate_function(family: str, rng: random.Random, test_start: datetime):
-    """Rows per hour at t (the noise-free rate) and the family's extra relative noise."""
+    """Rows per hour at t (the noise-free rate), the family's extra relative noise, the level shift's time, the
+    holidays, and the rate a table without a calendar can know at t (``unannounced``: on a holiday, the hours
+    before its first busy hour are those of an ordinary weekday's night; nothing tells the two apart yet)."""
     level = {"busy_smooth": 10 ** rng.uniform(3.3, 4.3), "sparse": 10 ** rng.uniform(math.log10(0.3), 1.0)}.get(
         family, 10 ** rng.uniform(1.7, 2.7)
     )
@@ -132,8 +136,18 @@ def rate_function(family: str, rng: random.Random, test_start: datetime):
             return level * day_night * (shift if t >= shift_at else 1.0)
         raise ValueError(family)
 
+    def unannounced(t: datetime) -> float:
+        before_first_busy_hour = family == "holidays" and t.date() in holidays and t.weekday() < 5 and t.hour < 9
+        return business(t) if before_first_busy_hour else rate(t)
+
     extra = 0.03 if family in ("busy_smooth", "steady_growth", "level_shift") else 0.0
-    return rate, extra, shift_at if family == "level_shift" else None, holidays if family == "holidays" else set()
+    return (
+        rate,
+        extra,
+        shift_at if family == "level_shift" else None,
+        holidays if family == "holidays" else set(),
+        unannounced,
+    )
 
 
 def poisson(rng: random.Random, lam: float) -> int:
@@ -167,6 +181,15 @@ def lower_tail(value: int, lam: float) -> float:
     if lam > 200:
         return 0.5 * math.erfc((lam - value - 0.5) / math.sqrt(2 * lam))
     return poisson_tails(value, lam)[0]
+
+
+def significant_value(kind: str, size: int, lam: float, known: float, extra: float) -> float | None:
+    """``injected_value`` significant both for the true rate ``lam`` and for the rate a table without a calendar can
+    know (``known``; they differ on a holiday's night): the larger spike, the lower drop; None if either is None."""
+    targets = [injected_value(kind, size, rate, extra) for rate in {lam, known}]
+    if any(target is None for target in targets):
+        return None
+    return max(targets) if kind == "spike" else min(targets)
 
 
 def injected_value(kind: str, size: int, lam: float, extra: float) -> float | None:
@@ -286,7 +309,7 @@ def judge_series(job: tuple) -> SeriesResult:
     rng = random.Random(f"{seed}-{family}-{index}")
     test_start = START + timedelta(days=HISTORY_DAYS)
     end = test_start + timedelta(weeks=weeks)
-    rate, extra, shift_at, _ = rate_function(family, rng, test_start)
+    rate, extra, shift_at, _, unannounced = rate_function(family, rng, test_start)
     hours = [START + i * HOUR for i in range(int((end - START) / HOUR))]
     lam_hourly = [rate(t) for t in hours]
     history_hours = int(HISTORY_DAYS * 24)
@@ -296,6 +319,8 @@ def judge_series(job: tuple) -> SeriesResult:
     counts = [float(draw(rng, lam, extra)) for lam in lam_hourly]
     buckets = regroup(list(zip(hours, counts)), width=width, since=START, until=end)
     lam = [sum(lam_hourly[i : i + step]) for i in range(0, len(hours), step)]
+    known_hourly = [unannounced(t) for t in hours]
+    known = [sum(known_hourly[i : i + step]) for i in range(0, len(hours), step)]
     times = [t for t, _ in buckets]
     values = [v for _, v in buckets]
     first_test = next(i for i, t in enumerate(times) if t >= test_start)
@@ -314,10 +339,10 @@ def judge_series(job: tuple) -> SeriesResult:
             if shift_at is not None and -3 * width <= times[start] - shift_at <= SHIFT_SETTLING * width:
                 continue  # around the shift, while the new level is confirmed (or rebaselined and relearnt)
             kind, size = rng.choice(kinds)
-            targets = [injected_value(kind, size, lam[i], extra) for i in (start, start + 1)]
+            targets = [significant_value(kind, size, lam[i], known[i], extra) for i in (start, start + 1)]
             if any(t is None for t in targets):
                 kind, size = "spike", size  # silences and drops are not significant on quiet buckets
-                targets = [injected_value("spike", size, lam[i], extra) for i in (start, start + 1)]
+                targets = [significant_value("spike", size, lam[i], known[i], extra) for i in (start, start + 1)]
             for i, target in zip((start, start + 1), targets):
                 values[i] = float(poisson(rng, target)) if model == "noisy" and target > 0 else target
             anomalies.append(Anomaly(start, size, kind))

@@ -184,7 +184,8 @@ class JudgeReads:
     """Tables whose day under test already had a bucket pass as a quiet day."""
     streak_rows: dict[int, list[tuple]] = field(default_factory=lambda: defaultdict(list))
     """(bucket, is_anomaly, marked_expected, value, expected, score) of the first judgement of each of the buckets
-    right before the bucket under test that may confirm a level shift (`_streak_buckets`), oldest first."""
+    right before the bucket under test that may confirm a level shift (`_streak_buckets`), oldest first; at least the
+    bucket right before it, whose verdict `_previous_anomalies` reads, even when shifts are never accepted."""
 
 
 def judge_reads(*, volume: dict[int, Outcome], tables: dict[int, MonitoredTable], confirmations: int) -> JudgeReads:
@@ -215,9 +216,9 @@ def judge_reads(*, volume: dict[int, Outcome], tables: dict[int, MonitoredTable]
                 "training_first": first + timedelta(seconds=1) - TRAINING_WINDOW,
                 "windows_since": now - 2 * TRAINING_WINDOW,
                 "first_midnight": min(midnights),
-                "confirmations": max(confirmations, 1),
+                "confirmations": max(confirmations, 2),
                 "first_streak": min(
-                    o.bucket_start - (max(confirmations, 1) - 1) * width for o, width in zip(outcomes, widths)
+                    o.bucket_start - (max(confirmations, 2) - 1) * width for o, width in zip(outcomes, widths)
                 ),
             },
             binary=True,
@@ -294,6 +295,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
     )
     if verdict.quiet_day:
         outcome.details["quiet_day"] = True
+    if verdict.after_anomaly:
+        outcome.details["after_anomaly"] = verdict.after_anomaly
     if verdict.learning:
         outcome.message = _sentence(outcome, "is not judged yet", verdict.message.rstrip(".").lower())
         return
@@ -340,8 +343,8 @@ def _repeat(outcome: Outcome, *, previous: Judgement, table: MonitoredTable) -> 
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (
-        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "sensitivity",
-        "bucket_seconds", "training_points",
+        "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "after_anomaly",
+        "sensitivity", "bucket_seconds", "training_points",
     )  # fmt: skip
     outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)
@@ -497,6 +500,32 @@ def _accept_level_shift(*, table, outcome, points, judge, streak, expected: floa
     return verdict
 
 
+def _may_continue(verdict: baselines.Verdict, sensitivity: float) -> bool:
+    """A passing verdict that the narrower band of a bucket right after an anomalous one could turn into a failure:
+    judged by its exact count tail, and beyond `baselines.run_limit` on one side."""
+    tail = verdict.tail_probability
+    return not verdict.is_anomaly and tail is not None and tail < baselines.run_limit(sensitivity)
+
+
+def _previous_anomalies(
+    candidates: list[tuple[MonitoredTable, Outcome, dict[datetime, float]]], *, rows: dict[int, list[tuple]]
+) -> dict[int, str]:
+    """{table id: "high" or "low"} of the (table, outcome, training points) candidates (`_may_continue`) whose bucket
+    right before the outcome's was judged anomalous on that side (and not marked expected): the next bucket of a
+    lasting anomaly is judged against a narrower band on that side (`baselines.run_limit`). Only buckets missing
+    from the training points can be anomalous; their first judgements are among the streak rows `judge_reads`
+    read (`rows`, by table id: the buckets right before each bucket under test), so this sends no statement."""
+    after = {}
+    for table, outcome, points in candidates:
+        previous = outcome.bucket_start - timedelta(seconds=outcome.details.get("bucket_seconds", 3600))
+        if previous in points:
+            continue
+        for bucket, anomalous, marked, value, expected, _ in rows.get(table.id, ()):
+            if bucket == previous and anomalous and not marked and None not in (value, expected) and value != expected:
+                after[table.id] = "high" if value > expected else "low"
+    return after
+
+
 def _day_of(outcome: Outcome) -> tuple[datetime, datetime]:
     """Midnight of the outcome's bucket (its own clock, as the seasonal buckets read it) and the bucket's start."""
     return outcome.bucket_start.replace(hour=0, minute=0, second=0, microsecond=0), outcome.bucket_start
@@ -597,6 +626,7 @@ def volume_judge(*, runs) -> None:
             *,
             history: dict,
             level_since,
+            after_anomaly=None,
             table=table,
             outcome=outcome,
             sensitivity=sensitivity,
@@ -617,10 +647,23 @@ def volume_judge(*, runs) -> None:
                 counts=_series_of(outcome).startswith("rows:"),
                 level_since=level_since,
                 quiet_today=quiet_today,
+                after_anomaly=after_anomaly,
             )
 
         verdict = judge(history=points, level_since=table.baseline_since)
         judged[table_id] = (verdict, points, judge, sensitivity, quiet_today)
+    after = _previous_anomalies(
+        [
+            (tables[table_id], volume[table_id], points)
+            for table_id, (verdict, points, _, sensitivity, _) in judged.items()
+            if _may_continue(verdict, sensitivity)
+        ],
+        rows=reads.streak_rows,
+    )
+    for table_id, side in after.items():
+        _, points, judge, *rest = judged[table_id]
+        verdict = judge(history=points, level_since=tables[table_id].baseline_since, after_anomaly=side)
+        judged[table_id] = (verdict, points, judge, *rest)
     streaks = _shift_streaks(
         [
             (tables[table_id], volume[table_id], verdict.median)

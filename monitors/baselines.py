@@ -135,9 +135,10 @@ MIN_EXPECTED_COUNT = 0.5
 is often 0 where the rate is not (five rows in a bucket that is usually empty still fail, four do not)."""
 
 SIMILAR_HOURS = 2.0
-"""A small count on a weekly fit of differences (some hour of the day has a median of 0) takes its weekday ratio
-from the hours whose profile is within a factor of 2 of its own (not a weekend's quiet night with its busy day:
-their ratios to the weekday profile differ)."""
+SIMILAR_DAYS = 1.5
+"""A small count on the hour-of-week fit is the mean of the hours whose profile is within a factor of 2 of its own
+hour's (not a weekend's quiet night with its busy day), on its weekday and the weekdays whose whole-day ratio is
+within a factor of 1.5 of its weekday's (Monday to Friday nights share a rate; weekend nights are apart)."""
 
 BUSY_COUNT = 25.0
 """Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
@@ -149,6 +150,9 @@ MAX_RELATIVE_NOISE = 2.0
 LEVEL_SHIFT_MIN_POINTS = 3
 """After a level shift (``level_since``) the history before it keeps its seasonal shape, rescaled to the level of
 the points since the shift: at least 3 of them (predicted above zero), else the verdict is learning."""
+
+SIDES = ("high", "low")
+"""``after_anomaly``: the side on which the bucket right before the one under test was judged anomalous."""
 
 MIN_CADENCE_TOLERANCE_FRACTION = 0.1
 MIN_CADENCE_TOLERANCE = timedelta(minutes=1)
@@ -179,7 +183,9 @@ class Verdict:
     ``verdict`` the message's predicate ("is within the expected 0-13"), for callers with their own subject;
     ``quiet_day`` that a low count passed as a holiday-like quiet day (callers keep it out of training);
     ``dispersion`` and ``relative_noise`` the count noise model fitted on the history (rows per bucket:
-    variance = dispersion * expected + (relative_noise * expected) ** 2; None when not fitted).
+    variance = dispersion * expected + (relative_noise * expected) ** 2; None when not fitted);
+    ``after_anomaly`` the side ("high" or "low") whose band edge was drawn for a bucket right after one judged
+    anomalous on that side (``run_limit``), else "".
     """
 
     learning: bool
@@ -198,6 +204,7 @@ class Verdict:
     training_points: int = 0
     dispersion: float | None = None
     relative_noise: float | None = None
+    after_anomaly: str = ""
 
     @property
     def spread(self) -> float | None:
@@ -208,6 +215,14 @@ class Verdict:
 def tail_limit(sensitivity: float) -> float:
     """The one-sided normal tail beyond ``sensitivity`` sd: what a Poisson tail must fall below to fail."""
     return 0.5 * math.erfc(sensitivity / math.sqrt(2))
+
+
+def run_limit(sensitivity: float) -> float:
+    """The tail limit of a bucket right after one judged anomalous on the same side: the square root of
+    ``tail_limit`` (1.5e-2, 2.2 sd, at the default 3.5), so that two such buckets in a row are as unlikely as one
+    bucket beyond the band: an anomaly that lasts is caught by its second bucket even when that bucket alone would
+    sit just inside its band."""
+    return math.sqrt(tail_limit(sensitivity))
 
 
 def poisson_tails(value: float, expected: float) -> tuple[float, float]:
@@ -334,6 +349,7 @@ def evaluate(
     counts: bool = False,
     level_since: datetime | None = None,
     quiet_today: bool = False,
+    after_anomaly: str | None = None,
 ) -> Verdict:
     """Judge ``value`` observed at ``at`` against ``history``.
 
@@ -357,9 +373,14 @@ def evaluate(
     ``quiet_today``: an earlier bucket of the day already passed as a quiet day (the caller keeps such buckets,
     and the rest of that day, out of ``history``), so a low count needs no more evidence of the day than the quiet
     weekday's band at its hour.
+    ``after_anomaly`` ("high" or "low"): the bucket right before this one was judged anomalous on that side; that
+    side's band edge is drawn at ``run_limit(sensitivity)`` instead (2.2 robust sd at the default 3.5), so a
+    lasting anomaly fails in its second bucket too.
     ``unit`` (e.g. "rows") only decorates the message.
     """
     _validate(sensitivity=sensitivity, direction=direction, seasonality=seasonality, value=value)
+    if after_anomaly is not None and after_anomaly not in SIDES:
+        raise ValueError(f"after_anomaly must be one of {', '.join(SIDES)}")
     points = _window(history, at=at, training_window=training_window)
     if level_since is not None and points:
         rescaled = rescaled_to_new_level(points, level_since=level_since, seasonality=seasonality)
@@ -390,12 +411,17 @@ def evaluate(
     deviation = value - center
     score = MODIFIED_Z * deviation / mad
     tail = None
-    if counts and (noise is not None or source == "counting_noise") and center < POISSON_EXACT_BELOW:
-        limit = tail_limit(sensitivity)
+    exact = counts and (noise is not None or source == "counting_noise") and center < POISSON_EXACT_BELOW
+    after_anomaly = after_anomaly if exact else None  # a busy bucket's error is mostly its day's: shared, not new
+    limits = {side: run_limit(sensitivity) if side == after_anomaly else tail_limit(sensitivity) for side in SIDES}
+    if exact:
         at_most, at_least = count_tails(value, rate, dispersion=dispersion, relative_noise=relative_noise)
         tail = min(at_most, at_least)
-        lower, upper = count_band(rate, limit, dispersion=dispersion, relative_noise=relative_noise)
-        high, low = at_least < limit, at_most < limit
+        lower, upper = (
+            count_band(rate, limits[side], dispersion=dispersion, relative_noise=relative_noise)[edge]
+            for edge, side in enumerate(("low", "high"))
+        )
+        high, low = at_least < limits["high"], at_most < limits["low"]
     else:
         half_width = sensitivity * mad / MODIFIED_Z
         lower, upper = max(0.0, center - half_width), center + half_width
@@ -414,6 +440,8 @@ def evaluate(
     is_anomaly = dropped_to_zero or (outside and not small)
 
     expected = f"the expected {band(lower, upper, whole=counts)}"
+    if after_anomaly:
+        expected = f"{expected} of a bucket right after an anomalous one"
     if quiet_day:
         verdict = f"is below {expected} but as quiet as the table's quiet days, like the rest of the day so far"
     elif dropped_to_zero:
@@ -442,6 +470,7 @@ def evaluate(
         training_points=len(points),
         dispersion=None if noise is None else dispersion,
         relative_noise=None if noise is None else relative_noise,
+        after_anomaly=after_anomaly or "",
     )
 
 
@@ -841,6 +870,14 @@ def _fit_week(data: _Data) -> _Fit:
             predictions[key] = _predict_week_bucket(key)
         return predictions[key]
 
+    def similar_days(day: int) -> list[int]:
+        """The weekdays whose whole-day ratio is within ``SIMILAR_DAYS`` of the day's (ratio fits; else the day)."""
+        factors = {d: _median_sorted(b) for d in range(7) if len(b := pooled(d * 24, WHOLE_DAY)) >= MIN_BUCKET_POINTS}
+        own = factors.get(day)
+        if not relative or not own:
+            return [day]
+        return [d for d, factor in factors.items() if own / SIMILAR_DAYS <= factor <= own * SIMILAR_DAYS]
+
     def _predict_week_bucket(key: int) -> float | None:
         width = widths.get(key // 24, WHOLE_DAY)
         base, bucket = profile.get(key % 24), pooled(key, width)
@@ -849,10 +886,12 @@ def _fit_week(data: _Data) -> _Fit:
         if base is None or len(bucket) < MIN_BUCKET_POINTS:
             return None
         center = join(base, _median_sorted(bucket))
-        if relative or center >= BUSY_COUNT or base <= 0:
+        if (relative and center >= BUSY_COUNT) or base <= 0:
             return center
-        small = _small_count(counted, key=key, width=width, base=base)  # differences do not scale to a quiet day
-        return center if small is None else small
+        small = _small_count(counted, hour=key % 24, days=similar_days(key // 24), base=base)
+        if small is None or (not relative and small >= BUSY_COUNT and center >= BUSY_COUNT):
+            return center
+        return small  # on differences, the gate is the similar hours' rows: a median of two clusters is neither
 
     return _Fit(mode="hour_of_week", residuals=residuals, criterion=_criterion(residuals), predict=predict)
 
@@ -876,22 +915,25 @@ def _day_pools(keys: list[int], ratios: list[float | None]) -> Callable[[int, in
     return pooled
 
 
-def _small_count(counted: dict[int, list[tuple[float, float]]], *, key: int, width: int, base: float) -> float | None:
-    """A small count's expectation on a fit of differences: ``base`` times rows over profile rows of the weekday's
-    pooled hours whose profile is within a factor of ``SIMILAR_HOURS`` of ``base`` (the counting-noise estimate; a
-    weekday profile's hour-to-hour differences carried into a quiet weekend can be several times its rows). None
-    with fewer than ``MIN_BUCKET_POINTS`` such hours or no rows expected."""
-    midnight = key - key % 24
+def _small_count(
+    counted: dict[int, list[tuple[float, float]]], *, hour: int, days: list[int], base: float
+) -> float | None:
+    """A small count's expectation on the hour-of-week fit: the mean rows of the hours, on the given weekdays
+    (``similar_days``), whose profile is within a factor of ``SIMILAR_HOURS`` of ``base`` (its own hour's), the
+    Poisson estimate of a rate those hours share. A median of a handful of small counts is off by a row or more (the
+    median of Poisson(1.4) counts is 1, and 2 one hour later), and a weekday profile's hour-to-hour differences
+    carried into a quiet weekend can be several times its rows. None with fewer than ``MIN_BUCKET_POINTS`` such
+    hours."""
     similar = [
-        (value, profile)
-        for k in range(max(midnight, key - width), min(midnight + 23, key + width) + 1)
-        for value, profile in counted.get(k, ())
+        value
+        for day in days
+        for key in range(day * 24, day * 24 + 24)
+        for value, profile in counted.get(key, ())
         if base / SIMILAR_HOURS <= profile <= base * SIMILAR_HOURS
     ]
-    expected = math.fsum(profile for _, profile in similar)
-    if len(similar) < MIN_BUCKET_POINTS or expected <= 0:
+    if len(similar) < MIN_BUCKET_POINTS:
         return None
-    return base * math.fsum(value for value, _ in similar) / expected
+    return math.fsum(similar) / len(similar)
 
 
 def _mean_error(residuals: list[float | None], members: list[int]) -> float | None:
@@ -935,10 +977,11 @@ def _baseline(
         predicted = [p if p is not None and p > 0 else None for p in predicted]
         residuals = [None if p is None else r for r, p in zip(residuals, predicted)]
     errors = [None if r is None else (r / p if relative else r) for r, p in zip(residuals, predicted)]
+    level_errors = _level_errors(errors, predicted) if counts and relative else errors
     blocks: list[tuple[float, float]] = []
     for end in range(len(data.order), 0, -LEVEL_POINTS):
         block = data.order[max(0, end - LEVEL_POINTS) : end]
-        block_errors = [errors[i] for i in block if errors[i] is not None]
+        block_errors = [level_errors[i] for i in block if level_errors[i] is not None]
         if len(block_errors) < LEVEL_MIN_POINTS:
             continue
         level = statistics.median(block_errors)
@@ -970,6 +1013,16 @@ def _baseline(
     mad *= center**exponent * PREDICTION_CORRECTION
     floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
     return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor", None
+
+
+def _level_errors(errors: list[float | None], predicted: list[float | None]) -> list[float | None]:
+    """The relative errors a count series' level is tracked on: those of the buckets predicted at ``BUSY_COUNT`` rows
+    or more, when there are at least four blocks' worth of them. The median relative error of small counts is no
+    level: where 0.6 rows are expected 55 % of the buckets are empty, so a block of quiet hours (a weekend, or one
+    with a holiday kept out of training) reads -90 % and the next morning's first busy hour was expected at a tenth
+    of itself ("69 rows is above the expected 11-53")."""
+    busy = [e if e is not None and p is not None and p >= BUSY_COUNT else None for e, p in zip(errors, predicted)]
+    return busy if sum(1 for e in busy if e is not None) >= 4 * LEVEL_MIN_POINTS else errors
 
 
 def _count_noise(

@@ -286,6 +286,33 @@ def test_a_holiday_passes_and_does_not_train_the_next_days(table):
     assert not [at for at in history if at >= START] and START - timedelta(hours=1) in history
 
 
+def test_the_bucket_after_an_anomalous_one_is_judged_against_a_narrower_band_on_that_side(table):
+    """~4 rows an hour: 11 rows alone is within 0-13, but right after a bucket above its band the upper edge is 9 (two
+    such buckets in a row are as unlikely as one beyond the band), so a lasting spike fails in its second bucket; a
+    later run of that bucket repeats the verdict, and the next usual count passes (against its usual band: the
+    bucket before is read only for a count that the narrower band could fail)."""
+    rng = random.Random(24)
+    seed_history(table, hours=14 * 24, until=START, value_at=lambda at: float(rng.choice([3, 4, 5])))
+    hour = timedelta(hours=1)
+
+    alone = observe(table, START, 11)
+    spike = observe(table, START + hour, 20)
+    second = observe(table, START + 2 * hour, 11)
+    again = observe(table, START + 2 * hour, 11)
+    usual = observe(table, START + 3 * hour, 4)
+
+    assert alone.status == "pass" and alone.expected_upper == 13 and "after_anomaly" not in alone.details
+    assert spike.status == "fail"
+    assert second.status == "fail" and second.expected_upper == 9 and second.details["after_anomaly"] == "high"
+    assert second.message.startswith(
+        "11 rows is above the expected 0–9 of a bucket right after an anomalous one (non-seasonal baseline, 1-hour "
+        "buckets, 334 training points, spread set by counting noise)"
+    )
+    assert again.status == "fail" and again.details["repeats_verdict_of"] == second.id
+    assert again.details["after_anomaly"] == "high" and again.expected_upper == 9
+    assert usual.status == "pass" and usual.expected_upper == 13 and "after_anomaly" not in usual.details
+
+
 def test_the_training_points_are_read_from_their_index_alone(table):
     """The training query's conditions are the partial index's, so PostgreSQL can use it (from the index alone once
     the rows are vacuumed, as autovacuum does: benchmarks/volume_judge_speed.py shows 13 buffers instead of 362)."""
