@@ -20,7 +20,7 @@ spikes, drops and silences that are significant in their bucket (Poisson tail be
 5 or 10 robust sd, robust sd = sqrt(expected) times the family's extra noise); 5-sd and 10-sd ones are
 reported apart. Significant for the true rate and for the rate a table without a calendar can know: on a holiday,
 before its first busy hour, that of an ordinary weekday's night as well (twice the holiday's), since nothing tells
-the two nights apart yet (`significant_value`). Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
+the two nights apart yet (`significant_value`; `--significance true-rate`: for the true rate alone). Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
 count is itself Poisson around it (so some injections land back inside the normal range). Batch families get missed loads instead, caught (or not)
 by freshness's learned cadence (`monitors.checks.freshness.learned_limit`), evaluated every 5 minutes; the
 weekly family misses one test load per series, and its cadence is learned from the two loads of the history
@@ -281,7 +281,7 @@ class _Timed:
 
 
 def judge_series(job: tuple) -> SeriesResult:
-    family, index, seed, weeks, model, per_week, shift_response = job
+    family, index, seed, weeks, model, per_week, shift_response, significance = job
     from django.db import close_old_connections
 
     close_old_connections()
@@ -319,7 +319,7 @@ def judge_series(job: tuple) -> SeriesResult:
     counts = [float(draw(rng, lam, extra)) for lam in lam_hourly]
     buckets = regroup(list(zip(hours, counts)), width=width, since=START, until=end)
     lam = [sum(lam_hourly[i : i + step]) for i in range(0, len(hours), step)]
-    known_hourly = [unannounced(t) for t in hours]
+    known_hourly = [unannounced(t) if significance == "unannounced" else rate(t) for t in hours]
     known = [sum(known_hourly[i : i + step]) for i in range(0, len(hours), step)]
     times = [t for t, _ in buckets]
     values = [v for _, v in buckets]
@@ -562,7 +562,7 @@ def report(results: list[SeriesResult], args, runtime: float) -> None:
     print(
         f"data: {args.series} series per family, {HISTORY_DAYS} days of stored history + {args.weeks} test weeks each, "
         f"seed {args.seed}, {args.injections} injections per series-week, injection model '{args.anomaly_model}', "
-        f"level shifts: {args.shift_response}; alert = {ALERT_AFTER} failing buckets in a row"
+        f"significance '{args.significance}', level shifts: {args.shift_response}; alert = {ALERT_AFTER} failing buckets in a row"
     )
     print()
     all_ms: list[float] = []
@@ -668,6 +668,13 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, default=2, help="test weeks per series (after 14 days of history)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--anomaly-model", choices=("exact", "noisy"), default="exact")
+    parser.add_argument(
+        "--significance",
+        choices=("unannounced", "true-rate"),
+        default="unannounced",
+        help="injections significant for the true rate and for the rate a table without a calendar can know "
+        "(default), or for the true rate alone (the issue's wording, holidays' nights included)",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="3 series per family, 1 test week")
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -683,7 +690,10 @@ def main() -> None:
 
     connections.close_all()
     jobs = [
-        (family, index, args.seed, args.weeks, args.anomaly_model, args.injections, args.shift_response)
+        (
+            family, index, args.seed, args.weeks, args.anomaly_model, args.injections, args.shift_response,
+            args.significance,
+        )
         for family in args.families.split(",")
         for index in range(args.series)
     ]
