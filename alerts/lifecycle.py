@@ -185,7 +185,7 @@ def _failing_streaks(*, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str
         return {}
     problems = list(runs)
     rows: dict[tuple[int, str], list] = defaultdict(list)
-    with db_connection.cursor() as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(
             _LATEST_RESULTS_OF_PROBLEMS,
             [
