@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("PULSE_BENCH_DB", "pulse_bench_failing")
 
 import runchecks_throughput as bench  # noqa: E402
-from runchecks_profile import PulseStatements  # noqa: E402
+from runchecks_profile import steady_pass  # noqa: E402
 
 from pulse_project.pgcluster import ReplicaPair  # noqa: E402
 
@@ -48,21 +48,6 @@ def counts() -> dict:
         "events": AlertEvent.objects.count(),
         "notifications": Notification.objects.count(),
     }
-
-
-def one_pass(*, tables: int, workers: int, profiler: cProfile.Profile | None) -> dict:
-    from alerts.intake import results_intake
-    from monitors.runner import CheckRunner
-
-    runner = CheckRunner(on_recorded=results_intake, workers=workers)
-    with PulseStatements() as statements:
-        cpu, wall = time.process_time(), time.perf_counter()
-        summary = profiler.runcall(runner.cycle, force=True) if profiler else runner.cycle(force=True)
-        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-    runner.stop()
-    if summary.tables != tables:
-        raise bench.BenchmarkAborted(f"the pass checked {summary.tables} tables, expected {tables}")
-    return {"cpu": cpu, "wall": wall, "statements": statements, "line": summary.line()}
 
 
 def main() -> int:
@@ -99,7 +84,7 @@ def main() -> int:
         before = counts()
         for number in range(1, args.passes + 1):
             profiler = cProfile.Profile(time.process_time) if args.profile else None
-            r = one_pass(tables=expected, workers=args.workers, profiler=profiler)
+            r = steady_pass(tables=expected, profiler=profiler, workers=args.workers)
             after = counts()
             written = {key: after[key] - before[key] for key in after}
             before = after
