@@ -21,20 +21,22 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import IntegrityError, transaction
+import psycopg
 from django.db import connection as db_connection
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent
-from alerts.outbox import notifications_for_event
+from alerts.outbox import notifications_for_events
 from connections import maintenance
 from connections.models import Connection
 from connections.state import connection_error_streak_bump, connection_error_streak_reset
 from monitors import tables
 from monitors.checks import TABLE_KINDS, CheckKind, Status
+from monitors.database import binary_cursor
 from monitors.models import CheckResult, MonitoredTable
 
 logger = logging.getLogger(__name__)
@@ -57,18 +59,79 @@ class AlertStateError(Exception):
 
 def event_write(*, alert: Alert, kind: str, at: datetime, message: str = "", actor=None) -> AlertEvent:
     """Record a transition and write its notifications (same transaction)."""
-    event = AlertEvent.objects.create(alert=alert, kind=kind, at=at, message=message, actor=actor)
-    notifications_for_event(event=event)
+    [event] = events_write(events=[AlertEvent(alert=alert, kind=kind, at=at, message=message, actor=actor)])
     return event
 
 
-def _unresolved(connection: Connection, *, table_ids) -> dict[tuple[int | None, str], Alert]:
+_INSERT_EVENTS = """
+INSERT INTO alerts_alertevent (alert_id, kind, at, message, actor_id)
+SELECT e.alert_id, e.kind, e.at, e.message, e.actor_id
+FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::int[]) WITH ORDINALITY
+    AS e(alert_id, kind, at, message, actor_id, n)
+ORDER BY e.n
+RETURNING id
+"""
+
+
+def events_write(*, events: list[AlertEvent]) -> list[AlertEvent]:
+    """Record many transitions with one INSERT and write their notifications (same transaction); sets their ids,
+    ascending in the list's order."""
+    if not events:
+        return events
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _INSERT_EVENTS,
+            [
+                [event.alert_id for event in events],
+                [event.kind for event in events],
+                [event.at for event in events],
+                [event.message for event in events],
+                [event.actor_id for event in events],
+            ],
+        )
+        ids = sorted(row[0] for row in cursor.fetchall())
+    for event, event_id in zip(events, ids, strict=True):
+        event.id = event_id
+        event._state.adding = False
+    notifications_for_events(events=events)
+    return events
+
+
+_ALERT_TABLE = Alert.table.field
+_ALERT_CONNECTION = Alert.connection.field
+_EVENT_ALERT = AlertEvent.alert.field
+
+
+def _event(alert: Alert, *, kind: str, at: datetime, message: str) -> AlertEvent:
+    """A new event of `alert` (not saved), its alert attached."""
+    event = AlertEvent(alert_id=alert.pk, kind=kind, at=at, message=message)
+    _EVENT_ALERT.set_cached_value(event, alert)
+    return event
+
+
+_UNRESOLVED = f"""
+SELECT {", ".join(field.column for field in Alert._meta.concrete_fields)} FROM alerts_alert
+WHERE connection_id = %s AND (table_id IS NULL OR table_id = ANY(%s)) AND status = ANY(%s)
+"""
+
+
+def _unresolved(
+    connection: Connection, *, tables_by_id: dict[int, MonitoredTable]
+) -> dict[tuple[int | None, str], Alert]:
     """The unresolved alerts of the connection itself and of the batch's tables (never the connection's every
-    alert: with 100,000 failing tables, each batch would read them all)."""
-    alerts = Alert.objects.filter(
-        Q(table_id__isnull=True) | Q(table_id__in=table_ids), connection=connection, status__in=UNRESOLVED
-    ).select_related("table")
-    return {(a.table_id, a.kind): a for a in alerts}
+    alert: with 100,000 failing tables, each batch would read them all), with the batch's connection and table
+    objects attached (the messages of their transitions name them) instead of reading them again."""
+    with binary_cursor() as cursor:
+        cursor.execute(_UNRESOLVED, [connection.pk, list(tables_by_id), list(UNRESOLVED)])
+        rows = cursor.fetchall()
+    unresolved = {}
+    for row in rows:
+        alert = Alert.from_db(db_connection.alias, None, row)
+        _ALERT_CONNECTION.set_cached_value(alert, connection)
+        if alert.table_id is not None:
+            _ALERT_TABLE.set_cached_value(alert, tables_by_id[alert.table_id])
+        unresolved[(alert.table_id, alert.kind)] = alert
+    return unresolved
 
 
 def _streak_of(rows, *, kind: str, runs: int) -> int:
@@ -122,7 +185,7 @@ def _failing_streaks(*, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str
         return {}
     problems = list(runs)
     rows: dict[tuple[int, str], list] = defaultdict(list)
-    with db_connection.cursor() as cursor:
+    with binary_cursor() as cursor:
         cursor.execute(
             _LATEST_RESULTS_OF_PROBLEMS,
             [
@@ -137,42 +200,166 @@ def _failing_streaks(*, runs: dict[tuple[int, str], int]) -> dict[tuple[int, str
     return {problem: _streak_of(rows[problem], kind=problem[1], runs=runs[problem]) for problem in problems}
 
 
-def _open(*, connection, table, kind, severity, message, now, failures) -> Alert:
-    """Open an alert, or reopen the same problem's alert if it was auto-resolved moments ago."""
-    recent = (
-        Alert.objects.filter(
-            connection=connection,
-            table=table,
-            kind=kind,
-            status=Alert.Status.RESOLVED,
-            resolved_at__gte=now - REOPEN_WITHIN,
+@dataclass
+class _Opening:
+    """An alert a failing problem opens, or reopens if the same problem's alert was auto-resolved moments ago."""
+
+    table: MonitoredTable | None
+    kind: str
+    severity: str
+    message: str
+    failures: int
+
+    @property
+    def problem(self) -> tuple[int | None, str]:
+        return (None if self.table is None else self.table.pk, self.kind)
+
+
+# The latest resolved alert of each problem: whether it was resolved by hand while failing, and whether it was
+# resolved recently enough to be reopened. Table problems read by the alerts' table index; the part whose
+# condition on p.table_id is false is not run.
+_LAST_RESOLVED = """
+SELECT p.n, a.id, a.resolved_at, a.resolved_while_failing_at
+FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS p(table_id, kind, n)
+CROSS JOIN LATERAL (
+    (SELECT id, resolved_at, resolved_while_failing_at FROM alerts_alert a
+     WHERE p.table_id IS NOT NULL AND a.table_id = p.table_id AND a.connection_id = %s AND a.kind = p.kind
+       AND a.status = 'resolved'
+     ORDER BY a.resolved_at DESC, a.id DESC LIMIT 1)
+    UNION ALL
+    (SELECT id, resolved_at, resolved_while_failing_at FROM alerts_alert a
+     WHERE p.table_id IS NULL AND a.table_id IS NULL AND a.connection_id = %s AND a.kind = p.kind
+       AND a.status = 'resolved'
+     ORDER BY a.resolved_at DESC, a.id DESC LIMIT 1)
+) a
+"""
+
+# New alerts; a problem whose unresolved alert another process opened meanwhile is left to that alert (the
+# conditional unique index `alert_one_unresolved_per_problem`).
+_INSERT_ALERTS = """
+INSERT INTO alerts_alert (
+    connection_id, table_id, kind, severity, status, message, opened_at, last_seen_at, consecutive_failures
+)
+SELECT %s, o.table_id, o.kind, o.severity, 'open', o.message, %s, %s, o.failures
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::int[]) WITH ORDINALITY
+    AS o(table_id, kind, severity, message, failures, n)
+ORDER BY o.n
+ON CONFLICT (connection_id, table_id, kind) WHERE NOT (status = 'resolved') DO NOTHING
+RETURNING id, table_id, kind
+"""
+
+_REOPEN_ALERTS = """
+UPDATE alerts_alert a SET status = 'open', resolved_at = NULL, resolved_while_failing_at = NULL, message = o.message,
+    last_seen_at = %s, consecutive_failures = o.failures, snoozed_until = NULL
+FROM unnest(%s::bigint[], %s::text[], %s::int[]) AS o(id, message, failures)
+WHERE a.id = o.id AND a.status = 'resolved'
+RETURNING a.id
+"""
+
+
+def _alerts_open(*, connection: Connection, openings: list[_Opening], now: datetime) -> dict[tuple, Alert]:
+    """Open (or reopen) the alerts of `openings`, write their events and notifications: a few statements for any
+    number. A problem whose last alert was resolved by hand while failing opens nothing until its check has
+    passed since (`_held_by_hand`). Returns {problem: alert} of those opened."""
+    if not openings:
+        return {}
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _LAST_RESOLVED,
+            [[o.problem[0] for o in openings], [o.kind for o in openings], connection.pk, connection.pk],
         )
-        .order_by("-resolved_at")
-        .first()
-    )
-    if recent is not None:
-        recent.status = Alert.Status.OPEN
-        recent.resolved_at = None
-        recent.resolved_while_failing_at = None
-        recent.message = message
-        recent.last_seen_at = now
-        recent.consecutive_failures = failures
-        recent.snoozed_until = None
-        recent.save()
-        event_write(alert=recent, kind=AlertEvent.Kind.REOPENED, at=now, message=message)
-        return recent
-    alert = Alert.objects.create(
-        connection=connection,
-        table=table,
-        kind=kind,
-        severity=severity,
-        message=message,
-        opened_at=now,
-        last_seen_at=now,
-        consecutive_failures=failures,
-    )
-    event_write(alert=alert, kind=AlertEvent.Kind.OPENED, at=now, message=message)
-    return alert
+        last_resolved = {n - 1: (alert_id, at, held_at) for n, alert_id, at, held_at in cursor.fetchall()}
+    fresh, reopening = [], {}
+    for index, opening in enumerate(openings):
+        alert_id, resolved_at, held_at = last_resolved.get(index, (None, None, None))
+        if held_at is not None and _held_by_hand(connection=connection, problem=opening.problem, held_at=held_at):
+            continue
+        if alert_id is not None and resolved_at >= now - REOPEN_WITHIN:
+            reopening[alert_id] = opening
+        else:
+            fresh.append(opening)
+    opened = _alerts_reopen(connection=connection, reopening=reopening, now=now)
+    events = [_event(alert, kind=AlertEvent.Kind.REOPENED, at=now, message=alert.message) for alert in opened]
+    for alert in _alerts_insert(connection=connection, openings=fresh, now=now):
+        opened.append(alert)
+        events.append(_event(alert, kind=AlertEvent.Kind.OPENED, at=now, message=alert.message))
+    events_write(events=events)
+    return {(alert.table_id, alert.kind): alert for alert in opened}
+
+
+def _alerts_insert(*, connection: Connection, openings: list[_Opening], now: datetime) -> list[Alert]:
+    if not openings:
+        return []
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _INSERT_ALERTS,
+            [
+                connection.pk,
+                now,
+                now,
+                [o.problem[0] for o in openings],
+                [o.kind for o in openings],
+                [o.severity for o in openings],
+                [o.message for o in openings],
+                [o.failures for o in openings],
+            ],
+        )
+        ids = {(table_id, kind): alert_id for alert_id, table_id, kind in cursor.fetchall()}
+    alerts = []
+    for opening in openings:
+        alert_id = ids.get(opening.problem)
+        if alert_id is None:
+            logger.info("alert for %s/%s already opened by another process", *opening.problem)
+            continue
+        alert = Alert(
+            id=alert_id,
+            connection=connection,
+            table=opening.table,
+            kind=opening.kind,
+            severity=opening.severity,
+            status=Alert.Status.OPEN,
+            message=opening.message,
+            opened_at=now,
+            last_seen_at=now,
+            consecutive_failures=opening.failures,
+        )
+        alert._state.adding = False
+        alerts.append(alert)
+    return alerts
+
+
+def _alerts_reopen(*, connection: Connection, reopening: dict[int, _Opening], now: datetime) -> list[Alert]:
+    """Reopen resolved alerts {alert id: opening}; where another process opened the same problem's alert meanwhile
+    (the unique index refuses the batch), each is reopened on its own and the one refused is left to the other."""
+    if not reopening:
+        return []
+    try:
+        with transaction.atomic(), binary_cursor() as cursor:
+            cursor.execute(
+                _REOPEN_ALERTS,
+                [
+                    now,
+                    list(reopening),
+                    [o.message for o in reopening.values()],
+                    [o.failures for o in reopening.values()],
+                ],
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+    except psycopg.errors.UniqueViolation:  # raw psycopg's: the binary cursor works below Django
+        if len(reopening) == 1:
+            [opening] = reopening.values()
+            logger.info("alert for %s/%s already opened by another process", *opening.problem)
+            return []
+        return [
+            alert
+            for alert_id, opening in reopening.items()
+            for alert in _alerts_reopen(connection=connection, reopening={alert_id: opening}, now=now)
+        ]
+    alerts = list(Alert.objects.filter(id__in=ids).order_by("id"))
+    for alert in alerts:
+        _ALERT_CONNECTION.set_cached_value(alert, connection)
+        _ALERT_TABLE.set_cached_value(alert, reopening[alert.id].table)
+    return alerts
 
 
 def _seen_again(alert: Alert, *, message: str, now: datetime) -> None:
@@ -216,28 +403,32 @@ def _still_failing_at(alert: Alert) -> datetime | None:
     return started_at if status == failing else None
 
 
-def _held_by_hand(*, connection: Connection, table_id: int | None, kind: str) -> bool:
-    """Whether the problem's last alert was resolved by hand while failing, and its check has not passed since.
-
-    (For connection_error, "passed" means a check ran: a pass or a fail.)"""
-    held_at = (
-        Alert.objects.filter(connection=connection, table_id=table_id, kind=kind, status=Alert.Status.RESOLVED)
-        .order_by("-resolved_at", "-id")
-        .values_list("resolved_while_failing_at", flat=True)
-        .first()
-    )
-    if held_at is None:
-        return False
+def _held_by_hand(*, connection: Connection, problem: tuple[int | None, str], held_at: datetime) -> bool:
+    """Whether a problem whose last alert was resolved by hand while failing (at `held_at`) is still held: its
+    check has not passed since. (For connection_error, "passed" means a check ran: a pass or a fail.)"""
+    table_id, kind = problem
     recovered = (Status.FAIL, Status.PASS) if kind == Alert.Kind.CONNECTION_ERROR else (Status.PASS,)
     results = _problem_results(connection_id=connection.id, table_id=table_id, kind=kind)
     return not results.filter(status__in=recovered, started_at__gt=held_at).exists()
 
 
-def _auto_resolve(alert: Alert, *, message: str, now: datetime) -> None:
-    alert.status = Alert.Status.RESOLVED
-    alert.resolved_at = now
-    alert.save(update_fields=["status", "resolved_at"])
-    event_write(alert=alert, kind=AlertEvent.Kind.RESOLVED, at=now, message=f"recovered: {message}")
+_RESOLVE_ALERTS = "UPDATE alerts_alert SET status = 'resolved', resolved_at = %s WHERE id = ANY(%s)"
+
+
+def _alerts_resolve(resolutions: list[tuple[Alert, str]], *, now: datetime) -> None:
+    """Resolve alerts whose checks pass again, [(alert, the passing message)]: one UPDATE, one INSERT of events."""
+    if not resolutions:
+        return
+    with binary_cursor() as cursor:
+        cursor.execute(_RESOLVE_ALERTS, [now, [alert.pk for alert, _ in resolutions]])
+    for alert, _ in resolutions:
+        alert.status, alert.resolved_at = Alert.Status.RESOLVED, now
+    events_write(
+        events=[
+            _event(alert, kind=AlertEvent.Kind.RESOLVED, at=now, message=f"recovered: {message}")
+            for alert, message in resolutions
+        ]
+    )
 
 
 def _lag_holds_freshness(connection: Connection, unresolved: dict, now: datetime) -> bool:
@@ -265,15 +456,16 @@ RELATED_PHRASES = {
 }
 
 
-def _with_related(message: str, *, table_id: int | None, kind: str, open_now: dict) -> str:
-    """`message`, followed by the other unresolved alerts of the same table (one cause often fails several checks)."""
-    if table_id is None:
+def _with_related(message: str, *, table_id: int | None, kind: str, open_now: dict[int, dict[str, Alert]]) -> str:
+    """`message`, followed by the other unresolved alerts of the same table (one cause often fails several checks);
+    `open_now`: {table id: {kind: alert}}."""
+    if table_id is None or table_id not in open_now:
         return message
     related = [
         f"{RELATED_PHRASES.get(other_kind, Alert.Kind(other_kind).label + ' also fails')} "
         f"({Alert.Kind(other_kind).label.lower()} alert {alert.id})"
-        for (other_table_id, other_kind), alert in sorted(open_now.items(), key=lambda item: item[1].id)
-        if other_table_id == table_id and other_kind != kind
+        for other_kind, alert in sorted(open_now[table_id].items(), key=lambda item: item[1].id)
+        if other_kind != kind
     ]
     if not related:
         return message
@@ -294,7 +486,7 @@ def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> 
             connection.error_streak = 0
             alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
             if alert:
-                _auto_resolve(alert, message="checks run again", now=now)
+                _alerts_resolve([(alert, "checks run again")], now=now)
         return
     streak = connection_error_streak_bump(connection=connection)
     where = failed[0].table.qualified_name + " " if failed[0].table_id else ""
@@ -302,20 +494,15 @@ def _track_connection_errors(*, connection, results, unresolved, quiet, now) -> 
     alert = unresolved.get((None, Alert.Kind.CONNECTION_ERROR))
     if alert:
         _seen_again(alert, message=message, now=now)
-    elif (
-        streak >= connection.connection_error_threshold
-        and not quiet
-        and not _held_by_hand(connection=connection, table_id=None, kind=Alert.Kind.CONNECTION_ERROR)
-    ):
-        _open(
-            connection=connection,
+    elif streak >= connection.connection_error_threshold and not quiet:
+        opening = _Opening(
             table=None,
             kind=Alert.Kind.CONNECTION_ERROR,
             severity=Alert.Severity.CRITICAL,
             message=message,
-            now=now,
             failures=streak,
         )
+        _alerts_open(connection=connection, openings=[opening], now=now)
 
 
 def _table_streaks(*, connection, problems, unresolved, now) -> dict[tuple[int, str], int]:
@@ -339,7 +526,8 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     if not results:
         return
     now = now or max(r.started_at for r in results)
-    unresolved = _unresolved(connection, table_ids=list({r.table_id for r in results if r.table_id is not None}))
+    tables_by_id = {r.table_id: r.table for r in results if r.table_id is not None}
+    unresolved = _unresolved(connection, tables_by_id=tables_by_id)
     # A discovery's missing-tables result says nothing about whether checks run: it leaves connection_error alone.
     checked = [r for r in results if not (r.details or {}).get("discovery")]
     if not unresolved and all(r.status == Status.PASS for r in results):
@@ -353,26 +541,29 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
     for result in results:
         if result.kind in TRACKED_KINDS:
             by_problem[(result.table_id, result.kind)].append(result)
-    holding = None
-    open_now = {problem: alert for problem, alert in unresolved.items() if problem[0] is not None}
-    for problem, problem_results in by_problem.items():
+    open_now: dict[int, dict[str, Alert]] = defaultdict(dict)
+    for (table_id, kind), alert in unresolved.items():
+        if table_id is not None:
+            open_now[table_id][kind] = alert
+    for (table_id, kind), problem_results in by_problem.items():
         statuses = {r.status for r in problem_results}
-        if Status.PASS in statuses and Status.FAIL not in statuses:
-            open_now.pop(problem, None)  # resolves below: related no more
+        if Status.PASS in statuses and Status.FAIL not in statuses and table_id in open_now:
+            open_now[table_id].pop(kind, None)  # resolves below: related no more
     # Freshness first: a table that stopped receiving rows is stale before its volume drops, and an alert
     # opened later in this run names the ones opened before it ("Related: the table is also stale").
     problems = sorted(by_problem.items(), key=lambda item: item[0][1] != CheckKind.FRESHNESS)
     streaks = {} if quiet else _table_streaks(connection=connection, problems=problems, unresolved=unresolved, now=now)
-    seen_again: dict[int, str] = {}
+    decisions = _Decisions(connection=connection, now=now, open_now=open_now)
+    holding = None
     for (table_id, kind), problem_results in problems:
         failing = [r for r in problem_results if r.status == Status.FAIL]
         passing = [r for r in problem_results if r.status == Status.PASS]
         alert = unresolved.get((table_id, kind))
         if failing:
             message = "; ".join(r.message for r in failing)
-            message = _with_related(message, table_id=table_id, kind=kind, open_now=open_now)
+            message = _with_related(message, table_id=table_id, kind=kind, open_now=decisions.related_to(table_id))
             if alert:
-                seen_again[alert.pk] = message
+                decisions.seen_again[alert.pk] = message
                 continue
             table = failing[0].table if table_id else None
             threshold = table.failure_threshold if table else CONNECTION_ALERT_THRESHOLDS.get(kind, LAG_ALERT_THRESHOLD)
@@ -385,24 +576,51 @@ def results_process(*, connection: Connection, results: list[CheckResult], now: 
             streak = streaks.get((table_id, kind))
             if streak is None:
                 streak = _failing_streak(connection=connection, table_id=table_id, kind=kind, runs=threshold)
-            if streak >= threshold and not _held_by_hand(connection=connection, table_id=table_id, kind=kind):
-                try:
-                    with transaction.atomic():
-                        open_now[(table_id, kind)] = _open(
-                            connection=connection,
-                            table=table,
-                            kind=kind,
-                            severity=Alert.Severity.WARNING,
-                            message=message,
-                            now=now,
-                            failures=streak,
-                        )
-                except IntegrityError:
-                    # Another process opened it at the same moment: the constraint keeps one alert.
-                    logger.info("alert for %s/%s already opened by another process", table_id, kind)
+            if streak >= threshold:
+                decisions.opening(
+                    _Opening(table=table, kind=kind, severity=Alert.Severity.WARNING, message=message, failures=streak)
+                )
         elif passing and alert:
-            _auto_resolve(alert, message=passing[0].message, now=now)
-    _seen_again_all(seen_again, now=now)
+            decisions.resolutions.append((alert, passing[0].message))
+    decisions.write()
+
+
+class _Decisions:
+    """What `results_process` decided for a batch, written together at the end (a few statements for any number of
+    tables): alerts to open, to resolve, and seen failing again.
+
+    Openings wait until a message needs them: an alert's message names its table's other unresolved alerts, those
+    opened earlier in the same run too, so the openings waiting are written (and get their ids) before a later
+    problem of one of their tables composes its message; with one failing problem per table, once per batch."""
+
+    def __init__(self, *, connection: Connection, now: datetime, open_now: dict[int, dict[str, Alert]]):
+        self.connection, self.now, self.open_now = connection, now, open_now
+        self.openings: list[_Opening] = []
+        self.waiting_tables: set[int | None] = set()
+        self.resolutions: list[tuple[Alert, str]] = []
+        self.seen_again: dict[int, str] = {}
+
+    def opening(self, opening: _Opening) -> None:
+        self.openings.append(opening)
+        self.waiting_tables.add(opening.problem[0])
+
+    def related_to(self, table_id: int | None) -> dict[int, dict[str, Alert]]:
+        """`open_now` for a message of `table_id`, with the openings of that table waiting written first."""
+        if table_id is not None and table_id in self.waiting_tables:
+            self._open_waiting()
+        return self.open_now
+
+    def _open_waiting(self) -> None:
+        opened = _alerts_open(connection=self.connection, openings=self.openings, now=self.now)
+        for (table_id, kind), alert in opened.items():
+            if table_id is not None:
+                self.open_now[table_id][kind] = alert
+        self.openings, self.waiting_tables = [], set()
+
+    def write(self) -> None:
+        self._open_waiting()
+        _alerts_resolve(self.resolutions, now=self.now)
+        _seen_again_all(self.seen_again, now=self.now)
 
 
 def alert_acknowledge(*, alert: Alert, user=None) -> Alert:

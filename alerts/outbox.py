@@ -9,13 +9,16 @@ check and a crash never loses a message.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db import connection as pulse_db
 from django.utils import timezone
 
 from alerts.models import Alert, AlertEvent, Channel, Notification
 from monitors import checks
+from monitors.database import binary_cursor
 from monitors.models import CheckResult
 
 # Events that tell people something; the others (notified, acknowledged, snoozed) are bookkeeping.
@@ -36,16 +39,34 @@ def notifications_for_event(*, event: AlertEvent) -> list[Notification]:
     (only opened, reopened, resolved and reminded do; while the alert is snoozed, i.e. `snoozed_until`
     is after the event's time, only resolved does). The rows are due at once.
     """
-    if not event_notifies(event=event):
+    return notifications_for_events(events=[event])
+
+
+def notifications_for_events(*, events: list[AlertEvent]) -> list[Notification]:
+    """`notifications_for_event` of many events (a batch's alerts opening together) in three statements whatever
+    their number: the channels of their teams, their alerts' latest results, one INSERT of every notification.
+    Notifications follow the events' order, each event's channels by id."""
+    notifying = [event for event in events if event_notifies(event=event)]
+    if not notifying:
         return []
-    channels = list(Channel.objects.filter(team_id=event.alert.connection.team_id, is_active=True).order_by("id"))
-    if not channels:
+    channels: dict[int, list[Channel]] = defaultdict(list)
+    teams = {event.alert.connection.team_id for event in notifying}
+    for channel in Channel.objects.filter(team_id__in=teams, is_active=True).order_by("id"):
+        channels[channel.team_id].append(channel)
+    notifying = [event for event in notifying if channels[event.alert.connection.team_id]]
+    if not notifying:
         return []
-    message = message_for_event(event=event)
-    due = min(event.at, timezone.now())
-    return Notification.objects.bulk_create(
-        [_notification(channel=channel, message=message, due=due, event=event) for channel in channels]
-    )
+    latest = _latest_results([event.alert for event in notifying])
+    now = timezone.now()
+    rows = []
+    for event in notifying:
+        message = _message_for_event(event=event, result=latest.get(event.alert.id))
+        due = min(event.at, now)
+        rows += [
+            _notification(channel=channel, message=message, due=due, event=event)
+            for channel in channels[event.alert.connection.team_id]
+        ]
+    return Notification.objects.bulk_create(rows)
 
 
 def notification_for_channel(
@@ -109,10 +130,14 @@ def _notification(*, channel: Channel, message: dict, due: datetime, event: Aler
 
 def message_for_event(*, event: AlertEvent) -> dict:
     """{"subject", "body", "payload"} describing the event: what, where, observed vs expected, since, links."""
+    return _message_for_event(event=event, result=_latest_results([event.alert]).get(event.alert.id))
+
+
+def _message_for_event(*, event: AlertEvent, result: CheckResult | None) -> dict:
+    """`message_for_event` with the latest result of the alert's check (table and kind) already read."""
     alert = event.alert
     connection = alert.connection
     table = alert.table if alert.table_id else None
-    result = _latest_result(alert)
     label = Alert.Kind(alert.kind).label
     where = f"{table.qualified_name} on {connection.name}" if table else connection.name
     severity = alert.severity.upper()
@@ -198,13 +223,47 @@ def message_for_event(*, event: AlertEvent) -> dict:
     return {"subject": subject, "body": body, "payload": payload}
 
 
-def _latest_result(alert: Alert) -> CheckResult | None:
-    results = CheckResult.objects.filter(kind=alert.kind)
-    if alert.table_id:
-        results = results.filter(table_id=alert.table_id)
-    else:
-        results = results.filter(connection_id=alert.connection_id, table__isnull=True)
-    return results.order_by("-started_at", "-id").first()
+# What a message reads of a result, in the model's field order (the order `from_db` takes them in).
+_RESULT_FIELDS = [
+    f.attname
+    for f in CheckResult._meta.concrete_fields
+    if f.attname in {"id", "observed_value", "expected_lower", "expected_upper", "message", "started_at"}
+]
+_RESULT_COLUMNS = ", ".join(f"r.{name}" for name in _RESULT_FIELDS)
+
+# The latest result of each alert's check: its table's of its kind, or for a connection-level alert the connection's
+# own of its kind. Each part reads by its index, (table, kind, started_at) or (connection, kind, started_at); the
+# one whose condition on p.table_id is false is not run.
+_LATEST_RESULTS = f"""
+SELECT p.alert_id, {_RESULT_COLUMNS}
+FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::text[]) AS p(alert_id, connection_id, table_id, kind)
+CROSS JOIN LATERAL (
+    (SELECT * FROM {CheckResult._meta.db_table} r
+     WHERE p.table_id IS NOT NULL AND r.table_id = p.table_id AND r.kind = p.kind
+     ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+    UNION ALL
+    (SELECT * FROM {CheckResult._meta.db_table} r
+     WHERE p.table_id IS NULL AND r.connection_id = p.connection_id AND r.table_id IS NULL AND r.kind = p.kind
+     ORDER BY r.started_at DESC, r.id DESC LIMIT 1)
+) r
+"""
+
+
+def _latest_results(alerts: list[Alert]) -> dict[int, CheckResult]:
+    """{alert id: the latest result of its check} in one statement; the results carry the fields a message reads
+    (the others are deferred)."""
+    with binary_cursor() as cursor:
+        cursor.execute(
+            _LATEST_RESULTS,
+            [
+                [alert.id for alert in alerts],
+                [alert.connection_id for alert in alerts],
+                [alert.table_id for alert in alerts],
+                [alert.kind for alert in alerts],
+            ],
+        )
+        rows = cursor.fetchall()
+    return {row[0]: CheckResult.from_db(pulse_db.alias, _RESULT_FIELDS, row[1:]) for row in rows}
 
 
 def _value_line(kind: str, observed, lower, upper) -> str:

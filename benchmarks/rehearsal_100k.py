@@ -1,12 +1,16 @@
 """A 100,000-table rehearsal: a replica (primary + hot standby from pulse_project.pgcluster) with --tables
-empty tables, two `runchecks` daemons on this machine, checked at --interval for --minutes.
+empty (or, with --rows, small) tables, two `runchecks` daemons on this machine, checked at --interval for --minutes.
 
 Usage: .venv/bin/python benchmarks/rehearsal_100k.py [--tables 100000] [--interval 300] [--minutes 11]
-                                                      [--processes 2] [--lift-limits] [--keep]
+                                                      [--rows 0] [--processes 2] [--lift-limits] [--keep]
 
 1. The replica pair lives in var/rehearsal-pg (kept with --keep; an existing pair there with all the tables
-   is reused, so the script is re-runnable). Tables `r.tNNNNNN (id bigint, created_at timestamptz)`, empty,
-   created 2,000 per transaction, then the standby catches up.
+   is reused, so the script is re-runnable). Tables `r.tNNNNNN (id bigint, created_at timestamptz)`, created
+   2,000 per transaction, then the standby catches up. Two variants, each in its own database of the pair:
+   - empty tables (the default, database `rehearsal`): the worst case, freshness fails on every table at every
+     check and every table opens a freshness alert at its second failure (the default failure threshold);
+   - `--rows N` (database `rehearsal_rows`): N rows per table, the newest stamped now at the start of every run
+     (an UPDATE per table), so freshness passes (within the default 60-minute threshold): checks pass, no alert.
 2. Pulse's database `pulse_bench_<PULSE_BENCH_TAG or reh>_rehearsal` (dropped and migrated each run): one connection to the standby
    with default settings (--lift-limits: rate, budget and concurrency at the fields' maxima, for a branch
    whose defaults throttle), --tables monitored tables with `created_at` as timestamp column and
@@ -14,12 +18,14 @@ Usage: .venv/bin/python benchmarks/rehearsal_100k.py [--tables 100000] [--interv
    A trigger (benchmark only) copies (due, checked) from every table update that sets last_checked_at into
    `rehearsal_lateness`: lateness = last_checked_at - the next_check_at it replaces.
 3. --processes `manage.py runchecks` daemons (default flags), production settings. After --minutes:
-   tables checked per second (the last full interval, when the first pass's one-off work is done), lateness
-   p50/p99 (the same window), Pulse DB inserts/s (pg_stat_database.tup_inserted, the trigger's rows
+   the first pass (until every table was checked once: its length and rate, and the daemons' CPU per check in
+   it), then over the last full interval (when the first pass's one-off work is done): tables checked per
+   second, lateness p50/p99, Pulse DB inserts/s (pg_stat_database.tup_inserted, the trigger's rows
    excluded) and growth per day (pg_database_size over the window), the replica time used (sum of the
    results' duration_ms over the window: backend-seconds per second, the share of one backend), the
    daemons' CPU time per table check (from /proc: unaffected by how busy the shared machine is) and each
-   daemon's RSS (VmRSS and peak VmHWM from /proc).
+   daemon's RSS (VmRSS and peak VmHWM from /proc), and the machine's 1-minute load average (lowest and
+   highest seen during the run, sampled every 15 s).
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from pulse_project.pgcluster import ReplicaPair, Server  # noqa: E402
 
 PULSE_SERVER = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 BENCH_DB = f"pulse_bench_{os.environ.get('PULSE_BENCH_TAG', 'reh')}_rehearsal"
-DATA_DB = "rehearsal"
+DATA_DB = "rehearsal"  # empty tables; with --rows: DATA_DB + "_rows"
 READER = "pulse_rehearsal_reader"
 READER_PASSWORD = "rehearsal-reader-password"
 PAIR_DIR = ROOT / "var" / "rehearsal-pg"
@@ -55,8 +61,13 @@ def say(line: str = "") -> None:
     print(f"[t+{time.monotonic() - T0:5.0f}s] {line}", flush=True)
 
 
-def replica(tables: int) -> ReplicaPair:
-    """The pair under var/rehearsal-pg: reused when it already holds the tables, else made afresh."""
+def data_db(rows: int) -> str:
+    return f"{DATA_DB}_rows" if rows else DATA_DB
+
+
+def replica(tables: int, *, rows: int) -> ReplicaPair:
+    """The pair under var/rehearsal-pg: reused when it already holds the tables, else made afresh. With `rows`,
+    every table holds that many rows (one a minute back from now); the newest is stamped now at every run."""
     ports_file = PAIR_DIR / "ports"
     if ports_file.exists():
         primary_port, standby_port = map(int, ports_file.read_text().split())
@@ -74,11 +85,12 @@ def replica(tables: int) -> ReplicaPair:
         pair = ReplicaPair.create(PAIR_DIR)
         ports_file.write_text(f"{pair.primary.port} {pair.standby.port}")
         say(f"replica pair: primary :{pair.primary.port}, standby :{pair.standby.port}")
+    database = data_db(rows)
     with pair.primary.connect() as conn:
         conn.autocommit = True
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATA_DB]).fetchone():
-            conn.execute(f"CREATE DATABASE {DATA_DB}")
-    with pair.primary.connect(DATA_DB) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
+            conn.execute(f"CREATE DATABASE {database}")
+    with pair.primary.connect(database) as conn:
         conn.autocommit = True
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [READER]).fetchone():
             conn.execute(f"CREATE ROLE {READER} LOGIN PASSWORD '{READER_PASSWORD}'")
@@ -87,14 +99,21 @@ def replica(tables: int) -> ReplicaPair:
         conn.execute(f"ALTER DEFAULT PRIVILEGES IN SCHEMA r GRANT SELECT ON TABLES TO {READER}")
         existing = conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'r'").fetchone()[0]
         started = time.monotonic()
+        fill = (
+            f"EXECUTE format('INSERT INTO r.%I SELECT g, now() - (g - 1) * interval ''1 minute''"
+            f" FROM generate_series(1, {rows}) g', name);"
+            if rows
+            else ""
+        )
         for first in range(existing + 1, tables + 1, DDL_CHUNK):
             last = min(tables, first + DDL_CHUNK - 1)
             conn.execute(
                 f"""
-                DO $$ BEGIN
+                DO $$ DECLARE name text; BEGIN
                   FOR i IN {first}..{last} LOOP
-                    EXECUTE format('CREATE TABLE IF NOT EXISTS r.%I (id bigint, created_at timestamptz)',
-                                   't' || lpad(i::text, 6, '0'));
+                    name := 't' || lpad(i::text, 6, '0');
+                    EXECUTE format('CREATE TABLE IF NOT EXISTS r.%I (id bigint, created_at timestamptz)', name);
+                    {fill}
                   END LOOP;
                 END $$
                 """
@@ -103,12 +122,28 @@ def replica(tables: int) -> ReplicaPair:
                 say(f"  {last:,} tables")
         if existing < tables:
             say(f"created {tables - existing:,} tables in {time.monotonic() - started:.0f} s")
+        if rows and existing:
+            started = time.monotonic()
+            for first in range(1, tables + 1, DDL_CHUNK):
+                last = min(tables, first + DDL_CHUNK - 1)
+                conn.execute(
+                    f"""
+                    DO $$ BEGIN
+                      FOR i IN {first}..{last} LOOP
+                        EXECUTE format('UPDATE r.%I SET created_at = now() WHERE id = 1', 't' || lpad(i::text, 6, '0'));
+                      END LOOP;
+                    END $$
+                    """
+                )
+            say(f"newest row of {tables:,} tables stamped now in {time.monotonic() - started:.0f} s")
     pair.wait_for_replay(timeout=3600)
     say("standby caught up")
     return pair
 
 
-def setup_pulse(pair: ReplicaPair, *, tables: int, interval: int, lift_limits: bool, share: float | None) -> None:
+def setup_pulse(
+    pair: ReplicaPair, *, tables: int, rows: int, interval: int, lift_limits: bool, share: float | None
+) -> None:
     from cryptography.fernet import Fernet
 
     os.environ.update(
@@ -146,7 +181,7 @@ def setup_pulse(pair: ReplicaPair, *, tables: int, interval: int, lift_limits: b
         team=Group.objects.create(name="rehearsal"),
         host="127.0.0.1",
         port=pair.standby.port,
-        database=DATA_DB,
+        database=data_db(rows),
         username=READER,
         sslmode="disable",
         **limits,
@@ -199,7 +234,9 @@ def setup_pulse(pair: ReplicaPair, *, tables: int, interval: int, lift_limits: b
         # on a fresh database under load it may not get there within the run.
         cursor.execute("ANALYZE monitors_monitoredtable")
     say(
-        f"Pulse: {tables:,} tables at {interval} s on connection 'rehearsal' ({'lifted limits' if lift_limits else 'default settings'}; time share {share if share is not None else 'default'})"
+        f"Pulse: {tables:,} {f'tables of {rows} rows' if rows else 'empty tables'} at {interval} s on connection"
+        f" 'rehearsal' ({'lifted limits' if lift_limits else 'default settings'}; time share"
+        f" {share if share is not None else 'default'})"
     )
 
 
@@ -251,6 +288,9 @@ def main() -> int:
     parser.add_argument("--tables", type=int, default=100_000)
     parser.add_argument("--interval", type=int, default=300)
     parser.add_argument("--minutes", type=float, default=11)
+    parser.add_argument(
+        "--rows", type=int, default=0, help="rows per table, the newest fresh (default 0: empty tables, all failing)"
+    )
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--lift-limits", action="store_true")
     parser.add_argument(
@@ -263,10 +303,17 @@ def main() -> int:
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     say(f"commit {commit.strip()}; {os.cpu_count()} cores; load {os.getloadavg()}")
-    pair = replica(args.tables)
+    pair = replica(args.tables, rows=args.rows)
     daemons = []
     try:
-        setup_pulse(pair, tables=args.tables, interval=args.interval, lift_limits=args.lift_limits, share=args.share)
+        setup_pulse(
+            pair,
+            tables=args.tables,
+            rows=args.rows,
+            interval=args.interval,
+            lift_limits=args.lift_limits,
+            share=args.share,
+        )
         from django.db import connection as db
 
         logs = [open(ROOT / "var" / f"rehearsal-runchecks-{n}.log", "w") for n in range(args.processes)]  # noqa: SIM115
@@ -277,11 +324,15 @@ def main() -> int:
             for log in logs
         ]
         say(f"{args.processes} runchecks daemons: pids {[d.pid for d in daemons]}")
+        started_at = time.time()
         end = time.monotonic() + args.minutes * 60
         window_start = None
+        first_pass = None
+        loads = []
         peak = {d.pid: (0.0, 0.0) for d in daemons}
         while time.monotonic() < end:
             time.sleep(15)
+            loads.append(os.getloadavg()[0])
             for daemon in daemons:
                 if daemon.poll() is not None:
                     raise SystemExit(f"runchecks {daemon.pid} exited with {daemon.returncode}")
@@ -289,8 +340,11 @@ def main() -> int:
             with db.cursor() as cursor:
                 cursor.execute("SELECT count(*), count(DISTINCT table_id) FROM rehearsal_lateness")
                 checks, distinct = cursor.fetchone()
+            if first_pass is None and distinct >= args.tables:
+                first_pass = {"at": time.time(), "cpu": sum(cpu_seconds(d.pid) for d in daemons), "checks": checks}
             say(
-                f"  {checks:,} table checks recorded ({distinct:,} tables); RSS MB {[round(v[0]) for v in peak.values()]}"
+                f"  {checks:,} table checks recorded ({distinct:,} tables); RSS MB {[round(v[0]) for v in peak.values()]};"
+                f" load {loads[-1]:.1f}"
             )
             if window_start is None and time.monotonic() >= end - args.interval:
                 window_start = counters()
@@ -324,6 +378,12 @@ def main() -> int:
                 "SELECT count(*) FROM monitors_monitoredtable WHERE next_check_at < now() - interval '5 seconds'"
             )
             overdue_now = cursor.fetchone()[0]
+        with db.cursor() as cursor:
+            cursor.execute(
+                "SELECT extract(epoch FROM min(first)), extract(epoch FROM max(first)) FROM"
+                " (SELECT min(checked) AS first FROM rehearsal_lateness GROUP BY table_id) t"
+            )
+            first_check, last_first_check = (float(v) if v is not None else None for v in cursor.fetchone())
         rate = len(lateness) / seconds
         growth_day = (window_end["size"] - window_start["size"]) / seconds * 86400
         results_growth_day = (window_end["results_size"] - window_start["results_size"]) / seconds * 86400
@@ -362,6 +422,18 @@ def main() -> int:
             f"runchecks CPU: {cpu:.1f} s over the window ({cpu / seconds:.2f} cores),"
             f" {cpu / max(len(lateness), 1) * 1000:.2f} ms per table check; load average {os.getloadavg()}"
         )
+        if first_pass is None:
+            say(f"first pass: not over after {args.minutes:g} min (some of the {args.tables:,} tables never checked)")
+        else:
+            length = last_first_check - first_check
+            say(
+                f"first pass: every table checked once from t+{first_check - started_at:.0f} s to"
+                f" t+{last_first_check - started_at:.0f} s after the daemons started: {length:.0f} s,"
+                f" {args.tables / max(length, 1):,.0f} tables/s; daemons' CPU until then"
+                f" {first_pass['cpu'] / first_pass['checks'] * 1000:.2f} ms per table check"
+                f" ({first_pass['checks']:,} checks, seen at t+{first_pass['at'] - started_at:.0f} s)"
+            )
+        say(f"1-minute load average during the run: {min(loads):.1f}–{max(loads):.1f}")
         for daemon in daemons:
             now_mb, peak_mb = rss(daemon.pid)
             say(f"runchecks pid {daemon.pid}: RSS {now_mb:.0f} MB, peak {peak_mb:.0f} MB")

@@ -152,6 +152,18 @@ def contact_failed(*, connection: Connection, status: str, error: str, now: date
 
 CONTACT_REFRESH = timedelta(seconds=10)
 
+# Written only where the row does not already say "fine, and checked within CONTACT_REFRESH of `now`": when
+# another batch wrote it meanwhile, nothing matches and nothing is locked, so batches of one connection do not
+# queue on its row (each batch's object was read at its claim, often before the other batch's write).
+_CONTACT_SUCCEEDED = """
+UPDATE connections_connection
+SET status = %(ok)s, last_error = '', last_checked_at = %(now)s, consecutive_failures = 0, backoff_until = NULL
+WHERE id = %(id)s AND NOT (
+    status = %(ok)s AND consecutive_failures = 0 AND backoff_until IS NULL AND last_checked_at IS NOT NULL
+    AND last_checked_at > %(now)s - %(refresh)s
+)
+"""
+
 
 def contact_succeeded(*, connection: Connection, now: datetime) -> None:
     """Record a good contact; a connection already known to be fine is written at most every 10 s."""
@@ -164,9 +176,11 @@ def contact_succeeded(*, connection: Connection, now: datetime) -> None:
     )
     if healthy:
         return
-    Connection.objects.filter(pk=connection.pk).update(
-        status=Connection.Status.OK, last_error="", last_checked_at=now, consecutive_failures=0, backoff_until=None
-    )
+    with pulse_db.cursor() as cursor:
+        cursor.execute(
+            _CONTACT_SUCCEEDED,
+            {"ok": Connection.Status.OK.value, "now": now, "id": connection.pk, "refresh": CONTACT_REFRESH},
+        )
     connection.status, connection.last_error, connection.last_checked_at = Connection.Status.OK, "", now
     connection.consecutive_failures, connection.backoff_until = 0, None
 

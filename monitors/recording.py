@@ -352,16 +352,10 @@ class Bookkeeping:
 
 
 def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list[CheckResult]:
-    """One try, in one transaction: contact status, volume verdicts, results, table state, `on_recorded`, then
-    the budget refund. The refund comes last: it locks the connection's allowance row, which every batch of
-    every process updates, so the row stays locked only while the transaction commits."""
+    """One try, in one transaction: volume verdicts, results, table state, `on_recorded`, then the contact status
+    and the budget refund. Those two come last: they lock the connection's row and its allowance row, which the
+    batches of every process update, so the rows stay locked only while the transaction commits."""
     with transaction.atomic():
-        if book.contact_status == Connection.Status.OK:
-            state.contact_succeeded(connection=book.connection, now=book.started_at)
-        elif book.contact_status:
-            state.contact_failed(
-                connection=book.connection, status=book.contact_status, error=book.contact_error, now=book.started_at
-            )
         volume_judge(runs=book.runs)
         recorded = results_record(
             connection=book.connection,
@@ -371,6 +365,12 @@ def bookkeeping_write(book: Bookkeeping, *, on_recorded: ResultsHandler) -> list
             started_at=book.started_at,
             on_recorded=on_recorded,
         )
+        if book.contact_status == Connection.Status.OK:
+            state.contact_succeeded(connection=book.connection, now=book.started_at)
+        elif book.contact_status:
+            state.contact_failed(
+                connection=book.connection, status=book.contact_status, error=book.contact_error, now=book.started_at
+            )
         guardrails.allowance_refund(connection=book.connection, queries=book.unused_queries, now=book.started_at)
         return recorded
 

@@ -8,8 +8,17 @@ import pytest
 from django.utils import timezone
 
 from alerts.intake import results_intake
-from alerts.lifecycle import AlertStateError, alert_acknowledge, alert_resolve, alert_snooze, results_process
+from alerts.lifecycle import (
+    AlertStateError,
+    _alerts_open,
+    _Opening,
+    alert_acknowledge,
+    alert_resolve,
+    alert_snooze,
+    results_process,
+)
 from alerts.models import Alert, AlertEvent, Notification
+from alerts.outbox import message_for_event
 from connections.models import MaintenanceWindow
 from monitors.checks import Outcome
 from monitors.models import CheckResult, MonitoredTable
@@ -396,3 +405,136 @@ def test_tables_still_failing_are_seen_again_together_and_other_tables_alerts_ar
     assert (after.status, after.consecutive_failures, after.message, after.last_seen_at) == (
         before.status, before.consecutive_failures, before.message, before.last_seen_at
     )  # fmt: skip
+
+
+def _tables(shop, prefix, count, threshold=2):
+    return [
+        MonitoredTable.objects.create(connection=shop, table_name=f"{prefix}{i}", failure_threshold=threshold)
+        for i in range(count)
+    ]
+
+
+def _as_rendered(notification):
+    """What a notification says, with its event's own rendering next to it (one event at a time)."""
+    rendered = message_for_event(event=notification.event)
+    return (notification.subject, notification.body, notification.payload), (
+        rendered["subject"],
+        rendered["body"],
+        rendered["payload"],
+    )
+
+
+def test_a_batch_opens_its_alerts_events_and_notifications_in_statements_independent_of_its_size(shop, make_channel):
+    """Tables reaching their threshold together: 8 send as many statements as 2; every alert opens with its count,
+    its `opened` event and one notification per active channel, each as one event alone would render it."""
+    email = make_channel(shop.team, "email", "oncall@example.com")
+    hook = make_channel(shop.team, "webhook", "https://hooks.example.com/pulse", name="hook")
+    make_channel(shop.team, "email", "old@example.com", name="inactive", is_active=False)
+    small, large = _tables(shop, "s", 2), _tables(shop, "l", 8)
+    at = timezone.now() - timedelta(hours=1)
+    _record_batch(shop, {t: fail() for t in [*small, *large]}, at=at)
+    assert not Alert.objects.exists()
+    at += timedelta(minutes=1)
+    two = _record_batch(shop, {t: fail(message="still stale") for t in small}, at=at)
+    eight = _record_batch(shop, {t: fail(message="still stale") for t in large}, at=at)
+    assert two == eight
+    for table in [*small, *large]:
+        alert = Alert.objects.get(table=table, kind="freshness")
+        assert (alert.status, alert.consecutive_failures, alert.message, alert.opened_at, alert.last_seen_at) == (
+            "open", 2, "still stale", at, at
+        )  # fmt: skip
+        [event] = alert.events.all()
+        assert (event.kind, event.at, event.message) == ("opened", at, "still stale")
+        notifications = list(Notification.objects.filter(event=event).order_by("id"))
+        assert [n.channel for n in notifications] == [email, hook]
+        for notification in notifications:
+            stored, alone = _as_rendered(notification)
+            assert stored == alone
+            assert notification.subject.startswith("[Pulse] WARNING: Freshness failing on public.")
+            assert "Observed: 2 h 0 min — expected at most 1 h 0 min" in notification.body
+
+
+def test_a_batch_reopens_recently_resolved_alerts_and_holds_those_resolved_by_hand(shop, make_channel):
+    """In one batch: alerts auto-resolved within the hour reopen (same alert, `reopened`, "failing again"), one
+    resolved by hand while failing stays resolved, and a table with no earlier alert opens a new one."""
+    channel = make_channel(shop.team, "email", "oncall@example.com")
+    flapping, held, new = _tables(shop, "f", 3), _tables(shop, "h", 1), _tables(shop, "n", 1)
+    at = timezone.now() - timedelta(hours=1)
+    for _ in range(2):
+        at += timedelta(minutes=1)
+        _record_batch(shop, {t: fail() for t in [*flapping, *held]}, at=at)
+    first = {t.pk: Alert.objects.get(table=t) for t in [*flapping, *held]}
+    alert_resolve(alert=first[held[0].pk])
+    at += timedelta(minutes=1)
+    _record_batch(shop, {**{t: ok() for t in flapping}, **{t: fail() for t in [*held, *new]}}, at=at)
+    for table in flapping:
+        assert Alert.objects.get(table=table).status == "resolved"
+    at += timedelta(minutes=1)
+    _record_batch(shop, {t: fail() for t in [*flapping, *held, *new]}, at=at)
+    at += timedelta(minutes=1)
+    _record_batch(shop, {t: fail(message="stale again") for t in [*flapping, *held, *new]}, at=at)
+    for table in flapping:
+        alert = Alert.objects.get(table=table)
+        assert alert.pk == first[table.pk].pk
+        assert (alert.status, alert.resolved_at, alert.consecutive_failures, alert.message) == (
+            "open", None, 2, "stale again"
+        )  # fmt: skip
+        assert events(alert) == ["opened", "resolved", "reopened"]
+        reopened = Notification.objects.get(event__alert=alert, event__kind="reopened")
+        assert reopened.subject.startswith("[Pulse] WARNING: Freshness failing again")
+        assert _as_rendered(reopened)[0] == _as_rendered(reopened)[1]
+    held_alert = Alert.objects.get(table=held[0])
+    assert held_alert.status == "resolved" and events(held_alert) == ["opened", "resolved"]
+    assert events(Alert.objects.get(table=new[0])) == ["opened"]
+    assert Notification.objects.filter(channel=channel, event__kind="opened").count() == 5
+
+
+def test_a_batch_resolves_its_recovered_alerts_together(shop, make_channel):
+    """Tables passing again: 8 resolve with as many statements as 2, each with its `resolved` event and
+    notification; an acknowledged alert resolves too, a snoozed one still says so."""
+    channel = make_channel(shop.team, "email", "oncall@example.com")
+    small, large = _tables(shop, "s", 2, threshold=1), _tables(shop, "l", 8, threshold=1)
+    at = timezone.now() - timedelta(hours=1)
+    _record_batch(shop, {t: fail() for t in [*small, *large]}, at=at)
+    alert_acknowledge(alert=Alert.objects.get(table=large[0]))
+    alert_snooze(alert=Alert.objects.get(table=large[1]), until=timezone.now() + timedelta(hours=1))
+    at += timedelta(minutes=1)
+    two = _record_batch(shop, {t: ok() for t in small}, at=at)
+    eight = _record_batch(shop, {t: ok() for t in large}, at=at)
+    assert two == eight
+    for table in [*small, *large]:
+        alert = Alert.objects.get(table=table)
+        assert (alert.status, alert.resolved_at) == ("resolved", at)
+        resolved = alert.events.get(kind="resolved")
+        assert (resolved.at, resolved.message) == (at, "recovered: fresh")
+        [notification] = Notification.objects.filter(channel=channel, event=resolved)
+        assert notification.subject.startswith("[Pulse] Resolved: Freshness on public.")
+        assert _as_rendered(notification)[0] == _as_rendered(notification)[1]
+
+
+def test_alerts_another_process_opened_meanwhile_are_left_to_it(shop, caplog):
+    """The batch's INSERT skips a problem whose unresolved alert appeared after the batch read its alerts, and a
+    reopening refused by the unique index leaves that alert alone and reopens the others."""
+    tables = _tables(shop, "t", 3)
+    now = timezone.now()
+    theirs = Alert.objects.create(
+        connection=shop, table=tables[0], kind="freshness", opened_at=now, last_seen_at=now, message="theirs"
+    )
+    openings = [_Opening(table=t, kind="freshness", severity="warning", message="ours", failures=2) for t in tables]
+    with caplog.at_level("INFO", logger="alerts.lifecycle"):
+        opened = _alerts_open(connection=shop, openings=openings, now=now)
+    assert set(opened) == {(tables[1].pk, "freshness"), (tables[2].pk, "freshness")}
+    assert Alert.objects.get(pk=theirs.pk).message == "theirs" and not theirs.events.exists()
+    assert f"alert for {tables[0].pk}/freshness already opened by another process" in caplog.text
+
+    # Both of ours resolve; another process opens a new alert for tables[1]; both problems fail again at once.
+    later = now + timedelta(minutes=5)
+    Alert.objects.filter(pk__in=[a.pk for a in opened.values()]).update(status="resolved", resolved_at=later)
+    other = Alert.objects.create(
+        connection=shop, table=tables[1], kind="freshness", opened_at=later, last_seen_at=later, message="other"
+    )
+    again = _alerts_open(connection=shop, openings=openings[1:], now=later + timedelta(minutes=1))
+    assert list(again) == [(tables[2].pk, "freshness")]
+    assert again[(tables[2].pk, "freshness")].pk == opened[(tables[2].pk, "freshness")].pk
+    assert Alert.objects.get(pk=opened[(tables[1].pk, "freshness")].pk).status == "resolved"
+    assert Alert.objects.get(pk=other.pk).message == "other"

@@ -4,6 +4,7 @@ import threading
 import time
 from datetime import timedelta
 
+import psycopg
 import pytest
 from django.db import connection as pulse_db
 from django.db import transaction
@@ -177,6 +178,33 @@ def test_a_healthy_connection_is_written_at_most_every_refresh_interval(make_con
     later = now + state.CONTACT_REFRESH
     state.contact_succeeded(connection=shop, now=later)
     assert Connection.objects.get(pk=shop.pk).last_checked_at == later
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_contact_another_batch_already_recorded_neither_writes_nor_locks_the_row(make_connection):
+    """A batch whose connection object was read before another batch refreshed the row leaves the row alone: it
+    is not locked for the rest of the batch's transaction, so other batches need not wait for it."""
+    now = timezone.now()
+    shop = make_connection(status=Connection.Status.OK, last_checked_at=now - 2 * state.CONTACT_REFRESH)
+    Connection.objects.filter(pk=shop.pk).update(last_checked_at=now)  # the other batch's refresh, committed
+    params = pulse_db.get_connection_params()
+    with transaction.atomic():
+        state.contact_succeeded(connection=shop, now=now + timedelta(seconds=1))
+        with psycopg.connect(**params, autocommit=True) as other:
+            other.execute("SET lock_timeout = '1s'")
+            other.execute("UPDATE connections_connection SET last_error = '' WHERE id = %s", [shop.pk])
+    assert Connection.objects.get(pk=shop.pk).last_checked_at == now
+
+    # A row that does need the write (the connection had failed) is written and locked as before.
+    Connection.objects.filter(pk=shop.pk).update(status=Connection.Status.ERROR)
+    shop.refresh_from_db()
+    with transaction.atomic():
+        state.contact_succeeded(connection=shop, now=now + timedelta(seconds=2))
+        with psycopg.connect(**params, autocommit=True) as other, pytest.raises(psycopg.errors.LockNotAvailable):
+            other.execute("SET lock_timeout = '100ms'")
+            other.execute("UPDATE connections_connection SET last_error = '' WHERE id = %s", [shop.pk])
+    stored = Connection.objects.get(pk=shop.pk)
+    assert (stored.status, stored.last_checked_at) == (Connection.Status.OK, now + timedelta(seconds=2))
 
 
 # --- error streak -------------------------------------------------------------------------------------------
