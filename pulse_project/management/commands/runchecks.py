@@ -50,7 +50,13 @@ class Command(BaseCommand):
             help="Only this table (repeatable); runs it now.",
         )
         parser.add_argument("--workers", type=int, default=4, help="Threads checking in parallel (default 4).")
-        parser.add_argument("--tick", type=float, default=5.0, help="Seconds between claims of due work (default 5).")
+        parser.add_argument(
+            "--tick",
+            type=float,
+            default=1.0,
+            help="Seconds between claims of due work when the workers are idle (default 1): the most a due table "
+            "waits for an idle daemon.",
+        )
         parser.add_argument(
             "--lease",
             type=int,
