@@ -303,6 +303,17 @@ def main() -> int:
     args = parser.parse_args()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     say(f"commit {commit.strip()}; {os.cpu_count()} cores; load {os.getloadavg()}")
+    with psycopg.connect(**PULSE_SERVER, dbname="postgres", autocommit=True) as conn:
+        autovacuum = conn.execute("SHOW autovacuum").fetchone()[0]
+    say(
+        f"Pulse's server: autovacuum {autovacuum}"
+        + (
+            " (PostgreSQL's default is on: without it Pulse's tables bloat and their statistics go stale during the"
+            " run, which a live deployment does not see)"
+            if autovacuum != "on"
+            else ""
+        )
+    )
     pair = replica(args.tables, rows=args.rows)
     daemons = []
     try:
