@@ -109,9 +109,13 @@ def _event(alert: Alert, *, kind: str, at: datetime, message: str) -> AlertEvent
     return event
 
 
+# Unresolved is written as the predicate of the partial unique index `alert_one_unresolved_per_problem`
+# (connection, table, kind) WHERE NOT status = 'resolved', so the planner reads the batch's alerts by that index
+# even on statistics gathered before a burst of new alerts (with `status = ANY(open, acknowledged)` it read every
+# unresolved alert of the connection by (connection, status): 15 ms against 0.2 ms a batch at 20,000 alerts).
 _UNRESOLVED = f"""
 SELECT {", ".join(field.column for field in Alert._meta.concrete_fields)} FROM alerts_alert
-WHERE connection_id = %s AND (table_id IS NULL OR table_id = ANY(%s)) AND status = ANY(%s)
+WHERE connection_id = %s AND (table_id IS NULL OR table_id = ANY(%s)) AND NOT status = '{Alert.Status.RESOLVED.value}'
 """
 
 
@@ -122,7 +126,7 @@ def _unresolved(
     alert: with 100,000 failing tables, each batch would read them all), with the batch's connection and table
     objects attached (the messages of their transitions name them) instead of reading them again."""
     with binary_cursor() as cursor:
-        cursor.execute(_UNRESOLVED, [connection.pk, list(tables_by_id), list(UNRESOLVED)])
+        cursor.execute(_UNRESOLVED, [connection.pk, list(tables_by_id)])
         rows = cursor.fetchall()
     unresolved = {}
     for row in rows:

@@ -9,9 +9,12 @@ from django.utils import timezone
 
 from alerts.intake import results_intake
 from alerts.lifecycle import (
+    _UNRESOLVED,
+    UNRESOLVED,
     AlertStateError,
     _alerts_open,
     _Opening,
+    _unresolved,
     alert_acknowledge,
     alert_resolve,
     alert_snooze,
@@ -538,3 +541,32 @@ def test_alerts_another_process_opened_meanwhile_are_left_to_it(shop, caplog):
     assert again[(tables[2].pk, "freshness")].pk == opened[(tables[2].pk, "freshness")].pk
     assert Alert.objects.get(pk=opened[(tables[1].pk, "freshness")].pk).status == "resolved"
     assert Alert.objects.get(pk=other.pk).message == "other"
+
+
+def test_unresolved_means_every_status_but_resolved():
+    """The batch's read of unresolved alerts is written as the unresolved index's predicate (NOT resolved): the
+    two must mean the same statuses."""
+    assert set(UNRESOLVED) == set(Alert.Status) - {Alert.Status.RESOLVED}
+
+
+def test_a_batch_reads_its_unresolved_alerts_by_the_unresolved_index_even_on_statistics_of_an_empty_table(shop):
+    """A burst of new alerts before the statistics catch up (autovacuum's analyze comes later, or is off): the
+    planner still reads a batch's alerts by (connection, table, kind), not every unresolved alert of the
+    connection by (connection, status), and the batch gets exactly its own tables' alerts."""
+    from django.db import connection as pulse_db
+
+    with pulse_db.cursor() as cursor:
+        cursor.execute("ANALYZE alerts_alert")  # statistics of an empty table
+    now = timezone.now()
+    tables = MonitoredTable.objects.bulk_create(
+        MonitoredTable(connection=shop, table_name=f"t{i:04d}") for i in range(2000)
+    )
+    Alert.objects.bulk_create(
+        Alert(connection=shop, table=table, kind="freshness", opened_at=now, last_seen_at=now) for table in tables
+    )
+    batch = {table.id: table for table in tables[-50:]}
+    with pulse_db.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {_UNRESOLVED}", [shop.pk, list(batch)])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "alert_one_unresolved_per_problem" in plan and "alert_connection_status" not in plan, plan
+    assert {table_id for table_id, _ in _unresolved(shop, tables_by_id=batch)} == set(batch)
