@@ -4,20 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("alerts", "0006_alert_resolved_while_failing_at"),
+        ('alerts', '0006_alert_resolved_while_failing_at'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="channel",
-            name="managed_by",
-            field=models.CharField(
-                blank=True,
-                default="",
-                editable=False,
-                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
-                max_length=100,
-            ),
+            model_name='channel',
+            name='managed_by',
+            field=models.CharField(blank=True, default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
         ),
     ]

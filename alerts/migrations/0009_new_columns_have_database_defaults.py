@@ -4,21 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("alerts", "0008_alert_latest_index"),
+        ('alerts', '0008_alert_latest_index'),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name="channel",
-            name="managed_by",
-            field=models.CharField(
-                blank=True,
-                db_default="",
-                default="",
-                editable=False,
-                help_text="The monitors-as-code file (its source label) that manages this object; empty: not managed.",
-                max_length=100,
-            ),
+            model_name='channel',
+            name='managed_by',
+            field=models.CharField(blank=True, db_default='', default='', editable=False, help_text='The monitors-as-code file (its source label) that manages this object; empty: not managed.', max_length=100),
         ),
     ]
