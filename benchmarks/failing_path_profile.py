@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
-import pstats
 import sys
 import time
 from pathlib import Path
@@ -99,9 +98,7 @@ def main() -> int:
             for text, count in r["statements"].texts.most_common(12):
                 bench.say(f"    {count:6,}  {text}")
             if profiler:
-                stats = pstats.Stats(profiler)
-                stats.sort_stats("cumulative").print_stats(args.top)
-                stats.sort_stats("tottime").print_stats(args.top)
+                bench.profile_print(profiler, top=args.top)
         bench.say(f"load average (1, 5, 15 min): {bench.load_average()}")
         return 0
     finally:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import os
-import pstats
 import sys
 import time
 from collections import Counter
@@ -99,9 +98,7 @@ def first_pass(args) -> int:
     if profiler:
         profiler.dump_stats(f"{bench.BENCH_DB}.first.prof")
         bench.say(f"cProfile stats saved to {bench.BENCH_DB}.first.prof")
-        stats = pstats.Stats(profiler)
-        stats.sort_stats("cumulative").print_stats(args.top)
-        stats.sort_stats("tottime").print_stats(args.top)
+        bench.profile_print(profiler, top=args.top)
     bench.say(f"load average (1, 5, 15 min): {bench.load_average()}")
     return 0
 
@@ -174,9 +171,7 @@ def main() -> int:
                 bench.say(f"    {count:6,}  {text}")
         for case, profiler in profiles.items():
             bench.say(f"--- cProfile, {case}")
-            stats = pstats.Stats(profiler)
-            stats.sort_stats("cumulative").print_stats(args.top)
-            stats.sort_stats("tottime").print_stats(args.top)
+            bench.profile_print(profiler, top=args.top)
         bench.say(f"load average (1, 5, 15 min): {bench.load_average()}")
         return 0
     finally:

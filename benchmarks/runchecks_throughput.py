@@ -45,6 +45,7 @@ import argparse
 import io
 import os
 import platform
+import pstats
 import queue
 import re
 import resource
@@ -95,6 +96,13 @@ T0 = time.monotonic()
 
 def say(line: str = "") -> None:
     print(line, flush=True)
+
+
+def profile_print(profiler, *, top: int) -> None:
+    """A cProfile's top functions, by cumulative time and by own time."""
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
 
 
 def phase(title: str) -> None:
