@@ -331,23 +331,18 @@ class CheckRunner:
                 lease_release(table_ids=[t.id for t in tables], token=claim.token)
                 return []
             self.keeper.hold(claim.token, seconds=batch_time_limit(connection=connection, tables=tables))
-            if run.wait:
-                return batch_run(
-                    connection=connection,
-                    claim=claim,
-                    tables=tables,
-                    on_recorded=self.on_recorded,
-                    sessions=self.sessions,
-                )
+            # A daemon's pass gives a busy connection back at once and moves on; --once waits for a slot.
+            busy = {} if run.wait else {"slot_wait_seconds": BUSY_SLOT_WAIT_SECONDS, "release_when_busy": True}
             results = batch_run(
                 connection=connection,
                 claim=claim,
                 tables=tables,
                 on_recorded=self.on_recorded,
-                slot_wait_seconds=BUSY_SLOT_WAIT_SECONDS,
-                release_when_busy=True,
                 sessions=self.sessions,
+                **busy,
             )
+            if run.wait:
+                return results
             if _held_back(results):
                 # The connection's time share is used up: the daemon's pass moves on to other connections
                 # instead of writing a held-back result for the whole backlog, and later ticks of this process
