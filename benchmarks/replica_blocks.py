@@ -9,7 +9,8 @@ sends Pulse's own statement templates, and closes it; its blocks are blks_hit + 
 the standby's pg_stat_database (flushed when the backend exits), read from another database. Printed: what a
 session costs before its first table, what each further table costs cold (a backend that has not seen it) and
 warm (a second pass in the same session), for the batch's set-based statements and for the per-table statements
-they replace. Then the server time of the same statements (EXPLAIN ANALYZE: planning + execution, without the
+they replace, and the floor of any check in a new backend: a statement that only names the table (`SELECT 1 FROM t
+WHERE false`: planned, nothing read), which builds the backend's caches of the table, its indexes and statistics. Then the server time of the same statements (EXPLAIN ANALYZE: planning + execution, without the
 client's round trips), with the load average beside it.
 """
 
@@ -108,6 +109,10 @@ def main() -> int:
                 statements.append((query, bucket))
             return statements
 
+        def naming(tables):
+            """The floor of any check: a statement that only names each table (planned, nothing read)."""
+            return [(sql.SQL("SELECT 1 FROM {} WHERE false").format(sql.Identifier("bench", t)), None) for t in tables]
+
         state = (STATE_QUERY, None)
         one, every = names[:1], names
         extra = len(names) - 1
@@ -123,6 +128,8 @@ def main() -> int:
             ),
             "per-table statements (before), 1 table": session([state, *per_table(one)]),
             f"per-table statements (before), {len(names)} tables": session([state, *per_table(every)]),
+            "the floor: a statement naming the table, 1 table": session([state, *naming(one)]),
+            f"the floor: a statement naming each table, {len(names)} tables": session([state, *naming(every)]),
         }
         for label, value in figures.items():
             print(f"  {label:<55} {value:>7,} blocks")
@@ -135,6 +142,12 @@ def main() -> int:
         print(f"  each further table, cold (set-based): {(batch_all - batch_one) / extra:.1f} blocks")
         print(f"  each further table, cold (per-table statements): {(before_all - before_one) / extra:.1f} blocks")
         print(f"  each table, warm (second pass in the same session): {(twice - batch_all) / len(names):.1f} blocks")
+        floor_one = figures["the floor: a statement naming the table, 1 table"]
+        floor_all = figures[f"the floor: a statement naming each table, {len(names)} tables"]
+        print(
+            "  each further table, cold, the floor (a backend opening a table it has not seen, nothing read): "
+            f"{(floor_all - floor_one) / extra:.1f} blocks"
+        )
 
         def server_ms(conn, statement) -> float:
             """Planning + execution time of one statement on the server (EXPLAIN ANALYZE: runs it)."""

@@ -297,6 +297,8 @@ def _apply(outcome: Outcome, verdict: baselines.Verdict, *, sensitivity: float) 
         outcome.details["quiet_day"] = True
     if verdict.after_anomaly:
         outcome.details["after_anomaly"] = verdict.after_anomaly
+    if verdict.quiet_day_band:
+        outcome.details["quiet_day_band"] = True
     if verdict.learning:
         outcome.message = _sentence(outcome, "is not judged yet", verdict.message.rstrip(".").lower())
         return
@@ -321,30 +323,31 @@ def _repeat(outcome: Outcome, *, previous: Judgement, table: MonitoredTable) -> 
         abs(value - expected) < table.min_absolute_change
         or abs(value - expected) < table.min_relative_change * abs(expected)
     )
-    if learning or lower is None or upper is None:
+    judged = not learning and lower is not None and upper is not None
+    band_text = f"the expected {baselines.band(lower, upper, whole=whole)}" if judged else ""
+    if before.get("quiet_day_band"):
+        band_text = f"{band_text} of the table's quiet days"
+    if not judged:
         verdict, anomaly = "is not judged yet", False
     elif previous.marked_expected:
         verdict, anomaly = "is in a bucket accepted as expected", False
     elif before.get("quiet_day") and value < lower:
-        verdict = (
-            f"is below the expected {baselines.band(lower, upper, whole=whole)} but as quiet as the table's quiet days"
-        )
-        anomaly = False
+        verdict, anomaly = f"is below {band_text} but as quiet as the table's quiet days", False
     elif value < lower and value == 0 and table.direction != "spike":
-        verdict, anomaly = f"is a drop to zero from the expected {baselines.band(lower, upper, whole=whole)}", True
+        verdict, anomaly = f"is a drop to zero from {band_text}", True
     elif value > upper and table.direction != "drop" and not small:
-        verdict, anomaly = f"is above the expected {baselines.band(lower, upper, whole=whole)}", True
+        verdict, anomaly = f"is above {band_text}", True
     elif value < lower and table.direction != "spike" and not small:
-        verdict, anomaly = f"is below the expected {baselines.band(lower, upper, whole=whole)}", True
+        verdict, anomaly = f"is below {band_text}", True
     else:
-        verdict, anomaly = f"is within the expected {baselines.band(lower, upper, whole=whole)}", False
+        verdict, anomaly = f"is within {band_text}", False
     if before.get("quiet_day") and not anomaly:
         outcome.details["quiet_day"] = True  # a quiet day's bucket stays out of training
     outcome.is_anomaly = anomaly
     outcome.status = Status.FAIL if anomaly else Status.PASS
     kept = (
         "seasonality", "score", "expected", "spread", "spread_source", "dispersion", "relative_noise", "after_anomaly",
-        "sensitivity", "bucket_seconds", "training_points",
+        "quiet_day_band", "sensitivity", "bucket_seconds", "training_points",
     )  # fmt: skip
     outcome.details.update({key: before[key] for key in kept if key in before})
     outcome.details.update(judged=True, learning=learning, repeats_verdict_of=previous.pk)

@@ -138,7 +138,8 @@ SIMILAR_HOURS = 2.0
 SIMILAR_DAYS = 1.5
 """A small count on the hour-of-week fit is the mean of the hours whose profile is within a factor of 2 of its own
 hour's (not a weekend's quiet night with its busy day), on its weekday and the weekdays whose whole-day ratio is
-within a factor of 1.5 of its weekday's (Monday to Friday nights share a rate; weekend nights are apart)."""
+within a factor of 1.5 of its weekday's (Monday to Friday nights share a rate; weekend nights are apart); on
+differences, whose mean rows are within that factor or within the counting noise of the two means."""
 
 BUSY_COUNT = 25.0
 """Counts: the relative extra noise is fitted on buckets expected to hold at least 25 rows (counting noise at
@@ -150,6 +151,10 @@ MAX_RELATIVE_NOISE = 2.0
 LEVEL_SHIFT_MIN_POINTS = 3
 """After a level shift (``level_since``) the history before it keeps its seasonal shape, rescaled to the level of
 the points since the shift: at least 3 of them (predicted above zero), else the verdict is learning."""
+
+SHIFT_NOISE_POINTS = 24
+"""After a level shift, the count noise is fitted on the busy points since the shift once there are 24 of them (a
+median of fewer per-point estimates is too noisy to narrow a band on)."""
 
 SIDES = ("high", "low")
 """``after_anomaly``: the side on which the bucket right before the one under test was judged anomalous."""
@@ -185,7 +190,8 @@ class Verdict:
     ``dispersion`` and ``relative_noise`` the count noise model fitted on the history (rows per bucket:
     variance = dispersion * expected + (relative_noise * expected) ** 2; None when not fitted);
     ``after_anomaly`` the side ("high" or "low") whose band edge was drawn for a bucket right after one judged
-    anomalous on that side (``run_limit``), else "".
+    anomalous on that side (``run_limit``), else "";
+    ``quiet_day_band`` that the band is the table's quietest weekday's at this hour (``quiet_today``).
     """
 
     learning: bool
@@ -205,6 +211,7 @@ class Verdict:
     dispersion: float | None = None
     relative_noise: float | None = None
     after_anomaly: str = ""
+    quiet_day_band: bool = False
 
     @property
     def spread(self) -> float | None:
@@ -371,8 +378,9 @@ def evaluate(
     rescaled to the level of the points since then (``rescaled_to_new_level``); while fewer than
     ``LEVEL_SHIFT_MIN_POINTS`` of those are known the verdict is learning.
     ``quiet_today``: an earlier bucket of the day already passed as a quiet day (the caller keeps such buckets,
-    and the rest of that day, out of ``history``), so a low count needs no more evidence of the day than the quiet
-    weekday's band at its hour.
+    and the rest of that day, out of ``history``), so the bucket is judged as one of the table's quietest weekday at
+    its hour (``_quiet_day_center``), when that weekday is quieter: a low count needs no more evidence of the day, and
+    a spike into a holiday's evening is measured against a quiet evening, not a working one.
     ``after_anomaly`` ("high" or "low"): the bucket right before this one was judged anomalous on that side; that
     side's band edge is drawn at ``run_limit(sensitivity)`` instead (2.2 robust sd at the default 3.5), so a
     lasting anomaly fails in its second bucket too.
@@ -402,7 +410,13 @@ def evaluate(
 
     data = _Data(points)
     mode = _choose(data) if seasonality == "auto" else seasonality
-    center, mad, mode, source, noise = _baseline(data, at=at, mode=mode, counts=counts)
+    center, mad, mode, source, noise = _baseline(data, at=at, mode=mode, counts=counts, noise_since=level_since)
+    quiet_center = _quiet_day_center(data, at=at, mode=mode) if counts and quiet_today else None
+    as_quiet_day = quiet_center is not None and quiet_center < center
+    if as_quiet_day:
+        center = quiet_center
+        if noise is not None:
+            mad, source = _count_mad(center, noise)
     rate = max(center, MIN_EXPECTED_COUNT)
     if counts and noise is None and MODIFIED_Z * math.sqrt(rate) > mad:
         mad, source = MODIFIED_Z * math.sqrt(rate), "counting_noise"
@@ -440,6 +454,8 @@ def evaluate(
     is_anomaly = dropped_to_zero or (outside and not small)
 
     expected = f"the expected {band(lower, upper, whole=counts)}"
+    if as_quiet_day:
+        expected = f"{expected} of the table's quiet days"
     if after_anomaly:
         expected = f"{expected} of a bucket right after an anomalous one"
     if quiet_day:
@@ -471,6 +487,7 @@ def evaluate(
         dispersion=None if noise is None else dispersion,
         relative_noise=None if noise is None else relative_noise,
         after_anomaly=after_anomaly or "",
+        quiet_day_band=as_quiet_day,
     )
 
 
@@ -508,6 +525,24 @@ def _predict(data: _Data, *, mode: str, at: datetime) -> float | None:
             return center
         mode = _FALLBACK[mode]
     return None
+
+
+def _quiet_day_center(data: _Data, *, at: datetime, mode: str) -> float | None:
+    """The expectation of ``at``'s hour (rows per day: its day) on the table's quietest weekday, the one with the
+    fewest rows predicted over the whole day (weekly baselines only; None on that weekday itself)."""
+    if mode not in ("hour_of_week", "day_of_week"):
+        return None
+    fit = data.fit(mode)
+    hours = range(24) if mode == "hour_of_week" else (None,)
+    days = {}
+    for weekday in range(7):
+        predicted = [fit.predict(weekday if hour is None else weekday * 24 + hour) for hour in hours]
+        if all(p is not None for p in predicted):
+            days[weekday] = predicted
+    quietest = min(days, key=lambda weekday: math.fsum(days[weekday]), default=None)
+    if quietest is None or quietest == at.weekday():
+        return None
+    return days[quietest][0 if mode == "day_of_week" else at.hour]
 
 
 def _like_a_quiet_day(
@@ -863,6 +898,7 @@ def _fit_week(data: _Data) -> _Fit:
     counted, _ = _group(
         keys, [None if r is None else (v, profile[h]) for v, r, h in zip(data.values, ratios, data.hours)]
     )
+    daily_values = {} if relative else _group(data.weekdays, data.values)[0]
     predictions: dict[int, float | None] = {}
 
     def predict(key: int) -> float | None:
@@ -871,10 +907,16 @@ def _fit_week(data: _Data) -> _Fit:
         return predictions[key]
 
     def similar_days(day: int) -> list[int]:
-        """The weekdays whose whole-day ratio is within ``SIMILAR_DAYS`` of the day's (ratio fits; else the day)."""
+        """The weekdays whose whole-day ratio is within ``SIMILAR_DAYS`` of the day's; on differences, whose mean rows
+        are, or differ from the day's by less than the counting noise of two means (``_similar_means``)."""
+        if not relative:
+            own = daily_values.get(day, ())
+            return [
+                d for d, values in daily_values.items() if d == day or _similar_means(values, own, factor=SIMILAR_DAYS)
+            ]
         factors = {d: _median_sorted(b) for d in range(7) if len(b := pooled(d * 24, WHOLE_DAY)) >= MIN_BUCKET_POINTS}
         own = factors.get(day)
-        if not relative or not own:
+        if not own:
             return [day]
         return [d for d, factor in factors.items() if own / SIMILAR_DAYS <= factor <= own * SIMILAR_DAYS]
 
@@ -936,6 +978,20 @@ def _small_count(
     return math.fsum(similar) / len(similar)
 
 
+def _similar_means(a: list[float], b: list[float], *, factor: float) -> bool:
+    """Counts of two groups (``MIN_BUCKET_POINTS`` or more each) whose means are within ``factor`` of each other, or
+    differ by less than two standard errors of their difference under counting noise: a weekend's Saturday and
+    Sunday of ~0.6 rows an hour read 0.45 and 0.75 over a day and a half as often as not."""
+    if len(a) < MIN_BUCKET_POINTS or len(b) < MIN_BUCKET_POINTS:
+        return False
+    mean_a, mean_b = math.fsum(a) / len(a), math.fsum(b) / len(b)
+    if mean_a <= 0 or mean_b <= 0:
+        return mean_a == mean_b
+    if mean_b / factor <= mean_a <= mean_b * factor:
+        return True
+    return abs(mean_a - mean_b) < 2 * math.sqrt(mean_a / len(a) + mean_b / len(b))
+
+
 def _mean_error(residuals: list[float | None], members: list[int]) -> float | None:
     """Mean |error| over the given points, if enough of them were predicted."""
     return _criterion([residuals[index] for index in members])
@@ -955,10 +1011,11 @@ def _choose(data: _Data) -> str:
 
 
 def _baseline(
-    data: _Data, *, at: datetime, mode: str, counts: bool = False
+    data: _Data, *, at: datetime, mode: str, counts: bool = False, noise_since: datetime | None = None
 ) -> tuple[float, float, str, str, tuple[float, float] | None]:
     """Centre, MAD, the bucketing actually used (coarser when the bucket is too thin), what set the MAD and,
-    for counts, the fitted count noise (dispersion, relative noise; see ``_count_noise``) or None."""
+    for counts, the fitted count noise (dispersion, relative noise; see ``_count_noise``, from the points since
+    ``noise_since`` when it is given) or None."""
     while True:
         fit = data.fit(mode)
         center = fit.predict(_key(mode, at))
@@ -993,16 +1050,10 @@ def _baseline(
     level = _level_now(blocks)
     center = center * (1 + max(level, -MAX_LEVEL_DROP)) if relative else max(0.0, center + level)
 
-    noise = _count_noise(data, residuals, predicted) if counts else None
+    noise = _count_noise(data, residuals, predicted, since=noise_since) if counts else None
     if noise is not None:
-        dispersion, relative_noise = noise
-        rate = max(center, MIN_EXPECTED_COUNT)
-        counting, extra = dispersion * rate, (relative_noise * rate) ** 2
-        mad = MODIFIED_Z * math.sqrt(counting + extra)
-        floor = MAD_FLOOR_RELATIVE * abs(center)
-        if mad < floor:
-            return center, floor, mode, "relative_floor", noise
-        return center, mad, mode, "counting_noise" if counting >= extra else "history", noise
+        mad, source = _count_mad(center, noise)
+        return center, mad, mode, source, noise
 
     groups = data.hours if mode in ("hour_of_day", "hour_of_week") else None
     exponent = _noise_exponent(residuals, predicted, groups) if relative else 0.0
@@ -1013,6 +1064,19 @@ def _baseline(
     mad *= center**exponent * PREDICTION_CORRECTION
     floor = max(MAD_FLOOR_RELATIVE * abs(center), MAD_FLOOR_ABSOLUTE)
     return center, max(mad, floor), mode, "history" if mad >= floor else "relative_floor", None
+
+
+def _count_mad(center: float, noise: tuple[float, float]) -> tuple[float, str]:
+    """The MAD of a count expected at ``center`` under its fitted noise (dispersion, relative noise), and what set it:
+    counting noise, the relative extra noise ("history") or the relative floor."""
+    dispersion, relative_noise = noise
+    rate = max(center, MIN_EXPECTED_COUNT)
+    counting, extra = dispersion * rate, (relative_noise * rate) ** 2
+    mad = MODIFIED_Z * math.sqrt(counting + extra)
+    floor = MAD_FLOOR_RELATIVE * abs(center)
+    if mad < floor:
+        return floor, "relative_floor"
+    return mad, "counting_noise" if counting >= extra else "history"
 
 
 def _level_errors(errors: list[float | None], predicted: list[float | None]) -> list[float | None]:
@@ -1026,7 +1090,7 @@ def _level_errors(errors: list[float | None], predicted: list[float | None]) -> 
 
 
 def _count_noise(
-    data: _Data, residuals: list[float | None], predicted: list[float | None]
+    data: _Data, residuals: list[float | None], predicted: list[float | None], *, since: datetime | None = None
 ) -> tuple[float, float] | None:
     """(dispersion, relative noise) of a count series: variance = dispersion * mu + (k * mu) ** 2 at expected mu.
 
@@ -1042,12 +1106,23 @@ def _count_noise(
       a quiet hour the seasonal fit gets wrong (a weekend's business hours predicted at a few rows) is a bias,
       not noise. Fewer than ``MIN_RELATIVE_POINTS`` quiet pairs: 1.
 
+    ``since`` (a level shift accepted then; the points before it are rescaled to the new level, which scales their
+    counting noise too: doubled counts vary like a Poisson count of twice the variance): k and the dispersion are
+    fitted on the points since then, once ``SHIFT_NOISE_POINTS`` of them are busy (before that, on all of them: the
+    rescaled noise is wider, so the band errs on the quiet side while the new level is young).
+
     None with fewer than ``MIN_RELATIVE_POINTS`` points predicted above zero."""
-    busy = sorted((p, r * r) for r, p in zip(residuals, predicted) if r is not None and p is not None and p > 0)
-    if len(busy) < MIN_RELATIVE_POINTS:
+    positive = [
+        (p, r * r, t) for r, p, t in zip(residuals, predicted, data.times) if r is not None and p is not None and p > 0
+    ]
+    if len(positive) < MIN_RELATIVE_POINTS:
         return None
+    busy = sorted((p, squared) for p, squared, _ in positive)
     split = bisect_left(busy, (BUSY_COUNT,))
     busy = busy[split:] if split else busy[len(busy) // 2 :]
+    if since is not None:
+        recent = [(p, squared) for p, squared, t in positive if t >= since and p >= BUSY_COUNT]
+        busy = sorted(recent) if len(recent) >= SHIFT_NOISE_POINTS else busy
     relative_noise = 0.0
     if len(busy) >= MIN_RELATIVE_POINTS:
         k2 = statistics.median((squared / MODIFIED_Z**2 - p) / (p * p) for p, squared in busy)
@@ -1055,17 +1130,19 @@ def _count_noise(
     earlier = dict(zip(data.times, data.values))
     week = timedelta(weeks=1)
     pairs = sorted(
-        ((a - b) ** 2 / 2, (a + b) / 2)
+        ((a - b) ** 2 / 2, (a + b) / 2, since is None or t - week >= since)
         for t, a in zip(data.times, data.values)
         if (b := earlier.get(t - week)) is not None and (a + b) / 2 < BUSY_COUNT
     )
+    recent = [pair for pair in pairs if pair[2]]
+    pairs = recent if len(recent) >= MIN_RELATIVE_POINTS else pairs
     if len(pairs) < MIN_RELATIVE_POINTS:
         return 1.0, relative_noise
     kept = pairs[: len(pairs) - len(pairs) // 10]
-    level = math.fsum(m for _, m in kept)
+    level = math.fsum(m for _, m, _ in kept)
     if level <= 0:
         return 1.0, relative_noise
-    variance = math.fsum(d for d, _ in kept) - relative_noise**2 * math.fsum(m * m for _, m in kept)
+    variance = math.fsum(d for d, _, _ in kept) - relative_noise**2 * math.fsum(m * m for _, m, _ in kept)
     return max(1.0, variance / level), relative_noise
 
 
