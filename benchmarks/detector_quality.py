@@ -1,7 +1,8 @@
 """Measure Pulse's volume detector on nine families of labelled synthetic tables, through production judging.
 
 Usage: .venv/bin/python benchmarks/detector_quality.py [--series 6] [--weeks 2] [--injections 4] [--seed 1]
-           [--anomaly-model exact|noisy] [--shift-response automatic|rebaseline] [--workers 2] [--quick]
+           [--anomaly-model exact|noisy] [--shift-response automatic|rebaseline] [--significance unannounced|true-rate]
+           [--calendar] [--workers 2] [--quick]
            [--database pulse_bench_detector_quality]
 
 Families (rows per hour, counts drawn from Poisson around the rate, busy families with 3 % extra noise):
@@ -20,7 +21,8 @@ spikes, drops and silences that are significant in their bucket (Poisson tail be
 5 or 10 robust sd, robust sd = sqrt(expected) times the family's extra noise); 5-sd and 10-sd ones are
 reported apart. Significant for the true rate and for the rate a table without a calendar can know: on a holiday,
 before its first busy hour, that of an ordinary weekday's night as well (twice the holiday's), since nothing tells
-the two nights apart yet (`significant_value`; `--significance true-rate`: for the true rate alone). Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
+the two nights apart yet (`significant_value`; `--significance true-rate`: for the true rate alone; `--calendar`: the holidays are given
+as the connection's holiday calendar, the table marked quiet on holidays). Model `exact` (default): the count is exactly the anomalous value; `noisy`: the injected
 count is itself Poisson around it (so some injections land back inside the normal range). Batch families get missed loads instead, caught (or not)
 by freshness's learned cadence (`monitors.checks.freshness.learned_limit`), evaluated every 5 minutes; the
 weekly family misses one test load per series, and its cadence is learned from the two loads of the history
@@ -281,7 +283,7 @@ class _Timed:
 
 
 def judge_series(job: tuple) -> SeriesResult:
-    family, index, seed, weeks, model, per_week, shift_response, significance = job
+    family, index, seed, weeks, model, per_week, shift_response, significance, calendar = job
     from django.db import close_old_connections
 
     close_old_connections()
@@ -309,7 +311,7 @@ def judge_series(job: tuple) -> SeriesResult:
     rng = random.Random(f"{seed}-{family}-{index}")
     test_start = START + timedelta(days=HISTORY_DAYS)
     end = test_start + timedelta(weeks=weeks)
-    rate, extra, shift_at, _, unannounced = rate_function(family, rng, test_start)
+    rate, extra, shift_at, holidays, unannounced = rate_function(family, rng, test_start)
     hours = [START + i * HOUR for i in range(int((end - START) / HOUR))]
     lam_hourly = [rate(t) for t in hours]
     history_hours = int(HISTORY_DAYS * 24)
@@ -348,9 +350,13 @@ def judge_series(job: tuple) -> SeriesResult:
             anomalies.append(Anomaly(start, size, kind))
 
     connection = Connection.objects.get(name="bench")
+    if calendar and holidays:  # the series' own calendar, on a connection of its own
+        connection.pk, connection.name, connection.holidays = None, f"bench {family} {seed} {index}", sorted(holidays)
+        connection.save()
     key = series_key("created_at", width)
     table = MonitoredTable.objects.create(
         connection=connection,
+        quiet_on_holidays=bool(calendar and holidays),
         table_name=f"{family}_{seed}_{index}",
         timestamp_column="created_at",
         backfilled_at=START,
@@ -562,7 +568,8 @@ def report(results: list[SeriesResult], args, runtime: float) -> None:
     print(
         f"data: {args.series} series per family, {HISTORY_DAYS} days of stored history + {args.weeks} test weeks each, "
         f"seed {args.seed}, {args.injections} injections per series-week, injection model '{args.anomaly_model}', "
-        f"significance '{args.significance}', level shifts: {args.shift_response}; alert = {ALERT_AFTER} failing buckets in a row"
+        f"significance '{args.significance}', level shifts: {args.shift_response}, holiday calendar: "
+        f"{'given' if args.calendar else 'none'}; alert = {ALERT_AFTER} failing buckets in a row"
     )
     print()
     all_ms: list[float] = []
@@ -675,6 +682,12 @@ def main() -> None:
         help="injections significant for the true rate and for the rate a table without a calendar can know "
         "(default), or for the true rate alone (the issue's wording, holidays' nights included)",
     )
+    parser.add_argument(
+        "--calendar",
+        action="store_true",
+        help="holidays family: the series' holidays are its connection's holiday calendar and the table is marked "
+        "quiet on holidays (as a user who knows them would set it)",
+    )
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--quick", action="store_true", help="3 series per family, 1 test week")
     parser.add_argument("--families", default=",".join(FAMILIES))
@@ -691,8 +704,15 @@ def main() -> None:
     connections.close_all()
     jobs = [
         (
-            family, index, args.seed, args.weeks, args.anomaly_model, args.injections, args.shift_response,
+            family,
+            index,
+            args.seed,
+            args.weeks,
+            args.anomaly_model,
+            args.injections,
+            args.shift_response,
             args.significance,
+            args.calendar,
         )
         for family in args.families.split(",")
         for index in range(args.series)

@@ -20,6 +20,7 @@ class ConnectionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Connection
+        widgets = {"holidays": forms.Textarea(attrs={"rows": 3, "cols": 60})}
         fields = [
             "name",
             "team",
@@ -39,6 +40,7 @@ class ConnectionAdminForm(forms.ModelForm):
             "replica_time_burst_seconds",
             "replication_lag_threshold_seconds",
             "connection_error_threshold",
+            "holidays",
             "is_active",
         ]
 

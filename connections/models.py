@@ -1,10 +1,13 @@
 from django.contrib.auth.models import Group
+from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from common.managed import managed_by_field
 from common.secrets import decrypt_secret, encrypt_secret
 
+MAX_HOLIDAYS = 1000
+"""A connection's holiday calendar holds at most this many dates."""
 QUERIES_PER_HOUR_MAX = 10_000_000
 QUERIES_PER_SECOND_MAX = 100_000.0
 """The query caps' maxima, also their defaults: at these the caps never bind (connections.guardrails.budget)."""
@@ -91,6 +94,17 @@ class Connection(models.Model):
         help_text="Check runs in a row that could not run before a connection_error alert opens.",
     )
     backoff_until = models.DateTimeField(null=True, blank=True, editable=False)
+    holidays = ArrayField(
+        models.DateField(),
+        size=MAX_HOLIDAYS,
+        blank=True,
+        default=list,
+        db_default=[],
+        help_text=(
+            "Dates (YYYY-MM-DD, comma-separated) on which the tables marked quiet on holidays are judged as their "
+            "quietest weekday from midnight, and kept out of training: public holidays, shutdowns."
+        ),
+    )
     lag_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

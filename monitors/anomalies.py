@@ -552,10 +552,17 @@ def _quiet_days_marked(days: dict[int, tuple[Outcome, dict[datetime, float]]], *
     return quiet
 
 
-def _quiet_day_keep_out(*, table: MonitoredTable, outcome: Outcome, quiet_today: bool) -> None:
+def _on_holiday(table: MonitoredTable, outcome: Outcome) -> bool:
+    """The bucket falls on a date of its connection's holiday calendar, for a table marked quiet on holidays (the
+    date of the bucket's own clock, as its seasonal buckets read it)."""
+    return table.quiet_on_holidays and outcome.bucket_start.date() in table.connection.holidays
+
+
+def _quiet_day_keep_out(*, table: MonitoredTable, outcome: Outcome, quiet_today: bool, holiday: bool = False) -> None:
     """A quiet day (a holiday) trains nothing, not even its ordinary buckets: its nights before the first quiet
     verdict are marked now, its later buckets as they are judged. Otherwise a holiday's nights, quieter than a
-    working day's, would drag its weekday's level down and the same weekday a week later would alert."""
+    working day's, would drag its weekday's level down and the same weekday a week later would alert. A date of the
+    connection's holiday calendar (``holiday``) is a quiet day from midnight."""
     if outcome.details.get("quiet_day"):
         midnight, bucket = _day_of(outcome)
         earlier = list(
@@ -575,7 +582,10 @@ def _quiet_day_keep_out(*, table: MonitoredTable, outcome: Outcome, quiet_today:
         CheckResult.objects.bulk_update(earlier, ["details"])
     elif quiet_today and not outcome.is_anomaly:
         outcome.details["quiet_day"] = True
-        outcome.message = f"{outcome.message[:-1]}; part of a quiet day, kept out of training."
+        day = "a holiday of the connection's calendar" if holiday else "part of a quiet day"
+        outcome.message = f"{outcome.message[:-1]}; {day}, kept out of training."
+    if holiday:
+        outcome.details["holiday"] = True
 
 
 def _width_drift(outcome: Outcome, *, history: list[tuple[datetime, float]]) -> None:
@@ -623,7 +633,8 @@ def volume_judge(*, runs) -> None:
         sensitivity = effective_sensitivity(table)
         daily = outcome.details.get("bucket_seconds", 3600) >= DAY_SECONDS
 
-        quiet_today = table_id in quiet_days
+        holiday = _on_holiday(table, outcome)
+        quiet_today = holiday or table_id in quiet_days
 
         def judge(
             *,
@@ -654,11 +665,11 @@ def volume_judge(*, runs) -> None:
             )
 
         verdict = judge(history=points, level_since=table.baseline_since)
-        judged[table_id] = (verdict, points, judge, sensitivity, quiet_today)
+        judged[table_id] = (verdict, points, judge, sensitivity, quiet_today, holiday)
     after = _previous_anomalies(
         [
             (tables[table_id], volume[table_id], points)
-            for table_id, (verdict, points, _, sensitivity, _) in judged.items()
+            for table_id, (verdict, points, _, sensitivity, *_) in judged.items()
             if _may_continue(verdict, sensitivity)
         ],
         rows=reads.streak_rows,
@@ -676,7 +687,7 @@ def volume_judge(*, runs) -> None:
         confirmations=confirmations,
         rows=reads.streak_rows,
     )
-    for table_id, (verdict, points, judge, sensitivity, quiet_today) in judged.items():
+    for table_id, (verdict, points, judge, sensitivity, quiet_today, holiday) in judged.items():
         table, outcome = tables[table_id], volume[table_id]
         streak = streaks.get(table_id)
         accepted = streak is not None and _accept_level_shift(
@@ -684,7 +695,7 @@ def volume_judge(*, runs) -> None:
         )
         _apply(outcome, accepted or verdict, sensitivity=sensitivity)
         if not verdict.learning:
-            _quiet_day_keep_out(table=table, outcome=outcome, quiet_today=quiet_today)
+            _quiet_day_keep_out(table=table, outcome=outcome, quiet_today=quiet_today, holiday=holiday)
         if accepted:
             outcome.details["level_shift_accepted"] = {
                 "since": table.baseline_since.isoformat(),

@@ -100,6 +100,11 @@ class MonitoredTable(models.Model):
         validators=[MinValueValidator(0.0), MaxValueValidator(1e15)],
         help_text="Ignore deviations smaller than this many rows.",
     )
+    quiet_on_holidays = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="Quiet on its connection's holidays: those days are judged as the table's quietest weekday.",
+    )
     baseline_since = models.DateTimeField(
         null=True,
         blank=True,
@@ -147,6 +152,7 @@ class MonitoredTable(models.Model):
         "seasonality",
         "min_relative_change",
         "min_absolute_change",
+        "quiet_on_holidays",
     )
 
     class Meta:

@@ -72,6 +72,7 @@ class ConnectionSerializer(StrictModelSerializer):
             "replica_time",
             "replication_lag_threshold_seconds",
             "connection_error_threshold",
+            "holidays",
             "is_active",
             "status",
             "last_error",
@@ -98,6 +99,10 @@ class ConnectionSerializer(StrictModelSerializer):
         except ObjectDoesNotExist:
             allowance = None
         return asdict(guardrails.share_use(connection=connection, allowance=allowance, now=timezone.now()))
+
+    def validate_holidays(self, value: list) -> list:
+        """Each date once, in order."""
+        return sorted(set(value))
 
     def validate(self, attrs):
         problems = connection_change_problems(

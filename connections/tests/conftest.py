@@ -42,6 +42,7 @@ def admin_form():
             "replica_time_burst_seconds": connection.replica_time_burst_seconds,
             "replication_lag_threshold_seconds": connection.replication_lag_threshold_seconds,
             "connection_error_threshold": connection.connection_error_threshold,
+            "holidays": ",".join(day.isoformat() for day in connection.holidays),
             "max_concurrent_queries": connection.max_concurrent_queries,
             "is_active": "on",
             "tables-TOTAL_FORMS": 0,  # the monitored tables inline the project layer adds

@@ -74,3 +74,19 @@ def test_the_change_form_and_the_allowance_list_show_the_replica_time_used(clien
     assert "replica time used" in page.lower() and "1.8 s of server time" in page and "limit 5%" in page
     listing = client.get("/admin/connections/queryallowance/").content.decode()
     assert "1.8 s of server time" in listing
+
+
+def test_the_holiday_calendar_is_edited_as_comma_separated_dates_and_a_bad_one_is_named(
+    client, staff, make_connection, admin_form
+):
+    connection = make_connection()
+    client.force_login(staff)
+    url = f"/admin/connections/connection/{connection.id}/change/"
+    response = client.post(url, admin_form(connection, holidays="2026-12-24, 2026-12-25,\n2027-01-01"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection.refresh_from_db()
+    assert [day.isoformat() for day in connection.holidays] == ["2026-12-24", "2026-12-25", "2027-01-01"]
+    refused = client.post(url, admin_form(connection, holidays="2026-12-24,Christmas"))
+    assert refused.status_code == 200 and "Item 2 in the array did not validate" in refused.content.decode()
+    connection.refresh_from_db()
+    assert len(connection.holidays) == 3

@@ -251,3 +251,31 @@ def test_the_replica_time_share_is_validated(owner_client, make_connection):
     assert owner_client.patch(url, {"replica_time": {"now_percent": 0}}, format="json").status_code == 400
     connection.refresh_from_db()
     assert connection.replica_time_share_percent == 5.0
+
+
+def test_the_holiday_calendar_is_saved_in_order_once_and_bad_dates_are_refused(owner_client, make_connection):
+    connection = make_connection()
+    url = f"/api/connections/{connection.id}"
+    ok = owner_client.patch(url, {"holidays": ["2026-12-25", "2026-12-24", "2026-12-25"]}, format="json")
+    assert ok.status_code == 200 and ok.json()["holidays"] == ["2026-12-24", "2026-12-25"]
+    connection.refresh_from_db()
+    assert [d.isoformat() for d in connection.holidays] == ["2026-12-24", "2026-12-25"]
+    for bad in (
+        {"holidays": ["2026-13-01"]},
+        {"holidays": ["Christmas"]},
+        {"holidays": "2026-12-25"},
+        {"holidays": [None]},
+        {"holidays": ["2026-01-01"] * 1001},
+    ):
+        response = owner_client.patch(url, bad, format="json")
+        assert response.status_code == 400 and "holidays" in response.data
+        connection.refresh_from_db()
+        assert [d.isoformat() for d in connection.holidays] == ["2026-12-24", "2026-12-25"]  # nothing saved
+
+
+def test_another_teams_holiday_calendar_cannot_be_changed(outsider_client, make_connection):
+    connection = make_connection()
+    response = outsider_client.patch(f"/api/connections/{connection.id}", {"holidays": ["2026-12-25"]}, format="json")
+    assert response.status_code == 404
+    connection.refresh_from_db()
+    assert connection.holidays == []

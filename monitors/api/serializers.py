@@ -44,6 +44,7 @@ class MonitoredTableSerializer(ReadPlanMixin, ManagedModelSerializer):
             "seasonality",
             "min_relative_change",
             "min_absolute_change",
+            "quiet_on_holidays",
             "is_active",
             "managed_by",
             "status",

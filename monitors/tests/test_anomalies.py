@@ -465,3 +465,48 @@ def test_a_batch_is_judged_as_each_table_alone_with_statements_independent_of_it
     _, two = _judged(runs([0, 5]))
     # One statement reads the batch (monitors.anomalies.JUDGE_READS), one the windows of the tables with a streak.
     assert statements - 3 * 5 == two - 3 * 1 == 2
+
+
+def business_hours_rows(rng: random.Random):
+    """Weekday business hours ~60 rows, weekday nights ~1.2, weekends ~0.6 rows an hour (Poisson)."""
+
+    def poisson(expected: float) -> float:
+        threshold, count, product = math.exp(-expected), 0, rng.random()
+        while product > threshold:
+            count += 1
+            product *= rng.random()
+        return float(count)
+
+    def rows(at):
+        if at.weekday() >= 5:
+            return poisson(0.6)
+        busy = 9 <= at.hour < 18
+        return poisson(60 * (1 + 0.3 * math.sin((at.hour - 9) / 9 * math.pi)) if busy else 1.2)
+
+    return rows
+
+
+@pytest.mark.parametrize("quiet_on_holidays", [True, False])
+def test_a_date_of_the_connections_holiday_calendar_is_a_quiet_day_from_midnight(table, quiet_on_holidays):
+    """START (a Thursday) is in the connection's holiday calendar. For a table marked quiet on holidays, 6 rows at
+    03:00 are a spike for a quiet night (~0.6 rows: tail 4e-5) though usual for a working night (~1.2: tail 1.6e-3),
+    and the day's usual buckets are kept out of training; a table not marked judges the date as any Thursday."""
+    seed_history(table, hours=14 * 24, until=START, value_at=business_hours_rows(random.Random(25)))
+    table.connection.holidays = [START.date()]
+    table.connection.save()
+    MonitoredTable.objects.filter(pk=table.pk).update(quiet_on_holidays=quiet_on_holidays)
+
+    night = observe(table, START + timedelta(hours=3), 6)
+    usual = observe(table, START + timedelta(hours=5), 1)
+
+    assert night.is_anomaly == quiet_on_holidays
+    assert not usual.is_anomaly
+    history = training_history(tables=[table], until=START + timedelta(hours=6), series={table.id: SERIES})[table.id]
+    if quiet_on_holidays:
+        assert "of the table's quiet days" in night.message and night.details["holiday"]
+        assert usual.message.endswith("; a holiday of the connection's calendar, kept out of training.")
+        assert usual.details["quiet_day"] and usual.details["quiet_day_band"]
+        assert START + timedelta(hours=5) not in history
+    else:
+        assert night.details["expected"] > 0.9 and "holiday" not in night.details
+        assert "quiet" not in usual.message and START + timedelta(hours=5) in history

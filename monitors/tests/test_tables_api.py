@@ -285,3 +285,14 @@ def test_it_never_validates_against_a_server_that_is_not_a_replica(owner_client,
     assert response.status_code == 400
     assert "not a read replica" in str(response.data["connection"])
     assert not MonitoredTable.objects.exists()
+
+
+def test_a_table_is_marked_quiet_on_its_connections_holidays(owner_client, shop):
+    response = create(owner_client, shop)
+    assert response.status_code == 201 and response.json()["quiet_on_holidays"] is False
+    table_id = response.json()["id"]
+    ok = owner_client.patch(f"/api/tables/{table_id}", {"quiet_on_holidays": True}, format="json")
+    assert ok.status_code == 200 and ok.json()["quiet_on_holidays"] is True
+    bad = owner_client.patch(f"/api/tables/{table_id}", {"quiet_on_holidays": "maybe"}, format="json")
+    assert bad.status_code == 400 and "quiet_on_holidays" in bad.data
+    assert MonitoredTable.objects.get().quiet_on_holidays is True
