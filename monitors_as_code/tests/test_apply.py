@@ -150,3 +150,18 @@ def test_a_sensitivity_preset_in_the_file_is_stored_round_trips_and_a_bad_one_is
     refused = apply(preset.replace("sensitivity_preset: high", "sensitivity_preset: extreme"))
     assert [(p.line, p.field) for p in refused.problems] == [(13, "connections[0].tables[0].sensitivity_preset")]
     assert MonitoredTable.objects.get().sensitivity_preset == "high"  # nothing written
+
+
+def test_quiet_on_holidays_in_the_file_is_stored_round_trips_and_a_non_boolean_is_refused(shop, apply, plan):
+    column = "timestamp_column: created_at"
+    quiet = FILE.replace(column, f"{column}\n        quiet_on_holidays: true")
+    assert apply(quiet).problems == []
+    assert MonitoredTable.objects.get().quiet_on_holidays is True
+    assert not plan(quiet).has_changes
+    back = plan(FILE)  # the line removed: back to the model's default (not marked)
+    assert [(c.action, c.fields) for c in back.changes if c.kind == "table"] == [
+        ("change", {"quiet_on_holidays": (True, False)})
+    ]
+    refused = apply(quiet.replace("quiet_on_holidays: true", "quiet_on_holidays: sometimes"))
+    assert [(p.line, p.field) for p in refused.problems] == [(13, "connections[0].tables[0].quiet_on_holidays")]
+    assert MonitoredTable.objects.get().quiet_on_holidays is True  # nothing written
