@@ -560,7 +560,9 @@ def _like_a_quiet_day(
     gives (weekly baselines only; rows per day: the day's count alone).
 
     A weekly baseline knows weekends are quiet; a public holiday on a weekday looks like one from its first busy
-    hour. Hours that do not tell the two weekdays apart (nights) are no evidence either way, and the sum over the
+    hour. Hours that do not tell the two weekdays apart (nights: their bands under counting noise alone overlap;
+    the relative noise, a day's load and the fit's error, would hide busy hours too) are no evidence either way, and
+    the sum over the
     hours that do is judged rather than each bucket, so a holiday's noisy night does not spoil the match. Not
     excused: a drop that starts after the day's normal activity began (its busy hours are far above the quiet
     total), a count below even the quietest weekday's band (an outage on a holiday), and, for hourly buckets, a
@@ -586,14 +588,15 @@ def _like_a_quiet_day(
     if own is None or quietest == at.weekday():
         return False  # the quietest weekday itself: its drops are drops
     quiet = days[quietest]
+    counting = (noise or (1.0, 0.0))[0], 0.0
     lower, upper = _count_range(quiet[keys[-1]], sensitivity=sensitivity, noise=noise)
     if not lower <= value <= upper:
         return False
     telling = [
         (earlier, quiet[hour])
         for hour, earlier in today
-        if _count_range(own[hour], sensitivity=sensitivity, noise=noise)[0]
-        > _count_range(quiet[hour], sensitivity=sensitivity, noise=noise)[1]
+        if _count_range(own[hour], sensitivity=sensitivity, noise=counting)[0]
+        > _count_range(quiet[hour], sensitivity=sensitivity, noise=counting)[1]
     ]
     if not telling:
         return True
