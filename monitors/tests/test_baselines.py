@@ -720,6 +720,13 @@ def test_a_quiet_sunday_evening_expects_its_few_rows_when_its_pool_straddles_bus
     assert spike.is_anomaly and "above the expected" in spike.message
 
 
+def weekday_business_weekend_quiet(rng: random.Random, t: datetime) -> float:
+    """Weekday business hours ~60 rows, weekday nights ~1.2, weekends ~0.6 rows an hour all day (Poisson)."""
+    if t.weekday() >= 5:
+        return poisson(rng, 0.6)
+    return poisson(rng, 60 * (1 + 0.3 * math.sin((t.hour - 9) / 9 * math.pi)) if 9 <= t.hour < 18 else 1.2)
+
+
 def test_the_first_busy_hour_after_holidays_kept_out_of_training_keeps_its_level():
     """Business hours ~60 rows, weekday nights ~1.2, weekends ~0.6 rows an hour; a Monday holiday and the Tuesday of
     the week before were kept out of training. The newest blocks of history are then a weekend's, where most buckets
@@ -728,14 +735,12 @@ def test_the_first_busy_hour_after_holidays_kept_out_of_training_keeps_its_level
     errors, failed = [], 0
     for seed in range(50, 62):
         rng = random.Random(seed)
-
-        def rows(t: datetime, rng: random.Random = rng) -> float:
-            if t.weekday() >= 5:
-                return poisson(rng, 0.6)
-            return poisson(rng, 60 * (1 + 0.3 * math.sin((t.hour - 9) / 9 * math.pi)) if 9 <= t.hour < 18 else 1.2)
-
         kept_out = {(MONDAY + 8 * DAY).date(), (MONDAY + 14 * DAY).date()}
-        history = [(t, rows(t)) for t in (MONDAY + i * HOUR for i in range(15 * 24 + 9)) if t.date() not in kept_out]
+        history = [
+            (t, weekday_business_weekend_quiet(rng, t))
+            for t in (MONDAY + i * HOUR for i in range(15 * 24 + 9))
+            if t.date() not in kept_out
+        ]
         tuesday_morning = MONDAY + 15 * DAY + 9 * HOUR
 
         verdict = evaluate(history=history, at=tuesday_morning, value=60, counts=True)
@@ -743,13 +748,6 @@ def test_the_first_busy_hour_after_holidays_kept_out_of_training_keeps_its_level
         failed += verdict.is_anomaly
     assert sum(errors) / len(errors) < 7  # 4.6 rows (11.8 with the level of every bucket)
     assert failed == 0
-
-
-def weekday_business_weekend_quiet(rng: random.Random, t: datetime) -> float:
-    """Weekday business hours ~60 rows, weekday nights ~1.2, weekends ~0.6 rows an hour all day (Poisson)."""
-    if t.weekday() >= 5:
-        return poisson(rng, 0.6)
-    return poisson(rng, 60 * (1 + 0.3 * math.sin((t.hour - 9) / 9 * math.pi)) if 9 <= t.hour < 18 else 1.2)
 
 
 def test_a_weekend_hour_expects_the_rate_both_weekend_days_share_when_the_fit_works_on_differences():
