@@ -1162,8 +1162,8 @@ def _count_noise(
     extra noise k (load that varies from day to day, and the seasonal fit's own error) busy ones.
 
     * k: on the points predicted at ``BUSY_COUNT`` rows or more (the busier half when all are), from their levelled
-      leave-one-out errors, so that their median standardised error is 0.6745 (that of a normal error): the median
-      of the points' own moment estimates. None of the busy points: k = 0.
+      leave-one-out errors: the median of the points' own moment estimates, then one moment step that weighs each
+      point by what it tells (``_weighted_k2``). None of the busy points: k = 0.
     * dispersion (at least 1: never narrower than Poisson): from the differences between each quiet bucket and
       the same bucket a week earlier (same hour and weekday), sum((a - b) ** 2 / 2) / sum((a + b) / 2), without
       the largest tenth of the differences (an incident the history kept). Differences, not prediction errors:
@@ -1189,8 +1189,9 @@ def _count_noise(
         busy = sorted(recent) if len(recent) >= SHIFT_NOISE_POINTS else busy
     relative_noise = 0.0
     if len(busy) >= MIN_RELATIVE_POINTS:
-        k2 = statistics.median((squared / MODIFIED_Z**2 - p) / (p * p) for p, squared in busy)
-        relative_noise = min(MAX_RELATIVE_NOISE, math.sqrt(max(0.0, k2)) * PREDICTION_CORRECTION)
+        k2 = max(0.0, statistics.median((squared / MODIFIED_Z**2 - p) / (p * p) for p, squared in busy))
+        k2 = _weighted_k2(busy, start=k2)
+        relative_noise = min(MAX_RELATIVE_NOISE, math.sqrt(k2) * PREDICTION_CORRECTION)
     earlier = dict(zip(data.times, data.values))
     week = timedelta(weeks=1)
     pairs = sorted(
@@ -1208,6 +1209,28 @@ def _count_noise(
         return 1.0, relative_noise
     variance = math.fsum(d for d, _, _ in kept) - relative_noise**2 * math.fsum(m * m for _, m, _ in kept)
     return max(1.0, variance / level), relative_noise
+
+
+CHI2_CUT = 6.635
+CHI2_KEPT_MEAN = 0.9248
+"""A busy bucket's squared error beyond 6.635 times its variance (the 99th percentile of chi-squared with one degree of
+freedom) is left out of the extra noise's estimate as an incident; the mean of what is kept is 0.9248 of the
+variance."""
+
+
+def _weighted_k2(busy: list[tuple[float, float]], *, start: float) -> float:
+    """One step of the moment estimate of k ** 2 from (expected, squared error) pairs, each weighed by the inverse
+    variance of its squared error under the ``start`` estimate, 2 * (p + k ** 2 p ** 2) ** 2: the busiest buckets say
+    most about the relative noise, where a median of per-bucket estimates is as noisy as the quiet ones."""
+    numerator = denominator = 0.0
+    for p, squared in busy:
+        variance = p + start * p * p
+        if squared > CHI2_CUT * variance:
+            continue
+        weight = 1.0 / (variance * variance)
+        numerator += weight * (squared / CHI2_KEPT_MEAN - p)
+        denominator += weight * p * p
+    return max(0.0, numerator / denominator) if denominator > 0 else start
 
 
 def _level_now(blocks: list[tuple[float, float]]) -> float:
