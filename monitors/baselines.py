@@ -527,22 +527,34 @@ def _predict(data: _Data, *, mode: str, at: datetime) -> float | None:
     return None
 
 
+def _weekday_predictions(data: _Data, *, mode: str, keys: list[int]) -> dict[int, dict[int, float]]:
+    """{weekday: {key: prediction}} on a weekly baseline (hour_of_week: keys are hours; day_of_week: [0], the day),
+    for the weekdays that predict every key."""
+    fit, weekly = data.fit(mode), mode == "hour_of_week"
+    days = {}
+    for weekday in range(7):
+        predicted = {key: fit.predict(weekday * 24 + key if weekly else weekday) for key in keys}
+        if all(p is not None for p in predicted.values()):
+            days[weekday] = predicted
+    return days
+
+
+def _quietest(days: dict[int, dict[int, float]]) -> int | None:
+    """The weekday with the fewest rows predicted over the given keys."""
+    return min(days, key=lambda weekday: math.fsum(days[weekday].values()), default=None)
+
+
 def _quiet_day_center(data: _Data, *, at: datetime, mode: str) -> float | None:
     """The expectation of ``at``'s hour (rows per day: its day) on the table's quietest weekday, the one with the
     fewest rows predicted over the whole day (weekly baselines only; None on that weekday itself)."""
     if mode not in ("hour_of_week", "day_of_week"):
         return None
-    fit = data.fit(mode)
-    hours = range(24) if mode == "hour_of_week" else (None,)
-    days = {}
-    for weekday in range(7):
-        predicted = [fit.predict(weekday if hour is None else weekday * 24 + hour) for hour in hours]
-        if all(p is not None for p in predicted):
-            days[weekday] = predicted
-    quietest = min(days, key=lambda weekday: math.fsum(days[weekday]), default=None)
+    hourly = mode == "hour_of_week"
+    days = _weekday_predictions(data, mode=mode, keys=list(range(24)) if hourly else [0])
+    quietest = _quietest(days)
     if quietest is None or quietest == at.weekday():
         return None
-    return days[quietest][0 if mode == "day_of_week" else at.hour]
+    return days[quietest][at.hour if hourly else 0]
 
 
 def _like_a_quiet_day(
@@ -575,16 +587,10 @@ def _like_a_quiet_day(
     today = [(moment.hour, earlier) for moment, earlier in zip(data.times, data.values) if midnight <= moment < at]
     if weekly and not today and not quiet_today:
         return False  # nothing known of the day yet: judged as any other drop
-    fit = data.fit(mode)
     keys = [hour for hour, _ in today] + [at.hour] if weekly else [0]
-
-    def predictions(weekday: int) -> dict[int, float] | None:
-        predicted = {key: fit.predict(weekday * 24 + key if weekly else weekday) for key in keys}
-        return None if any(p is None for p in predicted.values()) else predicted
-
-    days = {weekday: predicted for weekday in range(7) if (predicted := predictions(weekday)) is not None}
+    days = _weekday_predictions(data, mode=mode, keys=keys)
     own = days.get(at.weekday())
-    quietest = min(days, key=lambda weekday: math.fsum(days[weekday].values()), default=None)
+    quietest = _quietest(days)
     if own is None or quietest == at.weekday():
         return False  # the quietest weekday itself: its drops are drops
     quiet = days[quietest]
@@ -866,9 +872,9 @@ def _fit_week(data: _Data) -> _Fit:
         for v, d in zip(data.values, data.weekdays)
     ]
     weighted = data.counts and relative
-    profile_points: dict[int, list[float]] = {}
+    profile_points: dict[int, list[float]] = {}  # medians: the hour's sorted values
     profile: dict[int, float] = {}
-    hour_sums: dict[int, tuple[float, float]] = {}
+    hour_sums: dict[int, tuple[float, float, int]] = {}  # counts: the hour's rows, expectation and points
     if weighted:
         pairs, _ = _group(
             data.hours,
@@ -877,8 +883,7 @@ def _fit_week(data: _Data) -> _Fit:
         for hour, members in pairs.items():
             total, weight = math.fsum(v for v, _ in members), math.fsum(r for _, r in members)
             if len(members) >= MIN_BUCKET_POINTS and total > 0:
-                profile[hour], hour_sums[hour] = total / weight, (total, weight)
-                profile_points[hour] = [0.0] * len(members)
+                profile[hour], hour_sums[hour] = total / weight, (total, weight, len(members))
     else:
         for hour, values in _group(data.hours, adjusted)[0].items():
             median = statistics.median(values) if len(values) >= MIN_BUCKET_POINTS else None
@@ -891,13 +896,12 @@ def _fit_week(data: _Data) -> _Fit:
         hour, own = data.hours[index], adjusted[index]
         if hour not in profile or own is None:
             return profile.get(hour)
-        if len(profile_points[hour]) <= MIN_BUCKET_POINTS:
-            return None
         if weighted:
-            total, weight = hour_sums[hour]
+            total, weight, points = hour_sums[hour]
             rest = total - data.values[index]
-            return rest / (weight - rough[data.weekdays[index]]) if rest > 0 else None
-        return _median_without(profile_points[hour], own)
+            return rest / (weight - rough[data.weekdays[index]]) if points > MIN_BUCKET_POINTS and rest > 0 else None
+        points = profile_points[hour]
+        return _median_without(points, own) if len(points) > MIN_BUCKET_POINTS else None
 
     keys = data.keys("hour_of_week")
     pooled = _day_pools(keys, ratios)
