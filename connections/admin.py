@@ -6,7 +6,7 @@ from django.utils import timezone
 from common.admin import TeamScopedAdmin, managed_form_errors, release_from_file, short_time, status_label
 from connections import guardrails
 from connections.maintenance import maintenance_window_problems
-from connections.models import Connection, MaintenanceWindow, QueryAllowance
+from connections.models import Connection, MaintenanceWindow, QueryAllowance, holidays_in_order
 from connections.state import connection_activation_apply, connection_change_problems, connection_test
 
 
@@ -45,6 +45,9 @@ class ConnectionAdminForm(forms.ModelForm):
         ]
 
     user = None  # the requesting user, set by ConnectionAdmin.get_form
+
+    def clean_holidays(self):
+        return holidays_in_order(self.cleaned_data["holidays"])
 
     def clean(self):
         cleaned = super().clean()

@@ -8,6 +8,13 @@ from common.secrets import decrypt_secret, encrypt_secret
 
 MAX_HOLIDAYS = 1000
 """A connection's holiday calendar holds at most this many dates."""
+
+
+def holidays_in_order(dates) -> list:
+    """A holiday calendar as stored: each date once, in order (the API and the admin both save it so)."""
+    return sorted(set(dates))
+
+
 QUERIES_PER_HOUR_MAX = 10_000_000
 QUERIES_PER_SECOND_MAX = 100_000.0
 """The query caps' maxima, also their defaults: at these the caps never bind (connections.guardrails.budget)."""

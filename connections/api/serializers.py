@@ -9,7 +9,7 @@ from common.api import ManagedModelSerializer, SoleTeamDefault, StrictModelSeria
 from common.tenancy import scope_to_user
 from connections import guardrails, replica
 from connections.maintenance import maintenance_window_problems
-from connections.models import Connection, MaintenanceWindow
+from connections.models import Connection, MaintenanceWindow, holidays_in_order
 from connections.state import connection_activation_apply, connection_change_problems
 
 # Changing any of these means Pulse must reach the replica again before saving.
@@ -101,8 +101,7 @@ class ConnectionSerializer(StrictModelSerializer):
         return asdict(guardrails.share_use(connection=connection, allowance=allowance, now=timezone.now()))
 
     def validate_holidays(self, value: list) -> list:
-        """Each date once, in order."""
-        return sorted(set(value))
+        return holidays_in_order(value)
 
     def validate(self, attrs):
         problems = connection_change_problems(

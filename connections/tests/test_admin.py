@@ -90,3 +90,15 @@ def test_the_holiday_calendar_is_edited_as_comma_separated_dates_and_a_bad_one_i
     assert refused.status_code == 200 and "Item 2 in the array did not validate" in refused.content.decode()
     connection.refresh_from_db()
     assert len(connection.holidays) == 3
+
+
+def test_the_admin_stores_the_holiday_calendar_as_the_api_does_in_order_once_each(
+    client, staff, make_connection, admin_form
+):
+    connection = make_connection()
+    client.force_login(staff)
+    url = f"/admin/connections/connection/{connection.id}/change/"
+    response = client.post(url, admin_form(connection, holidays="2027-01-01,2026-12-25,2027-01-01"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    connection.refresh_from_db()
+    assert [day.isoformat() for day in connection.holidays] == ["2026-12-25", "2027-01-01"]

@@ -265,6 +265,9 @@ def test_the_holiday_calendar_is_saved_in_order_once_and_bad_dates_are_refused(o
         {"holidays": ["Christmas"]},
         {"holidays": "2026-12-25"},
         {"holidays": [None]},
+        {"holidays": None},
+        {"holidays": [["2026-12-25"]]},
+        {"holidays": [{"date": "2026-12-25"}]},
         {"holidays": ["2026-01-01"] * 1001},
     ):
         response = owner_client.patch(url, bad, format="json")
